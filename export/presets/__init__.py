@@ -1,0 +1,1 @@
+"""Quantization presets shipped with lite-rm (read with importlib.resources)."""

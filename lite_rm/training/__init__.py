@@ -1,0 +1,1 @@
+"""Training: the three stages (base MLM, general RM, customized RM). Needs the [train] extra."""
