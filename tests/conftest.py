@@ -1,0 +1,54 @@
+"""Shared fixtures: a tiny random BERT reward model with the real MiniLM tokenizer, and data paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The real data of ../shared/data (CI has it beside the checkout)."""
+    path = Path(os.environ.get("LITE_RM_DATA", SHARED_DATA))
+    if not path.is_dir():
+        pytest.fail(f"the real data folder {path} is missing: CI places ../shared/data beside the repo")
+    return path
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    from lite_rm.models import default_encoder_path
+
+    return default_encoder_path()
+
+
+@pytest.fixture(scope="session")
+def tokenizer_path(minilm_path: Path) -> Path:
+    return minilm_path / "tokenizer.json"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, minilm_path: Path) -> Path:
+    """A 2-layer, hidden-32 random BERT with a one-label head, saved as a lite-rm checkpoint."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from lite_rm.checkpoint import write_meta
+    from lite_rm.encoding import InputRule
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=512, num_labels=1,
+    )
+    model = BertForSequenceClassification(config).eval()
+    folder = tmp_path_factory.mktemp("tiny") / "checkpoint"
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(folder)
+    write_meta(folder, InputRule(max_length=128), stage="tiny-random")
+    return folder
