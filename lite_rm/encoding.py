@@ -131,7 +131,7 @@ def encode_pairs(
     ids: list[list[int]] = []
     types: list[list[int]] = []
     truncated: list[bool] = []
-    for p, r in zip(enc_p, enc_r):
+    for p, r in zip(enc_p, enc_r, strict=True):
         keep_p, keep_r = _budget(len(p.ids), len(r.ids), budget, rule.min_response_share)
         cut = keep_p < len(p.ids) or keep_r < len(r.ids)
         if keep_p < len(p.ids):

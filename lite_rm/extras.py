@@ -39,9 +39,9 @@ def require(module: str, extra: str | None = None) -> ModuleType:
     except ImportError as err:
         top = module.split(".")[0]
         extra = extra or _EXTRA_OF.get(top, "train")
-        hint = 'pip install "lite-rm[%s]"' % extra
+        hint = f'pip install "lite-rm[{extra}]"'
         if top == "torch":
-            hint = 'pip install torch==2.13.0 "lite-rm[%s]"' % extra
+            hint = f'pip install torch==2.13.0 "lite-rm[{extra}]"'
         raise MissingExtraError(
             f"{module!r} is needed for this and is not installed ({err}). Install it with: {hint}"
         ) from err

@@ -136,19 +136,13 @@ def iter_csv(path: Path) -> Iterator[RawRecord]:
         return
     for row in reader:
         loc = f"{name} line {reader.line_num}"
-        if None in row:  # more values than header columns
+        width = len(reader.fieldnames)
+        extra = row.pop(None, None)  # type: ignore[call-overload]
+        missing = sum(1 for v in row.values() if v is None)
+        if extra or missing:
+            found = width + len(extra or ()) - missing
             yield loc, DataError(
-                loc,
-                f"expected {len(reader.fieldnames)} columns as in the header, found {len(reader.fieldnames) + len(row[None])}",  # type: ignore[index]
-                reason="wrong column count",
-            )
-            continue
-        missing = [k for k, v in row.items() if v is None]
-        if missing:
-            yield loc, DataError(
-                loc,
-                f"expected {len(reader.fieldnames)} columns as in the header, found {len(reader.fieldnames) - len(missing)}",
-                reason="wrong column count",
+                loc, f"expected {width} columns as in the header, found {found}", reason="wrong column count"
             )
             continue
         yield loc, dict(row)

@@ -43,7 +43,7 @@ class RankedList:
         best = self.responses[self.preferred]
         return [
             PreferencePair(self.prompt, best, resp, self.source, self.domain, label)
-            for i, (resp, label) in enumerate(zip(self.responses, self.labels))
+            for i, (resp, label) in enumerate(zip(self.responses, self.labels, strict=True))
             if i != self.preferred and resp != best
         ]
 

@@ -1,0 +1,124 @@
+"""``lite-rm data check``: validate and summarize preference files. Torch-free."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import click
+
+from lite_rm.cli import fail
+
+logger = logging.getLogger(__name__)
+
+
+def parse_columns(values: tuple[str, ...]) -> dict[str, str]:
+    """``("prompt=question", ...)`` -> ``{"prompt": "question"}``."""
+    columns = {}
+    for value in values:
+        ours, sep, theirs = value.partition("=")
+        if not sep or ours not in ("prompt", "chosen", "rejected") or not theirs:
+            fail(
+                f"--column {value!r}: expected FIELD=COLUMN with FIELD one of prompt, chosen, rejected "
+                "(e.g. --column prompt=question)"
+            )
+        columns[ours] = theirs
+    return columns
+
+
+@click.group()
+def data() -> None:
+    """Preference data: validate and summarize files."""
+
+
+@data.command("check")
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["dsp", "text-score", "hh-rlhf", "pairs", "hf"]),
+              default=None, help="Input format (detected from the first record when omitted).")
+@click.option("--domain", default=None, help="DSP target domain (default: every domain).")
+@click.option("--column", "columns", multiple=True, metavar="FIELD=COLUMN",
+              help="Map a column to prompt/chosen/rejected, e.g. --column prompt=question. Repeatable.")
+@click.option("--split", default=None, help="Split of a Hugging Face dataset (default: train).")
+@click.option("--skip-invalid", is_flag=True, help="Skip malformed records (counted) instead of stopping.")
+@click.option("--tokenizer", "tokenizer_path", type=click.Path(exists=True, dir_okay=True), default=None,
+              help="tokenizer.json (or a folder with one) for length statistics; default: the MiniLM one.")
+@click.option("--max-length", type=int, default=256, show_default=True,
+              help="Max tokens per (prompt, response) input, as in training and scoring.")
+@click.option("--fail-on-leaks", is_flag=True, help="Exit with status 1 when sources share prompts.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def check(
+    sources: tuple[str, ...], fmt: str | None, domain: str | None, columns: tuple[str, ...],
+    split: str | None, skip_invalid: bool, tokenizer_path: str | None, max_length: int,
+    fail_on_leaks: bool, as_json: bool,
+) -> None:
+    """Validate and summarize preference SOURCES (files, saved datasets or dataset names).
+
+    Reports the format, pairs, ties and invalid records dropped, token lengths (how much the max length
+    truncates) and leaks: prompts shared between the sources given together (train and test).
+    """
+    from lite_rm.data import DataError
+    from lite_rm.data.inspection import check_source, find_leaks
+    from lite_rm.encoding import InputRule, load_tokenizer
+
+    try:
+        rule = InputRule(max_length=max_length)
+    except ValueError as err:
+        fail(f"--max-length: {err}")
+    tokenizer = None
+    try:
+        if tokenizer_path is None:
+            from lite_rm.models import default_encoder_path
+
+            tokenizer_path = str(default_encoder_path())
+        tokenizer = load_tokenizer(tokenizer_path)
+    except (FileNotFoundError, OSError, Exception) as err:  # tokenizers raises its own Exception type
+        logger.warning("no token statistics: %s (pass --tokenizer PATH/tokenizer.json)", err)
+    mapping = parse_columns(columns)
+    checks = []
+    for source in sources:
+        try:
+            checks.append(check_source(
+                source, format=fmt, domain=domain, skip_invalid=skip_invalid, columns=mapping,
+                split=split, tokenizer=tokenizer, rule=rule,
+            ))
+        except DataError as err:
+            fail(err)
+    leaks = find_leaks(checks)
+    if as_json:
+        out = {"sources": [c.to_dict() for c in checks],
+               "leaks": [{"a": a, "b": b, "shared_prompts": n, "example": ex} for a, b, n, ex in leaks]}
+        click.echo(json.dumps(out, indent=2))
+    else:
+        for c in checks:
+            _print_check(c)
+        if len(checks) > 1:
+            if leaks:
+                for a, b, n, example in leaks:
+                    click.echo(f"LEAK: {n} prompts appear in both {a} and {b} (e.g. {example!r})")
+            else:
+                click.echo(f"leaks: none ({len(checks)} sources share no prompt)")
+    if leaks and fail_on_leaks:
+        fail(f"{sum(n for _, _, n, _ in leaks)} prompts are shared between sources (see above)")
+
+
+def _print_check(c: object) -> None:
+    from lite_rm.data.inspection import FileCheck
+
+    assert isinstance(c, FileCheck)
+    click.echo(f"{c.source}  [{c.format}]")
+    for key, rep in c.reports.items():
+        label = f"  {key}: " if key else "  "
+        click.echo(label + rep.summary())
+        for message in rep.first_errors:
+            click.echo(f"    skipped: {message}")
+    if c.lengths:
+        s = c.lengths
+        click.echo(
+            f"  tokens: prompt median {s.prompt['median']:.0f} / p95 {s.prompt['p95']:.0f} / max {s.prompt['max']}; "
+            f"response median {s.response['median']:.0f} / p95 {s.response['p95']:.0f} / max {s.response['max']}"
+        )
+        click.echo(
+            f"  inputs over max length {s.max_length}: {100 * s.truncated_share:.1f}% "
+            f"(pair median {s.pair['median']:.0f}, p95 {s.pair['p95']:.0f} tokens; truncation keeps "
+            "the end of the prompt and the start of the response)"
+        )

@@ -1,0 +1,130 @@
+"""Every kind of bad input: one clear message naming the file, line or item, field, expected and found."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from lite_rm.data import DataError, load_preferences
+
+GOOD = {"prompt": "p", "chosen": "a", "rejected": "b"}
+
+
+def jsonl(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_truncated_gzip(tmp_path: Path) -> None:
+    data = gzip.compress(("".join(json.dumps(GOOD) + "\n" for _ in range(2000))).encode())
+    path = tmp_path / "t.jsonl.gz"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"t\.jsonl\.gz line \d+: the gzip stream is truncated"):
+        load_preferences(path)
+    loaded = load_preferences(path, skip_invalid=True)
+    assert 0 < len(loaded) < 2000 and loaded.report.skipped["truncated gzip"] == 1
+
+
+def test_non_utf8_line_in_jsonl(tmp_path: Path) -> None:
+    path = tmp_path / "b.jsonl"
+    path.write_bytes(json.dumps(GOOD).encode() + b"\n" + b'{"prompt": "\xff\xfe", "chosen": "a", "rejected": "b"}\n')
+    with pytest.raises(DataError, match=r"b\.jsonl line 2: bytes that are not UTF-8"):
+        load_preferences(path)
+
+
+def test_non_utf8_json_file(tmp_path: Path) -> None:
+    path = tmp_path / "b.json"
+    path.write_bytes(b'[\n{"prompt": "p", "chosen": "a", "rejected": "b"},\n{"prompt": "\xe9"}]')
+    with pytest.raises(DataError, match=r"b\.json line 3: bytes that are not UTF-8"):
+        load_preferences(path)
+
+
+def test_invalid_json_line_and_file(tmp_path: Path) -> None:
+    path = jsonl(tmp_path / "x.jsonl", [json.dumps(GOOD), "{not json"])
+    with pytest.raises(DataError, match=r"x\.jsonl line 2: invalid JSON at column 2"):
+        load_preferences(path)
+    bad = tmp_path / "x.json"
+    bad.write_text('[\n{"prompt": "p",\n "chosen": }\n]')
+    with pytest.raises(DataError, match=r"x\.json line 3: invalid JSON"):
+        load_preferences(bad)
+
+
+def test_missing_field(tmp_path: Path) -> None:
+    path = jsonl(tmp_path / "m.jsonl", [json.dumps(GOOD), json.dumps({"prompt": "p", "chosen": "a"})])
+    with pytest.raises(DataError, match=r"m\.jsonl line 2: field 'rejected' is missing; found fields \['chosen', 'prompt'\]"):
+        load_preferences(path)
+
+
+def test_mistyped_field(tmp_path: Path) -> None:
+    path = jsonl(tmp_path / "t.jsonl", [json.dumps({"prompt": "p", "chosen": 5, "rejected": "b"})])
+    with pytest.raises(DataError, match=r"t\.jsonl line 1: field 'chosen': expected a string or a non-empty list .*found int 5"):
+        load_preferences(path)
+    ts = tmp_path / "ts.json"
+    ts.write_text(json.dumps([{"text": ["\n\nHuman: a\n\nAssistant: b", "\n\nHuman: a\n\nAssistant: c"],
+                               "score": [1, "high"]}]))
+    with pytest.raises(DataError, match=r"ts\.json item 1: field 'score'\[1\]: expected a number, found str 'high'"):
+        load_preferences(ts)
+
+
+def test_nan_score(tmp_path: Path) -> None:
+    path = tmp_path / "n.json"
+    path.write_text('[{"text": ["\\n\\nHuman: a\\n\\nAssistant: b", "\\n\\nHuman: a\\n\\nAssistant: c"], "score": [NaN, 1]}]')
+    with pytest.raises(DataError, match=r"n\.json item 1: field 'score'\[0\]: expected a finite number, found nan"):
+        load_preferences(path)
+
+
+def test_text_score_length_mismatch(tmp_path: Path) -> None:
+    path = tmp_path / "l.json"
+    path.write_text(json.dumps([{"text": ["\n\nHuman: a\n\nAssistant: b", "\n\nHuman: a\n\nAssistant: c"], "score": [1.0]}]))
+    with pytest.raises(DataError, match=r"l\.json item 1: fields 'text' and 'score': expected lists of the same length, found 2 texts and 1 scores"):
+        load_preferences(path)
+
+
+def test_dsp_item_without_domain(tmp_path: Path) -> None:
+    items = [{"query": "q", "responses": {"academy": "a", "normal": "n"}},
+             {"query": "q2", "responses": {"business": "b", "normal": "n"}}]
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(items))
+    with pytest.raises(DataError, match=r"d\.json item 2: field 'responses': expected a response for domain 'academy', found domains \['business', 'normal'\]"):
+        load_preferences(path, domain="academy")
+    with pytest.raises(DataError, match="needs a target domain"):
+        load_preferences(path)
+
+
+def test_no_usable_pair(tmp_path: Path) -> None:
+    empty = tmp_path / "e.jsonl"
+    empty.write_text("")
+    with pytest.raises(DataError, match=r"e\.jsonl: no usable preference pair; .*found 0 records"):
+        load_preferences(empty)
+    ties = tmp_path / "ties.json"
+    ties.write_text(json.dumps([{"text": ["\n\nHuman: a\n\nAssistant: b", "\n\nHuman: a\n\nAssistant: c"], "score": [1, 1]}] * 3))
+    with pytest.raises(DataError, match=r"no usable preference pair; .*3 ties"):
+        load_preferences(ties)
+
+
+def test_unknown_format(tmp_path: Path) -> None:
+    path = jsonl(tmp_path / "u.jsonl", [json.dumps({"a": 1})])
+    with pytest.raises(DataError, match=r"u\.jsonl line 1: cannot tell the format from the fields \['a'\]"):
+        load_preferences(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="file not found"):
+        load_preferences(tmp_path / "nope.jsonl")
+
+
+def test_skip_invalid_counts_reasons(tmp_path: Path) -> None:
+    path = jsonl(tmp_path / "s.jsonl", [
+        json.dumps(GOOD), "{bad", json.dumps({"prompt": "p", "chosen": "a"}),
+        json.dumps({"prompt": "p", "chosen": 1, "rejected": "b"}), json.dumps(GOOD),
+        json.dumps({"prompt": "p", "chosen": "same", "rejected": "same"}),
+    ])
+    loaded = load_preferences(path, skip_invalid=True)
+    report = loaded.report
+    assert len(loaded) == 2 and report.records == 6 and report.identical == 1
+    assert dict(report.skipped) == {"invalid JSON": 1, "missing field": 1, "wrong type": 1}
+    assert "3 invalid records skipped" in report.summary()
+    assert report.first_errors[0].endswith("s.jsonl line 2: invalid JSON at column 2: Expecting property name enclosed in double quotes")
