@@ -1,0 +1,209 @@
+"""Torch-free scoring of a lite-rm bundle: onnxruntime + tokenizers + numpy only.
+
+>>> scorer = Scorer("bundle/")
+>>> scorer.score("How do I boil an egg?", ["Put it in boiling water for 8 minutes.", "Eggs are nice."])
+array([ 1.7, -0.4], dtype=float32)
+>>> scorer.preference_probability("How do I boil an egg?", "Put it in ...", "Eggs are nice.")
+0.83
+
+Inputs go through the same input rule as training (:mod:`lite_rm.encoding`), so a bundle scores
+exactly what the checkpoint saw. This module must never import torch: a test checks it in a fresh
+interpreter.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from lite_rm.bundle import BundleError, Manifest, read_manifest
+from lite_rm.encoding import EncodedPairs, encode_pairs, load_tokenizer, pad_batch, pad_id_of
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 32
+
+
+def _check_texts(name: str, value: Any) -> list[str]:
+    """A list of strings from ``value`` (a list/tuple of str), or a TypeError naming the argument."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"{name}: expected a list of strings, found {type(value).__name__}")
+    for i, text in enumerate(value):
+        if not isinstance(text, str):
+            raise TypeError(f"{name}[{i}]: expected a string, found {type(text).__name__}")
+    return list(value)  # a copy: the caller's list is never touched
+
+
+def _check_text(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected a string, found {type(value).__name__}")
+    return value
+
+
+class Scorer:
+    """Scores (prompt, response) pairs with an exported bundle on the CPU.
+
+    Safe to share between threads: onnxruntime sessions and ``tokenizers`` tokenizers allow concurrent
+    calls, and a Scorer keeps no per-call state. It never changes the lists it is given.
+
+    Args:
+        bundle: the bundle folder written by ``lite-rm export``.
+        threads: onnxruntime intra-op threads (``None``: onnxruntime's default, one per physical core).
+        batch_size: pairs per model call; pairs are sorted by length first so a batch pads little.
+        providers: onnxruntime execution providers (default: CPU).
+        verify: check the files' SHA-256 against the manifest when opening (reads the whole model).
+
+    Raises:
+        BundleError: missing or corrupted bundle files, or a manifest of an unknown format version.
+    """
+
+    def __init__(
+        self,
+        bundle: str | Path,
+        threads: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        providers: Sequence[str] | None = None,
+        verify: bool = False,
+    ) -> None:
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads: expected a positive integer or None, found {threads!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive integer, found {batch_size!r}")
+        self.manifest: Manifest = read_manifest(bundle, verify=verify)
+        self.input_rule = self.manifest.input_rule
+        self.batch_size = batch_size
+        try:
+            self._tokenizer = load_tokenizer(self.manifest.tokenizer_path)
+        except Exception as err:  # tokenizers raises a bare Exception on a bad file
+            raise BundleError(f"{self.manifest.tokenizer_path}: not a valid tokenizer file ({err})") from None
+        self._pad_id = pad_id_of(self._tokenizer)
+
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # The graph was fused offline at export; ENABLE_ALL still adds the CPU layout passes and costs
+        # little at load time (measured in bench/SCORING.md, cold start).
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self._session = ort.InferenceSession(
+                str(self.manifest.model_path), sess_options=options,
+                providers=list(providers) if providers else ["CPUExecutionProvider"],
+            )
+        except Exception as err:  # onnxruntime raises its own exception types for a bad protobuf
+            raise BundleError(
+                f"{self.manifest.model_path}: onnxruntime cannot load it ({str(err).strip()[:300]}); the "
+                "bundle is corrupted or was made for a newer onnxruntime, export it again"
+            ) from None
+        # Feed exactly what the graph asks for, by name (some exports drop token_type_ids).
+        self._input_names = [i.name for i in self._session.get_inputs()]
+        known = {"input_ids", "attention_mask", "token_type_ids"}
+        unknown = [n for n in self._input_names if n not in known]
+        if unknown:
+            raise BundleError(f"{self.manifest.model_path}: the model wants inputs {unknown}; expected {sorted(known)}")
+        self._output_name = self._session.get_outputs()[0].name
+        logger.debug("opened %s (%s, inputs %s)", bundle, self.manifest.precision, self._input_names)
+
+    def __repr__(self) -> str:
+        return f"Scorer({str(self.manifest.folder)!r}, precision={self.manifest.precision!r})"
+
+    @property
+    def max_length(self) -> int:
+        return self.input_rule.max_length
+
+    # -- public API ----------------------------------------------------------------------------------
+
+    def score(self, prompt: str, responses: Sequence[str]) -> np.ndarray:
+        """Scores of several responses to one prompt (higher is preferred).
+
+        Args:
+            prompt: the prompt or dialogue history.
+            responses: the responses to score.
+
+        Returns:
+            float32 array, one score per response, in the order given.
+        """
+        prompt = _check_text("prompt", prompt)
+        responses = _check_texts("responses", responses)
+        if not responses:
+            raise ValueError("responses: empty; give at least one response to score")
+        return self._score([prompt] * len(responses), responses)
+
+    def score_pairs(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        """Scores of (prompt, response) pairs.
+
+        Args:
+            prompts: one prompt per pair.
+            responses: one response per pair, as many as prompts.
+
+        Returns:
+            float32 array, one score per pair, in the order given.
+        """
+        prompts = _check_texts("prompts", prompts)
+        responses = _check_texts("responses", responses)
+        if len(prompts) != len(responses):
+            raise ValueError(f"score_pairs: {len(prompts)} prompts but {len(responses)} responses")
+        if not prompts:
+            raise ValueError("score_pairs: empty input; give at least one (prompt, response) pair")
+        return self._score(prompts, responses)
+
+    def preference_probability(self, prompt: str, a: str, b: str) -> float:
+        """Calibrated probability that response ``a`` is preferred over ``b`` for ``prompt``."""
+        prompt, a, b = _check_text("prompt", prompt), _check_text("a", a), _check_text("b", b)
+        return float(self._probabilities([prompt], [a], [b])[0])
+
+    def preference_probabilities(
+        self, prompts: Sequence[str], a: Sequence[str], b: Sequence[str]
+    ) -> np.ndarray:
+        """Batched :meth:`preference_probability`: P(a[i] preferred over b[i] | prompts[i]).
+
+        Returns:
+            float64 array of probabilities, in the order given.
+        """
+        prompts, a, b = _check_texts("prompts", prompts), _check_texts("a", a), _check_texts("b", b)
+        if not (len(prompts) == len(a) == len(b)):
+            raise ValueError(f"preference_probabilities: {len(prompts)} prompts, {len(a)} a, {len(b)} b")
+        if not prompts:
+            raise ValueError("preference_probabilities: empty input; give at least one (prompt, a, b)")
+        return self._probabilities(prompts, a, b)
+
+    def probability_from_scores(self, score_a: np.ndarray, score_b: np.ndarray) -> np.ndarray:
+        """P(a preferred over b) from already computed scores, with the bundle's calibration."""
+        diff = np.asarray(score_a, dtype=np.float64) - np.asarray(score_b, dtype=np.float64)
+        return 1.0 / (1.0 + np.exp(-self.manifest.calibration.scale * diff))
+
+    # -- internals ------------------------------------------------------------------------------------
+
+    def _probabilities(self, prompts: list[str], a: list[str], b: list[str]) -> np.ndarray:
+        # One call for both sides so that a and b responses share length-sorted batches.
+        scores = self._score(prompts + prompts, a + b)
+        n = len(prompts)
+        return self.probability_from_scores(scores[:n], scores[n:])
+
+    def _score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        encoded = encode_pairs(self._tokenizer, prompts, responses, self.input_rule)
+        return self.score_encoded(encoded)
+
+    def score_encoded(self, encoded: EncodedPairs) -> np.ndarray:
+        """Scores of already encoded pairs (see :func:`lite_rm.encoding.encode_pairs`).
+
+        Pairs are run in batches of similar length: sorting by length and padding each batch only to
+        its longest pair wastes far less compute than padding everything to ``max_length``. Written
+        here (a stable argsort) because onnxruntime has no bucketing of its own.
+        """
+        lengths = np.fromiter((len(ids) for ids in encoded.input_ids), dtype=np.int64, count=len(encoded))
+        order = np.argsort(lengths, kind="stable")
+        scores = np.empty(len(encoded), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            batch = pad_batch(encoded, idx.tolist(), self._pad_id)
+            feed = {name: batch[name] for name in self._input_names}
+            out = self._session.run([self._output_name], feed)[0]
+            scores[idx] = np.asarray(out, dtype=np.float32).reshape(len(idx), -1)[:, 0]
+        return scores
+
