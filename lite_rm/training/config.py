@@ -1,0 +1,367 @@
+"""Training configuration: plain dataclasses, validated on construction, loadable from TOML or YAML.
+
+Every key is documented on its field. A config file holds the top-level keys plus one table per
+stage (``[base]``, ``[general]``, ``[custom]``)::
+
+    output_dir = "runs/demo"
+    stages = ["base", "general", "custom"]
+
+    [general]
+    epochs = 1.0
+
+    [custom]
+    domains = ["academy"]
+    listwise = true
+
+A bad value raises :class:`ConfigError` naming the key (``custom.replay_share``), what was expected
+and what was found; an unknown key lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from lite_rm.data.formats import DSP_DOMAINS
+
+STAGES = ("base", "general", "custom")
+INTERPOLATE_CHOICES = ("off", "auto")
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the key."""
+
+
+def _check(ok: bool, key: str, expected: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"config key {key!r}: expected {expected}, found {value!r}")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _positive(key: str, value: Any, integer: bool = False) -> None:
+    kind = "a positive integer" if integer else "a positive number"
+    ok = (isinstance(value, int) and not isinstance(value, bool)) if integer else _number(value)
+    _check(ok and value > 0, key, kind, value)
+
+
+def _non_negative(key: str, value: Any, integer: bool = False) -> None:
+    kind = "an integer >= 0" if integer else "a number >= 0"
+    ok = (isinstance(value, int) and not isinstance(value, bool)) if integer else _number(value)
+    _check(ok and value >= 0, key, kind, value)
+
+
+def _fraction(key: str, value: Any, upper_open: bool = True) -> None:
+    ok = _number(value) and 0 <= value < 1 if upper_open else _number(value) and 0 <= value <= 1
+    _check(ok, key, "a number in [0, 1)" if upper_open else "a number in [0, 1]", value)
+
+
+def _boolean(key: str, value: Any) -> None:
+    _check(isinstance(value, bool), key, "true or false", value)
+
+
+@dataclass
+class OptimConfig:
+    """What every training stage shares: optimizer, schedule, batch and stopping settings.
+
+    Attributes:
+        epochs: passes over the stage's training data (fractions allowed, e.g. 0.5).
+        max_steps: stop after this many optimizer steps (0: no limit; for quick runs and tests).
+        lr: peak learning rate of AdamW (linear warm-up, then linear decay to 0).
+        batch_size: pairs per step (lists per step when listwise; texts per step for the base stage).
+        warmup: share of the steps spent warming up the learning rate.
+        weight_decay: AdamW weight decay (not applied to biases and LayerNorm weights).
+        max_grad_norm: gradient clipping norm (0: off).
+        valid_fraction: share of prompts held out (by a hash of the prompt) as a validation split,
+            used for early stopping, checkpoint selection and weight interpolation; 0 disables.
+        eval_every: validate every this many steps (0: once per epoch).
+        patience: stop after this many validations without improvement (0: never stop early).
+    """
+
+    epochs: float = 1.0
+    max_steps: int = 0
+    lr: float = 3e-5
+    batch_size: int = 16
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    valid_fraction: float = 0.0
+    eval_every: int = 0
+    patience: int = 0
+
+    def _validate(self, prefix: str) -> None:
+        _positive(f"{prefix}.epochs", self.epochs)
+        _non_negative(f"{prefix}.max_steps", self.max_steps, integer=True)
+        _check(_number(self.lr) and 0 < self.lr < 1, f"{prefix}.lr", "a number in (0, 1)", self.lr)
+        _positive(f"{prefix}.batch_size", self.batch_size, integer=True)
+        _fraction(f"{prefix}.warmup", self.warmup)
+        _non_negative(f"{prefix}.weight_decay", self.weight_decay)
+        _non_negative(f"{prefix}.max_grad_norm", self.max_grad_norm)
+        _check(_number(self.valid_fraction) and 0 <= self.valid_fraction <= 0.5,
+               f"{prefix}.valid_fraction", "a number in [0, 0.5]", self.valid_fraction)
+        _non_negative(f"{prefix}.eval_every", self.eval_every, integer=True)
+        _non_negative(f"{prefix}.patience", self.patience, integer=True)
+
+
+@dataclass
+class BaseStageConfig(OptimConfig):
+    """Stage ``base``: masked-LM training continued on the text the model will judge.
+
+    Attributes:
+        mlm_probability: share of tokens masked (BERT's 15%).
+        text_from: whose text to train on: ``general`` and/or ``custom`` training data.
+        max_texts: use at most this many texts, sampled with the seed (0: all).
+    """
+
+    lr: float = 5e-5
+    batch_size: int = 32
+    mlm_probability: float = 0.15
+    text_from: list[str] = field(default_factory=lambda: ["general", "custom"])
+    max_texts: int = 1024
+
+    def __post_init__(self) -> None:
+        self._validate("base")
+        _check(_number(self.mlm_probability) and 0 < self.mlm_probability < 1,
+               "base.mlm_probability", "a number in (0, 1)", self.mlm_probability)
+        _check(isinstance(self.text_from, list) and bool(self.text_from)
+               and all(t in ("general", "custom") for t in self.text_from),
+               "base.text_from", "a non-empty list of 'general', 'custom'", self.text_from)
+        _non_negative("base.max_texts", self.max_texts, integer=True)
+
+
+@dataclass
+class GeneralStageConfig(OptimConfig):
+    """Stage ``general`` (GRFT): Bradley-Terry loss on general preference sets, mixed.
+
+    Attributes:
+        sets: name -> preference file. Empty: helpful, harmless and WebGPT train files of the data
+            folder.
+        proportions: name -> how many times each of that set's pairs is used per epoch (1.0: once;
+            0.5: a random half; 2.0: twice). Sets not named get 1.0. This is the mixing of
+            "general preference enrichment".
+    """
+
+    sets: dict[str, str] = field(default_factory=dict)
+    proportions: dict[str, float] = field(default_factory=dict)
+    lr: float = 4e-5
+    valid_fraction: float = 0.05
+
+    def __post_init__(self) -> None:
+        self._validate("general")
+        _check(isinstance(self.sets, dict) and all(isinstance(v, str) for v in self.sets.values()),
+               "general.sets", "a table of name = file path", self.sets)
+        _check(isinstance(self.proportions, dict), "general.proportions", "a table of name = number",
+               self.proportions)
+        for name, value in self.proportions.items():
+            _non_negative(f"general.proportions.{name}", value)
+        if self.sets:
+            unknown = sorted(set(self.proportions) - set(self.sets))
+            _check(not unknown, "general.proportions", f"names among {sorted(self.sets)}", unknown)
+
+
+@dataclass
+class CustomStageConfig(OptimConfig):
+    """Stage ``custom`` (CRFT): the same loss on customized preferences, keeping general ability.
+
+    Attributes:
+        domains: DSP domains to customize for, one model each (``custom-<domain>/``).
+        data: a preference file (any supported format) to customize on instead of DSP domains;
+            its model is saved as ``custom-<file stem>/``.
+        listwise: train multi-response items (DSP: five responses, one preferred) with a softmax over
+            the list instead of the paper's pairwise conversion.
+        imitation_coef: weight of the masked-LM loss on the preferred responses (the paper's
+            customized preference imitation learning); 0 disables.
+        replay_share: share of each batch filled with general pairs (general replay); 0 disables.
+        l2sp_coef: weight of the L2-SP pull ``sum ||w - w_general||^2`` of the encoder toward the
+            stage-2 weights; 0 disables.
+        freeze_embeddings: keep the embedding layer fixed.
+        freeze_layers: keep the lowest N transformer layers fixed.
+        interpolate: ``off``; ``auto`` (choose the mixing weight ``alpha`` of
+            ``alpha * custom + (1 - alpha) * general`` on the validation splits); or a number in
+            [0, 1] used as is.
+        interpolate_tolerance: with ``auto``, the largest drop of general validation accuracy
+            (vs. the general model) accepted; among those alphas the best custom accuracy wins.
+    """
+
+    domains: list[str] = field(default_factory=lambda: ["academy"])
+    data: str = ""
+    listwise: bool = True
+    epochs: float = 2.0
+    lr: float = 3e-5
+    batch_size: int = 16
+    valid_fraction: float = 0.15
+    eval_every: int = 40
+    patience: int = 2
+    imitation_coef: float = 0.0
+    replay_share: float = 0.0
+    l2sp_coef: float = 0.0
+    freeze_embeddings: bool = False
+    freeze_layers: int = 0
+    interpolate: Any = "auto"
+    interpolate_tolerance: float = 0.01
+
+    def __post_init__(self) -> None:
+        self._validate("custom")
+        _check(isinstance(self.domains, list) and all(d in DSP_DOMAINS for d in self.domains),
+               "custom.domains", f"a list of DSP domains among {list(DSP_DOMAINS)}", self.domains)
+        _check(isinstance(self.data, str), "custom.data", "a file path", self.data)
+        _check(bool(self.domains) or bool(self.data), "custom.domains",
+               "at least one domain, or custom.data", self.domains)
+        _boolean("custom.listwise", self.listwise)
+        _non_negative("custom.imitation_coef", self.imitation_coef)
+        _check(_number(self.replay_share) and 0 <= self.replay_share < 1, "custom.replay_share",
+               "a number in [0, 1)", self.replay_share)
+        _non_negative("custom.l2sp_coef", self.l2sp_coef)
+        _boolean("custom.freeze_embeddings", self.freeze_embeddings)
+        _non_negative("custom.freeze_layers", self.freeze_layers, integer=True)
+        if isinstance(self.interpolate, str) and self.interpolate not in INTERPOLATE_CHOICES:
+            try:
+                self.interpolate = float(self.interpolate)
+            except ValueError:
+                pass
+        ok = self.interpolate in INTERPOLATE_CHOICES or (_number(self.interpolate) and 0 <= self.interpolate <= 1)
+        _check(ok, "custom.interpolate", "'off', 'auto' or a number in [0, 1]", self.interpolate)
+        _fraction("custom.interpolate_tolerance", self.interpolate_tolerance, upper_open=False)
+
+    def targets(self) -> list[str]:
+        """Names of the custom models this config trains (``custom-<name>`` folders)."""
+        if self.data:
+            return [Path(self.data).name.split(".")[0]]
+        return list(self.domains)
+
+
+@dataclass
+class TrainConfig:
+    """A whole ``lite-rm train`` run.
+
+    Attributes:
+        output_dir: where the stage checkpoints and the results table go.
+        model: the encoder to start from: ``default`` (offline all-MiniLM-L6-v2), a local folder or a
+            Hugging Face hub id.
+        data_dir: the data folder (default: ``$LITE_RM_DATA`` or ``../shared/data``).
+        stages: which stages to run, in order; a later stage starts from the last earlier stage's
+            checkpoint in ``output_dir`` when present, else from ``model``.
+        seed: seeds data order, masking, dropout and head initialization; same seed, same run.
+        max_length: the input rule's token budget for (prompt, response).
+        bf16: bfloat16 autocast on CPU: ``auto`` (on when the CPU has native bf16), true, false.
+        threads: torch intra-op threads (0: torch's default).
+        log_every: log loss / accuracy / margin / pairs/s every this many steps.
+        save_every: write a resumable mid-stage checkpoint every this many steps (0: only at stage ends).
+        eval_sets: name -> preference file evaluated after every stage; empty: the default test
+            files (helpful, harmless, WebGPT, DSP test per domain). ``dsp`` files are evaluated for
+            the custom domains with per-opponent accuracy.
+        eval_batch_size: texts per forward pass in evaluation.
+        base, general, custom: per-stage settings.
+    """
+
+    output_dir: str = "runs/lite-rm"
+    model: str = "default"
+    data_dir: str = ""
+    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    seed: int = 0
+    max_length: int = 256
+    bf16: Any = "auto"
+    threads: int = 0
+    log_every: int = 20
+    save_every: int = 50
+    eval_sets: dict[str, str] = field(default_factory=dict)
+    eval_batch_size: int = 64
+    base: BaseStageConfig = field(default_factory=BaseStageConfig)
+    general: GeneralStageConfig = field(default_factory=GeneralStageConfig)
+    custom: CustomStageConfig = field(default_factory=CustomStageConfig)
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.output_dir, str) and bool(self.output_dir), "output_dir", "a folder path",
+               self.output_dir)
+        _check(isinstance(self.model, str) and bool(self.model), "model", "a model folder or hub id",
+               self.model)
+        _check(isinstance(self.stages, list) and bool(self.stages) and all(s in STAGES for s in self.stages)
+               and len(set(self.stages)) == len(self.stages),
+               "stages", f"a non-empty list of distinct stages among {list(STAGES)}", self.stages)
+        self.stages = [s for s in STAGES if s in self.stages]  # always run in pipeline order
+        _check(isinstance(self.seed, int) and not isinstance(self.seed, bool), "seed", "an integer",
+               self.seed)
+        _check(isinstance(self.max_length, int) and 16 <= self.max_length <= 512, "max_length",
+               "an integer in [16, 512]", self.max_length)
+        _check(self.bf16 in ("auto", True, False), "bf16", "'auto', true or false", self.bf16)
+        _non_negative("threads", self.threads, integer=True)
+        _positive("log_every", self.log_every, integer=True)
+        _non_negative("save_every", self.save_every, integer=True)
+        _check(isinstance(self.eval_sets, dict) and all(isinstance(v, str) for v in self.eval_sets.values()),
+               "eval_sets", "a table of name = file path", self.eval_sets)
+        _positive("eval_batch_size", self.eval_batch_size, integer=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Build from a nested dict (a parsed config file); unknown keys raise :class:`ConfigError`."""
+        _check(isinstance(data, dict), "(top level)", "a table of keys", data)
+        data = dict(data)
+        sections = {"base": BaseStageConfig, "general": GeneralStageConfig, "custom": CustomStageConfig}
+        kwargs: dict[str, Any] = {}
+        for name, section_cls in sections.items():
+            if name in data:
+                section = data.pop(name)
+                _check(isinstance(section, dict), name, "a table of keys", section)
+                kwargs[name] = _build(section_cls, section, prefix=f"{name}.")
+        return _build(cls, {**data, **kwargs}, prefix="", nested=set(sections))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _build(cls: type[T], data: dict[str, Any], prefix: str, nested: set[str] | None = None) -> T:
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {prefix + unknown[0]!r}; valid keys{' in [' + prefix[:-1] + ']' if prefix else ''}: "
+            f"{', '.join(n for n in names if n not in (nested or set()))}"
+        )
+    try:
+        return cls(**data)
+    except TypeError as err:  # a wrong type the checks could not name (should be rare)
+        raise ConfigError(f"config {prefix[:-1] or 'top level'}: {err}") from None
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) config file.
+
+    Raises:
+        ConfigError: unreadable file, syntax error, unknown key or bad value (named).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        import tomllib
+
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    elif suffix in (".yaml", ".yml"):
+        from lite_rm.extras import require
+
+        yaml = require("yaml")
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    else:
+        raise ConfigError(f"{path}: expected a .toml, .yaml or .yml config file, found {suffix or 'no suffix'!r}")
+    try:
+        return TrainConfig.from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None

@@ -1,0 +1,190 @@
+"""Pairwise accuracy of a reward model on evaluation sets, and the stages x sets results table.
+
+Works on any scoring function ``(prompts, responses) -> rewards``: a PyTorch checkpoint during
+training, or an ONNX bundle through :class:`lite_rm.scorer.Scorer`. Every distinct
+(prompt, response) text is scored once, however many pairs and sets share it (the DSP test file's
+680 texts give all four domains' 2,176 pairs).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lite_rm.data import DSP_DOMAINS, PreferencePair, load_preferences
+from lite_rm.data.locations import DSP_TEST, GENERAL_TEST
+
+logger = logging.getLogger(__name__)
+
+ScoreFn = Callable[[Sequence[str], Sequence[str]], np.ndarray]
+GENERAL_SETS = tuple(GENERAL_TEST)  # helpful, harmless, webgpt: their mean is "general avg"
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """An evaluation set: a preference file, and for DSP data the domain whose preference counts."""
+
+    name: str
+    path: str
+    domain: str | None = None
+
+    def load(self) -> list[PreferencePair]:
+        return load_preferences(self.path, domain=self.domain).pairs
+
+
+def default_eval_sets(data_dir: str | Path, domains: Sequence[str] = DSP_DOMAINS) -> list[EvalSet]:
+    """The test files of the data folder: helpful, harmless, WebGPT, and DSP test per domain."""
+    data_dir = Path(data_dir)
+    sets = [EvalSet(name, str(data_dir / rel)) for name, rel in GENERAL_TEST.items()]
+    sets += [EvalSet(f"dsp-{d}", str(data_dir / DSP_TEST), d) for d in domains]
+    return sets
+
+
+def eval_sets_from(named: dict[str, str], domains: Sequence[str] = DSP_DOMAINS) -> list[EvalSet]:
+    """Eval sets from ``name = path``; a DSP file becomes one set per domain (``name-<domain>``)."""
+    sets: list[EvalSet] = []
+    for name, path in named.items():
+        if is_multi_domain(path):
+            sets += [EvalSet(f"{name}-{d}" if name != "dsp" else f"dsp-{d}", path, d) for d in domains]
+        else:
+            sets.append(EvalSet(name, path))
+    return sets
+
+
+def is_multi_domain(path: str | Path) -> bool:
+    """Whether a file holds DSP multi-domain records (judged by its first record)."""
+    from lite_rm.data.readers import iter_records
+
+    path = Path(path)
+    if not path.is_file():
+        return False
+    for _, record in iter_records(path):
+        return isinstance(record, dict) and {"query", "responses"} <= set(record)
+    return False
+
+
+def pairwise_accuracy(chosen: np.ndarray, rejected: np.ndarray) -> float:
+    """Share of pairs whose preferred response scores higher (a tie counts half)."""
+    diff = np.asarray(chosen, dtype=np.float64) - np.asarray(rejected, dtype=np.float64)
+    if diff.size == 0:
+        return float("nan")
+    return float(np.mean((diff > 0) + 0.5 * (diff == 0)))
+
+
+def evaluate(score: ScoreFn, sets: Sequence[EvalSet], loaded: dict[str, list[PreferencePair]] | None = None
+             ) -> dict[str, dict[str, Any]]:
+    """Pairwise accuracy on every set (and per opponent for multi-domain data).
+
+    Args:
+        score: ``(prompts, responses) -> rewards``.
+        sets: the evaluation sets.
+        loaded: already loaded pairs by set name (loads the rest).
+
+    Returns:
+        ``{set: {"acc": float, "pairs": int, "per_opponent": {label: acc}}}``.
+    """
+    loaded = dict(loaded or {})
+    for s in sets:
+        if s.name not in loaded:
+            loaded[s.name] = s.load()
+    index: dict[tuple[str, str], int] = {}
+    for s in sets:
+        for p in loaded[s.name]:
+            index.setdefault((p.prompt, p.chosen), len(index))
+            index.setdefault((p.prompt, p.rejected), len(index))
+    keys = sorted(index, key=index.__getitem__)
+    rewards = np.asarray(score([k[0] for k in keys], [k[1] for k in keys]), dtype=np.float64)
+    results: dict[str, dict[str, Any]] = {}
+    for s in sets:
+        pairs = loaded[s.name]
+        c = rewards[[index[(p.prompt, p.chosen)] for p in pairs]]
+        r = rewards[[index[(p.prompt, p.rejected)] for p in pairs]]
+        row: dict[str, Any] = {"acc": pairwise_accuracy(c, r), "pairs": len(pairs)}
+        labels = sorted({p.rejected_label for p in pairs if p.rejected_label})
+        if labels:
+            row["per_opponent"] = {
+                lab: pairwise_accuracy(c[m], r[m])
+                for lab in labels
+                for m in [np.array([p.rejected_label == lab for p in pairs])]
+            }
+        results[s.name] = row
+    return results
+
+
+def general_average(row: dict[str, dict[str, Any]]) -> float | None:
+    """Mean accuracy over helpful, harmless and WebGPT when all three are present."""
+    vals = [row[n]["acc"] for n in GENERAL_SETS if n in row]
+    return float(np.mean(vals)) if len(vals) == len(GENERAL_SETS) else None
+
+
+def results_table(rows: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Markdown: rows are stages (or models), columns are sets, plus the general average; then the
+    per-opponent accuracy of multi-domain sets."""
+    sets: list[str] = []
+    for row in rows.values():
+        sets += [s for s in row if s not in sets]
+    # the paper's column order: the general sets first, then the rest by name
+    sets.sort(key=lambda s: (GENERAL_SETS.index(s) if s in GENERAL_SETS else len(GENERAL_SETS), s))
+    has_avg = any(general_average(r) is not None for r in rows.values())
+    header = ["model", *sets] + (["general avg"] if has_avg else [])
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for stage, row in rows.items():
+        cells = [stage] + [f"{row[s]['acc']:.3f}" if s in row else "" for s in sets]
+        if has_avg:
+            avg = general_average(row)
+            cells.append(f"{avg:.3f}" if avg is not None else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    opp_sets = [s for s in sets if any("per_opponent" in r.get(s, {}) for r in rows.values())]
+    if opp_sets:
+        lines += ["", "Per opponent (pairwise accuracy of the domain's response vs each other response):", ""]
+        lines += ["| model | set | " + " | ".join(["vs " + o for o in _opponents(rows, opp_sets)]) + " |",
+                  "|" + " --- |" * (2 + len(_opponents(rows, opp_sets)))]
+        for stage, row in rows.items():
+            for s in opp_sets:
+                if s in row and "per_opponent" in row[s]:
+                    per = row[s]["per_opponent"]
+                    lines.append(f"| {stage} | {s} | " + " | ".join(
+                        f"{per[o]:.3f}" if o in per else "—" for o in _opponents(rows, opp_sets)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _opponents(rows: dict[str, dict[str, dict[str, Any]]], sets: list[str]) -> list[str]:
+    found: list[str] = []
+    for row in rows.values():
+        for s in sets:
+            for o in row.get(s, {}).get("per_opponent", {}):
+                if o not in found:
+                    found.append(o)
+    return sorted(found, key=lambda o: (o == "normal", o))
+
+
+def write_results(folder: str | Path, rows: dict[str, dict[str, dict[str, Any]]], extra: dict[str, Any] | None = None
+                  ) -> tuple[Path, Path]:
+    """Write ``results.md`` and ``results.json`` into ``folder``."""
+    from lite_rm.checkpoint import write_text_atomic
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    md, js = folder / "results.md", folder / "results.json"
+    write_text_atomic(md, results_table(rows))
+    payload = {"results": rows, "general_avg": {k: general_average(v) for k, v in rows.items()}, **(extra or {})}
+    write_text_atomic(js, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return md, js
+
+
+def torch_score_fn(model: Any, tokenizer: Any, rule: Any, bf16: bool, batch_size: int = 64) -> ScoreFn:
+    """A :data:`ScoreFn` for a PyTorch reward model, with the input rule."""
+    from lite_rm.encoding import encode_pairs, pad_id_of
+    from lite_rm.training.modeling import score_all
+
+    def score(prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        texts = encode_pairs(tokenizer, prompts, responses, rule)
+        return score_all(model, texts, pad_id_of(tokenizer), bf16, batch_size)
+
+    return score

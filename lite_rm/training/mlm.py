@@ -1,0 +1,89 @@
+"""Masked-LM pieces: the base stage's model and the imitation loss of the custom stage.
+
+Both use transformers' own masking (:class:`DataCollatorForLanguageModeling`: 80% ``[MASK]``, 10%
+random, 10% kept) on texts already encoded with the input rule, so the base stage trains on exactly
+the (prompt, response) inputs the reward model will read.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def load_mlm(path: str | Path, seed: int) -> Any:
+    """An ``AutoModelForMaskedLM`` from a folder (an encoder without an MLM head gets a new one)."""
+    from transformers import AutoModelForMaskedLM
+    from transformers.utils import logging as hf_logging
+
+    torch.manual_seed(seed)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return AutoModelForMaskedLM.from_pretrained(str(path))
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def share_encoder(mlm: Any, reward_model: Any) -> Any:
+    """Make ``mlm`` run on the reward model's encoder: one encoder, an MLM head kept beside the
+    reward head. The output embeddings are re-tied to the shared input embeddings.
+
+    Returns:
+        ``mlm``, now holding the reward model's encoder.
+    """
+    prefix = reward_model.base_model_prefix
+    if getattr(mlm, "base_model_prefix", None) != prefix:
+        raise ValueError(f"cannot share encoders between {type(mlm).__name__} and {type(reward_model).__name__}")
+    setattr(mlm, prefix, reward_model.base_model)
+    mlm.tie_weights()
+    return mlm
+
+
+def mlm_head_parameters(mlm: Any, reward_model: Any) -> list[torch.nn.Parameter]:
+    """The MLM head's own parameters (those not in the shared encoder)."""
+    shared = {id(p) for p in reward_model.parameters()}
+    return [p for p in mlm.parameters() if id(p) not in shared]
+
+
+class Masker:
+    """Masks token ids for MLM with transformers' collator; optionally only the response segment."""
+
+    def __init__(self, hf_tokenizer: Any, probability: float):
+        from transformers import DataCollatorForLanguageModeling
+
+        self.collator = DataCollatorForLanguageModeling(
+            hf_tokenizer, mlm=True, mlm_probability=probability, return_tensors="pt"
+        )
+        self.special = torch.tensor(sorted(set(hf_tokenizer.all_special_ids)))
+
+    def __call__(
+        self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None, response_only: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masked inputs and labels (-100 where no loss). Uses torch's global RNG (seeded, resumable).
+
+        Args:
+            input_ids: ``(batch, width)`` token ids (padding is a special token, never masked).
+            token_type_ids: segment ids; with ``response_only`` only segment-1 tokens are masked.
+            response_only: mask only the response (imitation of the preferred responses).
+        """
+        keep = torch.isin(input_ids, self.special)
+        if response_only and token_type_ids is not None:
+            keep |= token_type_ids == 0
+        inputs, labels = self.collator.torch_mask_tokens(input_ids.clone(), special_tokens_mask=keep)
+        return inputs, labels
+
+
+def mlm_loss(mlm: Any, batch: dict[str, torch.Tensor], masker: Masker, response_only: bool) -> torch.Tensor:
+    """Masked-LM loss of a padded batch (0 when nothing got masked)."""
+    inputs, labels = masker(batch["input_ids"], batch.get("token_type_ids"), response_only)
+    if not (labels != -100).any():
+        return torch.zeros((), requires_grad=True)
+    out = mlm(input_ids=inputs, attention_mask=batch["attention_mask"],
+              token_type_ids=batch.get("token_type_ids"), labels=labels)
+    return out.loss.float()

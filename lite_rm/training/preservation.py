@@ -1,0 +1,106 @@
+"""Ways to keep what the general stage learned while customizing.
+
+Imitation learning lives in :mod:`lite_rm.training.mlm` and general replay in
+:func:`lite_rm.training.batching.add_replay`; here are the weight-space ones: freezing, the L2-SP pull
+toward the stage-2 weights, and interpolation between the general and the customized weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+ALPHA_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def freeze(model: Any, embeddings: bool, layers: int) -> list[str]:
+    """Stop gradients to the embeddings and/or the lowest ``layers`` transformer layers.
+
+    Returns:
+        The names of the frozen parameters.
+
+    Raises:
+        ValueError: ``layers`` exceeds the model's layer count.
+    """
+    encoder = model.base_model
+    blocks = encoder.encoder.layer
+    if layers > len(blocks):
+        raise ValueError(f"custom.freeze_layers: the model has {len(blocks)} layers, found {layers}")
+    modules = ([encoder.embeddings] if embeddings else []) + list(blocks[:layers])
+    frozen_ids: set[int] = set()
+    for module in modules:
+        for p in module.parameters():
+            p.requires_grad_(False)
+            frozen_ids.add(id(p))
+    names = [n for n, p in model.named_parameters() if id(p) in frozen_ids]
+    if names:
+        logger.info("frozen: %d tensors (%s)", len(names),
+                    "embeddings + " * embeddings + f"{layers} lower layers")
+    return names
+
+
+class L2SP:
+    """The L2-SP penalty ``coef * sum_i ||w_i - w_i^0||^2`` over the encoder's trainable weights.
+
+    ``w^0`` are the weights when the penalty is created (the stage-2 general model); the reward head
+    is left free (Li et al. 2018 apply the pull to the pretrained part only).
+    """
+
+    def __init__(self, model: Any, coef: float):
+        self.coef = coef
+        self.params = [p for p in model.base_model.parameters() if p.requires_grad]
+        self.reference = [p.detach().clone() for p in self.params]
+
+    def penalty(self) -> torch.Tensor:
+        total = torch.zeros(())
+        for p, ref in zip(self.params, self.reference):
+            total = total + (p.float() - ref).pow(2).sum()
+        return self.coef * total
+
+
+def interpolate(general: dict[str, torch.Tensor], custom: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
+    """``alpha * custom + (1 - alpha) * general`` for floating tensors; other tensors from ``custom``."""
+    out = {}
+    for name, value in custom.items():
+        base = general[name]
+        out[name] = (alpha * value + (1.0 - alpha) * base).to(value.dtype) if value.is_floating_point() else value
+    return out
+
+
+def choose_alpha(
+    evaluate: Callable[[float], tuple[float, float]],
+    general_reference: float,
+    tolerance: float,
+    grid: Sequence[float] = ALPHA_GRID,
+) -> tuple[float, list[dict[str, float]]]:
+    """Pick the interpolation weight on validation splits.
+
+    Among the alphas whose general validation accuracy is at most ``tolerance`` below the general
+    model's (``general_reference``), the one with the best custom validation accuracy wins (ties: the
+    smaller alpha, closer to the general model). When none qualifies, the best sum of both.
+
+    Args:
+        evaluate: alpha -> (custom validation accuracy, general validation accuracy).
+        general_reference: the general model's general validation accuracy.
+        tolerance: accepted drop of general validation accuracy.
+        grid: the alphas tried.
+
+    Returns:
+        The chosen alpha, and one row per alpha tried.
+    """
+    rows = []
+    for alpha in grid:
+        custom_acc, general_acc = evaluate(alpha)
+        rows.append({"alpha": alpha, "custom_valid": custom_acc, "general_valid": general_acc})
+        logger.info("interpolation alpha=%.2f: custom valid %.4f, general valid %.4f", alpha, custom_acc, general_acc)
+    ok = [r for r in rows if r["general_valid"] >= general_reference - tolerance - 1e-9]
+    if ok:
+        best = max(ok, key=lambda r: (r["custom_valid"], -r["alpha"]))
+    else:
+        best = max(rows, key=lambda r: (r["custom_valid"] + r["general_valid"], -r["alpha"]))
+    return float(best["alpha"]), rows
