@@ -179,8 +179,9 @@ class CustomStageConfig(OptimConfig):
         imitation_coef: weight of the masked-LM loss on the preferred responses (the paper's
             customized preference imitation learning); 0 disables.
         replay_share: share of each batch filled with general pairs (general replay); 0 disables.
-        l2sp_coef: weight of the L2-SP pull ``sum ||w - w_general||^2`` of the encoder toward the
-            stage-2 weights; 0 disables.
+        l2sp_coef: strength of the L2-SP pull of the encoder toward the stage-2 weights: the share of
+            the distance removed after each step at the peak learning rate (decoupled, like AdamW's
+            weight decay but toward the general weights), in [0, 1); 0 disables.
         freeze_embeddings: keep the embedding layer fixed.
         freeze_layers: keep the lowest N transformer layers fixed.
         interpolate: ``off``; ``auto`` (choose the mixing weight ``alpha`` of
@@ -218,7 +219,8 @@ class CustomStageConfig(OptimConfig):
         _non_negative("custom.imitation_coef", self.imitation_coef)
         _check(_number(self.replay_share) and 0 <= self.replay_share < 1, "custom.replay_share",
                "a number in [0, 1)", self.replay_share)
-        _non_negative("custom.l2sp_coef", self.l2sp_coef)
+        _check(_number(self.l2sp_coef) and 0 <= self.l2sp_coef < 1, "custom.l2sp_coef", "a number in [0, 1)",
+               self.l2sp_coef)
         _boolean("custom.freeze_embeddings", self.freeze_embeddings)
         _non_negative("custom.freeze_layers", self.freeze_layers, integer=True)
         if isinstance(self.interpolate, str) and self.interpolate not in INTERPOLATE_CHOICES:
@@ -333,11 +335,11 @@ def _build(cls: type[T], data: dict[str, Any], prefix: str, nested: set[str] | N
         raise ConfigError(f"config {prefix[:-1] or 'top level'}: {err}") from None
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) config file.
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file into a dict (not yet validated).
 
     Raises:
-        ConfigError: unreadable file, syntax error, unknown key or bad value (named).
+        ConfigError: missing file, unknown suffix or syntax error.
     """
     path = Path(path)
     if not path.is_file():
@@ -345,8 +347,12 @@ def load_config(path: str | Path) -> TrainConfig:
     text = path.read_text(encoding="utf-8")
     suffix = path.suffix.lower()
     if suffix == ".toml":
-        import tomllib
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            from lite_rm.extras import require
 
+            tomllib = require("tomli")  # type: ignore[assignment]
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
@@ -361,6 +367,31 @@ def load_config(path: str | Path) -> TrainConfig:
             raise ConfigError(f"{path}: not valid YAML ({err})") from None
     else:
         raise ConfigError(f"{path}: expected a .toml, .yaml or .yml config file, found {suffix or 'no suffix'!r}")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a table of keys at the top level, found {type(data).__name__}")
+    return data
+
+
+def set_key(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``section.key`` (or ``key``) in a nested config dict, creating the section."""
+    *sections, key = dotted.split(".")
+    target = data
+    for section in sections:
+        if section not in ("base", "general", "custom") or not isinstance(target.setdefault(section, {}), dict):
+            raise ConfigError(f"config key {dotted!r}: sections are base, general and custom")
+        target = target[section]
+    target[key] = value
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a config file and apply ``overrides`` (``{"custom.l2sp_coef": 0.1}``).
+
+    Raises:
+        ConfigError: unreadable file, syntax error, unknown key or bad value (named).
+    """
+    data = read_config_file(path)
+    for key, value in (overrides or {}).items():
+        set_key(data, key, value)
     try:
         return TrainConfig.from_dict(data)
     except ConfigError as err:

@@ -118,9 +118,12 @@ def evaluate(score: ScoreFn, sets: Sequence[EvalSet], loaded: dict[str, list[Pre
 
 
 def general_average(row: dict[str, dict[str, Any]]) -> float | None:
-    """Mean accuracy over helpful, harmless and WebGPT when all three are present."""
+    """Mean accuracy over helpful, harmless and WebGPT; with other sets, over every set that is not
+    multi-domain (DSP) data. ``None`` when there is no such set."""
     vals = [row[n]["acc"] for n in GENERAL_SETS if n in row]
-    return float(np.mean(vals)) if len(vals) == len(GENERAL_SETS) else None
+    if len(vals) != len(GENERAL_SETS):
+        vals = [v["acc"] for v in row.values() if "per_opponent" not in v]
+    return float(np.mean(vals)) if vals else None
 
 
 def results_table(rows: dict[str, dict[str, dict[str, Any]]]) -> str:

@@ -83,6 +83,7 @@ def run_loop(
     log_every: int,
     save_every: int,
     validate: Callable[[], float] | None = None,
+    after_step: Callable[[float], None] | None = None,
     desc: str = "train",
 ) -> LoopResult:
     """Train ``modules`` over ``plan`` with AdamW and a linear warm-up/decay schedule.
@@ -100,6 +101,8 @@ def run_loop(
         save_every: save the resumable state every this many steps (0: never mid-stage).
         validate: returns a validation metric, higher is better; enables early stopping and
             best-checkpoint selection.
+        after_step: called after each optimizer step with the learning rate's share of its peak
+            (decoupled weight pulls such as L2-SP).
         desc: the progress bar's label.
 
     Returns:
@@ -149,6 +152,8 @@ def run_loop(
         if optim.max_grad_norm:
             torch.nn.utils.clip_grad_norm_([p for _, p in named_params if p.requires_grad], optim.max_grad_norm)
         optimizer.step()
+        if after_step is not None:
+            after_step(optimizer.param_groups[0]["lr"] / optim.lr)
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1

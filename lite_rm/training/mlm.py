@@ -79,11 +79,36 @@ class Masker:
         return inputs, labels
 
 
+def _head(mlm: Any) -> torch.nn.Module | None:
+    """The MLM head module (BERT ``cls``, RoBERTa ``lm_head``) when it is a single child module."""
+    heads = [m for n, m in mlm.named_children() if n != mlm.base_model_prefix]
+    return heads[0] if len(heads) == 1 else None
+
+
+def masked_lm_loss(
+    mlm: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None,
+    labels: torch.Tensor,
+) -> torch.Tensor:
+    """Cross-entropy of the masked tokens.
+
+    The vocabulary projection (30k outputs per token) costs more than the encoder; it is applied to
+    the masked positions only (~15% of tokens), which is several times cheaper than the model's own
+    forward that projects every position. Falls back to that forward for heads of another shape.
+    """
+    head = _head(mlm)
+    if head is None:
+        return mlm(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                   labels=labels).loss.float()
+    kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+    hidden = mlm.base_model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)[0]
+    where = labels != -100
+    logits = head(hidden[where])
+    return torch.nn.functional.cross_entropy(logits.float(), labels[where])
+
+
 def mlm_loss(mlm: Any, batch: dict[str, torch.Tensor], masker: Masker, response_only: bool) -> torch.Tensor:
     """Masked-LM loss of a padded batch (0 when nothing got masked)."""
     inputs, labels = masker(batch["input_ids"], batch.get("token_type_ids"), response_only)
     if not (labels != -100).any():
         return torch.zeros((), requires_grad=True)
-    out = mlm(input_ids=inputs, attention_mask=batch["attention_mask"],
-              token_type_ids=batch.get("token_type_ids"), labels=labels)
-    return out.loss.float()
+    return masked_lm_loss(mlm, inputs, batch["attention_mask"], batch.get("token_type_ids"), labels)

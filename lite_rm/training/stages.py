@@ -161,8 +161,7 @@ def run_base(ctx: StageContext, start: str, out: Path) -> dict[str, Any]:
         from lite_rm.training.modeling import autocast
 
         with autocast(ctx.bf16):
-            loss = model(input_ids=inputs, attention_mask=batch["attention_mask"],
-                         token_type_ids=batch["token_type_ids"], labels=labels).loss.float()
+            loss = mlm_lib.masked_lm_loss(model, inputs, batch["attention_mask"], batch["token_type_ids"], labels)
         return loss, {}, len(units)
 
     result = run_loop(modules={"mlm": model}, named_params=list(model.named_parameters()), plan=plan,
@@ -355,9 +354,7 @@ def run_custom(
             loss = loss + cfg.imitation_coef * imitation
             metrics["mlm"] = float(imitation.detach())
         if l2sp is not None:
-            penalty = l2sp.penalty()
-            loss = loss + penalty
-            metrics["l2sp"] = float(penalty.detach())
+            metrics["l2sp_distance"] = l2sp.distance()
         return loss, metrics, n
 
     def validate() -> float:
@@ -365,6 +362,7 @@ def run_custom(
 
     result = run_loop(modules=modules, named_params=named, plan=replay_plan, step_fn=step, optim=cfg,
                       steps_per_epoch=per_epoch, validate=validate if len(valid) else None,
+                      after_step=l2sp.pull if l2sp is not None else None,
                       **_loop_args(ctx, f"custom-{target}"))
     summary = _summary(result) | {"train_pairs": len(train), "valid_pairs": len(valid), "frozen": len(frozen),
                                   "listwise": listwise}

@@ -1,0 +1,152 @@
+"""``lite-rm train``: the three-stage training from flags or one config file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lite_rm.cli import fail
+
+
+def _parse_value(text: str) -> Any:
+    """A ``--set`` value: a TOML literal (``0.1``, ``true``, ``["academy"]``) or else a plain string."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
+    out = {}
+    for item in values:
+        if "=" not in item:
+            fail(f"{option}: expected NAME=VALUE, found {item!r}")
+        name, value = item.split("=", 1)
+        out[name.strip()] = value.strip()
+    return out
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False),
+              help="A TOML or YAML config file (keys as in TrainConfig; flags override it).")
+@click.option("-o", "--output", help="Run folder for checkpoints and results. [default: runs/lite-rm]")
+@click.option("--model", help="Encoder to start from: 'default' (offline all-MiniLM-L6-v2), a folder or a hub id.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Data folder (else $LITE_RM_DATA or ../shared/data).")
+@click.option("--stages", help="Comma-separated stages to run, e.g. 'general,custom'. [default: base,general,custom]")
+@click.option("--skip-base", is_flag=True, help="Run general and custom only (start from the encoder as is).")
+@click.option("--domain", "domains", multiple=True, help="DSP domain to customize for (repeatable). [default: academy]")
+@click.option("--custom-data", type=click.Path(dir_okay=False), help="A preference file to customize on instead of DSP.")
+@click.option("--general-set", "general_sets", multiple=True, metavar="NAME=FILE",
+              help="A general preference set (repeatable; replaces the default helpful/harmless/WebGPT).")
+@click.option("--proportion", "proportions", multiple=True, metavar="NAME=X",
+              help="Uses per epoch of a general set's pairs (repeatable; 1 = once).")
+@click.option("--eval-set", "eval_sets", multiple=True, metavar="NAME=FILE",
+              help="An evaluation set (repeatable; replaces the default test files).")
+@click.option("--listwise/--pairwise", default=None, help="Train DSP lists with a softmax, or as pairs. [default: listwise]")
+@click.option("--imitation-coef", type=float, help="Weight of the MLM loss on preferred responses (custom stage).")
+@click.option("--replay-share", type=float, help="Share of each custom batch that is general pairs.")
+@click.option("--l2sp-coef", type=float, help="Weight of the L2-SP pull toward the general weights.")
+@click.option("--freeze-layers", type=int, help="Freeze the lowest N transformer layers in the custom stage.")
+@click.option("--freeze-embeddings/--train-embeddings", default=None, help="Freeze the embeddings in the custom stage.")
+@click.option("--interpolate", help="Weight interpolation: off, auto (chosen on validation) or a number in [0, 1].")
+@click.option("--epochs", type=float, help="Epochs of every reward stage (general and custom).")
+@click.option("--max-steps", type=int, help="Stop every stage after this many steps (quick runs).")
+@click.option("--seed", type=int, help="Seed for data order, masking, dropout and head initialization.")
+@click.option("--max-length", type=int, help="Token budget of the input rule.")
+@click.option("--bf16/--no-bf16", default=None, help="bfloat16 autocast on CPU. [default: auto]")
+@click.option("--threads", type=int, help="Torch threads (0: as many as free cores).")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Any config key, e.g. --set custom.lr=2e-5 --set general.proportions.webgpt=2.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in the output folder.")
+@click.option("--overwrite", is_flag=True, help="Start again even if the output folder holds a run.")
+def train(config_file: str | None, output: str | None, model: str | None, data_dir: str | None,
+          stages: str | None, skip_base: bool, domains: tuple[str, ...], custom_data: str | None,
+          general_sets: tuple[str, ...], proportions: tuple[str, ...], eval_sets: tuple[str, ...],
+          listwise: bool | None, imitation_coef: float | None, replay_share: float | None,
+          l2sp_coef: float | None, freeze_layers: int | None, freeze_embeddings: bool | None,
+          interpolate: str | None, epochs: float | None, max_steps: int | None, seed: int | None,
+          max_length: int | None, bf16: bool | None, threads: int | None, settings: tuple[str, ...],
+          resume: bool, overwrite: bool) -> None:
+    """Train a reward model in three stages: base (MLM), general (GRFT), custom (CRFT).
+
+    Each stage writes a Hugging Face checkpoint into the output folder (base/, general/,
+    custom-<domain>/); after each reward stage the model is evaluated on every evaluation set, and the
+    run ends with results.md and results.json (rows: stages, columns: sets).
+
+    \b
+    Examples:
+      lite-rm train -o runs/demo
+      lite-rm train -o runs/biz --skip-base --domain business --l2sp-coef 0.01
+      lite-rm train -c my.toml --resume
+    """
+    from lite_rm.extras import MissingExtraError, require
+    from lite_rm.training.config import ConfigError, TrainConfig, read_config_file, set_key
+
+    try:
+        require("torch")
+        data: dict[str, Any] = read_config_file(config_file) if config_file else {}
+        overrides: dict[str, Any] = {}
+        if output:
+            overrides["output_dir"] = output
+        if model:
+            overrides["model"] = model
+        if data_dir:
+            overrides["data_dir"] = data_dir
+        stage_list = None
+        if stages:
+            stage_list = [s.strip() for s in stages.split(",") if s.strip()]
+        if skip_base:
+            stage_list = [s for s in (stage_list or data.get("stages") or ["base", "general", "custom"]) if s != "base"]
+        if stage_list is not None:
+            overrides["stages"] = stage_list
+        if domains:
+            overrides["custom.domains"] = list(domains)
+        if custom_data:
+            overrides["custom.data"] = custom_data
+        if general_sets:
+            overrides["general.sets"] = _pairs(general_sets, "--general-set")
+        if proportions:
+            overrides["general.proportions"] = {k: _parse_value(v) for k, v in _pairs(proportions, "--proportion").items()}
+        if eval_sets:
+            overrides["eval_sets"] = _pairs(eval_sets, "--eval-set")
+        simple = {"custom.listwise": listwise, "custom.imitation_coef": imitation_coef,
+                  "custom.replay_share": replay_share, "custom.l2sp_coef": l2sp_coef,
+                  "custom.freeze_layers": freeze_layers, "custom.freeze_embeddings": freeze_embeddings,
+                  "custom.interpolate": interpolate, "seed": seed, "max_length": max_length, "bf16": bf16,
+                  "threads": threads}
+        overrides.update({k: v for k, v in simple.items() if v is not None})
+        for stage in ("base", "general", "custom"):
+            if epochs is not None and stage != "base":
+                overrides[f"{stage}.epochs"] = epochs
+            if max_steps is not None:
+                overrides[f"{stage}.max_steps"] = max_steps
+        for key, value in _pairs(settings, "--set").items():
+            overrides[key] = _parse_value(value)
+        for key, value in overrides.items():
+            if key.startswith("general.proportions.") and key.count(".") == 2:
+                data.setdefault("general", {}).setdefault("proportions", {})[key.split(".")[2]] = value
+            else:
+                set_key(data, key, value)
+        config = TrainConfig.from_dict(data)
+    except (ConfigError, MissingExtraError) as err:
+        fail(err)
+        return
+
+    from lite_rm.data import DataError
+    from lite_rm.training.pipeline import train as run_training
+
+    try:
+        results = run_training(config, resume=resume, overwrite=overwrite)
+    except (FileExistsError, FileNotFoundError, DataError, ValueError) as err:
+        fail(err)
+        return
+    out = Path(config.output_dir)
+    click.echo((out / "results.md").read_text(encoding="utf-8"))
+    click.echo(f"checkpoints and results in {out}/ (results.md, results.json)")
+    del results

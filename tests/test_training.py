@@ -1,0 +1,224 @@
+"""Training on the tiny random BERT: losses, learning, resume, preservation options, checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lite_rm.training.config import TrainConfig
+from lite_rm.training.losses import bradley_terry_loss, listwise_softmax_loss, pair_metrics
+from lite_rm.training.pipeline import train
+from test_training_support import synthetic_config, write_pairs
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def _meta(folder: Path) -> dict:
+    return json.loads((folder / "lite_rm.json").read_text())
+
+
+def test_bradley_terry_formula() -> None:
+    c, r = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 0.0])
+    expected = -np.mean(np.log(1 / (1 + np.exp(-np.array([1.0, 0.0])))))
+    assert bradley_terry_loss(c, r).item() == pytest.approx(expected, rel=1e-6)
+    metrics = pair_metrics(c, r)
+    assert metrics["acc"] == 0.75 and metrics["margin"] == pytest.approx(0.5)
+
+
+def test_listwise_of_two_is_bradley_terry() -> None:
+    scores = torch.tensor([[1.5, 0.3, 0.0], [0.2, 0.9, 7.0]])
+    mask = torch.tensor([[True, True, False], [True, True, False]])
+    listwise = listwise_softmax_loss(scores, mask, torch.zeros(2, dtype=torch.long))
+    assert listwise.item() == pytest.approx(bradley_terry_loss(scores[:, 0], scores[:, 1]).item(), rel=1e-6)
+
+
+def test_loss_falls_params_change_and_separable_set_is_learned(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    raw = synthetic_config(tmp_path, tiny_checkpoint, stages=["general"], **{"general.epochs": 4.0})
+    results = train(TrainConfig.from_dict(raw))
+    run = Path(raw["output_dir"])
+    log = results["training"]["general"]["last_log"]
+    first = _meta(run / "general")["training"]
+    assert first["steps"] > 0 and log["loss"] < 0.69  # below the loss of a constant reward, log 2
+    before, after = _weights(tiny_checkpoint), _weights(run / "general")
+    changed = [k for k in after if k in before and not torch.equal(before[k], after[k])]
+    assert any("encoder.layer" in k for k in changed) and "classifier.weight" in changed
+    assert results["results"]["general"]["syn"]["acc"] == 1.0
+    assert (run / "results.md").read_text().startswith("| model | syn | general avg |")
+
+
+def test_checkpoint_loads_in_transformers_and_cross_encoder(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    from sentence_transformers import CrossEncoder
+    from transformers import AutoModelForSequenceClassification
+
+    raw = synthetic_config(tmp_path, tiny_checkpoint, stages=["general"], **{"general.max_steps": 2})
+    train(TrainConfig.from_dict(raw))
+    folder = Path(raw["output_dir"]) / "general"
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    assert model.config.num_labels == 1
+    cross = CrossEncoder(str(folder), device="cpu")
+    scores = cross.predict([("a question", "an answer"), ("another", "reply")], activation_fn=torch.nn.Identity())
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    with torch.no_grad():
+        direct = model(**tok(["a question", "another"], ["an answer", "reply"], padding=True, return_tensors="pt")).logits
+    assert np.allclose(scores, direct.squeeze(-1).numpy(), atol=1e-5)
+    meta = _meta(folder)
+    assert meta["stage"] == "general" and meta["input_rule"]["max_length"] == 64 and "syn" in meta["metrics"]
+
+
+def test_resume_after_interruption_equals_uninterrupted(tmp_path: Path, tiny_checkpoint: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import lite_rm.training.stages as stages
+
+    def config(name: str) -> TrainConfig:
+        raw = synthetic_config(tmp_path, tiny_checkpoint, **{"general.max_steps": 5, "custom.max_steps": 7,
+                                                              "custom.eval_every": 3})
+        raw["output_dir"] = str(tmp_path / name)
+        return TrainConfig.from_dict(raw)
+
+    train(config("straight"))
+
+    real_step = stages.reward_step
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 5 + 6:  # general done (5 steps), custom interrupted at its step 6 (state at step 4)
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(stages, "reward_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(config("resumed"))
+    resumed = tmp_path / "resumed"
+    assert (resumed / "general" / "lite_rm.json").exists() and not (resumed / "custom-academy").exists()
+    assert (resumed / ".state" / "custom-academy" / "state.pt").exists()
+    monkeypatch.setattr(stages, "reward_step", real_step)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(config("resumed"))
+    train(config("resumed"), resume=True)
+    for stage in ("general", "custom-academy"):
+        a, b = _weights(tmp_path / "straight" / stage), _weights(resumed / stage)
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), stage
+    assert json.loads((resumed / "results.json").read_text())["results"] == \
+        json.loads((tmp_path / "straight" / "results.json").read_text())["results"]
+
+
+def test_frozen_layers_stay_bitwise_equal(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    raw = synthetic_config(tmp_path, tiny_checkpoint, **{"general.max_steps": 2, "custom.max_steps": 4,
+                                                          "custom.freeze_layers": 1, "custom.freeze_embeddings": True})
+    train(TrainConfig.from_dict(raw))
+    run = Path(raw["output_dir"])
+    general, custom = _weights(run / "general"), _weights(run / "custom-academy")
+    frozen = [k for k in custom if "embeddings" in k or ".layer.0." in k]
+    trained = [k for k in custom if ".layer.1." in k]
+    assert frozen and all(torch.equal(general[k], custom[k]) for k in frozen)
+    assert any(not torch.equal(general[k], custom[k]) for k in trained)
+
+
+def test_l2sp_pulls_toward_the_general_weights(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    from lite_rm.training.preservation import L2SP
+
+    distances = {}
+    for coef in (0.0, 0.5):
+        raw = synthetic_config(tmp_path / f"c{coef}", tiny_checkpoint,
+                               **{"general.max_steps": 2, "custom.max_steps": 6, "custom.l2sp_coef": coef})
+        train(TrainConfig.from_dict(raw))
+        run = Path(raw["output_dir"])
+        g, c = _weights(run / "general"), _weights(run / "custom-academy")
+        distances[coef] = sum(float((g[k] - c[k]).pow(2).sum()) for k in g if k.startswith("bert."))
+    assert 0 < distances[0.5] < 0.5 * distances[0.0]
+
+    model = torch.nn.Module()
+    model.base_model = torch.nn.Linear(2, 2)  # type: ignore[assignment]
+    pull = L2SP(model, coef=0.5)
+    assert pull.distance() == 0.0
+    with torch.no_grad():
+        model.base_model.weight.add_(1.0)
+    assert pull.distance() == pytest.approx(4.0)
+    pull.pull(lr_scale=1.0)  # half the way back: distance / 4
+    assert pull.distance() == pytest.approx(1.0)
+
+
+def test_replay_mixes_general_pairs(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    from lite_rm.training.batching import add_replay, encode_preferences, plan_epochs
+    from lite_rm.data import load_preferences
+    from lite_rm.encoding import InputRule, load_tokenizer
+
+    pairs = load_preferences(write_pairs(tmp_path / "p.jsonl", 40)).pairs
+    data = encode_preferences(load_tokenizer(tiny_checkpoint), InputRule(max_length=64), pairs)
+    plan, _ = plan_epochs(data, batch_size=6, epochs=1.0, seed=0)
+    mixed = add_replay(plan, data, replay_pairs=30, share=0.25, seed=0)
+    for units, general in mixed:
+        assert len(general) == round(0.25 / 0.75 * len(units))
+    drawn = [g for _, general in mixed for g in general]
+    assert len(set(drawn[:30])) == min(30, len(drawn))  # without replacement until the pool is used up
+
+    raw = synthetic_config(tmp_path, tiny_checkpoint, **{"general.max_steps": 2, "custom.max_steps": 4,
+                                                          "custom.replay_share": 0.3})
+    results = train(TrainConfig.from_dict(raw))
+    assert "replay_acc" in results["training"]["custom-academy"]["last_log"]
+
+
+def test_interpolation_picks_a_weight_on_validation(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    from lite_rm.training.preservation import choose_alpha, interpolate
+
+    general = {"w": torch.zeros(2), "n": torch.tensor([1])}
+    custom = {"w": torch.ones(2), "n": torch.tensor([2])}
+    mixed = interpolate(general, custom, 0.25)
+    assert torch.allclose(mixed["w"], torch.full((2,), 0.25)) and mixed["n"].item() == 2
+    # custom accuracy rises with alpha, general accuracy falls; tolerance 0.02 admits alpha <= 0.5
+    alpha, rows = choose_alpha(lambda a: (0.6 + 0.3 * a, 0.7 - 0.04 * a), 0.7, 0.02)
+    assert alpha == 0.5 and len(rows) == 5
+
+    raw = synthetic_config(tmp_path, tiny_checkpoint, **{"general.max_steps": 2, "custom.max_steps": 4,
+                                                          "custom.interpolate": "auto"})
+    train(TrainConfig.from_dict(raw))
+    info = _meta(Path(raw["output_dir"]) / "custom-academy")["training"]["interpolation"]
+    assert info["alpha"] in [r["alpha"] for r in info["grid"]] and len(info["grid"]) == 5
+
+
+def test_imitation_learning_adds_an_mlm_loss_on_the_shared_encoder(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    from transformers import AutoModelForMaskedLM
+
+    from lite_rm.training.mlm import share_encoder
+    from lite_rm.training.modeling import load_reward_model
+
+    reward = load_reward_model(tiny_checkpoint, seed=0)
+    mlm = share_encoder(AutoModelForMaskedLM.from_pretrained(tiny_checkpoint), reward)
+    assert mlm.bert is reward.bert
+    assert mlm.get_output_embeddings().weight is reward.bert.embeddings.word_embeddings.weight
+
+    raw = synthetic_config(tmp_path, tiny_checkpoint, **{"general.max_steps": 2, "custom.max_steps": 4,
+                                                          "custom.imitation_coef": 0.5})
+    results = train(TrainConfig.from_dict(raw))
+    assert results["training"]["custom-academy"]["last_log"]["mlm"] > 0
+
+
+def test_listwise_and_pairwise_custom_and_base_stage(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    raw = synthetic_config(tmp_path, tiny_checkpoint, stages=["base", "general", "custom"],
+                           **{"general.max_steps": 2, "custom.max_steps": 3, "custom.listwise": False})
+    results = train(TrainConfig.from_dict(raw))
+    run = Path(raw["output_dir"])
+    assert _meta(run / "base")["stage"] == "base" and "cls.predictions.bias" in _weights(run / "base")
+    assert results["training"]["custom-academy"]["listwise"] is False
+    assert set(results["results"]) == {"general", "custom-academy"}
+    assert "custom-academy" in results["general_kept"]
+
+
+def test_early_stopping_keeps_the_best_validation_state(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    raw = synthetic_config(tmp_path, tiny_checkpoint, stages=["general"],
+                           **{"general.eval_every": 1, "general.patience": 1, "general.lr": 0.5})
+    results = train(TrainConfig.from_dict(raw))
+    summary = results["training"]["general"]
+    curve = [v["metric"] for v in summary["valid_curve"]]
+    assert summary["stopped_early"] and summary["best_valid"] == max(curve)
