@@ -1,0 +1,210 @@
+"""Tables and plots of the study from its committed result files (``bench/study/results/<variant>/``).
+
+    python bench/study_report.py            # the full study  -> bench/STUDY.md, bench/study/*.png
+    python bench/study_report.py --quick    # the quick check -> bench/study/quick.md, bench/study/quick-*.png
+
+Only reads result files, so it runs in seconds and can be re-run whenever cells are added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "study" / "results"
+GENERAL = ("helpful", "harmless", "webgpt")
+
+
+def load(variant: str) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted((RESULTS / variant).glob("*.json"))]
+
+
+def mean_sd(values: list[float]) -> str:
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def _custom_cells(records: list[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:
+    return [r for r in records if r["cell"]["claim"] != "general"
+            and all(r["cell"].get(k) == v for k, v in match.items())]
+
+
+def strategy_table(records: list[dict[str, Any]]) -> tuple[str, list[tuple[str, float, float]]]:
+    """Rows: the stage-2 model and each strategy; columns: general sets, avg, DSP domains, kept."""
+    general = {r["cell"]["enrichment"]: r for r in records if r["cell"]["claim"] == "general"}
+    domains = sorted({r["cell"]["domain"] for r in _custom_cells(records)})
+    header = ["model", *GENERAL, "general avg", *[f"DSP {d}" for d in domains], "DSP avg", "general kept"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    tradeoff: list[tuple[str, float, float]] = []
+    ref = general.get("hhw")
+    if ref:
+        acc = ref["accuracy"]
+        dsp = [acc.get(f"dsp-{d}") for d in domains]
+        lines.append("| general model (stage 2) | " + " | ".join(
+            [f"{acc[s]:.3f}" for s in GENERAL] + [f"{ref['general_avg']:.3f}"]
+            + [f"{v:.3f}" if v is not None else "" for v in dsp]
+            + [f"{statistics.mean([v for v in dsp if v is not None]):.3f}" if any(dsp) else "", "—"]) + " |")
+    strategies = []
+    for r in _custom_cells(records, start="general", enrichment="hhw", size=0):
+        if r["cell"]["strategy"] not in strategies:
+            strategies.append(r["cell"]["strategy"])
+    for strategy in strategies:
+        cells = _custom_cells(records, start="general", enrichment="hhw", size=0, strategy=strategy)
+        by_domain = defaultdict(list)
+        for r in cells:
+            by_domain[r["cell"]["domain"]].append(r)
+        gen = {s: [r["accuracy"][s] for r in cells if s in r["accuracy"]] for s in GENERAL}
+        avg = [r["general_avg"] for r in cells if r.get("general_avg") is not None]
+        kept = [r["general_avg"] - r["general_reference"] for r in cells
+                if r.get("general_avg") is not None and r.get("general_reference") is not None]
+        dsp = {d: [r["accuracy"][f"dsp-{d}"] for r in by_domain[d]] for d in domains}
+        dsp_means = [statistics.mean(v) for v in dsp.values() if v]
+        row = [strategy] + [mean_sd(gen[s]) for s in GENERAL] + [mean_sd(avg)]
+        row += [mean_sd(dsp[d]) for d in domains]
+        row += [f"{statistics.mean(dsp_means):.3f}" if dsp_means else "", mean_sd(kept)]
+        lines.append("| " + " | ".join(row) + " |")
+        if kept and dsp_means and ref:
+            ref_dsp = statistics.mean([ref["accuracy"][f"dsp-{d}"] for d in domains if f"dsp-{d}" in ref["accuracy"]])
+            tradeoff.append((strategy, statistics.mean(kept), statistics.mean(dsp_means) - ref_dsp))
+    return "\n".join(lines) + "\n", tradeoff
+
+
+def enrichment_table(records: list[dict[str, Any]]) -> str:
+    """General accuracy of the stage-2 model per enrichment, and after the same customization."""
+    header = ["general sets", *[f"{s} (stage 2)" for s in GENERAL], "avg (stage 2)", "avg after custom",
+              "general kept", "DSP avg after custom"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    names = {"h": "helpful", "hh": "helpful+harmless", "hhw": "helpful+harmless+WebGPT"}
+    for key, label in names.items():
+        ref = next((r for r in records if r["cell"]["claim"] == "general" and r["cell"]["enrichment"] == key), None)
+        if ref is None:
+            continue
+        cells = _custom_cells(records, start="general", enrichment=key, size=0, strategy="default")
+        after = [r["general_avg"] for r in cells if r.get("general_avg") is not None]
+        kept = [a - ref["general_avg"] for a in after]
+        dsp = [r["accuracy"][f"dsp-{r['cell']['domain']}"] for r in cells]
+        lines.append("| " + " | ".join([label] + [f"{ref['accuracy'][s]:.3f}" for s in GENERAL]
+                                       + [f"{ref['general_avg']:.3f}", mean_sd(after), mean_sd(kept), mean_sd(dsp)])
+                     + " |")
+    return "\n".join(lines) + "\n"
+
+
+def curves(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[int, list[float]]]]:
+    """domain -> start -> size -> accuracies over seeds (size 0 = all pairs)."""
+    out: dict[str, dict[str, dict[int, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for r in _custom_cells(records, strategy="plain", enrichment="hhw"):
+        c = r["cell"]
+        out[c["domain"]][c["start"]][c["size"]].append(r["accuracy"][f"dsp-{c['domain']}"])
+    return out
+
+
+def curve_table(data: dict[str, dict[str, dict[int, list[float]]]]) -> str:
+    sizes = sorted({n for d in data.values() for s in d.values() for n in s}, key=lambda n: (n == 0, n))
+    header = ["domain", "start", *[("all" if n == 0 else str(n)) + " pairs" for n in sizes]]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for domain in sorted(data):
+        for start in ("general", "base", "plain"):
+            if start in data[domain]:
+                lines.append("| " + " | ".join([domain, start] + [mean_sd(data[domain][start].get(n, []))
+                                                                   for n in sizes]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(data: dict[str, dict[str, dict[int, list[float]]]], path: Path, full_size: int = 1536) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    domains = sorted(data)
+    fig, axes = plt.subplots(1, len(domains), figsize=(4 * len(domains), 3.4), squeeze=False, sharey=True)
+    for ax, domain in zip(axes[0], domains, strict=True):
+        for start, style in (("general", "o-"), ("base", "s--"), ("plain", "^:")):
+            points = data[domain].get(start)
+            if not points:
+                continue
+            xs = sorted(points, key=lambda n: (n == 0, n))
+            x = [full_size if n == 0 else n for n in xs]
+            y = [statistics.mean(points[n]) for n in xs]
+            err = [statistics.stdev(points[n]) if len(points[n]) > 1 else 0.0 for n in xs]
+            ax.errorbar(x, y, yerr=err, fmt=style, capsize=3, label=f"from {start}")
+        ax.set_xscale("log")
+        ax.set_title(f"DSP {domain}")
+        ax.set_xlabel("custom training pairs")
+        ax.axhline(0.5, color="grey", lw=0.5)
+    axes[0][0].set_ylabel("pairwise accuracy (test)")
+    axes[0][-1].legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_tradeoff(points: list[tuple[str, float, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for name, kept, gained in points:
+        ax.scatter([100 * kept], [100 * gained])
+        ax.annotate(name, (100 * kept, 100 * gained), fontsize=8, xytext=(3, 3), textcoords="offset points")
+    ax.axvline(0, color="grey", lw=0.5)
+    ax.set_xlabel("general accuracy kept (points vs stage 2)")
+    ax.set_ylabel("customized accuracy gained (points vs stage 2)")
+    ax.set_title("Preservation strategies: trade-off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="report the quick variant")
+    args = parser.parse_args(argv)
+    variant = "quick" if args.quick else "full"
+    records = load(variant)
+    if not records:
+        print(f"no results in {RESULTS / variant}: run bench/study.py{' --quick' if args.quick else ''} first")
+        return 1
+    out_dir = ROOT / "bench" / "study"
+    prefix = "quick-" if args.quick else ""
+    strategies, tradeoff = strategy_table(records)
+    curve_data = curves(records)
+    parts = [f"# Study results ({variant} variant, {len(records)} cells)", "",
+             "Settings: " + json.dumps(records[0]["settings"]), "",
+             "Machine: " + json.dumps(records[0]["machine"]), "",
+             "## Preservation strategies (custom stage from the helpful+harmless+WebGPT general model)", "",
+             "Each strategy row averages its four domain models (mean ± sd over domains and seeds) for the general "
+             "columns; each DSP column is that domain's own custom model. *General kept*: general avg minus the "
+             "stage-2 model's.", "", strategies,
+             "## General preference enrichment", "", enrichment_table(records),
+             "## Data efficiency (pairwise accuracy on the domain's test pairs vs custom training pairs)", "",
+             curve_table(curve_data)]
+    if curve_data:
+        plot_curves(curve_data, out_dir / f"{prefix}curves.png")
+        parts.append(f"![curves](study/{prefix}curves.png)\n")
+    if tradeoff:
+        plot_tradeoff(tradeoff, out_dir / f"{prefix}tradeoff.png")
+        parts.append(f"![trade-off](study/{prefix}tradeoff.png)\n")
+    target = out_dir / "quick.md" if args.quick else ROOT / "bench" / "STUDY_TABLES.md"
+    text = "\n".join(parts)
+    if args.quick:
+        text = text.replace("](study/", "](")
+    target.write_text(text, encoding="utf-8")
+    print(text)
+    print(f"written: {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
