@@ -212,8 +212,19 @@ def quantize(
         ranges = _calibration_ranges(model_path, config, calibration_feeds)
     logger.info("quantizing %s with preset %s (%d nodes kept fp32)", model_path.name, preset.name,
                 len(config.nodes_to_exclude))
-    quantizer.quantize(quantization_config=config, save_dir=output_dir, calibration_tensors_range=ranges)
+    # onnxruntime's quantizer logs one INFO line per unquantized tensor on the root logger; keep them out
+    # of the CLI's output (a filter on the root logger sees only records logged directly to it).
+    root = logging.getLogger()
+    root.addFilter(_drop_root_info)
+    try:
+        quantizer.quantize(quantization_config=config, save_dir=output_dir, calibration_tensors_range=ranges)
+    finally:
+        root.removeFilter(_drop_root_info)
     return Path(output_dir) / f"{model_path.stem}_quantized.onnx"
+
+
+def _drop_root_info(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or record.name != "root"
 
 
 def _with_shapes(model_path: Path, work: Path) -> Path:

@@ -57,6 +57,7 @@ class Scorer:
         batch_size: pairs per model call; pairs are sorted by length first so a batch pads little.
         providers: onnxruntime execution providers (default: CPU).
         verify: check the files' SHA-256 against the manifest when opening (reads the whole model).
+        dedupe: score identical (prompt, response) pairs of one call once.
 
     Raises:
         BundleError: missing or corrupted bundle files, or a manifest of an unknown format version.
@@ -69,6 +70,7 @@ class Scorer:
         batch_size: int = DEFAULT_BATCH_SIZE,
         providers: Sequence[str] | None = None,
         verify: bool = False,
+        dedupe: bool = True,
     ) -> None:
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads: expected a positive integer or None, found {threads!r}")
@@ -77,6 +79,7 @@ class Scorer:
         self.manifest: Manifest = read_manifest(bundle, verify=verify)
         self.input_rule = self.manifest.input_rule
         self.batch_size = batch_size
+        self.dedupe = dedupe
         try:
             self._tokenizer = load_tokenizer(self.manifest.tokenizer_path)
         except Exception as err:  # tokenizers raises a bare Exception on a bad file
@@ -186,6 +189,16 @@ class Scorer:
         return self.probability_from_scores(scores[:n], scores[n:])
 
     def _score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        if self.dedupe:
+            # Preference data repeats inputs: a response compared with several others (DSP: each preferred
+            # response appears in four pairs), best-of-n lists. Score each distinct pair once.
+            first: dict[tuple[str, str], int] = {}
+            where = np.fromiter((first.setdefault(key, len(first)) for key in zip(prompts, responses)),
+                                dtype=np.int64, count=len(prompts))
+            if len(first) < len(prompts):
+                unique_p, unique_r = zip(*first) if first else ((), ())
+                encoded = encode_pairs(self._tokenizer, list(unique_p), list(unique_r), self.input_rule)
+                return self.score_encoded(encoded)[where]
         encoded = encode_pairs(self._tokenizer, prompts, responses, self.input_rule)
         return self.score_encoded(encoded)
 

@@ -1,0 +1,90 @@
+"""``lite-rm export``: a trained checkpoint to a scoring bundle (ONNX, optionally int8)."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from lite_rm.cli import fail
+
+logger = logging.getLogger(__name__)
+
+
+def _preset_help() -> str:
+    from lite_rm.quantization import available_presets
+
+    return ", ".join(["auto", *available_presets()])
+
+
+@click.command("export")
+@click.argument("checkpoint", type=click.Path(file_okay=False, path_type=str))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=str),
+              help="Bundle folder to write (replaced atomically if it exists).")
+@click.option("--int8", is_flag=True, help="Quantize to int8 (dynamic; see --preset).")
+@click.option("--preset", default="auto", show_default=True,
+              help=f"Quantization preset: {_preset_help()}, or a .toml file (see export/README.md).")
+@click.option("--per-channel/--per-tensor", default=None, help="Override the preset's weight granularity.")
+@click.option("--static", "static", flag_value=True, default=None,
+              help="Static quantization: activation ranges calibrated on the validation pairs.")
+@click.option("--exclude-nodes", multiple=True, metavar="REGEX",
+              help="Keep nodes whose name matches in fp32 (repeatable).")
+@click.option("--exclude-last-layers", type=click.IntRange(min=0), default=None,
+              help="Keep the last N encoder layers in fp32 (overrides the preset).")
+@click.option("--optimization-level", type=click.IntRange(0, 2), default=2, show_default=True,
+              help="onnxruntime graph optimization (0: none, 1: basic, 2: + transformer fusions).")
+@click.option("--validation", type=click.Path(dir_okay=True, path_type=str), default=None,
+              help="Preference file for the parity check and calibration (default: validation split of "
+                   "the training data in the data folder).")
+@click.option("--validation-domain", default=None, help="Domain of a DSP validation file.")
+@click.option("--validation-pairs", type=click.IntRange(min=10), default=512, show_default=True,
+              help="Most validation pairs to use.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Data folder for the default validation sample (else $LITE_RM_DATA, else ../shared/data).")
+@click.option("--max-order-change", type=click.FloatRange(0, 1), default=0.01, show_default=True,
+              help="Largest share of validation pairs whose order int8 may flip.")
+@click.option("--max-accuracy-loss", type=click.FloatRange(0, 1), default=0.01, show_default=True,
+              help="Largest pairwise-accuracy drop allowed for int8 (0.01 = 1 point).")
+@click.option("--accept-parity-loss", is_flag=True,
+              help="Write the bundle even if the parity check fails (the manifest records it).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime threads for the checks.")
+def export(checkpoint: str, output: str, int8: bool, preset: str, per_channel: bool | None, static: bool | None,
+           exclude_nodes: tuple[str, ...], exclude_last_layers: int | None, optimization_level: int,
+           validation: str | None, validation_domain: str | None, validation_pairs: int, data_dir: str | None,
+           max_order_change: float, max_accuracy_loss: float, accept_parity_loss: bool,
+           threads: int | None) -> None:
+    """Export CHECKPOINT to a scoring bundle: model.onnx, tokenizer.json, manifest.json.
+
+    The exported model is checked against PyTorch on validation pairs before anything is written; the
+    bundle scores with `lite-rm score` or `lite_rm.Scorer` without torch.
+    """
+    from lite_rm.data import DataError
+    from lite_rm.extras import MissingExtraError
+
+    try:
+        from lite_rm.exporting import ExportOptions, ParityError, export_bundle
+
+        options = ExportOptions(
+            int8=int8, preset=preset, per_channel=per_channel, static=static, exclude_nodes=exclude_nodes,
+            exclude_last_layers=exclude_last_layers, optimization_level=optimization_level,
+            validation=validation, validation_domain=validation_domain, validation_pairs=validation_pairs,
+            data_dir=data_dir, max_order_change=max_order_change, max_accuracy_loss=max_accuracy_loss,
+            accept_parity_loss=accept_parity_loss, threads=threads,
+        )
+        manifest = export_bundle(checkpoint, output, options)
+    except (MissingExtraError, ParityError, DataError, FileNotFoundError, ValueError) as err:
+        fail(err)
+        return
+    parity = manifest["parity"]
+    click.echo(f"wrote {output} ({manifest['precision']}, {manifest['files']['model.onnx']['bytes'] / 1e6:.1f} MB)")
+    click.echo(f"  validation: {parity['validation']['pairs']} pairs from {parity['validation']['source']}")
+    click.echo(f"  fp32 ONNX vs PyTorch: max |diff| {parity['fp32']['max_abs_diff']:.1e}; "
+               f"accuracy {parity['pytorch_accuracy']:.3f}")
+    if "int8" in parity:
+        q = parity["int8"]
+        click.echo(f"  int8 ({manifest['quantization']['name']}): order agreement {q['order_agreement']:.3f}, "
+                   f"accuracy {q['accuracy']:.3f} ({-q['accuracy_loss'] * 100:+.1f} pt)")
+    cal = manifest["calibration"]
+    click.echo(f"  calibration: temperature {cal['temperature']:.3g}, ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}")
+    if parity.get("overridden"):
+        click.echo("  WARNING: the parity check failed; written because of --accept-parity-loss", err=True)
