@@ -1,0 +1,133 @@
+"""Training configuration errors and the ``lite-rm train`` / ``lite-rm eval`` commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from lite_rm.cli import main
+from lite_rm.training.config import ConfigError, TrainConfig, load_config
+from test_training_support import synthetic_config, write_pairs
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"custom": {"replay_share": 1.5}}, "custom.replay_share"),
+        ({"custom": {"domains": ["cooking"]}}, "custom.domains"),
+        ({"custom": {"interpolate": "sometimes"}}, "custom.interpolate"),
+        ({"custom": {"l2sp_coef": -1}}, "custom.l2sp_coef"),
+        ({"custom": {"freeze_layers": 1.5}}, "custom.freeze_layers"),
+        ({"general": {"lr": 0}}, "general.lr"),
+        ({"general": {"proportions": {"helpful": -1}}}, "general.proportions.helpful"),
+        ({"base": {"mlm_probability": 2}}, "base.mlm_probability"),
+        ({"base": {"batch_size": 0}}, "base.batch_size"),
+        ({"stages": ["general", "deploy"]}, "stages"),
+        ({"max_length": 4}, "max_length"),
+        ({"bf16": "maybe"}, "bf16"),
+        ({"custom": {"listwise": "yes"}}, "custom.listwise"),
+    ],
+)
+def test_bad_values_name_the_key(data: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        TrainConfig.from_dict(data)
+
+
+def test_unknown_key_lists_the_valid_ones() -> None:
+    with pytest.raises(ConfigError, match=r"unknown config key 'general.epoch'.*epochs"):
+        TrainConfig.from_dict({"general": {"epoch": 2}})
+    with pytest.raises(ConfigError, match=r"unknown config key 'outdir'.*output_dir"):
+        TrainConfig.from_dict({"outdir": "x"})
+
+
+def test_round_trip_and_file_formats(tmp_path: Path) -> None:
+    config = TrainConfig.from_dict({"seed": 3, "custom": {"domains": ["business"], "l2sp_coef": 0.1}})
+    assert TrainConfig.from_dict(json.loads(config.to_json())) == config
+    toml = tmp_path / "run.toml"
+    toml.write_text('seed = 3\n[custom]\ndomains = ["business"]\nl2sp_coef = 0.1\n')
+    yaml = tmp_path / "run.yaml"
+    yaml.write_text("seed: 3\ncustom:\n  domains: [business]\n  l2sp_coef: 0.1\n")
+    assert load_config(toml) == config == load_config(yaml)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[custom]\nreplay_share = 'lots'\n")
+    with pytest.raises(ConfigError, match=r"bad.toml: config key 'custom.replay_share'"):
+        load_config(bad)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("custom: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)
+
+
+def _run(args: list[str]) -> object:
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def test_train_cli_bad_input_exits_nonzero_with_a_clear_message(tmp_path: Path) -> None:
+    result = _run(["train", "-o", str(tmp_path / "r"), "--replay-share", "2"])
+    assert result.exit_code == 1 and "custom.replay_share" in result.output and "Traceback" not in result.output
+    result = _run(["train", "-o", str(tmp_path / "r"), "--domain", "cooking"])
+    assert result.exit_code == 1 and "custom.domains" in result.output
+    result = _run(["train", "--config", str(tmp_path / "missing.toml")])
+    assert result.exit_code != 0 and "missing.toml" in result.output
+    result = _run(["train", "--set", "general.nope=1"])
+    assert result.exit_code == 1 and "unknown config key 'general.nope'" in result.output
+    result = _run(["train", "-o", str(tmp_path / "r"), "--custom-data", str(tmp_path / "none.jsonl"),
+                   "--stages", "custom", "--eval-set", f"x={tmp_path / 'none.jsonl'}"])
+    assert result.exit_code == 1 and "none.jsonl" in result.output and "Traceback" not in result.output
+
+
+def test_train_cli_runs_from_a_config_file_with_flag_overrides(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    raw = synthetic_config(tmp_path, tiny_checkpoint, **{"general.max_steps": 2, "custom.max_steps": 2})
+    raw.pop("base")
+    config_file = tmp_path / "run.json.toml"
+    lines = []
+    for key, value in raw.items():
+        if not isinstance(value, dict) or key in ("eval_sets",):
+            lines.append(f"{key} = {json.dumps(value) if not isinstance(value, dict) else _inline(value)}")
+    for section in ("general", "custom"):
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {_inline(v) if isinstance(v, dict) else json.dumps(v)}" for k, v in raw[section].items()]
+    config_file.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "cli-run"
+    result = _run(["train", "-c", str(config_file), "-o", str(out), "--seed", "1", "--interpolate", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert "| general |" in result.output and (out / "custom-academy" / "lite_rm.json").exists()
+    meta = json.loads((out / "custom-academy" / "lite_rm.json").read_text())
+    assert meta["training"]["interpolation"]["alpha"] == 0.5
+    again = _run(["train", "-c", str(config_file), "-o", str(out), "--seed", "1", "--interpolate", "0.5"])
+    assert again.exit_code == 1 and "--resume" in again.output
+    changed = _run(["train", "-c", str(config_file), "-o", str(out), "--seed", "2", "--resume"])
+    assert changed.exit_code == 1 and "seed" in changed.output
+    resumed = _run(["train", "-c", str(config_file), "-o", str(out), "--seed", "1", "--interpolate", "0.5",
+                    "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+
+    # lite-rm eval on the checkpoint gives the same numbers as training recorded
+    test_file = raw["eval_sets"]["syn"]
+    table = tmp_path / "t.json"
+    result = _run(["eval", str(out / "general"), "--data", f"syn={test_file}", "--json", str(table), "--no-bf16"])
+    assert result.exit_code == 0, result.output
+    recorded = json.loads((out / "general" / "lite_rm.json").read_text())["metrics"]["syn"]["acc"]
+    assert json.loads(table.read_text())["results"]["general"]["syn"]["acc"] == pytest.approx(recorded)
+
+
+def _inline(table: dict) -> str:
+    return "{" + ", ".join(f"{k} = {json.dumps(v)}" for k, v in table.items()) + "}"
+
+
+def test_eval_cli_bad_input(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    not_model = tmp_path / "empty"
+    not_model.mkdir()
+    result = _run(["eval", str(not_model), "--data", str(write_pairs(tmp_path / "p.jsonl", 4))])
+    assert result.exit_code == 1 and "expected a checkpoint folder" in result.output
+    result = _run(["eval", str(tiny_checkpoint), "--data", str(tmp_path / "missing.jsonl")])
+    assert result.exit_code == 1 and "missing.jsonl" in result.output
+    result = _run(["eval", str(tiny_checkpoint), "--domain", "cooking"])
+    assert result.exit_code == 1 and "cooking" in result.output
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "p", "chosen": 3, "rejected": "r"}\n')
+    result = _run(["eval", str(tiny_checkpoint), "--data", str(bad)])
+    assert result.exit_code == 1 and "bad.jsonl" in result.output and "Traceback" not in result.output
