@@ -399,6 +399,4 @@ def _dist_version(name: str) -> str | None:
 
 
 def _version() -> str:
-    from lite_rm import __version__
-
-    return __version__
+    return _dist_version("lite-rm") or "unknown"

@@ -159,6 +159,9 @@ def nodes_to_exclude(model_path: str | Path, preset: QuantPreset) -> list[str]:
     onnx = require("onnx")
     graph = onnx.load(str(model_path), load_external_data=False).graph
     names = [n.name for n in graph.node]
+    # Dynamic quantization first rewrites every Gemm (the pooler and the classifier head) as MatMul + Add
+    # named "<gemm>_MatMul", then quantizes that MatMul: exclude the new name, or the head gets int8.
+    names += [f"{n.name}_MatMul" for n in graph.node if n.op_type == "Gemm"]
     patterns = [re.compile(p) for p in preset.exclude_nodes]
     if preset.exclude_last_layers:
         # Optimum names BERT nodes after the module path: /bert/encoder/layer.5/...

@@ -1,0 +1,153 @@
+"""Export: bundle contents, parity check and its override, int8 graph, presets, calibration, atomicity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from lite_rm.bundle import FORMAT_VERSION, read_manifest
+from lite_rm.calibration import expected_calibration_error, fit_temperature
+from lite_rm.quantization import QuantPreset, available_presets, detect_preset, load_preset
+
+
+def _validation_file(tmp: Path, data_dir: Path, n: int = 40) -> Path:
+    """A small generic-format preference file of real DSP pairs (so the check sees real text)."""
+    from lite_rm.data import load_preferences
+
+    pairs = load_preferences(data_dir / "dsp" / "test.json", domain="academy").pairs[:n]
+    path = tmp / "valid.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}) + "\n"
+                            for p in pairs))
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, data_dir: Path) -> dict[str, Path]:
+    from lite_rm.exporting import export_bundle
+
+    tmp = tmp_path_factory.mktemp("export")
+    valid = _validation_file(tmp, data_dir)
+    fp32 = tmp / "fp32"
+    export_bundle(tiny_checkpoint, fp32, validation=valid)
+    # A random tiny model has near-zero margins: int8 flips many orders, so the override is needed.
+    int8 = tmp / "int8"
+    export_bundle(tiny_checkpoint, int8, int8=True, preset="avx512_vnni", validation=valid, accept_parity_loss=True)
+    return {"fp32": fp32, "int8": int8, "valid": valid, "tmp": tmp}
+
+
+def test_fp32_bundle_contents_and_parity(exported: dict[str, Path], tiny_checkpoint: Path) -> None:
+    from lite_rm.exporting import checkpoint_digest
+
+    folder = exported["fp32"]
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "model.onnx", "tokenizer.json"]
+    manifest = read_manifest(folder, verify=True).data
+    assert manifest["format_version"] == FORMAT_VERSION
+    assert manifest["precision"] == "fp32" and manifest["quantization"] is None
+    assert manifest["max_length"] == 128 and manifest["input_rule"]["max_length"] == 128
+    assert manifest["source"]["sha256"] == checkpoint_digest(tiny_checkpoint)
+    parity = manifest["parity"]
+    assert parity["passed"] and not parity["overridden"]
+    assert parity["validation"]["pairs"] == 40
+    assert parity["fp32"]["max_abs_diff"] <= 1e-4
+    cal = manifest["calibration"]
+    assert cal["scale"] > 0 and {"ece_before", "ece_after", "temperature"} <= set(cal)
+
+
+def test_int8_graph_is_quantized_and_override_is_marked(exported: dict[str, Path]) -> None:
+    import onnx
+
+    manifest = read_manifest(exported["int8"]).data
+    assert manifest["precision"] == "int8" and manifest["quantization"]["name"] == "avx512_vnni"
+    assert manifest["parity"]["overridden"] is True or manifest["parity"]["passed"] is True
+    assert {"order_agreement", "accuracy", "accuracy_loss"} <= set(manifest["parity"]["int8"])
+    ops = [n.op_type for n in onnx.load(str(exported["int8"] / "model.onnx")).graph.node]
+    assert ops.count("MatMulInteger") + ops.count("DynamicQuantizeMatMul") >= 4  # 2 layers x (out, ffn1, ffn2)
+    assert ops.count("QAttention") == 2
+    # The pooler and classifier head stay fp32 (onnxruntime would otherwise rewrite them to quantized MatMuls).
+    nodes = onnx.load(str(exported["int8"] / "model.onnx")).graph.node
+    assert not [n.name for n in nodes if n.op_type == "MatMulInteger" and ("classifier" in n.name or "pooler" in n.name)]
+    assert (exported["int8"] / "model.onnx").stat().st_size < (exported["fp32"] / "model.onnx").stat().st_size / 2
+
+
+def test_failed_parity_writes_nothing(exported: dict[str, Path], tiny_checkpoint: Path) -> None:
+    from lite_rm.exporting import ParityError, export_bundle
+
+    out = exported["tmp"] / "strict"
+    with pytest.raises(ParityError, match="accept-parity-loss"):
+        # fp32 can never be off by less than 0: an impossible tolerance forces the failure quickly.
+        export_bundle(tiny_checkpoint, out, validation=exported["valid"], fp32_tolerance=-1.0)
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".strict")]
+
+
+def test_exclude_last_layers_keeps_them_fp32(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    import onnx
+
+    from lite_rm.exporting import _onnx_export, _optimize
+    from lite_rm.quantization import nodes_to_exclude, quantize
+
+    model = _optimize(_onnx_export(tiny_checkpoint, tmp_path), 2)
+    preset = load_preset("avx512_vnni").with_overrides(exclude_last_layers=1)
+    excluded = nodes_to_exclude(model, preset)
+    assert "Attention_1" in excluded and any("/layer.1/" in n for n in excluded)
+    assert not any("/layer.0/" in n for n in excluded)
+    ops = [n.op_type for n in onnx.load(str(quantize(model, tmp_path / "q", preset))).graph.node]
+    assert ops.count("QAttention") == 1 and ops.count("Attention") == 1
+
+
+def test_presets() -> None:
+    assert {"avx512_vnni", "avx2", "arm64"} <= set(available_presets())
+    assert detect_preset() in available_presets()
+    avx2 = load_preset("avx2")
+    assert avx2.per_channel and avx2.reduce_range and "MatMul" in avx2.operators
+    with pytest.raises(ValueError, match="choose one of: auto, arm64"):
+        load_preset("nope")
+    with pytest.raises(ValueError, match="optimum_config"):
+        QuantPreset(name="bad", optimum_config="sse")
+
+
+def test_preset_from_toml_path(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text('optimum_config = "avx2"\nper_channel = false\nexclude_last_layers = 2\n')
+    preset = load_preset(str(path))
+    assert preset.name == "mine" and not preset.per_channel and preset.exclude_last_layers == 2
+    path.write_text("per_channel = [")
+    with pytest.raises(ValueError, match="invalid TOML"):
+        load_preset(str(path))
+
+
+def test_calibration_recovers_temperature() -> None:
+    rng = np.random.default_rng(0)
+    diff = rng.normal(0, 2.0, 4000)
+    # Observed preferences follow sigmoid(0.5 * diff): the raw scores are overconfident by 2x.
+    chosen_first = rng.random(4000) < 1 / (1 + np.exp(-0.5 * diff))
+    chosen = np.where(chosen_first, diff, -diff)
+    fit = fit_temperature(chosen, np.zeros_like(chosen))
+    assert fit.scale == pytest.approx(0.5, abs=0.05)
+    assert fit.temperature == pytest.approx(2.0, rel=0.1)
+    assert fit.ece_after < fit.ece_before
+
+
+def test_ece() -> None:
+    assert expected_calibration_error(np.array([0.9, 0.9]), np.array([1, 1])) == pytest.approx(0.1)
+    assert expected_calibration_error(np.array([0.5, 0.5]), np.array([1, 0])) == pytest.approx(0.0)
+
+
+def test_export_cli(tiny_checkpoint: Path, exported: dict[str, Path]) -> None:
+    from lite_rm.cli import main
+
+    runner = CliRunner()
+    out = exported["tmp"] / "cli"
+    result = runner.invoke(main, ["export", str(tiny_checkpoint), "-o", str(out), "--validation",
+                                  str(exported["valid"])])
+    assert result.exit_code == 0, result.output
+    assert "fp32 ONNX vs PyTorch" in result.output and (out / "manifest.json").exists()
+    missing = runner.invoke(main, ["export", str(exported["tmp"] / "nope"), "-o", str(out)])
+    assert missing.exit_code == 1 and "config.json is missing" in missing.output
+    bad = runner.invoke(main, ["export", str(tiny_checkpoint), "-o", str(out), "--int8", "--preset", "zz",
+                               "--validation", str(exported["valid"])])
+    assert bad.exit_code == 1 and "unknown preset 'zz'" in bad.output
