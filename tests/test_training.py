@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_training_support import synthetic_config, write_pairs
 
 from lite_rm.training.config import TrainConfig
 from lite_rm.training.losses import bradley_terry_loss, listwise_softmax_loss, pair_metrics
 from lite_rm.training.pipeline import train
-from test_training_support import synthetic_config, write_pairs
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -150,9 +150,9 @@ def test_l2sp_pulls_toward_the_general_weights(tmp_path: Path, tiny_checkpoint: 
 
 
 def test_replay_mixes_general_pairs(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    from lite_rm.training.batching import add_replay, encode_preferences, plan_epochs
     from lite_rm.data import load_preferences
     from lite_rm.encoding import InputRule, load_tokenizer
+    from lite_rm.training.batching import add_replay, encode_preferences, plan_epochs
 
     pairs = load_preferences(write_pairs(tmp_path / "p.jsonl", 40)).pairs
     data = encode_preferences(load_tokenizer(tiny_checkpoint), InputRule(max_length=64), pairs)

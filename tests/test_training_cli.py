@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_training_support import synthetic_config, write_pairs
 
 from lite_rm.cli import main
 from lite_rm.training.config import ConfigError, TrainConfig, load_config
-from test_training_support import synthetic_config, write_pairs
 
 
 @pytest.mark.parametrize(

@@ -36,19 +36,24 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
 @click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False),
               help="A TOML or YAML config file (keys as in TrainConfig; flags override it).")
 @click.option("-o", "--output", help="Run folder for checkpoints and results. [default: runs/lite-rm]")
-@click.option("--model", help="Encoder to start from: 'default' (offline all-MiniLM-L6-v2), a folder or a hub id.")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Data folder (else $LITE_RM_DATA or ../shared/data).")
-@click.option("--stages", help="Comma-separated stages to run, e.g. 'general,custom'. [default: base,general,custom]")
+@click.option("--model",
+              help="Encoder to start from: 'default' (offline all-MiniLM-L6-v2), a folder or a hub id.")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Data folder (else $LITE_RM_DATA or ../shared/data).")
+@click.option("--stages",
+              help="Comma-separated stages to run, e.g. 'general,custom'. [default: base,general,custom]")
 @click.option("--skip-base", is_flag=True, help="Run general and custom only (start from the encoder as is).")
 @click.option("--domain", "domains", multiple=True, help="DSP domain to customize for (repeatable). [default: academy]")
-@click.option("--custom-data", type=click.Path(dir_okay=False), help="A preference file to customize on instead of DSP.")
+@click.option("--custom-data", type=click.Path(dir_okay=False),
+              help="A preference file to customize on instead of DSP.")
 @click.option("--general-set", "general_sets", multiple=True, metavar="NAME=FILE",
               help="A general preference set (repeatable; replaces the default helpful/harmless/WebGPT).")
 @click.option("--proportion", "proportions", multiple=True, metavar="NAME=X",
               help="Uses per epoch of a general set's pairs (repeatable; 1 = once).")
 @click.option("--eval-set", "eval_sets", multiple=True, metavar="NAME=FILE",
               help="An evaluation set (repeatable; replaces the default test files).")
-@click.option("--listwise/--pairwise", default=None, help="Train DSP lists with a softmax, or as pairs. [default: listwise]")
+@click.option("--listwise/--pairwise", default=None,
+              help="Train DSP lists with a softmax, or as pairs. [default: listwise]")
 @click.option("--imitation-coef", type=float, help="Weight of the MLM loss on preferred responses (custom stage).")
 @click.option("--replay-share", type=float, help="Share of each custom batch that is general pairs.")
 @click.option("--l2sp-coef", type=float, help="Weight of the L2-SP pull toward the general weights.")
@@ -112,7 +117,8 @@ def train(config_file: str | None, output: str | None, model: str | None, data_d
         if general_sets:
             overrides["general.sets"] = _pairs(general_sets, "--general-set")
         if proportions:
-            overrides["general.proportions"] = {k: _parse_value(v) for k, v in _pairs(proportions, "--proportion").items()}
+            given = _pairs(proportions, "--proportion")
+            overrides["general.proportions"] = {k: _parse_value(v) for k, v in given.items()}
         if eval_sets:
             overrides["eval_sets"] = _pairs(eval_sets, "--eval-set")
         simple = {"custom.listwise": listwise, "custom.imitation_coef": imitation_coef,

@@ -182,10 +182,10 @@ def plan_epochs(
 def _weighted_order(n_units: int, rng: np.random.Generator, fractions: Sequence[float] | None) -> list[int]:
     if fractions is None:
         return rng.permutation(n_units).tolist()
-    fractions = np.asarray(fractions, dtype=float)
+    per_unit = np.asarray(fractions, dtype=float)
     order: list[int] = []
-    for value in np.unique(fractions):
-        members = np.flatnonzero(fractions == value)
+    for value in np.unique(per_unit):
+        members = np.flatnonzero(per_unit == value)
         order.extend(members[epoch_units(len(members), rng, float(value))].tolist())
     rng.shuffle(order)  # type: ignore[arg-type]
     return order

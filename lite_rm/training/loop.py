@@ -54,7 +54,8 @@ class LoopResult:
 
 def param_groups(named: Sequence[tuple[str, torch.nn.Parameter]], weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: no weight decay on biases and LayerNorm weights (the BERT recipe)."""
-    decay, plain = [], []
+    decay: list[torch.nn.Parameter] = []
+    plain: list[torch.nn.Parameter] = []
     for name, p in named:
         if not p.requires_grad:
             continue
@@ -144,7 +145,7 @@ def run_loop(
         module.train()
     bar = tqdm(total=total, initial=step, desc=desc, disable=None, leave=False)
     window: dict[str, float] = {}
-    window_pairs, window_start = 0, time.perf_counter()
+    window_steps, window_pairs, window_start = 0, 0, time.perf_counter()
     while step < total and not result.stopped_early:
         started = time.perf_counter()
         loss, metrics, n_pairs = step_fn(plan[step])
@@ -163,10 +164,11 @@ def run_loop(
         for k, v in metrics.items():
             window[k] = window.get(k, 0.0) + v
         window_pairs += n_pairs
+        window_steps += 1
         bar.update(1)
 
         if step % log_every == 0 or step == total:
-            n = log_every if step % log_every == 0 else step % log_every
+            n = window_steps
             elapsed = max(time.perf_counter() - window_start, 1e-9)
             row = {"step": step, **{k: v / n for k, v in window.items()}, "pairs_per_s": window_pairs / elapsed,
                    "lr": scheduler.get_last_lr()[0]}
@@ -175,7 +177,7 @@ def run_loop(
                             | {"pairs/s": f"{row['pairs_per_s']:.1f}"})
             logger.info("%s step %d/%d: %s", desc, step, total,
                         ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "step"))
-            window, window_pairs, window_start = {}, 0, time.perf_counter()
+            window, window_steps, window_pairs, window_start = {}, 0, 0, time.perf_counter()
 
         if validate is not None and (step % eval_every == 0 or step == total):
             metric = validate()

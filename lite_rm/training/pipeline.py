@@ -35,7 +35,7 @@ from lite_rm.training.config import TrainConfig
 logger = logging.getLogger(__name__)
 
 # Keys that may differ between an interrupted run and its resumption without changing the result.
-_RESUME_FREE_KEYS = {"threads", "log_every", "save_every", "eval_batch_size"}
+_RESUME_FREE_KEYS = {"output_dir", "threads", "log_every", "save_every", "eval_batch_size"}
 
 
 def stage_folders(config: TrainConfig) -> dict[str, Path]:

@@ -68,16 +68,19 @@ class L2SP:
     def pull(self, lr_scale: float = 1.0) -> None:
         """Move every weight ``coef * lr_scale`` of the way back to its reference."""
         rate = self.coef * lr_scale
-        for p, ref in zip(self.params, self.reference):
+        for p, ref in zip(self.params, self.reference, strict=True):
             p.sub_(rate * (p - ref))
 
     @torch.no_grad()
     def distance(self) -> float:
         """``sum ||w - w0||^2`` (for logging)."""
-        return float(sum(float((p - ref).pow(2).sum()) for p, ref in zip(self.params, self.reference)))
+        pairs = zip(self.params, self.reference, strict=True)
+        return float(sum(float((p - ref).pow(2).sum()) for p, ref in pairs))
 
 
-def interpolate(general: dict[str, torch.Tensor], custom: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
+def interpolate(
+    general: dict[str, torch.Tensor], custom: dict[str, torch.Tensor], alpha: float
+) -> dict[str, torch.Tensor]:
     """``alpha * custom + (1 - alpha) * general`` for floating tensors; other tensors from ``custom``."""
     out = {}
     for name, value in custom.items():

@@ -21,8 +21,8 @@ from lite_rm.encoding import EncodedPairs, InputRule, load_tokenizer, pad_batch,
 from lite_rm.training import mlm as mlm_lib
 from lite_rm.training.batching import PairData, add_replay, encode_preferences, plan_epochs
 from lite_rm.training.config import TrainConfig
-from lite_rm.training.losses import bradley_terry_loss, listwise_softmax_loss, pair_metrics
 from lite_rm.training.loop import LoopResult, run_loop
+from lite_rm.training.losses import bradley_terry_loss, listwise_softmax_loss, pair_metrics
 from lite_rm.training.modeling import (
     load_reward_model,
     save_checkpoint,
@@ -245,8 +245,8 @@ def reward_step(
         else:
             metrics["replay_acc"] = pair_metrics(chosen, rejected)["acc"]
     total = sum(weights)
-    loss = sum(w / total * x for w, x in zip(weights, losses))
-    return loss, metrics, n_pairs, batch_texts, torch.tensor(preferred_rows)  # type: ignore[return-value]
+    loss = torch.stack([w / total * x for w, x in zip(weights, losses, strict=True)]).sum()
+    return loss, metrics, n_pairs, batch_texts, torch.tensor(preferred_rows)
 
 
 # ---------------------------------------------------------------- general
@@ -323,7 +323,7 @@ def run_custom(
     # Every general pair is its own unit for replay (general prompts are not shared).
     replay_plan = add_replay(plan, data, general_data.n_units if general_data else 0, cfg.replay_share, seed)
     logger.info("custom %s: %d train pairs (%s), %d validation pairs, %d steps", target, len(train),
-                f"{len(data.lists)} lists" if listwise else "pairwise", len(valid), len(plan))
+                f"{len(data.lists)} lists" if data.lists is not None else "pairwise", len(valid), len(plan))
 
     model = load_reward_model(start, seed)
     start_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

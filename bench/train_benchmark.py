@@ -1,0 +1,286 @@
+"""Training benchmark: throughput against sentence-transformers' CrossEncoder, and the default pipeline's
+accuracy and time on the real data. Resumable: every piece writes a small JSON file under
+``bench/results/training/`` and is skipped when that file exists (delete it to measure again).
+
+    .venv/bin/python bench/train_benchmark.py throughput      # pairs/s: lite-rm loop variants vs CrossEncoder.fit
+    .venv/bin/python bench/train_benchmark.py pipeline        # lite-rm train (defaults, academy), resumable
+    .venv/bin/python bench/train_benchmark.py domains         # custom stage for the other three DSP domains
+    .venv/bin/python bench/train_benchmark.py report          # bench/training_results.md from the JSON files
+
+Every piece prints the command that reproduces it and the machine (CPU model, cores, load, torch).
+Checkpoints go to ``runs/bench-*`` (never committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "training"
+RUN = REPO / "runs" / "bench-default"
+DOMAINS_RUN = REPO / "runs" / "bench-domains"
+SLICE_PAIRS = 192  # general train pairs measured per throughput variant (12 steps of 16 pairs)
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, load, bf16 support, versions."""
+    import torch
+    import transformers
+
+    model = "unknown"
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model == "unknown":
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = line
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
+            "avx512_bf16": " avx512_bf16" in flags, "torch": torch.__version__,
+            "transformers": transformers.__version__, "python": platform.python_version()}
+
+
+def _save(name: str, payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    print(f"wrote {path.relative_to(REPO)}")
+    return path
+
+
+def _done(name: str) -> bool:
+    if (RESULTS / f"{name}.json").exists():
+        print(f"{name}: already measured ({(RESULTS / f'{name}.json').relative_to(REPO)}), skipped")
+        return True
+    return False
+
+
+def _slice(seed: int = 0) -> list[Any]:
+    import numpy as np
+
+    from lite_rm.data import load_preferences, resolve_data_dir
+    from lite_rm.data.locations import GENERAL_TRAIN
+
+    data_dir = resolve_data_dir(None)
+    pairs = [p for rel in GENERAL_TRAIN.values() for p in load_preferences(data_dir / rel).pairs]
+    rng = np.random.default_rng(seed)
+    return [pairs[i] for i in rng.choice(len(pairs), SLICE_PAIRS, replace=False)]
+
+
+# ---------------------------------------------------------------- throughput
+
+
+def lite_rm_throughput(threads: int, bf16: bool, length_grouping: bool = True) -> dict[str, Any]:
+    """pairs/s of the lite-rm reward step (one forward pass per batch, dynamic padding) on the slice."""
+    import numpy as np
+    import torch
+
+    from lite_rm.encoding import InputRule, load_tokenizer, pad_id_of
+    from lite_rm.models import resolve_model
+    from lite_rm.training import batching
+    from lite_rm.training.config import OptimConfig
+    from lite_rm.training.loop import run_loop
+    from lite_rm.training.modeling import load_reward_model
+    from lite_rm.training.stages import reward_step
+
+    torch.set_num_threads(threads)
+    path = resolve_model(None)
+    tok = load_tokenizer(path)
+    data = batching.encode_preferences(tok, InputRule(max_length=256), _slice())
+    if length_grouping:
+        plan, per_epoch = batching.plan_epochs(data, 16, 1.0, seed=0)
+    else:  # plain random batches, for the comparison
+        order = np.random.default_rng(0).permutation(data.n_units).tolist()
+        plan, per_epoch = [order[i:i + 16] for i in range(0, len(order), 16)], 1
+    model = load_reward_model(path, seed=0)
+    pad = pad_id_of(tok)
+
+    def step(units: list[int]) -> Any:
+        loss, metrics, n, _, _ = reward_step(model, [(data, units, False)], pad, bf16)
+        return loss, metrics, n
+
+    result = run_loop(modules={"model": model}, named_params=list(model.named_parameters()), plan=plan,
+                      step_fn=step, optim=OptimConfig(lr=3e-5), steps_per_epoch=per_epoch,
+                      state_dir=REPO / "runs" / "bench-throughput-state", resume=False, log_every=100,
+                      save_every=0, desc="throughput")
+    return {"pairs_per_s": round(result.pairs_per_s, 3), "pairs": SLICE_PAIRS, "steps": result.steps,
+            "seconds": round(result.train_seconds, 1)}
+
+
+def cross_encoder_throughput(threads: int) -> dict[str, Any]:
+    """pairs/s of sentence-transformers' CrossEncoder.fit on the same slice: max length 256, 16 pairs
+    (32 texts, chosen label 1 and rejected label 0) a batch, lr 3e-5, fp32 — the issue's baseline."""
+    import torch
+    from sentence_transformers import CrossEncoder, InputExample
+    from torch.utils.data import DataLoader
+
+    from lite_rm.models import resolve_model
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = CrossEncoder(resolve_model(None), num_labels=1, max_length=256, device="cpu")
+    examples = [InputExample(texts=[p.prompt, r], label=float(lab))
+                for p in _slice() for r, lab in ((p.chosen, 1), (p.rejected, 0))]
+    loader = DataLoader(examples, shuffle=True, batch_size=32)
+    started = time.perf_counter()
+    model.fit(train_dataloader=loader, epochs=1, warmup_steps=1, optimizer_params={"lr": 3e-5},
+              show_progress_bar=False)
+    seconds = time.perf_counter() - started
+    return {"pairs_per_s": round(SLICE_PAIRS / seconds, 3), "pairs": SLICE_PAIRS, "seconds": round(seconds, 1)}
+
+
+def throughput(args: argparse.Namespace) -> None:
+    variants = {
+        "lite-rm-1thread-bf16": lambda: lite_rm_throughput(1, True),
+        "lite-rm-1thread-fp32": lambda: lite_rm_throughput(1, False),
+        "lite-rm-2threads-bf16": lambda: lite_rm_throughput(2, True),
+        "lite-rm-1thread-bf16-no-grouping": lambda: lite_rm_throughput(1, True, length_grouping=False),
+        "cross-encoder-1thread": lambda: cross_encoder_throughput(1),
+        "cross-encoder-2threads": lambda: cross_encoder_throughput(2),
+    }
+    for name, fn in variants.items():
+        if args.only and name not in args.only:
+            continue
+        key = f"throughput-{name}"
+        if _done(key):
+            continue
+        print(f"measuring {name} ...", flush=True)
+        figures = fn()
+        print(f"{name}: {figures}")
+        _save(key, {"variant": name, "command": _command(), "machine": machine(), **figures})
+
+
+# ---------------------------------------------------------------- pipeline and domains
+
+
+def _command() -> str:
+    return " ".join(shlex.quote(a) for a in [".venv/bin/python", "bench/train_benchmark.py", *sys.argv[1:]])
+
+
+def _train(argv: list[str]) -> float:
+    cmd = [str(REPO / ".venv" / "bin" / "lite-rm"), *argv]
+    print("$ lite-rm " + " ".join(shlex.quote(a) for a in argv), flush=True)
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=REPO)
+    return time.perf_counter() - started
+
+
+def pipeline(args: argparse.Namespace) -> None:
+    if _done("pipeline"):
+        return
+    argv = ["train", "-o", str(RUN.relative_to(REPO)), "--resume", *args.extra]
+    before = machine()
+    seconds = _train(argv)
+    results = json.loads((RUN / "results.json").read_text())
+    _save("pipeline", {"command": "lite-rm " + " ".join(argv), "machine": before,
+                       "wall_seconds_this_piece": round(seconds, 1), "stage_seconds": results["stage_seconds"],
+                       "results": results["results"], "general_avg": results["general_avg"],
+                       "general_kept": results["general_kept"], "threads": results["threads"],
+                       "bf16": results["bf16"],
+                       "training": {k: {kk: v.get(kk) for kk in ("steps", "pairs_per_s", "train_seconds",
+                                                                  "best_valid", "stopped_early", "interpolation")}
+                                    for k, v in results["training"].items()}})
+
+
+def domains(args: argparse.Namespace) -> None:
+    general = RUN / "general"
+    if not (general / "lite_rm.json").exists():
+        sys.exit(f"run the pipeline piece first ({general} is missing)")
+    for domain in args.domain or ["business", "entertainment", "literature"]:
+        key = f"custom-{domain}"
+        if _done(key):
+            continue
+        out = DOMAINS_RUN / domain
+        argv = ["train", "-o", str(out.relative_to(REPO)), "--stages", "custom", "--model",
+                str(general.relative_to(REPO)), "--domain", domain, "--resume", *args.extra]
+        before = machine()
+        seconds = _train(argv)
+        results = json.loads((out / "results.json").read_text())
+        _save(key, {"command": "lite-rm " + " ".join(argv), "machine": before, "wall_seconds": round(seconds, 1),
+                    "results": results["results"], "general_avg": results["general_avg"],
+                    "stage_seconds": results["stage_seconds"],
+                    "training": results["training"].get(f"custom-{domain}", {})})
+
+
+# ---------------------------------------------------------------- report
+
+
+def report(args: argparse.Namespace) -> None:
+    from lite_rm.training.evaluation import general_average, results_table
+
+    lines = ["# Training benchmark results", "",
+             "Produced by `bench/train_benchmark.py` (each figure's command and machine are in its JSON file under "
+             "`bench/results/training/`).", ""]
+    through = sorted(RESULTS.glob("throughput-*.json"))
+    if through:
+        lines += ["## Training throughput (pairs/s, max length 256, 16 pairs a batch, general train slice)", "",
+                  "| variant | pairs/s | seconds | load avg (1 min) at start | command |",
+                  "| --- | --- | --- | --- | --- |"]
+        for path in through:
+            d = json.loads(path.read_text())
+            lines.append(f"| {d['variant']} | {d['pairs_per_s']:.2f} | {d['seconds']} | {d['machine']['load_avg_1m']} "
+                         f"| `{d['command']}` |")
+        m = json.loads(through[0].read_text())["machine"]
+        lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores, avx512_bf16 {m['avx512_bf16']}, torch {m['torch']}, "
+                  f"transformers {m['transformers']}.", ""]
+    rows: dict[str, Any] = {}
+    pipe = RESULTS / "pipeline.json"
+    if pipe.exists():
+        d = json.loads(pipe.read_text())
+        rows.update(d["results"])
+        lines += ["## Default pipeline (`lite-rm train`, three stages, academy)", "", f"Command: `{d['command']}`", "",
+                  f"Stage wall times (s): {d['stage_seconds']}; threads {d['threads']}; bf16 {d['bf16']}; "
+                  f"machine load at start {d['machine']['load_avg_1m']}.", "",
+                  "Training summaries: " + json.dumps(d["training"]), ""]
+    for path in sorted(RESULTS.glob("custom-*.json")):
+        d = json.loads(path.read_text())
+        rows.update({k: v for k, v in d["results"].items() if k.startswith("custom-")})
+        lines += [f"- `{d['command']}`: {d['wall_seconds']} s"]
+    if rows:
+        lines += ["", "## Accuracy (pairwise, test splits)", "", results_table(rows)]
+        customs = {k: v for k, v in rows.items() if k.startswith("custom-")}
+        own = {k: v[f"dsp-{k[len('custom-'):]}"]["acc"] for k, v in customs.items()
+               if f"dsp-{k[len('custom-'):]}" in v}
+        if own:
+            lines += [f"Custom models on their own domain: {json.dumps({k: round(v, 3) for k, v in own.items()})}; "
+                      f"average {sum(own.values()) / len(own):.3f} over {len(own)} domains.", ""]
+        if "general" in rows:
+            g = general_average(rows["general"])
+            kept = {k: round(general_average(v) - g, 4) for k, v in customs.items() if general_average(v) is not None}
+            lines += [f"General average of the stage-2 model: {g:.3f}; general kept by each custom model "
+                      f"(difference): {json.dumps(kept)}.", ""]
+    out = REPO / "bench" / "training_results.md"
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out.relative_to(REPO)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="piece", required=True)
+    t = sub.add_parser("throughput")
+    t.add_argument("--only", nargs="*", help="variants to measure")
+    p = sub.add_parser("pipeline")
+    p.add_argument("extra", nargs="*", help="extra lite-rm train flags (after --)")
+    d = sub.add_parser("domains")
+    d.add_argument("--domain", action="append")
+    d.add_argument("extra", nargs="*", help="extra lite-rm train flags (after --)")
+    sub.add_parser("report")
+    args = parser.parse_args()
+    print("command:", _command())
+    print("machine:", json.dumps(machine()))
+    {"throughput": throughput, "pipeline": pipeline, "domains": domains, "report": report}[args.piece](args)
+
+
+if __name__ == "__main__":
+    main()
