@@ -1,0 +1,175 @@
+"""The torch-free Scorer: results match PyTorch, order and batching don't matter, errors are clear."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lite_rm.bundle import BundleError
+from lite_rm.scorer import Scorer
+
+PROMPTS = ["How do I boil an egg?", "Write a haiku about rain.", "", "What is 2 + 2?"]
+RESPONSES = ["Put it in boiling water for eight minutes.", "Rain on the roof / soft drums in the night / sleep",
+             "Hello there.", "4"]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Path:
+    from lite_rm.exporting import export_bundle
+
+    tmp = tmp_path_factory.mktemp("scorer")
+    valid = tmp / "valid.jsonl"
+    valid.write_text("".join(json.dumps({"prompt": p, "chosen": r, "rejected": r[::-1] + " no"}) + "\n"
+                             for p, r in zip(PROMPTS * 4, RESPONSES * 4)))
+    out = tmp / "bundle"
+    export_bundle(tiny_checkpoint, out, validation=valid)
+    return out
+
+
+@pytest.fixture(scope="module")
+def scorer(bundle: Path) -> Scorer:
+    return Scorer(bundle, threads=1)
+
+
+def test_import_and_scoring_never_load_torch(bundle: Path) -> None:
+    code = (
+        "import sys, lite_rm\n"
+        "from lite_rm import Scorer\n"
+        f"s = Scorer({str(bundle)!r})\n"
+        "print(s.score('p', ['a', 'b']).tolist(), s.preference_probability('p', 'a', 'b'))\n"
+        "heavy = [m for m in ('torch', 'transformers', 'sklearn', 'optimum') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_matches_pytorch(scorer: Scorer, tiny_checkpoint: Path, bundle: Path) -> None:
+    from lite_rm.exporting import torch_scores
+
+    long_prompt = "context " * 400  # longer than max_length: the input rule truncates it
+    prompts, responses = PROMPTS + [long_prompt], RESPONSES + ["short answer"]
+    ref = torch_scores(tiny_checkpoint, bundle / "tokenizer.json", prompts, responses, scorer.input_rule)
+    np.testing.assert_allclose(scorer.score_pairs(prompts, responses), ref, atol=1e-4)
+
+
+def test_batching_order_and_dedupe_do_not_change_scores(bundle: Path, scorer: Scorer) -> None:
+    prompts, responses = PROMPTS * 3, RESPONSES[::-1] * 3
+    together = scorer.score_pairs(prompts, responses)
+    one_by_one = np.array([scorer.score(p, [r])[0] for p, r in zip(prompts, responses)])
+    np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+    small = Scorer(bundle, threads=1, batch_size=1, dedupe=False).score_pairs(prompts, responses)
+    np.testing.assert_allclose(together, small, atol=1e-5)
+    np.testing.assert_allclose(scorer.score(PROMPTS[0], RESPONSES), scorer.score_pairs([PROMPTS[0]] * 4, RESPONSES))
+
+
+def test_never_changes_caller_data(scorer: Scorer) -> None:
+    prompts, responses = list(PROMPTS), list(RESPONSES)
+    scorer.score_pairs(prompts, responses)
+    scorer.preference_probabilities(prompts, responses, responses[::-1])
+    assert prompts == PROMPTS and responses == RESPONSES
+    assert scorer.score_pairs(tuple(PROMPTS), tuple(RESPONSES)).shape == (4,)
+
+
+def test_thread_safe(scorer: Scorer) -> None:
+    jobs = [(PROMPTS[i:] + PROMPTS[:i], RESPONSES) for i in range(4)] * 4
+    serial = [scorer.score_pairs(p, r) for p, r in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        parallel = list(pool.map(lambda job: scorer.score_pairs(*job), jobs))
+    for a, b in zip(serial, parallel):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_preference_probability(scorer: Scorer) -> None:
+    p_ab = scorer.preference_probability(PROMPTS[0], RESPONSES[0], RESPONSES[1])
+    p_ba = scorer.preference_probability(PROMPTS[0], RESPONSES[1], RESPONSES[0])
+    assert 0.0 < p_ab < 1.0 and p_ab + p_ba == pytest.approx(1.0)
+    s = scorer.score(PROMPTS[0], RESPONSES[:2]).astype(np.float64)
+    scale = scorer.manifest.calibration.scale
+    assert p_ab == pytest.approx(1 / (1 + np.exp(-scale * (s[0] - s[1]))), abs=1e-6)
+    batch = scorer.preference_probabilities(PROMPTS, RESPONSES, RESPONSES[::-1])
+    assert batch.shape == (4,) and batch[0] == pytest.approx(
+        scorer.preference_probability(PROMPTS[0], RESPONSES[0], RESPONSES[3]))
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda s: s.score(1, ["x"]), TypeError, "prompt: expected a string"),
+        (lambda s: s.score("p", "one string"), TypeError, "responses: expected a list of strings"),
+        (lambda s: s.score("p", ["ok", None]), TypeError, r"responses\[1\]: expected a string"),
+        (lambda s: s.score("p", []), ValueError, "empty"),
+        (lambda s: s.score_pairs([], []), ValueError, "empty input"),
+        (lambda s: s.score_pairs(["a"], ["b", "c"]), ValueError, "1 prompts but 2 responses"),
+        (lambda s: s.preference_probability("p", "a", 3), TypeError, "b: expected a string"),
+        (lambda s: s.preference_probabilities(["p"], ["a"], []), ValueError, "1 prompts, 1 a, 0 b"),
+    ],
+)
+def test_argument_errors(scorer: Scorer, call, error, match) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(error, match=match):
+        call(scorer)
+
+
+def _broken_copy(bundle: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "b"
+    shutil.copytree(bundle, copy)
+    return copy
+
+
+def test_bundle_errors(bundle: Path, tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="not found; create one with: lite-rm export"):
+        Scorer(tmp_path / "missing")
+
+    b = _broken_copy(bundle, tmp_path)
+    (b / "model.onnx").unlink()
+    with pytest.raises(BundleError, match="model.onnx is missing"):
+        Scorer(b)
+    shutil.rmtree(b)
+
+    b = _broken_copy(bundle, tmp_path)
+    data = (b / "model.onnx").read_bytes()
+    (b / "model.onnx").write_bytes(data[: len(data) // 2])
+    with pytest.raises(BundleError, match="truncated or corrupted"):
+        Scorer(b)
+    # Same size, garbage content: the size check passes, onnxruntime refuses it.
+    (b / "model.onnx").write_bytes(b"\x07garbage" * (len(data) // 8) + b"\0" * (len(data) % 8))
+    with pytest.raises(BundleError, match="onnxruntime cannot load it"):
+        Scorer(b)
+    with pytest.raises(BundleError, match="SHA-256"):
+        Scorer(b, verify=True)
+    shutil.rmtree(b)
+
+    b = _broken_copy(bundle, tmp_path)
+    manifest = json.loads((b / "manifest.json").read_text())
+    (b / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    with pytest.raises(BundleError, match="format version 99 is not supported"):
+        Scorer(b)
+    (b / "manifest.json").write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        Scorer(b)
+    (b / "manifest.json").unlink()
+    with pytest.raises(BundleError, match="manifest.json is missing"):
+        Scorer(b)
+    shutil.rmtree(b)
+
+    b = _broken_copy(bundle, tmp_path)
+    (b / "tokenizer.json").write_text("{}")
+    manifest = json.loads((b / "manifest.json").read_text())
+    manifest["files"]["tokenizer.json"]["bytes"] = 2
+    (b / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="not a valid tokenizer file"):
+        Scorer(b)
+
+
+def test_constructor_argument_errors(bundle: Path) -> None:
+    with pytest.raises(ValueError, match="threads"):
+        Scorer(bundle, threads=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        Scorer(bundle, batch_size=0)
