@@ -131,3 +131,20 @@ def test_eval_cli_bad_input(tmp_path: Path, tiny_checkpoint: Path) -> None:
     bad.write_text('{"prompt": "p", "chosen": 3, "rejected": "r"}\n')
     result = _run(["eval", str(tiny_checkpoint), "--data", str(bad)])
     assert result.exit_code == 1 and "bad.jsonl" in result.output and "Traceback" not in result.output
+
+
+def test_eval_cli_scores_an_onnx_bundle_like_its_checkpoint(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    from lite_rm.exporting import export_bundle
+
+    pairs = write_pairs(tmp_path / "p.jsonl", 24)
+    bundle = tmp_path / "bundle"
+    export_bundle(tiny_checkpoint, bundle, validation=pairs)
+    tables = {}
+    for name, model in (("bundle", bundle), ("checkpoint", tiny_checkpoint)):
+        out = tmp_path / f"{name}.json"
+        result = _run(["eval", str(model), "--data", f"syn={pairs}", "--json", str(out), "--no-bf16"])
+        assert result.exit_code == 0, result.output
+        tables[name] = json.loads(out.read_text())
+    assert tables["bundle"]["kind"] == "bundle"
+    acc = {k: next(iter(v["results"].values()))["syn"]["acc"] for k, v in tables.items()}
+    assert acc["bundle"] == pytest.approx(acc["checkpoint"], abs=0.05)

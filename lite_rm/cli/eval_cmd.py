@@ -18,7 +18,10 @@ def _score_fn(model: Path, bf16: bool | None, threads: int, batch_size: int) -> 
             from lite_rm.scorer import Scorer
         except ImportError:
             fail(f"{model} is an ONNX bundle, but this lite-rm cannot score bundles yet; give a checkpoint folder")
-        scorer = Scorer(model)
+        try:
+            scorer = Scorer(model, threads=threads or None, batch_size=batch_size)
+        except ValueError as err:  # BundleError: missing or corrupted bundle files
+            fail(f"{model}: cannot load the bundle ({err})")
         return scorer.score_pairs, "bundle"
     if not (model / "config.json").is_file():
         fail(f"{model}: expected a checkpoint folder (config.json, weights, tokenizer) or an ONNX bundle folder "
