@@ -56,7 +56,8 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
               help="Train DSP lists with a softmax, or as pairs. [default: listwise]")
 @click.option("--imitation-coef", type=float, help="Weight of the MLM loss on preferred responses (custom stage).")
 @click.option("--replay-share", type=float, help="Share of each custom batch that is general pairs.")
-@click.option("--l2sp-coef", type=float, help="Weight of the L2-SP pull toward the general weights.")
+@click.option("--l2sp-coef", type=float,
+              help="L2-SP: share of the distance to the general weights pulled back per step, in [0, 1).")
 @click.option("--freeze-layers", type=int, help="Freeze the lowest N transformer layers in the custom stage.")
 @click.option("--freeze-embeddings/--train-embeddings", default=None, help="Freeze the embeddings in the custom stage.")
 @click.option("--interpolate", help="Weight interpolation: off, auto (chosen on validation) or a number in [0, 1].")
