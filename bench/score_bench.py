@@ -215,7 +215,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=None, help="trained checkpoint (default: bench/.work/bt-academy "
                     "if present, else MiniLM with a fresh seeded head)")
     ap.add_argument("--domain", default="academy")
-    ap.add_argument("--pairs", type=int, default=0, help="first N DSP test pairs (0: all 544)")
+    ap.add_argument("--pairs", type=int, default=0, help="first N DSP test pairs (0: all of the domain)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=256)
