@@ -124,7 +124,7 @@ class CrossEncoderMethod:
         self.batch_size = args.batch_size
 
     def __call__(self, prompts: list[str], responses: list[str]) -> np.ndarray:
-        return np.asarray(self.model.predict(list(zip(prompts, responses)), batch_size=self.batch_size,
+        return np.asarray(self.model.predict(list(zip(prompts, responses, strict=True)), batch_size=self.batch_size,
                                              activation_fn=self.torch.nn.Identity(), show_progress_bar=False))
 
 
@@ -147,7 +147,7 @@ class OptimumMethod:
         self.args = args
 
     def __call__(self, prompts: list[str], responses: list[str]) -> np.ndarray:
-        order = np.argsort([-(len(p) + len(r)) for p, r in zip(prompts, responses)])
+        order = np.argsort([-(len(p) + len(r)) for p, r in zip(prompts, responses, strict=True)])
         out = np.empty(len(prompts), dtype=np.float32)
         for start in range(0, len(order), self.args.batch_size):
             idx = order[start:start + self.args.batch_size]
@@ -172,15 +172,15 @@ class ScorerMethod:
 
 COLD_SNIPPETS = {
     "a": ("import time; t=time.perf_counter(); import torch; torch.set_num_threads({threads}); "
-          "from sentence_transformers import CrossEncoder; m=CrossEncoder({path!r}, max_length={max_length}, device='cpu'); "
+          "from sentence_transformers import CrossEncoder; m=CrossEncoder({path!r}, max_length={max_length}, device='cpu'); "  # noqa: E501
           "m.predict([(P[0], R[0])]); cold=time.perf_counter()-t; m.predict(list(zip(P, R)), batch_size={batch_size})"),
     "b": ("import time; t=time.perf_counter(); import sys; sys.argv=['x']; "
           "import onnxruntime as ort; from optimum.onnxruntime import ORTModelForSequenceClassification; "
           "from transformers import AutoTokenizer; o=ort.SessionOptions(); o.intra_op_num_threads={threads}; "
-          "m=ORTModelForSequenceClassification.from_pretrained({path!r}, file_name='model_quantized.onnx', session_options=o); "
-          "tok=AutoTokenizer.from_pretrained({path!r}); m(**tok([P[0]], [R[0]], truncation=True, max_length={max_length}, return_tensors='pt')); "
+          "m=ORTModelForSequenceClassification.from_pretrained({path!r}, file_name='model_quantized.onnx', session_options=o); "  # noqa: E501
+          "tok=AutoTokenizer.from_pretrained({path!r}); m(**tok([P[0]], [R[0]], truncation=True, max_length={max_length}, return_tensors='pt')); "  # noqa: E501
           "cold=time.perf_counter()-t; "
-          "[m(**tok(P[i:i+{batch_size}], R[i:i+{batch_size}], padding=True, truncation=True, max_length={max_length}, return_tensors='pt')) for i in range(0, len(P), {batch_size})]"),
+          "[m(**tok(P[i:i+{batch_size}], R[i:i+{batch_size}], padding=True, truncation=True, max_length={max_length}, return_tensors='pt')) for i in range(0, len(P), {batch_size})]"),  # noqa: E501
     "c": ("import time; t=time.perf_counter(); from lite_rm.scorer import Scorer; "
           "s=Scorer({path!r}, threads={threads}, batch_size={batch_size}); s.score(P[0], [R[0]]); "
           "cold=time.perf_counter()-t; s.score_pairs(P, R)"),
@@ -196,7 +196,7 @@ def cold_start(kind: str, path: Path, prompts: list[str], responses: list[str], 
     body = COLD_SNIPPETS[kind].format(path=str(path), threads=args.threads, max_length=args.max_length,
                                       batch_size=args.batch_size)
     code = (f"import json; D=json.load(open({str(data)!r})); P, R = D['P'], D['R']\n{body}\n"
-            "import resource; print(json.dumps({'cold': cold, 'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))")
+            "import resource; print(json.dumps({'cold': cold, 'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))")  # noqa: E501
     colds, rss = [], []
     for _ in range(repeats):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

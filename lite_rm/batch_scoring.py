@@ -96,7 +96,9 @@ def file_format(path: str | Path, given: str | None = None) -> str:
 
 
 def _open_binary(path: Path) -> IO[bytes]:
-    return gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")  # noqa: SIM115
+    if str(path).endswith(".gz"):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")  # noqa: SIM115
 
 
 def _count_lines(path: Path) -> int | None:
@@ -118,13 +120,16 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
             try:
                 obj = json.loads(raw.decode("utf-8"))
             except UnicodeDecodeError as err:
-                yield line_no, RowError(f"{path}:{line_no}: not UTF-8 text ({err.reason} at byte {err.start})", "not UTF-8")
+                where = f"{path}:{line_no}"
+                yield line_no, RowError(f"{where}: not UTF-8 text ({err.reason} at byte {err.start})", "not UTF-8")
                 continue
             except json.JSONDecodeError as err:
-                yield line_no, RowError(f"{path}:{line_no}: invalid JSON ({err.msg}, column {err.colno})", "invalid JSON")
+                where = f"{path}:{line_no}"
+                yield line_no, RowError(f"{where}: invalid JSON ({err.msg}, column {err.colno})", "invalid JSON")
                 continue
             if not isinstance(obj, dict):
-                yield line_no, RowError(f"{path}:{line_no}: expected a JSON object, found {type(obj).__name__}", "not an object")
+                found = type(obj).__name__
+                yield line_no, RowError(f"{path}:{line_no}: expected a JSON object, found {found}", "not an object")
                 continue
             yield line_no, obj
 
@@ -138,10 +143,12 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
         try:
             for row in reader:
                 if None in row:
-                    yield start, RowError(f"{path}:{start}: more values than the header has columns", "wrong column count")
+                    message = f"{path}:{start}: more values than the header has columns"
+                    yield start, RowError(message, "wrong column count")
                 elif None in row.values():
                     missing = [k for k, v in row.items() if v is None]
-                    yield start, RowError(f"{path}:{start}: too few values (no {', '.join(missing)})", "wrong column count")
+                    message = f"{path}:{start}: too few values (no {', '.join(missing)})"
+                    yield start, RowError(message, "wrong column count")
                 else:
                     yield start, row
                 start = reader.line_num + 1
@@ -291,7 +298,8 @@ def score_file(
                 where = f"{input_path}:{line_no}"
                 if report.mode == "?":
                     report.mode = _detect_mode(row, fields, where)
-                names = (fields.prompt, fields.response) if report.mode == "score" else (fields.prompt, fields.a, fields.b)
+                names = ((fields.prompt, fields.response) if report.mode == "score"
+                         else (fields.prompt, fields.a, fields.b))
                 pending.append((line_no, row, _texts(row, names, where)))
             except RowError as err:
                 if not skip_invalid:
@@ -322,13 +330,13 @@ def _flush(scorer: Scorer, pending: list[tuple[int, dict[str, Any], tuple[str, .
     out: list[dict[str, Any]]
     if mode == "score":
         scores = scorer.score_pairs([t[0] for _, _, t in pending], [t[1] for _, _, t in pending])
-        out = [{**row, LINE_FIELD: line, "score": float(s)} for (line, row, _), s in zip(pending, scores)]
+        out = [{**row, LINE_FIELD: line, "score": float(s)} for (line, row, _), s in zip(pending, scores, strict=True)]
     else:
         prompts = [t[0] for _, _, t in pending]
         both = scorer.score_pairs(prompts + prompts, [t[1] for _, _, t in pending] + [t[2] for _, _, t in pending])
         n = len(pending)
         probs = scorer.probability_from_scores(both[:n], both[n:])
         out = [{**row, LINE_FIELD: line, "probability": float(p), "score_a": float(sa), "score_b": float(sb)}
-               for (line, row, _), p, sa, sb in zip(pending, probs, both[:n], both[n:])]
+               for (line, row, _), p, sa, sb in zip(pending, probs, both[:n], both[n:], strict=True)]
     writer.write(out)
     return len(out)

@@ -376,7 +376,8 @@ def export_bundle(checkpoint: str | Path, output: str | Path, options: ExportOpt
         }
         with atomic_dir(output) as folder:
             _stage(folder, final_model, tokenizer, manifest)
-    logger.info("wrote %s (%s, %.1f MB)", output, manifest["precision"], (Path(output) / MODEL_FILE).stat().st_size / 1e6)
+    size_mb = (Path(output) / MODEL_FILE).stat().st_size / 1e6
+    logger.info("wrote %s (%s, %.1f MB)", output, manifest["precision"], size_mb)
     return json.loads((Path(output) / MANIFEST_FILE).read_text(encoding="utf-8"))
 
 

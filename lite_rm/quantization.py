@@ -123,7 +123,7 @@ def load_preset(name: str) -> QuantPreset:
     extra = {k: v for k, v in data.items() if k not in known}
     fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
     try:
-        return QuantPreset(name=name, extra=extra, **fields)
+        return QuantPreset(name=name, extra=extra, **fields)  # type: ignore[arg-type]
     except TypeError as err:
         raise ValueError(f"{source}: {err}") from None
 
@@ -262,7 +262,7 @@ def _calibration_ranges(
     quant = require("onnxruntime.quantization")
     calibrate = require("onnxruntime.quantization.calibrate")
 
-    class _Reader(quant.CalibrationDataReader):  # type: ignore[misc]
+    class _Reader(quant.CalibrationDataReader):  # type: ignore[misc,name-defined]
         def __init__(self) -> None:
             self._it = iter(feeds)
 

@@ -193,10 +193,10 @@ class Scorer:
             # Preference data repeats inputs: a response compared with several others (DSP: each preferred
             # response appears in four pairs), best-of-n lists. Score each distinct pair once.
             first: dict[tuple[str, str], int] = {}
-            where = np.fromiter((first.setdefault(key, len(first)) for key in zip(prompts, responses)),
+            where = np.fromiter((first.setdefault(key, len(first)) for key in zip(prompts, responses, strict=True)),
                                 dtype=np.int64, count=len(prompts))
             if len(first) < len(prompts):
-                unique_p, unique_r = zip(*first) if first else ((), ())
+                unique_p, unique_r = zip(*first, strict=True) if first else ((), ())
                 encoded = encode_pairs(self._tokenizer, list(unique_p), list(unique_r), self.input_rule)
                 return self.score_encoded(encoded)[where]
         encoded = encode_pairs(self._tokenizer, prompts, responses, self.input_rule)

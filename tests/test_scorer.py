@@ -27,7 +27,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> P
     tmp = tmp_path_factory.mktemp("scorer")
     valid = tmp / "valid.jsonl"
     valid.write_text("".join(json.dumps({"prompt": p, "chosen": r, "rejected": r[::-1] + " no"}) + "\n"
-                             for p, r in zip(PROMPTS * 4, RESPONSES * 4)))
+                             for p, r in zip(PROMPTS * 4, RESPONSES * 4, strict=True)))
     out = tmp / "bundle"
     export_bundle(tiny_checkpoint, out, validation=valid)
     return out
@@ -63,7 +63,7 @@ def test_matches_pytorch(scorer: Scorer, tiny_checkpoint: Path, bundle: Path) ->
 def test_batching_order_and_dedupe_do_not_change_scores(bundle: Path, scorer: Scorer) -> None:
     prompts, responses = PROMPTS * 3, RESPONSES[::-1] * 3
     together = scorer.score_pairs(prompts, responses)
-    one_by_one = np.array([scorer.score(p, [r])[0] for p, r in zip(prompts, responses)])
+    one_by_one = np.array([scorer.score(p, [r])[0] for p, r in zip(prompts, responses, strict=True)])
     np.testing.assert_allclose(together, one_by_one, atol=1e-5)
     small = Scorer(bundle, threads=1, batch_size=1, dedupe=False).score_pairs(prompts, responses)
     np.testing.assert_allclose(together, small, atol=1e-5)
@@ -83,7 +83,7 @@ def test_thread_safe(scorer: Scorer) -> None:
     serial = [scorer.score_pairs(p, r) for p, r in jobs]
     with ThreadPoolExecutor(max_workers=4) as pool:
         parallel = list(pool.map(lambda job: scorer.score_pairs(*job), jobs))
-    for a, b in zip(serial, parallel):
+    for a, b in zip(serial, parallel, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 

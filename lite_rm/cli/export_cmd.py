@@ -85,6 +85,7 @@ def export(checkpoint: str, output: str, int8: bool, preset: str, per_channel: b
         click.echo(f"  int8 ({manifest['quantization']['name']}): order agreement {q['order_agreement']:.3f}, "
                    f"accuracy {q['accuracy']:.3f} ({-q['accuracy_loss'] * 100:+.1f} pt)")
     cal = manifest["calibration"]
-    click.echo(f"  calibration: temperature {cal['temperature']:.3g}, ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}")
+    click.echo(f"  calibration: temperature {cal['temperature']:.3g}, "
+               f"ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}")
     if parity.get("overridden"):
         click.echo("  WARNING: the parity check failed; written because of --accept-parity-loss", err=True)
