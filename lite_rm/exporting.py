@@ -40,6 +40,8 @@ from lite_rm.quantization import QuantPreset, load_preset, quantize
 logger = logging.getLogger(__name__)
 
 DEFAULT_VALIDATION_PAIRS = 512
+# Block-wise int8 keeps pair orders (export/README.md); "auto" picks the faster per-CPU dynamic preset.
+DEFAULT_PRESET = "blockwise"
 # ORTOptimizer level 2 = basic + extended fusions; 99 adds layout passes that make the saved graph
 # specific to the exporting machine's CPU, so a bundle would not travel (onnxruntime warns about it).
 DEFAULT_OPTIMIZATION_LEVEL = 2
@@ -55,7 +57,8 @@ class ExportOptions:
 
     Attributes:
         int8: quantize to int8 (dynamic unless the preset says static).
-        preset: a preset name from ``export/presets``, ``auto`` (this CPU), or a ``.toml`` path.
+        preset: a preset name from ``export/presets`` (default ``blockwise``), ``auto`` (the dynamic
+            preset for this CPU), or a ``.toml`` path.
         per_channel: override the preset's per-channel setting.
         static: override the preset's static/dynamic setting.
         exclude_nodes: extra node-name patterns kept in fp32.
@@ -75,7 +78,7 @@ class ExportOptions:
     """
 
     int8: bool = False
-    preset: str = "auto"
+    preset: str = DEFAULT_PRESET
     per_channel: bool | None = None
     static: bool | None = None
     exclude_nodes: tuple[str, ...] = ()
@@ -180,14 +183,15 @@ def _onnx_export(checkpoint: Path, work: Path) -> Path:
     return out / "model.onnx"
 
 
-def _optimize(model: Path, level: int) -> Path:
+def _optimize(model: Path, level: int, fuse_attention: bool = True) -> Path:
     if level == 0:
         return model
     onnxruntime_opt = require("optimum.onnxruntime")
     configuration = require("optimum.onnxruntime.configuration")
     optimizer = onnxruntime_opt.ORTOptimizer.from_pretrained(model.parent, file_names=[model.name])
-    save = model.parent.parent / "optimized"
-    optimizer.optimize(configuration.OptimizationConfig(optimization_level=level), save_dir=save)
+    save = model.parent.parent / ("optimized" if fuse_attention else "optimized-unfused-attention")
+    config = configuration.OptimizationConfig(optimization_level=level, disable_attention_fusion=not fuse_attention)
+    optimizer.optimize(config, save_dir=save)
     return save / f"{model.stem}_optimized.onnx"
 
 
@@ -291,7 +295,7 @@ def export_bundle(checkpoint: str | Path, output: str | Path, options: ExportOpt
         work = Path(tmp)
         raw = _onnx_export(checkpoint, work)
         timings["onnx_export_s"] = time.perf_counter() - t0
-        fp32_model = _optimize(raw, options.optimization_level)
+        fp32_model = _optimize(raw, options.optimization_level, preset.fuse_attention if preset else True)
         timings["optimize_s"] = time.perf_counter() - t0 - timings["onnx_export_s"]
         tokenizer = _tokenizer_file(checkpoint, work)
         base_manifest = {

@@ -45,6 +45,12 @@ class QuantPreset:
     Attributes:
         name: the preset's name (its file name without ``.toml``).
         description: one line for ``lite-rm export --help`` and the manifest.
+        method: ``dynamic`` (Optimum's ``ORTQuantizer``: per-tensor dynamic activations) or
+            ``blockwise`` (onnxruntime ``MatMulNBits``, 8 bits: weights and activations quantized per
+            block of ``block_size`` values, int8 compute; embeddings still quantized by Optimum).
+        block_size: values per quantization block (``blockwise`` only).
+        fuse_attention: let graph optimization fuse attention (its Q/K/V weights then sit in an
+            ``Attention`` node that only the ``dynamic`` method quantizes).
         optimum_config: which ``AutoQuantizationConfig`` factory builds the base config.
         per_channel: quantize weights per output channel (one scale per row) instead of per tensor.
         reduce_range: 7-bit weights, for CPUs whose int8 instructions saturate (AVX2/AVX-512 without VNNI).
@@ -56,6 +62,9 @@ class QuantPreset:
 
     name: str
     description: str = ""
+    method: str = "dynamic"
+    block_size: int = 128
+    fuse_attention: bool = True
     optimum_config: str = "avx512_vnni"
     per_channel: bool = True
     reduce_range: bool = False
@@ -66,6 +75,10 @@ class QuantPreset:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.method not in ("dynamic", "blockwise"):
+            raise ValueError(f"preset {self.name}: method {self.method!r} is not 'dynamic' or 'blockwise'")
+        if self.method == "blockwise" and (self.block_size < 16 or self.block_size & (self.block_size - 1)):
+            raise ValueError(f"preset {self.name}: block_size must be a power of two >= 16, found {self.block_size}")
         if self.optimum_config not in OPTIMUM_CONFIGS:
             raise ValueError(
                 f"preset {self.name}: optimum_config {self.optimum_config!r} is not one of {', '.join(OPTIMUM_CONFIGS)}"
@@ -206,6 +219,11 @@ def quantize(
     """
     onnxruntime_opt = require("optimum.onnxruntime")
     model_path = _with_shapes(Path(model_path), Path(output_dir))
+    if preset.method == "blockwise":
+        # Optimum quantizes only the embedding tables here; MatMulNBits takes the dense layers below.
+        blockwise, preset = preset, preset.with_overrides(method="dynamic", operators=("Gather",), static=False)
+    else:
+        blockwise = None
     config = quantization_config(preset, model_path)
     quantizer = onnxruntime_opt.ORTQuantizer.from_pretrained(model_path.parent, file_name=model_path.name)
     ranges = None
@@ -223,7 +241,37 @@ def quantize(
         quantizer.quantize(quantization_config=config, save_dir=output_dir, calibration_tensors_range=ranges)
     finally:
         root.removeFilter(_drop_root_info)
-    return Path(output_dir) / f"{model_path.stem}_quantized.onnx"
+    out = Path(output_dir) / f"{model_path.stem}_quantized.onnx"
+    if blockwise is not None:
+        out = _blockwise_matmuls(out, blockwise, nodes_to_exclude(model_path, blockwise))
+    return out
+
+
+def _blockwise_matmuls(model_path: Path, preset: QuantPreset, exclude: list[str]) -> Path:
+    """Quantize every MatMul with a constant weight to 8-bit ``MatMulNBits`` with int8 compute.
+
+    ``accuracy_level=4`` makes onnxruntime quantize the activations to int8 per block of
+    ``block_size`` values at run time (instead of one scale for a whole batch, as dynamic quantization
+    does), which is what keeps reward margins: see export/README.md for the measurements.
+    """
+    onnx = require("onnx")
+    nbits = require("onnxruntime.quantization.matmul_nbits_quantizer", extra="export")
+    algo = nbits.DefaultWeightOnlyQuantConfig(block_size=preset.block_size, is_symmetric=True, accuracy_level=4,
+                                              bits=8)
+    quantizer = nbits.MatMulNBitsQuantizer(onnx.load(str(model_path)), bits=8, block_size=preset.block_size,
+                                           is_symmetric=True, accuracy_level=4, nodes_to_exclude=exclude,
+                                           algo_config=algo)
+    # It logs one INFO line per node it skips; only its warnings are worth showing.
+    nbits_logger = logging.getLogger(nbits.__name__)
+    level = nbits_logger.level
+    nbits_logger.setLevel(logging.WARNING)
+    try:
+        quantizer.process()
+    finally:
+        nbits_logger.setLevel(level)
+    out = model_path.with_name(model_path.stem + "_blockwise.onnx")
+    quantizer.model.save_model_to_file(str(out), False)
+    return out
 
 
 def _drop_root_info(record: logging.LogRecord) -> bool:

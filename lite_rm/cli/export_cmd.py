@@ -21,9 +21,10 @@ def _preset_help() -> str:
 @click.argument("checkpoint", type=click.Path(file_okay=False, path_type=str))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=str),
               help="Bundle folder to write (replaced atomically if it exists).")
-@click.option("--int8", is_flag=True, help="Quantize to int8 (dynamic; see --preset).")
-@click.option("--preset", default="auto", show_default=True,
-              help=f"Quantization preset: {_preset_help()}, or a .toml file (see export/README.md).")
+@click.option("--int8", is_flag=True, help="Quantize to int8 (see --preset).")
+@click.option("--preset", default="blockwise", show_default=True,
+              help=f"Quantization preset: {_preset_help()} (auto: the dynamic preset for this CPU), "
+                   "or a .toml file (see export/README.md).")
 @click.option("--per-channel/--per-tensor", default=None, help="Override the preset's weight granularity.")
 @click.option("--static", "static", flag_value=True, default=None,
               help="Static quantization: activation ranges calibrated on the validation pairs.")
