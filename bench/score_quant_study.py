@@ -43,6 +43,8 @@ def variants(base: str) -> dict[str, tuple[str, object]]:
         "fused, per-channel, head fp32, embeddings fp32": ("opt", p.with_overrides(operators=("MatMul", "Attention"))),
         "fused, per-channel, avx2 preset (7-bit)": ("opt", load_preset("avx2")),
         "raw graph, per-channel, head fp32": ("raw", p.with_overrides(operators=("MatMul", "Gather"))),
+        "block-wise 8-bit, block 128 (preset blockwise)": ("unfused", load_preset("blockwise")),
+        "block-wise 8-bit, block 32": ("unfused", load_preset("blockwise").with_overrides(block_size=32)),
     }
 
 
@@ -69,6 +71,9 @@ def main() -> None:
     opt = work / "optimized" / "model_optimized.onnx"
     if not opt.exists():
         opt = _optimize(raw, 2)
+    unfused = work / "optimized-unfused-attention" / "model_optimized.onnx"
+    if not unfused.exists():
+        unfused = _optimize(raw, 2, fuse_attention=False)
     tok = ckpt / "tokenizer.json"
     manifest = {"format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION, "input_rule": rule.to_dict()}
     models = {"fp32 (fused)": opt}
@@ -77,7 +82,7 @@ def main() -> None:
         todo["fused, static QDQ per-channel, head fp32"] = ("opt", load_preset(args.preset).with_overrides(static=True))
     for i, (name, (graph, preset)) in enumerate(todo.items()):
         out = work / f"v{i}"
-        src = raw if graph == "raw" else opt
+        src = {"raw": raw, "opt": opt, "unfused": unfused}[graph]
         if preset == "optimum-default":
             from optimum.onnxruntime import ORTQuantizer
             from optimum.onnxruntime.configuration import AutoQuantizationConfig

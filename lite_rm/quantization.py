@@ -19,6 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lite_rm.extras import require
 
 if sys.version_info >= (3, 11):
@@ -218,12 +220,9 @@ def quantize(
         The path of the quantized model.
     """
     onnxruntime_opt = require("optimum.onnxruntime")
-    model_path = _with_shapes(Path(model_path), Path(output_dir))
     if preset.method == "blockwise":
-        # Optimum quantizes only the embedding tables here; MatMulNBits takes the dense layers below.
-        blockwise, preset = preset, preset.with_overrides(method="dynamic", operators=("Gather",), static=False)
-    else:
-        blockwise = None
+        return _blockwise(Path(model_path), Path(output_dir), preset)
+    model_path = _with_shapes(Path(model_path), Path(output_dir))
     config = quantization_config(preset, model_path)
     quantizer = onnxruntime_opt.ORTQuantizer.from_pretrained(model_path.parent, file_name=model_path.name)
     ranges = None
@@ -241,14 +240,12 @@ def quantize(
         quantizer.quantize(quantization_config=config, save_dir=output_dir, calibration_tensors_range=ranges)
     finally:
         root.removeFilter(_drop_root_info)
-    out = Path(output_dir) / f"{model_path.stem}_quantized.onnx"
-    if blockwise is not None:
-        out = _blockwise_matmuls(out, blockwise, nodes_to_exclude(model_path, blockwise))
-    return out
+    return Path(output_dir) / f"{model_path.stem}_quantized.onnx"
 
 
-def _blockwise_matmuls(model_path: Path, preset: QuantPreset, exclude: list[str]) -> Path:
-    """Quantize every MatMul with a constant weight to 8-bit ``MatMulNBits`` with int8 compute.
+def _blockwise(model_path: Path, output_dir: Path, preset: QuantPreset) -> Path:
+    """Block-wise int8: every MatMul with a constant weight becomes 8-bit ``MatMulNBits``; the word
+    embeddings become int8 rows with one scale per token.
 
     ``accuracy_level=4`` makes onnxruntime quantize the activations to int8 per block of
     ``block_size`` values at run time (instead of one scale for a whole batch, as dynamic quantization
@@ -256,9 +253,13 @@ def _blockwise_matmuls(model_path: Path, preset: QuantPreset, exclude: list[str]
     """
     onnx = require("onnx")
     nbits = require("onnxruntime.quantization.matmul_nbits_quantizer", extra="export")
+    model = onnx.load(str(model_path))
+    exclude = nodes_to_exclude(model_path, preset)
+    if "Gather" in preset.operators:
+        _rowwise_int8_embeddings(model, exclude)
     algo = nbits.DefaultWeightOnlyQuantConfig(block_size=preset.block_size, is_symmetric=True, accuracy_level=4,
                                               bits=8)
-    quantizer = nbits.MatMulNBitsQuantizer(onnx.load(str(model_path)), bits=8, block_size=preset.block_size,
+    quantizer = nbits.MatMulNBitsQuantizer(model, bits=8, block_size=preset.block_size,
                                            is_symmetric=True, accuracy_level=4, nodes_to_exclude=exclude,
                                            algo_config=algo)
     # It logs one INFO line per node it skips; only its warnings are worth showing.
@@ -269,9 +270,48 @@ def _blockwise_matmuls(model_path: Path, preset: QuantPreset, exclude: list[str]
         quantizer.process()
     finally:
         nbits_logger.setLevel(level)
-    out = model_path.with_name(model_path.stem + "_blockwise.onnx")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    out = output_dir / f"{model_path.stem}_quantized.onnx"
     quantizer.model.save_model_to_file(str(out), False)
     return out
+
+
+def _rowwise_int8_embeddings(model: Any, exclude: list[str], min_rows: int = 512) -> None:
+    """Replace ``Gather(table, ids)`` on large fp32 tables by int8 rows with one scale per row.
+
+    ``Gather(int8 table, ids) -> Cast -> Mul(Gather(scales, ids))`` gives each token its own scale.
+    Optimum's Gather quantization shares one scale over the table, and the rows of rare tokens lose
+    most of their precision: measured, it costs block-wise int8 about 1 point of order agreement.
+    onnxruntime's GatherBlockQuantized would do this natively but supports only 4 bits.
+    """
+    onnx = require("onnx")
+    from onnx import helper, numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    new_nodes = []
+    for node in model.graph.node:
+        table = inits.get(node.input[0]) if node.op_type == "Gather" else None
+        if table is None or node.name in exclude or len(table.dims) != 2 or table.dims[0] < min_rows \
+                or table.data_type != onnx.TensorProto.FLOAT:
+            new_nodes.append(node)
+            continue
+        weights = numpy_helper.to_array(table)
+        scales = np.maximum(np.abs(weights).max(axis=1, keepdims=True), 1e-12) / 127.0
+        q = np.clip(np.rint(weights / scales), -127, 127).astype(np.int8)
+        base = table.name
+        model.graph.initializer.remove(table)
+        model.graph.initializer.extend([numpy_helper.from_array(q, base + "_int8"),
+                                        numpy_helper.from_array(scales.astype(np.float32), base + "_row_scale")])
+        ids, out = node.input[1], node.output[0]
+        new_nodes += [
+            helper.make_node("Gather", [base + "_int8", ids], [out + "_int8"], name=node.name + "_int8"),
+            helper.make_node("Cast", [out + "_int8"], [out + "_i2f"], name=node.name + "_cast",
+                             to=onnx.TensorProto.FLOAT),
+            helper.make_node("Gather", [base + "_row_scale", ids], [out + "_scale"], name=node.name + "_scale"),
+            helper.make_node("Mul", [out + "_i2f", out + "_scale"], [out], name=node.name + "_dequant"),
+        ]
+    del model.graph.node[:]
+    model.graph.node.extend(new_nodes)
 
 
 def _drop_root_info(record: logging.LogRecord) -> bool:
