@@ -17,16 +17,18 @@ import torch
 
 from lite_rm.data import PreferencePair, load_preferences, split_by_prompt
 from lite_rm.data.locations import DSP_TRAIN, GENERAL_TRAIN
-from lite_rm.encoding import EncodedPairs, InputRule, load_tokenizer, pad_batch, pad_id_of
+from lite_rm.encoding import EncodedPairs, InputRule, encode_pairs, load_tokenizer, pad_batch, pad_id_of
 from lite_rm.training import mlm as mlm_lib
 from lite_rm.training.batching import PairData, add_replay, encode_preferences, plan_epochs
 from lite_rm.training.config import TrainConfig
 from lite_rm.training.loop import LoopResult, run_loop
 from lite_rm.training.losses import bradley_terry_loss, listwise_softmax_loss, pair_metrics
 from lite_rm.training.modeling import (
+    autocast,
     load_reward_model,
     save_checkpoint,
     score_all,
+    score_ids,
     to_torch,
 )
 from lite_rm.training.preservation import L2SP, choose_alpha, freeze, interpolate
@@ -142,8 +144,6 @@ def run_base(ctx: StageContext, start: str, out: Path) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     if cfg.max_texts and len(unique) > cfg.max_texts:
         unique = [unique[i] for i in sorted(rng.choice(len(unique), cfg.max_texts, replace=False))]
-    from lite_rm.encoding import encode_pairs
-
     encoded = encode_pairs(tokenizer, [t[0] for t in unique], [t[1] for t in unique], ctx.rule)
     # Each text is a unit of one "pair" (itself twice) so that the length grouping counts texts.
     pairs = np.repeat(np.arange(len(unique), dtype=np.int64)[:, None], 2, axis=1)
@@ -158,8 +158,6 @@ def run_base(ctx: StageContext, start: str, out: Path) -> dict[str, Any]:
     def step(units: list[int]) -> tuple[torch.Tensor, dict[str, float], int]:
         batch = to_torch(pad_batch(encoded, units, pad_id))
         inputs, labels = masker(batch["input_ids"])
-        from lite_rm.training.modeling import autocast
-
         with autocast(ctx.bf16):
             loss = mlm_lib.masked_lm_loss(model, inputs, batch["attention_mask"], batch["token_type_ids"], labels)
         return loss, {}, len(units)
@@ -195,8 +193,7 @@ def reward_step(
     plans = []
     offset = 0
     for data, units, listwise in tables:
-        if listwise:
-            assert data.lists is not None
+        if listwise and data.lists is not None:
             rows = sorted({t for u in units for t in data.lists[u]})
         else:
             pair_ids = [p for u in units for p in data.units[u]]
@@ -206,8 +203,6 @@ def reward_step(
         plans.append((data, units, listwise, local))
         offset += len(rows)
     batch_texts = _gather(gathered)
-    from lite_rm.training.modeling import score_ids
-
     rewards = score_ids(model, batch_texts, range(len(batch_texts)), pad_id, bf16)
 
     losses, weights = [], []
@@ -339,7 +334,6 @@ def run_custom(
         head_ids = {id(p) for p in head}
         modules["mlm"] = mlm
         named += [(n, p) for n, p in mlm.named_parameters() if id(p) in head_ids]
-    from lite_rm.training.modeling import autocast
 
     def step(item: tuple[list[int], list[int]]) -> tuple[torch.Tensor, dict[str, float], int]:
         units, replay = item
@@ -373,9 +367,8 @@ def run_custom(
 
         def accuracies(alpha: float) -> tuple[float, float]:
             model.load_state_dict(interpolate(start_state, custom_state, alpha))
-            assert general_valid is not None
-            return (pair_accuracy(model, valid_data, pad_id, ctx.bf16, batch_size),
-                    pair_accuracy(model, general_valid, pad_id, ctx.bf16, batch_size))
+            general_acc = pair_accuracy(model, general_valid, pad_id, ctx.bf16, batch_size) if general_valid else 0.0
+            return pair_accuracy(model, valid_data, pad_id, ctx.bf16, batch_size), general_acc
 
         if cfg.interpolate == "auto":
             general_ref = accuracies(0.0)[1]
