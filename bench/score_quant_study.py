@@ -71,9 +71,9 @@ def main() -> None:
     opt = work / "optimized" / "model_optimized.onnx"
     if not opt.exists():
         opt = _optimize(raw, 2)
-    unfused = work / "optimized-unfused-attention" / "model_optimized.onnx"
+    unfused = work / "optimized-multi_head" / "model_optimized.onnx"
     if not unfused.exists():
-        unfused = _optimize(raw, 2, fuse_attention=False)
+        unfused = _optimize(raw, 2, attention="multi_head")
     tok = ckpt / "tokenizer.json"
     manifest = {"format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION, "input_rule": rule.to_dict()}
     models = {"fp32 (fused)": opt}

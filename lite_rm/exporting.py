@@ -183,14 +183,16 @@ def _onnx_export(checkpoint: Path, work: Path) -> Path:
     return out / "model.onnx"
 
 
-def _optimize(model: Path, level: int, fuse_attention: bool = True) -> Path:
+def _optimize(model: Path, level: int, attention: str = "fused") -> Path:
     if level == 0:
         return model
     onnxruntime_opt = require("optimum.onnxruntime")
     configuration = require("optimum.onnxruntime.configuration")
     optimizer = onnxruntime_opt.ORTOptimizer.from_pretrained(model.parent, file_names=[model.name])
-    save = model.parent.parent / ("optimized" if fuse_attention else "optimized-unfused-attention")
-    config = configuration.OptimizationConfig(optimization_level=level, disable_attention_fusion=not fuse_attention)
+    save = model.parent.parent / f"optimized-{attention}"
+    config = configuration.OptimizationConfig(
+        optimization_level=level, disable_attention_fusion=attention == "unfused",
+        use_multi_head_attention=attention == "multi_head")
     optimizer.optimize(config, save_dir=save)
     return save / f"{model.stem}_optimized.onnx"
 
@@ -295,7 +297,7 @@ def export_bundle(checkpoint: str | Path, output: str | Path, options: ExportOpt
         work = Path(tmp)
         raw = _onnx_export(checkpoint, work)
         timings["onnx_export_s"] = time.perf_counter() - t0
-        fp32_model = _optimize(raw, options.optimization_level, preset.fuse_attention if preset else True)
+        fp32_model = _optimize(raw, options.optimization_level, preset.attention if preset else "fused")
         timings["optimize_s"] = time.perf_counter() - t0 - timings["onnx_export_s"]
         tokenizer = _tokenizer_file(checkpoint, work)
         base_manifest = {

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 PRESET_PACKAGE = "lite_rm.export_presets"
 # Optimum's AutoQuantizationConfig factories we accept as a preset's ``optimum_config``.
 OPTIMUM_CONFIGS = ("avx512_vnni", "avx512", "avx2", "arm64")
+ATTENTION_FUSIONS = ("fused", "multi_head", "unfused")
 # CPU families for auto-detection, best first: the preset is chosen by the first flag the CPU has.
 AUTO_ORDER = (("avx512_vnni", ("avx512_vnni", "avx512vnni")), ("avx2", ("avx2",)))
 
@@ -51,8 +52,10 @@ class QuantPreset:
             ``blockwise`` (onnxruntime ``MatMulNBits``, 8 bits: weights and activations quantized per
             block of ``block_size`` values, int8 compute; embeddings still quantized by Optimum).
         block_size: values per quantization block (``blockwise`` only).
-        fuse_attention: let graph optimization fuse attention (its Q/K/V weights then sit in an
-            ``Attention`` node that only the ``dynamic`` method quantizes).
+        attention: how graph optimization fuses attention: ``fused`` (one ``Attention`` node holding
+            the Q/K/V weights, which only the ``dynamic`` method quantizes), ``multi_head``
+            (``MultiHeadAttention`` after separate Q/K/V MatMuls, which ``blockwise`` quantizes), or
+            ``unfused``.
         optimum_config: which ``AutoQuantizationConfig`` factory builds the base config.
         per_channel: quantize weights per output channel (one scale per row) instead of per tensor.
         reduce_range: 7-bit weights, for CPUs whose int8 instructions saturate (AVX2/AVX-512 without VNNI).
@@ -66,7 +69,7 @@ class QuantPreset:
     description: str = ""
     method: str = "dynamic"
     block_size: int = 128
-    fuse_attention: bool = True
+    attention: str = "fused"
     optimum_config: str = "avx512_vnni"
     per_channel: bool = True
     reduce_range: bool = False
@@ -81,6 +84,9 @@ class QuantPreset:
             raise ValueError(f"preset {self.name}: method {self.method!r} is not 'dynamic' or 'blockwise'")
         if self.method == "blockwise" and (self.block_size < 16 or self.block_size & (self.block_size - 1)):
             raise ValueError(f"preset {self.name}: block_size must be a power of two >= 16, found {self.block_size}")
+        if self.attention not in ATTENTION_FUSIONS:
+            raise ValueError(
+                f"preset {self.name}: attention {self.attention!r} is not one of {', '.join(ATTENTION_FUSIONS)}")
         if self.optimum_config not in OPTIMUM_CONFIGS:
             raise ValueError(
                 f"preset {self.name}: optimum_config {self.optimum_config!r} is not one of {', '.join(OPTIMUM_CONFIGS)}"
