@@ -347,7 +347,8 @@ def markdown(r: dict) -> str:
               f"- order agreement with fp32 ≥ {t['agreement']:.0%}: {c8['agreement_vs_scorer_fp32']:.3f} vs the fp32 "
               f"Scorer, {c8['agreement_vs_a']:.3f} vs (a)",
               f"- accuracy loss ≤ {t['accuracy_loss_pts']} pt: accuracy change "
-              f"{(c8['accuracy'] - c32['accuracy']) * 100:+.1f} pt vs the fp32 Scorer, {(c8['accuracy'] - a['accuracy']) * 100:+.1f} pt vs (a)",
+              f"{(c8['accuracy'] - c32['accuracy']) * 100:+.1f} pt vs the fp32 Scorer, "
+              f"{(c8['accuracy'] - a['accuracy']) * 100:+.1f} pt vs (a)",
               f"- bundle ≤ {t['bundle_mb']:.0f} MB: {c8['size_mb']:.1f} MB",
               f"- cold start ≤ {t['cold_s']} s: {c8['cold_s']:.2f} s", ""]
     for key, label in (("int8_export_parity", "default int8"), ("int8_auto_export_parity", "auto (dynamic) int8")):
