@@ -179,6 +179,9 @@ def test_interpolation_picks_a_weight_on_validation(tmp_path: Path, tiny_checkpo
     # custom accuracy rises with alpha, general accuracy falls; tolerance 0.02 admits alpha <= 0.5
     alpha, rows = choose_alpha(lambda a: (0.6 + 0.3 * a, 0.7 - 0.04 * a), 0.7, 0.02)
     assert alpha == 0.5 and len(rows) == 5
+    # with 100 general validation pairs a drop below one standard error (0.05) is noise: alpha 1 wins
+    alpha, _ = choose_alpha(lambda a: (0.6 + 0.3 * a, 0.7 - 0.04 * a), 0.7, 0.02, general_pairs=100)
+    assert alpha == 1.0
 
     raw = synthetic_config(tmp_path, tiny_checkpoint, **{"general.max_steps": 2, "custom.max_steps": 4,
                                                           "custom.interpolate": "auto"})

@@ -188,7 +188,8 @@ class CustomStageConfig(OptimConfig):
             ``alpha * custom + (1 - alpha) * general`` on the validation splits); or a number in
             [0, 1] used as is.
         interpolate_tolerance: with ``auto``, the largest drop of general validation accuracy
-            (vs. the general model) accepted; among those alphas the best custom accuracy wins.
+            (vs. the general model) accepted, and at least one standard error of that accuracy (a
+            smaller drop is noise); among those alphas the best custom accuracy wins.
     """
 
     domains: list[str] = field(default_factory=lambda: ["academy"])

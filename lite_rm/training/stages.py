@@ -372,7 +372,8 @@ def run_custom(
 
         if cfg.interpolate == "auto":
             general_ref = accuracies(0.0)[1]
-            alpha, rows = choose_alpha(accuracies, general_ref, cfg.interpolate_tolerance)
+            alpha, rows = choose_alpha(accuracies, general_ref, cfg.interpolate_tolerance,
+                                       general_pairs=len(general_valid) if general_valid else 0)
             summary["interpolation"] = {"alpha": alpha, "general_valid_reference": general_ref, "grid": rows}
         else:
             alpha = float(cfg.interpolate)
