@@ -52,6 +52,9 @@ class QuantPreset:
             ``blockwise`` (onnxruntime ``MatMulNBits``, 8 bits: weights and activations quantized per
             block of ``block_size`` values, int8 compute; embeddings still quantized by Optimum).
         block_size: values per quantization block (``blockwise`` only).
+        symmetric: ``blockwise`` weights without zero points (``False`` adds one per block).
+        accuracy_level: ``blockwise`` compute: 4 quantizes activations to int8 per block (fast), 0 keeps
+            them fp32 and dequantizes the int8 weights (weight-only: most faithful, about fp32 speed).
         attention: how graph optimization fuses attention: ``fused`` (one ``Attention`` node holding
             the Q/K/V weights, which only the ``dynamic`` method quantizes), ``multi_head``
             (``MultiHeadAttention`` after separate Q/K/V MatMuls, which ``blockwise`` quantizes), or
@@ -69,6 +72,8 @@ class QuantPreset:
     description: str = ""
     method: str = "dynamic"
     block_size: int = 128
+    symmetric: bool = True
+    accuracy_level: int = 4
     attention: str = "fused"
     optimum_config: str = "avx512_vnni"
     per_channel: bool = True
@@ -84,6 +89,8 @@ class QuantPreset:
             raise ValueError(f"preset {self.name}: method {self.method!r} is not 'dynamic' or 'blockwise'")
         if self.method == "blockwise" and (self.block_size < 16 or self.block_size & (self.block_size - 1)):
             raise ValueError(f"preset {self.name}: block_size must be a power of two >= 16, found {self.block_size}")
+        if self.accuracy_level not in (0, 1, 2, 3, 4):
+            raise ValueError(f"preset {self.name}: accuracy_level must be 0-4, found {self.accuracy_level!r}")
         if self.attention not in ATTENTION_FUSIONS:
             raise ValueError(
                 f"preset {self.name}: attention {self.attention!r} is not one of {', '.join(ATTENTION_FUSIONS)}")
@@ -263,11 +270,12 @@ def _blockwise(model_path: Path, output_dir: Path, preset: QuantPreset) -> Path:
     exclude = nodes_to_exclude(model_path, preset)
     if "Gather" in preset.operators:
         _rowwise_int8_embeddings(model, exclude)
-    algo = nbits.DefaultWeightOnlyQuantConfig(block_size=preset.block_size, is_symmetric=True, accuracy_level=4,
-                                              bits=8)
+    level = preset.accuracy_level or None  # 0: onnxruntime's default, fp32 compute
+    algo = nbits.DefaultWeightOnlyQuantConfig(block_size=preset.block_size, is_symmetric=preset.symmetric,
+                                              accuracy_level=level, bits=8)
     quantizer = nbits.MatMulNBitsQuantizer(model, bits=8, block_size=preset.block_size,
-                                           is_symmetric=True, accuracy_level=4, nodes_to_exclude=exclude,
-                                           algo_config=algo)
+                                           is_symmetric=preset.symmetric, accuracy_level=level,
+                                           nodes_to_exclude=exclude, algo_config=algo)
     # It logs one INFO line per node it skips; only its warnings are worth showing.
     nbits_logger = logging.getLogger(nbits.__name__)
     level = nbits_logger.level

@@ -22,9 +22,10 @@ def _preset_help() -> str:
 @click.option("-o", "--output", required=True, type=click.Path(path_type=str),
               help="Bundle folder to write (replaced atomically if it exists).")
 @click.option("--int8", is_flag=True, help="Quantize to int8 (see --preset).")
-@click.option("--preset", default="blockwise", show_default=True,
-              help=f"Quantization preset: {_preset_help()} (auto: the dynamic preset for this CPU), "
-                   "or a .toml file (see export/README.md).")
+@click.option("--preset", default="blockwise,blockwise_w8", show_default=True,
+              help=f"Quantization preset: {_preset_help()} (auto: the dynamic preset for this CPU), or a "
+                   ".toml file; several, comma-separated, are tried in order and the first that passes the "
+                   "parity check is kept (see export/README.md).")
 @click.option("--per-channel/--per-tensor", default=None, help="Override the preset's weight granularity.")
 @click.option("--static", "static", flag_value=True, default=None,
               help="Static quantization: activation ranges calibrated on the validation pairs.")
@@ -81,6 +82,9 @@ def export(checkpoint: str, output: str, int8: bool, preset: str, per_channel: b
     click.echo(f"  validation: {parity['validation']['pairs']} pairs from {parity['validation']['source']}")
     click.echo(f"  fp32 ONNX vs PyTorch: max |diff| {parity['fp32']['max_abs_diff']:.1e}; "
                f"accuracy {parity['pytorch_accuracy']:.3f}")
+    for attempt in parity.get("int8_attempts", [])[:-1]:
+        click.echo(f"  int8 ({attempt['preset']}): order agreement {attempt['order_agreement']:.3f}, accuracy "
+                   f"{attempt['accuracy']:.3f}: fails the check, next preset")
     if "int8" in parity:
         q = parity["int8"]
         click.echo(f"  int8 ({manifest['quantization']['name']}): order agreement {q['order_agreement']:.3f}, "
