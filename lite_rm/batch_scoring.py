@@ -68,6 +68,7 @@ class ScoreReport:
     first_errors: list[str] = field(default_factory=list)
     resumed_after_line: int = 0
     seconds: float = 0.0
+    preferred_a: int = 0  # rows where P(a preferred) > 0.5: pairwise accuracy when a is the chosen one
 
     @property
     def skipped_total(self) -> int:
@@ -79,6 +80,8 @@ class ScoreReport:
             text += f", {self.rows / self.seconds:.1f} rows/s"
         if self.resumed_after_line:
             text += f"; resumed after line {self.resumed_after_line}"
+        if self.mode == "preference" and self.rows:
+            text += f"; a preferred in {self.preferred_a / self.rows:.3f} of rows"
         if self.skipped:
             text += f"; skipped {self.skipped_total} invalid rows (" + ", ".join(
                 f"{n} {why}" for why, n in self.skipped.most_common()) + ")"
@@ -86,13 +89,29 @@ class ScoreReport:
 
 
 def file_format(path: str | Path, given: str | None = None) -> str:
-    """``jsonl`` or ``csv``, from ``given`` or the file name (``.csv``/``.tsv``, optionally ``.gz``)."""
+    """``jsonl``, ``csv`` or ``preferences`` (a ``.json`` preference file of any format lite-rm loads),
+    from ``given`` or the file name (``.csv``/``.tsv``/``.json``, optionally ``.gz``)."""
     if given:
-        if given not in ("jsonl", "csv"):
-            raise ValueError(f"format: expected 'jsonl' or 'csv', found {given!r}")
+        if given not in ("jsonl", "csv", "preferences"):
+            raise ValueError(f"format: expected 'jsonl', 'csv' or 'preferences', found {given!r}")
         return given
     name = str(path).lower().removesuffix(".gz")
+    if name.endswith(".json"):
+        return "preferences"
     return "csv" if name.endswith((".csv", ".tsv")) else "jsonl"
+
+
+def _preference_rows(path: Path, domain: str | None) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+    """(prompt, a=chosen, b=rejected) rows of a preference file (DSP, text/score, ...; not streamed:
+    these formats are single JSON documents). The row number is the pair's 1-based position."""
+    from lite_rm.data import DataError, load_preferences
+
+    try:
+        pairs = load_preferences(path, domain=domain).pairs
+    except DataError as err:
+        raise RowError(str(err), err.reason) from None
+    for i, pair in enumerate(pairs, 1):
+        yield i, {"prompt": pair.prompt, "a": pair.chosen, "b": pair.rejected, "source": pair.source}
 
 
 def _open_binary(path: Path) -> IO[bytes]:
@@ -243,6 +262,7 @@ def score_file(
     resume: bool = False,
     chunk_size: int = 256,
     progress: bool = True,
+    domain: str | None = None,
 ) -> ScoreReport:
     """Score every row of a JSONL or CSV file and write the results, streaming.
 
@@ -257,6 +277,7 @@ def score_file(
         resume: continue an interrupted run from ``OUTPUT.partial``.
         chunk_size: rows scored per call (memory use is proportional to it).
         progress: show a progress bar with rows/s on stderr.
+        domain: for a DSP preference file (``.json``), the domain whose response is preferred.
 
     Returns:
         A report of rows scored and skipped.
@@ -281,9 +302,14 @@ def score_file(
     elif partial.exists():
         logger.info("%s exists from an earlier run; starting over (use --resume to continue it)", partial)
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    rows_iter = _jsonl_rows(input_path) if in_fmt == "jsonl" else _csv_rows(input_path)
+    if in_fmt == "preferences":
+        rows_iter = _preference_rows(input_path, domain)
+        fields = Fields()
+    else:
+        rows_iter = _jsonl_rows(input_path) if in_fmt == "jsonl" else _csv_rows(input_path)
     writer = _Writer(partial, out_fmt, append=bool(start_after))
-    bar = tqdm(total=_count_lines(input_path) if progress else None, unit="rows", disable=not progress,
+    total = _count_lines(input_path) if progress and in_fmt != "preferences" else None
+    bar = tqdm(total=total, unit="rows", disable=not progress,
                dynamic_ncols=True, desc="scoring")
     t0 = time.perf_counter()
     pending: list[tuple[int, dict[str, Any], tuple[str, ...]]] = []
@@ -309,10 +335,10 @@ def score_file(
                     report.first_errors.append(str(err))
                 continue
             if len(pending) >= chunk_size:
-                report.rows += _flush(scorer, pending, report.mode, writer)
+                _flush(scorer, pending, report, writer)
                 pending = []
         if pending:
-            report.rows += _flush(scorer, pending, report.mode, writer)
+            _flush(scorer, pending, report, writer)
     finally:
         writer.close()
         bar.close()
@@ -325,10 +351,10 @@ def score_file(
     return report
 
 
-def _flush(scorer: Scorer, pending: list[tuple[int, dict[str, Any], tuple[str, ...]]], mode: str,
-           writer: _Writer) -> int:
+def _flush(scorer: Scorer, pending: list[tuple[int, dict[str, Any], tuple[str, ...]]], report: ScoreReport,
+           writer: _Writer) -> None:
     out: list[dict[str, Any]]
-    if mode == "score":
+    if report.mode == "score":
         scores = scorer.score_pairs([t[0] for _, _, t in pending], [t[1] for _, _, t in pending])
         out = [{**row, LINE_FIELD: line, "score": float(s)} for (line, row, _), s in zip(pending, scores, strict=True)]
     else:
@@ -338,5 +364,6 @@ def _flush(scorer: Scorer, pending: list[tuple[int, dict[str, Any], tuple[str, .
         probs = scorer.probability_from_scores(both[:n], both[n:])
         out = [{**row, LINE_FIELD: line, "probability": float(p), "score_a": float(sa), "score_b": float(sb)}
                for (line, row, _), p, sa, sb in zip(pending, probs, both[:n], both[n:], strict=True)]
+        report.preferred_a += int((probs > 0.5).sum())
     writer.write(out)
-    return len(out)
+    report.rows += len(out)

@@ -124,7 +124,8 @@ def test_scores_real_dsp_test_without_torch(bundle: Path, tmp_path: Path, data_d
     from lite_rm.data import load_preferences
 
     pairs = load_preferences(data_dir / "dsp" / "test.json", domain="academy").pairs
-    src = _jsonl(tmp_path / "dsp.jsonl", [{"prompt": p.prompt, "a": p.chosen, "b": p.rejected} for p in pairs])
+    # The DSP file itself (a preference file: scored as prompt, a=chosen, b=rejected).
+    src = data_dir / "dsp" / "test.json"
     out = tmp_path / "dsp-scored.jsonl"
     blocker = (
         "import sys, importlib.abc\n"
@@ -134,10 +135,13 @@ def test_scores_real_dsp_test_without_torch(bundle: Path, tmp_path: Path, data_d
         "            raise ImportError('blocked: not in a core install: ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
         "from lite_rm.cli import main\n"
-        f"main(['score', {str(bundle)!r}, '-i', {str(src)!r}, '-o', {str(out)!r}, '--no-progress'])\n"
+        f"main(['score', {str(bundle)!r}, '-i', {str(src)!r}, '-o', {str(out)!r}, '--domain', 'academy', "
+        "'--no-progress'])\n"
     )
     result = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     rows = _read_jsonl(out)
     assert len(rows) == len(pairs) > 500  # 544 minus pairs with identical responses
     assert all(0.0 <= r["probability"] <= 1.0 for r in rows)
+    assert rows[0]["a"] == pairs[0].chosen and rows[-1]["line"] == len(pairs)
+    assert "a preferred in" in result.stderr

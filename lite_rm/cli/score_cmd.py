@@ -13,8 +13,10 @@ from lite_rm.cli import fail
               help="JSONL or CSV (optionally .gz) rows: prompt+response, or prompt+a+b.")
 @click.option("-o", "--output", "output_path", required=True, type=click.Path(path_type=str),
               help="Results (JSONL, or CSV if it ends in .csv/.tsv); written as OUTPUT.partial, renamed when done.")
-@click.option("--format", "input_format", type=click.Choice(["jsonl", "csv"]), default=None,
-              help="Input format (default: from the file name).")
+@click.option("--format", "input_format", type=click.Choice(["jsonl", "csv", "preferences"]), default=None,
+              help="Input format (default: from the file name; .json = a preference file of any format "
+                   "lite-rm loads, scored as prompt, a=chosen, b=rejected).")
+@click.option("--domain", default=None, help="For a DSP preference file: the domain whose response is preferred.")
 @click.option("--skip-invalid", is_flag=True, help="Skip bad rows and count them instead of stopping.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUTPUT.partial.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime threads (default: all cores).")
@@ -24,7 +26,8 @@ from lite_rm.cli import fail
 @click.option("--a-field", default="a", show_default=True)
 @click.option("--b-field", default="b", show_default=True)
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar with rows/s.")
-def score(bundle: str, input_path: str, output_path: str, input_format: str | None, skip_invalid: bool,
+def score(bundle: str, input_path: str, output_path: str, input_format: str | None, domain: str | None,
+          skip_invalid: bool,
           resume: bool, threads: int | None, batch_size: int, prompt_field: str, response_field: str,
           a_field: str, b_field: str, progress: bool) -> None:
     """Score a file of (prompt, response) rows, or give P(a preferred over b) for (prompt, a, b) rows.
@@ -40,7 +43,7 @@ def score(bundle: str, input_path: str, output_path: str, input_format: str | No
         report = score_file(
             scorer, input_path, output_path, input_format=input_format,
             fields=Fields(prompt_field, response_field, a_field, b_field), skip_invalid=skip_invalid,
-            resume=resume, chunk_size=max(256, 8 * batch_size), progress=progress,
+            resume=resume, chunk_size=max(256, 8 * batch_size), progress=progress, domain=domain,
         )
     except RowError as err:
         fail(f"{err}. Nothing is lost: fix the row (or use --skip-invalid) and rerun with --resume.")
