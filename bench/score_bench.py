@@ -248,17 +248,19 @@ def main() -> None:
     fp32_bundle = export(ckpt, work / "bundle-fp32", None, args)
     int8_bundle = export(ckpt, work / f"bundle-int8-{args.preset}", args.preset, args)
     dyn_bundle = export(ckpt, work / "bundle-int8-auto", "auto", args)
+    w8_bundle = export(ckpt, work / "bundle-int8-blockwise_w8", "blockwise_w8", args)
     optimum_dir = optimum_default_int8(ckpt, work)
 
     methods = {
         "a": ("(a) CrossEncoder.predict, PyTorch fp32", CrossEncoderMethod(ckpt, args)),
         "b": ("(b) Optimum default dynamic int8, ORTModel", OptimumMethod(optimum_dir, args)),
         "c32": ("(c) lite-rm Scorer, fp32 bundle", ScorerMethod(fp32_bundle, args)),
-        "c8": (f"(c) lite-rm Scorer, int8 bundle (preset {args.preset}, the default)",
+        "c8": (f"(c) lite-rm Scorer, int8 bundle (preset {args.preset}: int8 compute)",
                ScorerMethod(int8_bundle, args)),
         "c8nd": ("(c) same, de-duplication off", ScorerMethod(int8_bundle, args, dedupe=False)),
         "c8dyn": ("(c) lite-rm Scorer, int8 bundle (preset auto: Optimum dynamic per-CPU)",
                   ScorerMethod(dyn_bundle, args)),
+        "c8w8": ("(c) lite-rm Scorer, int8 weights only (preset blockwise_w8)", ScorerMethod(w8_bundle, args)),
     }
     for _, fn in methods.values():  # warm-up: first-call allocations and lazy initialisation
         fn([pairs[0].prompt] * 4, [pairs[0].chosen, pairs[0].rejected] * 2)
@@ -281,13 +283,15 @@ def main() -> None:
 
     sizes = {"a": folder_mb(ckpt / "model.safetensors"), "b": folder_mb(optimum_dir / "model_quantized.onnx")
              + folder_mb(optimum_dir / "tokenizer.json"), "c32": folder_mb(fp32_bundle),
-             "c8": folder_mb(int8_bundle), "c8nd": folder_mb(int8_bundle), "c8dyn": folder_mb(dyn_bundle)}
+             "c8": folder_mb(int8_bundle), "c8nd": folder_mb(int8_bundle), "c8dyn": folder_mb(dyn_bundle),
+             "c8w8": folder_mb(w8_bundle)}
     cold_p = [p.prompt for p in pairs[:64]] * 2
     cold_r = [p.chosen for p in pairs[:64]] + [p.rejected for p in pairs[:64]]
     cold = {"a": cold_start("a", ckpt, cold_p, cold_r, args), "b": cold_start("b", optimum_dir, cold_p, cold_r, args),
             "c32": cold_start("c", fp32_bundle, cold_p, cold_r, args),
             "c8": cold_start("c", int8_bundle, cold_p, cold_r, args),
-            "c8dyn": cold_start("c", dyn_bundle, cold_p, cold_r, args)}
+            "c8dyn": cold_start("c", dyn_bundle, cold_p, cold_r, args),
+            "c8w8": cold_start("c", w8_bundle, cold_p, cold_r, args)}
     cold["c8nd"] = cold["c8"]
 
     rows = {}

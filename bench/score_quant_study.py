@@ -45,6 +45,7 @@ def variants(base: str) -> dict[str, tuple[str, object]]:
         "raw graph, per-channel, head fp32": ("raw", p.with_overrides(operators=("MatMul", "Gather"))),
         "block-wise 8-bit, block 128 (preset blockwise)": ("unfused", load_preset("blockwise")),
         "block-wise 8-bit, block 32": ("unfused", load_preset("blockwise").with_overrides(block_size=32)),
+        "block-wise 8-bit weight-only, block 64 (preset blockwise_w8)": ("unfused", load_preset("blockwise_w8")),
     }
 
 

@@ -4,12 +4,14 @@ check against PyTorch, probability calibration, and an atomic write of the bundl
 Steps (all in a scratch folder; the bundle appears in one rename at the end):
 
 1. ``optimum.exporters.onnx.main_export`` writes the fp32 ONNX graph of the sequence-classification model.
-2. ``ORTOptimizer`` fuses it for CPU (Attention, SkipLayerNormalization, BiasGelu kernels).
-3. With ``int8``, ``ORTQuantizer`` quantizes it with a preset from ``export/presets``.
-4. The candidate is scored by :class:`lite_rm.scorer.Scorer` (the same code users run) on validation
+2. ``ORTOptimizer`` fuses it for CPU (attention, SkipLayerNormalization, BiasGelu kernels).
+3. With ``int8``, a preset from ``export/presets`` quantizes it (block-wise ``MatMulNBits`` or Optimum's
+   ``ORTQuantizer``, see :mod:`lite_rm.quantization`); several presets are tried in order.
+4. Each candidate is scored by :class:`lite_rm.scorer.Scorer` (the same code users run) on validation
    pairs and compared with the PyTorch checkpoint: fp32 scores within ``fp32_tolerance``; int8 keeps the
    preference order of all but ``max_order_change`` of the pairs and loses at most ``max_accuracy_loss``
-   of pairwise accuracy. Otherwise export fails, unless ``accept_parity_loss`` (the manifest says so).
+   of pairwise accuracy. The first int8 preset that passes is kept; if none does, export fails, unless
+   ``accept_parity_loss`` (the manifest says so).
 5. A temperature is fitted on the validation pairs (:mod:`lite_rm.calibration`).
 """
 
