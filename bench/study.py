@@ -73,11 +73,12 @@ class Settings:
     sizes: tuple[int, ...] = SIZES
     strategies: tuple[str, ...] = tuple(STRATEGIES)
     variant: str = "full"
+    threads: int = 0  # 0: the cores not already busy
 
 
 QUICK = Settings(max_length=128, general_epochs=0.25, custom_epochs=1.0, base_max_texts=800, max_steps=40,
                  seeds=(0,), domains=("academy",), sizes=(25, 100), strategies=("plain", "imitation-0.5", "default"),
-                 variant="quick")
+                 variant="quick", threads=1)
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,7 @@ def data_dir_for(data: Path, size: int, seed: int, domain: str) -> Path:
 
 def _common(settings: Settings, seed: int, output: Path, data: Path) -> dict[str, Any]:
     cfg: dict[str, Any] = {"output_dir": str(output), "seed": seed, "max_length": settings.max_length,
-                           "data_dir": str(data), "log_every": 50, "save_every": 100}
+                           "data_dir": str(data), "log_every": 50, "save_every": 100, "threads": settings.threads}
     return cfg
 
 
