@@ -25,8 +25,17 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# The main job on the default data (about 40-50 min on a 2-core CPU; resumable: run it again after an
+# interruption and it carries on). DEMO_FLAGS can shorten it, e.g.
+#   make demo DEMO_FLAGS="--set base.max_texts=256 --set general.epochs=0.5 --set custom.epochs=1"
 demo: $(STAMP)
-	$(BIN)/lite-rm data check ../shared/data/general/helpful.train.json ../shared/data/general/helpful.test.json
+	$(BIN)/lite-rm data check ../shared/data/general/helpful.train.json ../shared/data/general/helpful.test.json \
+		../shared/data/dsp/train.json ../shared/data/dsp/test.json
+	$(BIN)/lite-rm train -o $(RUN) --resume $(DEMO_FLAGS)
+	test -f $(RUN)/bundle/manifest.json || $(BIN)/lite-rm export $(RUN)/custom-academy --output $(RUN)/bundle --int8
+	$(BIN)/lite-rm score $(RUN)/bundle --input ../shared/data/dsp/test.json --domain academy \
+		--output $(RUN)/dsp-test-scores.jsonl
+	$(BIN)/lite-rm eval $(RUN)/bundle
 
 lint: $(STAMP)
 	$(BIN)/ruff check lite_rm tests bench
