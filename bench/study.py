@@ -68,7 +68,7 @@ class Settings:
     max_length: int = 128
     general_epochs: float = 1.0
     custom_epochs: float = 2.0
-    base_max_texts: int = 0
+    base_max_texts: int = 1024  # the base stage's default: a seeded sample of the distinct texts
     max_steps: int = 0  # 0: no cap
     seeds: tuple[int, ...] = (0, 1, 2)
     domains: tuple[str, ...] = DOMAINS
