@@ -102,14 +102,14 @@ def split_dialogues(texts: Sequence[str], loc: str, field: str) -> tuple[str, li
                 )
         # Dialogues that differ before their first assistant marker: fall back to each text's own
         # last marker (prompts then differ; the first one's is kept).
-        cut = _ASSISTANT_last(texts[0])
-        return texts[0][:cut].strip(), [t[_ASSISTANT_last(t):].strip() for t in texts]
+        first = list(_ASSISTANT.finditer(texts[0]))[-1]
+        return texts[0][: first.start()].strip(), [t[_after_last_marker(t):].strip() for t in texts]
     end = marks[-1].end()
     prompt = common[: marks[-1].start()]
     return prompt.strip(), [text[end:].strip() for text in texts]
 
 
-def _ASSISTANT_last(text: str) -> int:  # noqa: N802 - mirrors the regex's name
+def _after_last_marker(text: str) -> int:
     matches = list(_ASSISTANT.finditer(text))
     return matches[-1].end() if matches else 0
 
@@ -165,7 +165,8 @@ def pairs_from_record(
 
 
 def _pair_from_text_score(record: Mapping[str, Any], loc: str) -> PreferencePair:
-    texts, scores = record.get("text"), record.get("score")
+    texts: Any = record.get("text")
+    scores: Any = record.get("score")
     for key, value in (("text", texts), ("score", scores)):
         if value is None:
             raise DataError(loc, f"field {key!r} is missing; found fields {sorted(record)}", "missing field")
@@ -173,7 +174,6 @@ def _pair_from_text_score(record: Mapping[str, Any], loc: str) -> PreferencePair
             raise DataError(
                 loc, f"field {key!r}: expected a list, found {_type_name(value)} {_short(value)}", "wrong type"
             )
-    assert isinstance(texts, list) and isinstance(scores, list)
     if len(texts) != len(scores):
         raise DataError(
             loc,
