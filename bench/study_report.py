@@ -3,7 +3,9 @@
     python bench/study_report.py            # the full study  -> bench/STUDY.md, bench/study/*.png
     python bench/study_report.py --quick    # the quick check -> bench/study/quick.md, bench/study/quick-*.png
 
-Only reads result files, so it runs in seconds and can be re-run whenever cells are added.
+Only reads result files, so it runs in seconds and can be re-run whenever cells are added. The written
+comparison with the paper (``bench/study/comparison.md``, by hand, citing these tables) is included
+as is.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def enrichment_table(records: list[dict[str, Any]]) -> str:
         ref = next((r for r in records if r["cell"]["claim"] == "general" and r["cell"]["enrichment"] == key), None)
         if ref is None:
             continue
-        cells = _custom_cells(records, start="general", enrichment=key, size=0, strategy="default")
+        cells = _custom_cells(records, start="general", enrichment=key, size=0, strategy="plain")
         after = [r["general_avg"] for r in cells if r.get("general_avg") is not None]
         kept = [a - ref["general_avg"] for a in after]
         dsp = [r["accuracy"][f"dsp-{r['cell']['domain']}"] for r in cells]
@@ -117,6 +119,36 @@ def curve_table(data: dict[str, dict[str, dict[int, list[float]]]]) -> str:
                 lines.append("| " + " | ".join([domain, start] + [mean_sd(data[domain][start].get(n, []))
                                                                    for n in sizes]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def effect_table(data: dict[str, dict[str, dict[int, list[float]]]], records: list[dict[str, Any]]) -> str:
+    """Claim 1 as effect sizes: the general start's accuracy minus the other starts', paired by seed
+    (same subset of pairs), in points, mean ± sd over seeds."""
+    acc: dict[tuple[str, str, int, int], float] = {}
+    for r in _custom_cells(records, strategy="plain", enrichment="hhw"):
+        c = r["cell"]
+        acc[(c["domain"], c["start"], c["size"], c["seed"])] = r["accuracy"][f"dsp-{c['domain']}"]
+    sizes = sorted({n for d in data.values() for s in d.values() for n in s}, key=lambda n: (n == 0, n))
+    header = ["domain", "general start minus", *[("all" if n == 0 else str(n)) + " pairs" for n in sizes]]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for domain in sorted(data):
+        for other in ("plain", "base"):
+            row = [domain, f"{other} start"]
+            for n in sizes:
+                diffs = [100 * (acc[(domain, "general", n, seed)] - acc[(domain, other, n, seed)])
+                         for (d, start, size, seed) in acc
+                         if d == domain and start == other and size == n and (domain, "general", n, seed) in acc]
+                row.append(_points(diffs))
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _points(values: list[float]) -> str:
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"{values[0]:+.1f}"
+    return f"{statistics.mean(values):+.1f} ± {statistics.stdev(values):.1f} (n={len(values)})"
 
 
 def plot_curves(data: dict[str, dict[str, dict[int, list[float]]]], path: Path, full_size: int = 1536) -> None:
@@ -180,23 +212,41 @@ def main(argv: list[str] | None = None) -> int:
     prefix = "quick-" if args.quick else ""
     strategies, tradeoff = strategy_table(records)
     curve_data = curves(records)
-    parts = [f"# Study results ({variant} variant, {len(records)} cells)", "",
-             "Settings: " + json.dumps(records[0]["settings"]), "",
-             "Machine: " + json.dumps(records[0]["machine"]), "",
-             "## Preservation strategies (custom stage from the helpful+harmless+WebGPT general model)", "",
-             "Each strategy row averages its four domain models (mean ± sd over domains and seeds) for the general "
-             "columns; each DSP column is that domain's own custom model. *General kept*: general avg minus the "
-             "stage-2 model's.", "", strategies,
-             "## General preference enrichment", "", enrichment_table(records),
-             "## Data efficiency (pairwise accuracy on the domain's test pairs vs custom training pairs)", "",
-             curve_table(curve_data)]
+    settings = records[0]["settings"]
+    seconds = sum(r.get("seconds", 0) for r in records)
+    domains = sorted({r["cell"]["domain"] for r in _custom_cells(records)})
+    parts = [f"# Study results ({variant} variant)", "",
+             f"Written by `python bench/study_report.py{' --quick' if args.quick else ''}` from the "
+             f"{len(records)} result files of `python bench/study.py{' --quick' if args.quick else ''}` "
+             f"(bench/study/results/{variant}/), {seconds / 3600:.1f} CPU-hours of cells. Every accuracy is "
+             "pairwise accuracy on the test split; nothing was tuned on test data.", "",
+             "Settings: " + json.dumps(settings), "",
+             "Machine: " + json.dumps(records[0]["machine"]), ""]
+    comparison = out_dir / "comparison.md"
+    if comparison.exists() and not args.quick:
+        parts += [comparison.read_text(encoding="utf-8").strip(), ""]
+    parts += ["## Preservation strategies (custom stage from the helpful+harmless+WebGPT general model, all pairs)", "",
+              f"One custom model per strategy and domain ({', '.join(domains)}); mean ± sd over domains and seeds "
+              "where there are several. *General kept*: the custom model's general average minus the stage-2 "
+              "model's (points ×100 = accuracy points). *plain*: every preservation option off; *default*: "
+              "lite-rm's defaults.", "", strategies,
+              "## General preference enrichment (claim 2)", "",
+              "The stage-2 model trained on one, two or three general sets, then the same plain customization "
+              "(no preservation option).", "", enrichment_table(records),
+              "## Data efficiency (claim 1)", "",
+              "Pairwise accuracy on the domain's test pairs against the number of custom training pairs "
+              "(subsets of whole queries, drawn with the seed; mean ± sd over seeds). Start *general*: the "
+              "stage-2 model; *base*: the masked-LM-adapted encoder; *plain*: all-MiniLM-L6-v2 with a new head.",
+              "", curve_table(curve_data),
+              "Effect of starting from the general model, in accuracy points (paired by seed):", "",
+              effect_table(curve_data, records)]
     if curve_data:
         plot_curves(curve_data, out_dir / f"{prefix}curves.png")
         parts.append(f"![curves](study/{prefix}curves.png)\n")
     if tradeoff:
         plot_tradeoff(tradeoff, out_dir / f"{prefix}tradeoff.png")
         parts.append(f"![trade-off](study/{prefix}tradeoff.png)\n")
-    target = out_dir / "quick.md" if args.quick else ROOT / "bench" / "STUDY_TABLES.md"
+    target = out_dir / "quick.md" if args.quick else ROOT / "bench" / "STUDY.md"
     text = "\n".join(parts)
     if args.quick:
         text = text.replace("](study/", "](")
