@@ -125,6 +125,21 @@ def test_frozen_layers_stay_bitwise_equal(tmp_path: Path, tiny_checkpoint: Path)
     assert any(not torch.equal(general[k], custom[k]) for k in trained)
 
 
+def test_head_lr_scale_gives_the_reward_head_its_own_rate(tiny_checkpoint: Path) -> None:
+    from lite_rm.training.loop import param_groups
+    from lite_rm.training.modeling import load_reward_model
+
+    named = list(load_reward_model(tiny_checkpoint, seed=0).named_parameters())
+    same = param_groups(named, 0.01, lr=1e-4)
+    assert {g["lr"] for g in same} == {1e-4} and sum(len(g["params"]) for g in same) == len(named)
+    groups = param_groups(named, 0.01, lr=1e-4, head_lr_scale=10.0)
+    head = {id(p) for g in groups if g["lr"] == pytest.approx(1e-3) for p in g["params"]}
+    head_names = {n for n, p in named if id(p) in head}
+    assert head_names == {n for n, _ in named if n.startswith(("classifier.", "bert.pooler."))} and head_names
+    assert groups[0]["lr"] == 1e-4 and groups[0]["weight_decay"] == 0.01  # L2-SP reads group 0
+    assert sum(len(g["params"]) for g in groups) == len(named)
+
+
 def test_l2sp_pulls_toward_the_general_weights(tmp_path: Path, tiny_checkpoint: Path) -> None:
     from lite_rm.training.preservation import L2SP
 

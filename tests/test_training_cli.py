@@ -22,6 +22,7 @@ from lite_rm.training.config import ConfigError, TrainConfig, load_config
         ({"custom": {"l2sp_coef": -1}}, "custom.l2sp_coef"),
         ({"custom": {"freeze_layers": 1.5}}, "custom.freeze_layers"),
         ({"general": {"lr": 0}}, "general.lr"),
+        ({"general": {"head_lr_scale": 0}}, "general.head_lr_scale"),
         ({"general": {"proportions": {"helpful": -1}}}, "general.proportions.helpful"),
         ({"base": {"mlm_probability": 2}}, "base.mlm_probability"),
         ({"base": {"batch_size": 0}}, "base.batch_size"),

@@ -83,6 +83,8 @@ class OptimConfig:
             used for early stopping, checkpoint selection and weight interpolation; 0 disables.
         eval_every: validate every this many steps (0: once per epoch).
         patience: stop after this many validations without improvement (0: never stop early).
+        head_lr_scale: the reward head's (pooler and classifier) learning rate as a multiple of
+            ``lr``; a new head is tiny and needs a larger rate to reach a useful reward scale.
     """
 
     epochs: float = 1.0
@@ -95,6 +97,7 @@ class OptimConfig:
     valid_fraction: float = 0.0
     eval_every: int = 0
     patience: int = 0
+    head_lr_scale: float = 1.0
 
     def _validate(self, prefix: str) -> None:
         _positive(f"{prefix}.epochs", self.epochs)
@@ -108,6 +111,7 @@ class OptimConfig:
                f"{prefix}.valid_fraction", "a number in [0, 0.5]", self.valid_fraction)
         _non_negative(f"{prefix}.eval_every", self.eval_every, integer=True)
         _non_negative(f"{prefix}.patience", self.patience, integer=True)
+        _positive(f"{prefix}.head_lr_scale", self.head_lr_scale)
 
 
 @dataclass
@@ -150,7 +154,8 @@ class GeneralStageConfig(OptimConfig):
 
     sets: dict[str, str] = field(default_factory=dict)
     proportions: dict[str, float] = field(default_factory=dict)
-    lr: float = 4e-5
+    # 1e-4 rather than the usual 2e-5..4e-5: at 4e-5 one epoch leaves the loss at log 2 (bench/TRAINING.md)
+    lr: float = 1e-4
     valid_fraction: float = 0.05
 
     def __post_init__(self) -> None:

@@ -52,15 +52,39 @@ class LoopResult:
     stopped_early: bool = False
 
 
-def param_groups(named: Sequence[tuple[str, torch.nn.Parameter]], weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: no weight decay on biases and LayerNorm weights (the BERT recipe)."""
-    decay: list[torch.nn.Parameter] = []
-    plain: list[torch.nn.Parameter] = []
+HEAD_PREFIXES = ("classifier.", "pooler.", "bert.pooler.")
+
+
+def is_reward_head(name: str) -> bool:
+    """The reward head: the pooler and the one-label classifier on top of the encoder."""
+    return name.startswith(HEAD_PREFIXES) or ".pooler." in name
+
+
+def param_groups(
+    named: Sequence[tuple[str, torch.nn.Parameter]], weight_decay: float, lr: float, head_lr_scale: float = 1.0
+) -> list[dict[str, Any]]:
+    """AdamW groups: no weight decay on biases and LayerNorm weights (the BERT recipe); the reward head
+    at ``head_lr_scale`` times the learning rate.
+
+    Why a head scale: the head starts tiny (a new classifier at std 0.02 on MiniLM's pooler, whose
+    weights have std 0.009), and Adam moves each weight by about the learning rate per step, so at an
+    encoder-sized rate the reward scale barely grows in a few hundred steps and the loss stays at log 2.
+    The first group is always the encoder's decayed weights at the base rate (L2-SP reads its rate).
+    """
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for name, p in named:
         if not p.requires_grad:
             continue
-        (plain if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+        no_decay = name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
+        head = head_lr_scale != 1.0 and is_reward_head(name)
+        groups.setdefault((head, no_decay), []).append(p)
+    out = []
+    for head, no_decay in ((False, False), (False, True), (True, False), (True, True)):
+        params = groups.get((head, no_decay), [])
+        if params or not head:  # keep the two encoder groups even when empty: group 0 is read by L2-SP
+            out.append({"params": params, "weight_decay": 0.0 if no_decay else weight_decay,
+                        "lr": lr * (head_lr_scale if head else 1.0)})
+    return out
 
 
 def _save_state(path: Path, state: dict[str, Any]) -> None:
@@ -113,7 +137,8 @@ def run_loop(
     from transformers import get_linear_schedule_with_warmup
 
     total = len(plan) if not optim.max_steps else min(len(plan), optim.max_steps)
-    optimizer = torch.optim.AdamW(param_groups(named_params, optim.weight_decay), lr=optim.lr)
+    optimizer = torch.optim.AdamW(
+        param_groups(named_params, optim.weight_decay, optim.lr, optim.head_lr_scale), lr=optim.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(optim.warmup * total), max(total, 1))
     eval_every = optim.eval_every or steps_per_epoch
     result = LoopResult()
