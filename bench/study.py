@@ -133,6 +133,10 @@ def plan(settings: Settings) -> list[Cell]:
     cells += [Cell("enrichment", first, seed0, enrichment=e, strategy="plain") for e in ENRICHMENT]
     for seed in settings.seeds:
         cells += curve(first, seed)
+    # Further seeds of the strategies on the first domain: one seed cannot separate them (the spread of
+    # "plain" over seeds is as large as the differences between strategies).
+    for seed in settings.seeds[1:]:
+        cells += [Cell("strategy", first, seed, strategy=s) for s in settings.strategies]
     for domain in others:
         cells += [Cell("strategy", domain, seed0, strategy=s) for s in settings.strategies]
     for domain in others:
