@@ -27,12 +27,14 @@ def load(variant: str) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted((RESULTS / variant).glob("*.json"))]
 
 
-def mean_sd(values: list[float]) -> str:
+def mean_sd(values: list[float], spec: str = ".3f", sd_spec: str = ".3f", show_n: bool = False) -> str:
+    """``mean ± sd`` (just the value when there is one; empty when none)."""
     if not values:
         return ""
     if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+        return format(values[0], spec)
+    n = f" (n={len(values)})" if show_n else ""
+    return f"{format(statistics.mean(values), spec)} ± {format(statistics.stdev(values), sd_spec)}{n}"
 
 
 def _custom_cells(records: list[dict[str, Any]], **match: Any) -> list[dict[str, Any]]:
@@ -138,17 +140,9 @@ def effect_table(data: dict[str, dict[str, dict[int, list[float]]]], records: li
                 diffs = [100 * (acc[(domain, "general", n, seed)] - acc[(domain, other, n, seed)])
                          for (d, start, size, seed) in acc
                          if d == domain and start == other and size == n and (domain, "general", n, seed) in acc]
-                row.append(_points(diffs))
+                row.append(mean_sd(diffs, "+.1f", ".1f", show_n=True))
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _points(values: list[float]) -> str:
-    if not values:
-        return ""
-    if len(values) == 1:
-        return f"{values[0]:+.1f}"
-    return f"{statistics.mean(values):+.1f} ± {statistics.stdev(values):.1f} (n={len(values)})"
 
 
 def plot_curves(data: dict[str, dict[str, dict[int, list[float]]]], path: Path, full_size: int = 1536) -> None:
