@@ -139,8 +139,9 @@ def plan(settings: Settings) -> list[Cell]:
         cells += [Cell("strategy", first, seed, strategy=s) for s in settings.strategies]
     for domain in others:
         cells += [Cell("strategy", domain, seed0, strategy=s) for s in settings.strategies]
-    for domain in others:
-        for seed in settings.seeds:
+    # Seed 0 of every domain's curves before further seeds: one full set of curves first.
+    for seed in settings.seeds:
+        for domain in others:
             cells += curve(domain, seed)
     unique: dict[str, Cell] = {}
     for cell in cells:
