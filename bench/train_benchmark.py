@@ -4,6 +4,7 @@ accuracy and time on the real data. Resumable: every piece writes a small JSON f
 
     .venv/bin/python bench/train_benchmark.py throughput      # pairs/s: lite-rm loop variants vs CrossEncoder.fit
     .venv/bin/python bench/train_benchmark.py pipeline        # lite-rm train (defaults, academy), resumable
+    .venv/bin/python bench/train_benchmark.py pipeline --tag idle   # the same from scratch, in its own run
     .venv/bin/python bench/train_benchmark.py domains         # custom stage for the other three DSP domains
     .venv/bin/python bench/train_benchmark.py report          # bench/training_results.md from the JSON files
 
@@ -152,7 +153,7 @@ def throughput(args: argparse.Namespace) -> None:
     for name, fn in variants.items():
         if args.only and name not in args.only:
             continue
-        key = f"throughput-{name}"
+        key = f"throughput-{name}" + (f"-{args.tag}" if args.tag else "")
         if _done(key):
             continue
         print(f"measuring {name} ...", flush=True)
@@ -177,13 +178,17 @@ def _train(argv: list[str]) -> float:
 
 
 def pipeline(args: argparse.Namespace) -> None:
-    if _done("pipeline"):
+    # A tag gives a separate run from scratch, e.g. a timing on an otherwise idle machine, beside the
+    # untagged run whose general model the domains piece starts from.
+    name = f"pipeline-{args.tag}" if args.tag else "pipeline"
+    run = RUN.with_name(f"{RUN.name}-{args.tag}") if args.tag else RUN
+    if _done(name):
         return
-    argv = ["train", "-o", str(RUN.relative_to(REPO)), "--resume", *args.extra]
+    argv = ["train", "-o", str(run.relative_to(REPO)), "--resume", *args.extra]
     before = machine()
     seconds = _train(argv)
-    results = json.loads((RUN / "results.json").read_text())
-    _save("pipeline", {"command": "lite-rm " + " ".join(argv), "machine": before,
+    results = json.loads((run / "results.json").read_text())
+    _save(name, {"command": "lite-rm " + " ".join(argv), "machine": before,
                        "wall_seconds_this_piece": round(seconds, 1), "stage_seconds": results["stage_seconds"],
                        "results": results["results"], "general_avg": results["general_avg"],
                        "general_kept": results["general_kept"], "threads": results["threads"],
@@ -229,7 +234,7 @@ def report(args: argparse.Namespace) -> None:
                   "| --- | --- | --- | --- | --- |"]
         for path in through:
             d = json.loads(path.read_text())
-            lines.append(f"| {d['variant']} | {d['pairs_per_s']:.2f} | {d['seconds']} | {d['machine']['load_avg_1m']} "
+            lines.append(f"| {path.stem.removeprefix('throughput-')} | {d['pairs_per_s']:.2f} | {d['seconds']} | {d['machine']['load_avg_1m']} "
                          f"| `{d['command']}` |")
         m = json.loads(through[0].read_text())["machine"]
         lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores, avx512_bf16 {m['avx512_bf16']}, torch {m['torch']}, "
@@ -243,6 +248,12 @@ def report(args: argparse.Namespace) -> None:
                   f"Stage wall times (s): {d['stage_seconds']}; threads {d['threads']}; bf16 {d['bf16']}; "
                   f"machine load at start {d['machine']['load_avg_1m']}.", "",
                   "Training summaries: " + json.dumps(d["training"]), ""]
+    for path in sorted(RESULTS.glob("pipeline-*.json")):
+        d = json.loads(path.read_text())
+        total = sum(d["stage_seconds"].values())
+        lines += [f"Run `{path.stem}`: `{d['command']}`: stage wall times (s) {d['stage_seconds']}, "
+                  f"{total / 60:.1f} min in all; threads {d['threads']}; machine load at start "
+                  f"{d['machine']['load_avg_1m']}; general average {d['general_avg']}.", ""]
     for path in sorted(RESULTS.glob("custom-*.json")):
         d = json.loads(path.read_text())
         rows.update({k: v for k, v in d["results"].items() if k.startswith("custom-")})
@@ -270,7 +281,9 @@ def main() -> None:
     sub = parser.add_subparsers(dest="piece", required=True)
     t = sub.add_parser("throughput")
     t.add_argument("--only", nargs="*", help="variants to measure")
+    t.add_argument("--tag", default="", help="measure again into throughput-VARIANT-TAG.json (e.g. idle)")
     p = sub.add_parser("pipeline")
+    p.add_argument("--tag", default="", help="a separate run and result file: pipeline-TAG.json")
     p.add_argument("extra", nargs="*", help="extra lite-rm train flags (after --)")
     d = sub.add_parser("domains")
     d.add_argument("--domain", action="append")
