@@ -206,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     prefix = "quick-" if args.quick else ""
     strategies, tradeoff = strategy_table(records)
     curve_data = curves(records)
-    settings = records[0]["settings"]
+    # Strategies were added to the plan over time: show the ones that ran, not one file's plan.
+    settings = records[0]["settings"] | {
+        "strategies": sorted({r["cell"]["strategy"] for r in records if r["cell"]["claim"] == "strategy"})}
     seconds = sum(r.get("seconds", 0) for r in records)
     domains = sorted({r["cell"]["domain"] for r in _custom_cells(records)})
     parts = [f"# Study results ({variant} variant)", "",

@@ -234,7 +234,8 @@ def report(args: argparse.Namespace) -> None:
                   "| --- | --- | --- | --- | --- |"]
         for path in through:
             d = json.loads(path.read_text())
-            lines.append(f"| {path.stem.removeprefix('throughput-')} | {d['pairs_per_s']:.2f} | {d['seconds']} | {d['machine']['load_avg_1m']} "
+            name = path.stem.removeprefix("throughput-")
+            lines.append(f"| {name} | {d['pairs_per_s']:.2f} | {d['seconds']} | {d['machine']['load_avg_1m']} "
                          f"| `{d['command']}` |")
         m = json.loads(through[0].read_text())["machine"]
         lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores, avx512_bf16 {m['avx512_bf16']}, torch {m['torch']}, "
