@@ -264,3 +264,17 @@ def test_length_grouped_plan_covers_every_pair_once_and_respects_proportions(tin
     weighted, _ = plan_epochs(data, batch_size=8, epochs=1.0, seed=0, fractions=[2.0] * 100 + [0.5] * 100)
     used = [u for batch in weighted for u in batch]
     assert sum(u < 100 for u in used) == 200 and sum(u >= 100 for u in used) == 50
+
+
+@pytest.mark.parametrize(("percent", "expected"), [(0.0, 2), (20.0, 2), (50.0, 1), (100.0, 1)])
+def test_auto_threads_counts_the_cores_busy_now(monkeypatch: pytest.MonkeyPatch, percent: float,
+                                                expected: int) -> None:
+    import psutil
+
+    from lite_rm.training import pipeline
+
+    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval: percent)
+    # The load average must not matter: it still counts a job that ended a minute ago.
+    monkeypatch.setattr(pipeline.os, "getloadavg", lambda: (2.0, 2.0, 2.0))
+    assert pipeline.auto_threads() == expected

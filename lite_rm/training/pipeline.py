@@ -55,15 +55,19 @@ def is_complete(folder: Path) -> bool:
     return (folder / META_FILE).is_file()
 
 
-def auto_threads() -> int:
+def auto_threads(sample_seconds: float = 1.0) -> int:
     """Intra-op threads: the cores not already busy. With another process on one of two cores, one
     thread trains about twice as fast as two (measured: 3.7 vs 1.8 pairs/s), because two threads
-    wait on each other's time slices."""
+    wait on each other's time slices.
+
+    Busy cores are measured over ``sample_seconds`` now, not read from the load average: the load
+    average trails by minutes, so a job that has just ended would still count (an idle machine got
+    one thread right after a benchmark).
+    """
+    import psutil
+
     cores = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:
-        busy = 0.0
+    busy = psutil.cpu_percent(interval=sample_seconds) / 100 * cores
     return max(1, min(cores, cores - int(busy + 0.5)))
 
 
