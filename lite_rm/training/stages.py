@@ -6,6 +6,7 @@ Each ``run_*`` function trains one stage from a starting folder and writes the s
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -365,6 +366,7 @@ def run_custom(
         custom_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         batch_size = ctx.config.eval_batch_size
 
+        @functools.cache  # the reference (alpha 0) is also a grid point: score it once
         def accuracies(alpha: float) -> tuple[float, float]:
             model.load_state_dict(interpolate(start_state, custom_state, alpha))
             general_acc = pair_accuracy(model, general_valid, pad_id, ctx.bf16, batch_size) if general_valid else 0.0
