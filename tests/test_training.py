@@ -197,6 +197,12 @@ def test_interpolation_picks_a_weight_on_validation(tmp_path: Path, tiny_checkpo
     # with 100 general validation pairs a drop below one standard error (0.05) is noise: alpha 1 wins
     alpha, _ = choose_alpha(lambda a: (0.6 + 0.3 * a, 0.7 - 0.04 * a), 0.7, 0.02, general_pairs=100)
     assert alpha == 1.0
+    # DSP entertainment's real grid: every alpha > 0 drops general validation beyond the tolerance;
+    # the best sum wins (0.5), never the untouched general model (alpha 0)
+    grid = {0.0: (0.367, 0.611), 0.25: (0.614, 0.539), 0.5: (0.837, 0.537), 0.75: (0.859, 0.476),
+            1.0: (0.865, 0.484)}
+    alpha, _ = choose_alpha(grid.__getitem__, 0.611, 0.01, general_pairs=190)
+    assert alpha == 0.5
 
     raw = synthetic_config(tmp_path, tiny_checkpoint, **{"general.max_steps": 2, "custom.max_steps": 4,
                                                           "custom.interpolate": "auto"})
