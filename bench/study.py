@@ -83,7 +83,7 @@ class Settings:
     # first: it is the domain whose style is closest to another's (business), the hardest to customize.
     domains: tuple[str, ...] = DOMAINS
     sizes: tuple[int, ...] = SIZES
-    # "default" is left out: with lite-rm's current defaults it is the same run as "interpolate-auto"
+    # "default" is left out: with lite-rm's current defaults it is the same run as "interpolate-0.5"
     # (the report marks the row that matches the defaults).
     strategies: tuple[str, ...] = tuple(s for s in STRATEGIES if s != "default")
     # Curve cells train at least this many steps (more epochs on small subsets): 2 epochs of 25 pairs

@@ -6,6 +6,7 @@ accuracy and time on the real data. Resumable: every piece writes a small JSON f
     .venv/bin/python bench/train_benchmark.py pipeline        # lite-rm train (defaults, academy), resumable
     .venv/bin/python bench/train_benchmark.py pipeline --tag idle   # the same from scratch, in its own run
     .venv/bin/python bench/train_benchmark.py domains         # custom stage for the other three DSP domains
+    .venv/bin/python bench/train_benchmark.py mix             # those custom models at interpolate = 0.5 (no training)
     .venv/bin/python bench/train_benchmark.py report          # bench/training_results.md from the JSON files
 
 Every piece prints the command that reproduces it and the machine (CPU model, cores, load, torch).
@@ -218,6 +219,49 @@ def domains(args: argparse.Namespace) -> None:
                     "training": results["training"].get(f"custom-{domain}", {})})
 
 
+def mix(args: argparse.Namespace) -> None:
+    """The custom models at another interpolation weight without training again.
+
+    A saved custom model is ``a * custom + (1 - a) * general`` with the ``a`` its run chose, so the model
+    at ``alpha`` is ``(alpha / a) * saved + (1 - alpha / a) * general`` (needs ``alpha <= a``). Used to
+    measure the default ``interpolate = 0.5`` from the runs made when the default was ``auto``.
+    """
+    from transformers import AutoTokenizer
+
+    from lite_rm.checkpoint import input_rule_of, read_meta
+    from lite_rm.training.modeling import load_reward_model, save_checkpoint
+    from lite_rm.training.preservation import interpolate
+
+    sources = {"academy": RUN.with_name(f"{RUN.name}-idle"),
+               **{d: DOMAINS_RUN / d for d in ("business", "entertainment", "literature")}}
+    for domain, run in sources.items():
+        key = f"mix-{args.alpha:g}-custom-{domain}"
+        folder = run / f"custom-{domain}"
+        if _done(key) or not (folder / "lite_rm.json").exists():
+            continue
+        meta = read_meta(folder)
+        chosen = float((meta["training"].get("interpolation") or {}).get("alpha", 1.0))
+        if args.alpha > chosen or chosen == 0:
+            print(f"{domain}: its run chose alpha {chosen}; cannot reach {args.alpha}, skipped")
+            continue
+        general_path = Path(meta["base_model"])
+        general_path = general_path if general_path.is_absolute() else REPO / general_path
+        saved = load_reward_model(folder, 0).state_dict()
+        general = load_reward_model(general_path, 0).state_dict()
+        model = load_reward_model(folder, 0)
+        model.load_state_dict(interpolate(general, saved, args.alpha / chosen))
+        out = REPO / "runs" / f"bench-mix-{args.alpha:g}" / f"custom-{domain}"
+        save_checkpoint(model, AutoTokenizer.from_pretrained(str(folder)), out,
+                        input_rule_of(folder), stage="custom", base_model=str(general_path),
+                        training={"interpolation": {"alpha": args.alpha, "from_alpha": chosen}})
+        result = out.parent / f"{domain}.json"
+        argv = ["eval", str(out.relative_to(REPO)), "--json", str(result.relative_to(REPO)),
+                "--name", f"custom-{domain}"]
+        _train(argv)
+        _save(key, {"command": _command(), "machine": machine(), "source": str(folder.relative_to(REPO)),
+                    "source_alpha": chosen, "alpha": args.alpha, "results": json.loads(result.read_text())})
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -289,11 +333,14 @@ def main() -> None:
     d = sub.add_parser("domains")
     d.add_argument("--domain", action="append")
     d.add_argument("extra", nargs="*", help="extra lite-rm train flags (after --)")
+    m = sub.add_parser("mix")
+    m.add_argument("--alpha", type=float, default=0.5)
     sub.add_parser("report")
     args = parser.parse_args()
     print("command:", _command())
     print("machine:", json.dumps(machine()))
-    {"throughput": throughput, "pipeline": pipeline, "domains": domains, "report": report}[args.piece](args)
+    {"throughput": throughput, "pipeline": pipeline, "domains": domains, "mix": mix,
+     "report": report}[args.piece](args)
 
 
 if __name__ == "__main__":
