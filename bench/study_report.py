@@ -42,6 +42,18 @@ def _custom_cells(records: list[dict[str, Any]], **match: Any) -> list[dict[str,
             and all(r["cell"].get(k) == v for k, v in match.items())]
 
 
+def default_strategy() -> str | None:
+    """The study strategy that is the same run as lite-rm's current custom-stage defaults."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from study import STRATEGIES
+
+    from lite_rm.training.config import CustomStageConfig
+
+    defaults = CustomStageConfig()
+    return next((name for name, overrides in STRATEGIES.items()
+                 if name != "default" and all(getattr(defaults, k) == v for k, v in overrides.items())), None)
+
+
 def strategy_table(records: list[dict[str, Any]]) -> tuple[str, list[tuple[str, float, float]]]:
     """Rows: the stage-2 model and each strategy; columns: general sets, avg, DSP domains, kept."""
     general = {r["cell"]["enrichment"]: r for r in records if r["cell"]["claim"] == "general"}
@@ -61,6 +73,7 @@ def strategy_table(records: list[dict[str, Any]]) -> tuple[str, list[tuple[str, 
     for r in _custom_cells(records, start="general", enrichment="hhw", size=0):
         if r["cell"]["strategy"] not in strategies:
             strategies.append(r["cell"]["strategy"])
+    default = default_strategy()
     for strategy in strategies:
         cells = _custom_cells(records, start="general", enrichment="hhw", size=0, strategy=strategy)
         by_domain = defaultdict(list)
@@ -72,7 +85,8 @@ def strategy_table(records: list[dict[str, Any]]) -> tuple[str, list[tuple[str, 
                 if r.get("general_avg") is not None and r.get("general_reference") is not None]
         dsp = {d: [r["accuracy"][f"dsp-{d}"] for r in by_domain[d]] for d in domains}
         dsp_means = [statistics.mean(v) for v in dsp.values() if v]
-        row = [strategy] + [mean_sd(gen[s]) for s in GENERAL] + [mean_sd(avg)]
+        label = f"**{strategy} (default)**" if strategy == default else strategy
+        row = [label] + [mean_sd(gen[s]) for s in GENERAL] + [mean_sd(avg)]
         row += [mean_sd(dsp[d]) for d in domains]
         row += [f"{statistics.mean(dsp_means):.3f}" if dsp_means else "", mean_sd(kept)]
         lines.append("| " + " | ".join(row) + " |")
@@ -224,8 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     parts += ["## Preservation strategies (custom stage from the helpful+harmless+WebGPT general model, all pairs)", "",
               f"One custom model per strategy and domain ({', '.join(domains)}); mean ± sd over domains and seeds "
               "where there are several. *General kept*: the custom model's general average minus the stage-2 "
-              "model's (points ×100 = accuracy points). *plain*: every preservation option off; *default*: "
-              "lite-rm's defaults.", "", strategies,
+              "model's (points ×100 = accuracy points). *plain*: every preservation option off; *(default)*: "
+              "the strategy that is lite-rm's current defaults.", "", strategies,
               "## General preference enrichment (claim 2)", "",
               "The stage-2 model trained on one, two or three general sets, then the same plain customization "
               "(no preservation option).", "", enrichment_table(records),

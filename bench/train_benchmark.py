@@ -229,7 +229,7 @@ def mix(args: argparse.Namespace) -> None:
     from transformers import AutoTokenizer
 
     from lite_rm.checkpoint import input_rule_of, read_meta
-    from lite_rm.training.modeling import load_reward_model, save_checkpoint
+    from lite_rm.training.modeling import load_reward_model, save_checkpoint, trainable_state
     from lite_rm.training.preservation import interpolate
 
     sources = {"academy": RUN.with_name(f"{RUN.name}-idle"),
@@ -246,9 +246,9 @@ def mix(args: argparse.Namespace) -> None:
             continue
         general_path = Path(meta["base_model"])
         general_path = general_path if general_path.is_absolute() else REPO / general_path
-        saved = load_reward_model(folder, 0).state_dict()
-        general = load_reward_model(general_path, 0).state_dict()
         model = load_reward_model(folder, 0)
+        saved = trainable_state(model)
+        general = load_reward_model(general_path, 0).state_dict()
         model.load_state_dict(interpolate(general, saved, args.alpha / chosen))
         out = REPO / "runs" / f"bench-mix-{args.alpha:g}" / f"custom-{domain}"
         save_checkpoint(model, AutoTokenizer.from_pretrained(str(folder)), out,
@@ -316,6 +316,16 @@ def report(args: argparse.Namespace) -> None:
             kept = {k: round(general_average(v) - g, 4) for k, v in customs.items() if general_average(v) is not None}
             lines += [f"General average of the stage-2 model: {g:.3f}; general kept by each custom model "
                       f"(difference): {json.dumps(kept)}.", ""]
+    mixes = sorted(RESULTS.glob("mix-*.json"))
+    if mixes:
+        mixed = {}
+        for path in mixes:
+            d = json.loads(path.read_text())
+            mixed.update({f"{k} (alpha {d['alpha']:g}, from {d['source_alpha']:g})": v
+                          for k, v in d["results"]["results"].items()})
+        own = [v[f"dsp-{k.split()[0][len('custom-'):]}"]["acc"] for k, v in mixed.items()]
+        lines += ["## Custom models re-weighted (`bench/train_benchmark.py mix`, no training)", "",
+                  results_table(mixed), f"Own-domain average: {sum(own) / len(own):.3f} over {len(own)} domains.", ""]
     out = REPO / "bench" / "training_results.md"
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out.relative_to(REPO)}")

@@ -309,7 +309,9 @@ def run_custom(
     valid_data = encode_preferences(tokenizer, ctx.rule, valid)
     plan, per_epoch = plan_epochs(data, cfg.batch_size, cfg.epochs, seed)
 
-    need_general = cfg.replay_share > 0 or cfg.interpolate != "off"
+    # General pairs: replayed in training, or general validation for choosing alpha (a fixed alpha,
+    # the default, needs neither).
+    need_general = cfg.replay_share > 0 or cfg.interpolate == "auto"
     general_data = general_valid = None
     if need_general:
         g_train, _, g_valid = general_pairs(ctx)
