@@ -7,6 +7,7 @@ accuracy and time on the real data. Resumable: every piece writes a small JSON f
     .venv/bin/python bench/train_benchmark.py pipeline --tag idle   # the same from scratch, in its own run
     .venv/bin/python bench/train_benchmark.py domains         # custom stage for the other three DSP domains
     .venv/bin/python bench/train_benchmark.py mix             # those custom models at interpolate = 0.5 (no training)
+    .venv/bin/python bench/train_benchmark.py lr-checks       # general/custom learning-rate checks (max length 128)
     .venv/bin/python bench/train_benchmark.py report          # bench/training_results.md from the JSON files
 
 Every piece prints the command that reproduces it and the machine (CPU model, cores, load, torch).
@@ -262,6 +263,52 @@ def mix(args: argparse.Namespace) -> None:
                     "source_alpha": chosen, "alpha": args.alpha, "results": json.loads(result.read_text())})
 
 
+# ---------------------------------------------------------------- learning-rate checks
+
+# The checks behind the general stage's rate (TRAINING.md, "Learning-rate checks"): one epoch of
+# helpful + harmless + WebGPT from the study's base-stage encoder at the study's max length 128, then
+# academy from the 1e-4 general model. Name -> (stage, model: the study's base encoder or another
+# check's run, lite-rm train flags).
+LR_CHECKS: dict[str, tuple[str, str, list[str]]] = {
+    "general-lr4e-5": ("general", "study-base", ["--set", "general.lr=4e-5"]),
+    "general-lr4e-5-head25": ("general", "study-base", ["--set", "general.lr=4e-5",
+                                                         "--set", "general.head_lr_scale=25"]),
+    "general-lr1e-4": ("general", "study-base", ["--set", "general.lr=1e-4"]),
+    "custom-lr1e-4": ("custom", "general-lr1e-4", ["--set", "custom.lr=1e-4", "--interpolate", "off"]),
+}
+
+
+def lr_checks(args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(REPO / "bench"))
+    import study  # the study's base-stage encoder, built when missing (the same seed gives the same model)
+
+    from lite_rm.data.locations import resolve_data_dir
+
+    for name in args.only or LR_CHECKS:
+        key = f"lr-check-{name}"
+        if _done(key):
+            continue
+        stage, start, flags = LR_CHECKS[name]
+        if start == "study-base":
+            model = study.base_model(study.Settings(), resolve_data_dir(None).resolve())
+        else:
+            model = REPO / "runs" / "bench-lr" / start / "general"
+            if not (model / "lite_rm.json").exists():
+                sys.exit(f"{name}: run the {start} check first ({model.relative_to(REPO)} is missing)")
+        out = REPO / "runs" / "bench-lr" / name
+        argv = ["train", "-o", str(out.relative_to(REPO)), "--stages", stage, "--model", str(model),
+                "--max-length", "128", "--threads", str(args.threads), "--resume", *flags]
+        before = machine()
+        seconds = _train(argv)
+        results = json.loads((out / "results.json").read_text())
+        row = results["results"][stage if stage == "general" else "custom-academy"]
+        _save(key, {"command": "lite-rm " + " ".join(argv), "machine": before, "wall_seconds": round(seconds, 1),
+                    "accuracy": {k: round(v["acc"], 4) for k, v in row.items()},
+                    "general_avg": results["general_avg"],
+                    "training": {k: {kk: v.get(kk) for kk in ("steps", "best_valid", "train_seconds")}
+                                 for k, v in results["training"].items()}})
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -326,6 +373,19 @@ def report(args: argparse.Namespace) -> None:
         own = [v[f"dsp-{k.split()[0][len('custom-'):]}"]["acc"] for k, v in mixed.items()]
         lines += ["## Custom models re-weighted (`bench/train_benchmark.py mix`, no training)", "",
                   results_table(mixed), f"Own-domain average: {sum(own) / len(own):.3f} over {len(own)} domains.", ""]
+    checks = [p for p in (RESULTS / f"lr-check-{n}.json" for n in LR_CHECKS) if p.exists()]
+    if checks:
+        lines += ["## Learning-rate checks (`bench/train_benchmark.py lr-checks`, max length 128)", "",
+                  "| check | helpful | harmless | WebGPT | general avg | DSP academy | seconds | command |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for path in checks:
+            d = json.loads(path.read_text())
+            acc = d["accuracy"]
+            avg = next(iter(d["general_avg"].values()))
+            lines.append(f"| {path.stem.removeprefix('lr-check-')} | {acc['helpful']:.3f} | {acc['harmless']:.3f} | "
+                         f"{acc['webgpt']:.3f} | {avg:.3f} | {acc['dsp-academy']:.3f} | {d['wall_seconds']} "
+                         f"| `{d['command']}` |")
+        lines.append("")
     out = REPO / "bench" / "training_results.md"
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out.relative_to(REPO)}")
@@ -345,12 +405,15 @@ def main() -> None:
     d.add_argument("extra", nargs="*", help="extra lite-rm train flags (after --)")
     m = sub.add_parser("mix")
     m.add_argument("--alpha", type=float, default=0.5)
+    lr = sub.add_parser("lr-checks")
+    lr.add_argument("--only", nargs="*", choices=list(LR_CHECKS), help="checks to run")
+    lr.add_argument("--threads", type=int, default=1, help="torch threads (the study's cells use 1)")
     sub.add_parser("report")
     args = parser.parse_args()
     print("command:", _command())
     print("machine:", json.dumps(machine()))
     {"throughput": throughput, "pipeline": pipeline, "domains": domains, "mix": mix,
-     "report": report}[args.piece](args)
+     "lr-checks": lr_checks, "report": report}[args.piece](args)
 
 
 if __name__ == "__main__":
