@@ -296,8 +296,8 @@ def lr_checks(args: argparse.Namespace) -> None:
             if not (model / "lite_rm.json").exists():
                 sys.exit(f"{name}: run the {start} check first ({model.relative_to(REPO)} is missing)")
         out = REPO / "runs" / "bench-lr" / name
-        argv = ["train", "-o", str(out.relative_to(REPO)), "--stages", stage, "--model", str(model),
-                "--max-length", "128", "--threads", str(args.threads), "--resume", *flags]
+        argv = ["train", "-o", str(out.relative_to(REPO)), "--stages", stage, "--model", str(model.relative_to(REPO)),
+                "--max-length", "128", "--threads", str(args.threads), "--resume", *flags, *args.extra]
         before = machine()
         seconds = _train(argv)
         results = json.loads((out / "results.json").read_text())
@@ -408,6 +408,7 @@ def main() -> None:
     lr = sub.add_parser("lr-checks")
     lr.add_argument("--only", nargs="*", choices=list(LR_CHECKS), help="checks to run")
     lr.add_argument("--threads", type=int, default=1, help="torch threads (the study's cells use 1)")
+    lr.add_argument("extra", nargs="*", help="extra lite-rm train flags (after --)")
     sub.add_parser("report")
     args = parser.parse_args()
     print("command:", _command())
