@@ -123,7 +123,8 @@ class Cell:
 
 def plan(settings: Settings) -> list[Cell]:
     """Every cell, most informative first: the general models; on the first domain every strategy, the
-    enrichment comparison and the curves (seed 0, then further seeds); then the other domains."""
+    enrichment comparison and the curves (seed 0, then further seeds); then the other domains (curves
+    of seed 0, strategies, further seeds)."""
     first, others = settings.domains[0], settings.domains[1:]
     cells: list[Cell] = [Cell("general", enrichment=e, seed=0) for e in ENRICHMENT]
 
@@ -141,10 +142,13 @@ def plan(settings: Settings) -> list[Cell]:
     # "plain" over seeds is as large as the differences between strategies).
     for seed in settings.seeds[1:]:
         cells += [Cell("strategy", first, seed, strategy=s) for s in settings.strategies]
+    # Seed 0 of every other domain's curves next (claim 1 is asked for each domain), then those
+    # domains' strategies, then the further seeds of their curves.
+    for domain in others:
+        cells += curve(domain, seed0)
     for domain in others:
         cells += [Cell("strategy", domain, seed0, strategy=s) for s in settings.strategies]
-    # Seed 0 of every domain's curves before further seeds: one full set of curves first.
-    for seed in settings.seeds:
+    for seed in settings.seeds[1:]:
         for domain in others:
             cells += curve(domain, seed)
     unique: dict[str, Cell] = {}
