@@ -54,11 +54,18 @@ def default_strategy() -> str | None:
                  if name != "default" and all(getattr(defaults, k) == v for k, v in overrides.items())), None)
 
 
-def strategy_table(records: list[dict[str, Any]]) -> tuple[str, list[tuple[str, float, float]]]:
-    """Rows: the stage-2 model and each strategy; columns: general sets, avg, DSP domains, kept."""
+def strategy_table(records: list[dict[str, Any]], domains: tuple[str, ...] | None = None,
+                   seeds: tuple[int, ...] | None = None) -> tuple[str, list[tuple[str, float, float]]]:
+    """Rows: the stage-2 model and each strategy; columns: general sets, avg, DSP domains, kept.
+
+    Only the cells of ``domains`` and ``seeds`` (default: all), so that every row of one table covers
+    the same domains and seeds (the first domain has three seeds, the others one).
+    """
     general = {r["cell"]["enrichment"]: r for r in records if r["cell"]["claim"] == "general"}
-    domains = sorted({r["cell"]["domain"] for r in _custom_cells(records)})
-    header = ["model", *GENERAL, "general avg", *[f"DSP {d}" for d in domains], "DSP avg", "general kept"]
+    records = [r for r in records if r["cell"]["claim"] == "general" or (
+        (domains is None or r["cell"]["domain"] in domains) and (seeds is None or r["cell"]["seed"] in seeds))]
+    domains = tuple(sorted({r["cell"]["domain"] for r in _custom_cells(records)}))
+    header = ["model", *GENERAL, "general avg", *[f"DSP {d}" for d in domains], "DSP avg", "general kept", "cells"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     tradeoff: list[tuple[str, float, float]] = []
     ref = general.get("hhw")
@@ -68,7 +75,7 @@ def strategy_table(records: list[dict[str, Any]]) -> tuple[str, list[tuple[str, 
         lines.append("| general model (stage 2) | " + " | ".join(
             [f"{acc[s]:.3f}" for s in GENERAL] + [f"{ref['general_avg']:.3f}"]
             + [f"{v:.3f}" if v is not None else "" for v in dsp]
-            + [f"{statistics.mean([v for v in dsp if v is not None]):.3f}" if any(dsp) else "", "—"]) + " |")
+            + [f"{statistics.mean([v for v in dsp if v is not None]):.3f}" if any(dsp) else "", "—", ""]) + " |")
     strategies = []
     for r in _custom_cells(records, start="general", enrichment="hhw", size=0):
         if r["cell"]["strategy"] not in strategies:
@@ -88,7 +95,7 @@ def strategy_table(records: list[dict[str, Any]]) -> tuple[str, list[tuple[str, 
         label = f"**{strategy} (default)**" if strategy == default else strategy
         row = [label] + [mean_sd(gen[s]) for s in GENERAL] + [mean_sd(avg)]
         row += [mean_sd(dsp[d]) for d in domains]
-        row += [f"{statistics.mean(dsp_means):.3f}" if dsp_means else "", mean_sd(kept)]
+        row += [f"{statistics.mean(dsp_means):.3f}" if dsp_means else "", mean_sd(kept), str(len(cells))]
         lines.append("| " + " | ".join(row) + " |")
         if kept and dsp_means and ref:
             ref_dsp = statistics.mean([ref["accuracy"][f"dsp-{d}"] for d in domains if f"dsp-{d}" in ref["accuracy"]])
@@ -188,20 +195,23 @@ def plot_curves(data: dict[str, dict[str, dict[int, list[float]]]], path: Path, 
     plt.close(fig)
 
 
-def plot_tradeoff(points: list[tuple[str, float, float]], path: Path) -> None:
+def plot_tradeoff(panels: dict[str, list[tuple[str, float, float]]], path: Path) -> None:
+    """One scatter per table (title -> (strategy, kept, gained) points)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for name, kept, gained in points:
-        ax.scatter([100 * kept], [100 * gained])
-        ax.annotate(name, (100 * kept, 100 * gained), fontsize=8, xytext=(3, 3), textcoords="offset points")
-    ax.axvline(0, color="grey", lw=0.5)
-    ax.set_xlabel("general accuracy kept (points vs stage 2)")
-    ax.set_ylabel("customized accuracy gained (points vs stage 2)")
-    ax.set_title("Preservation strategies: trade-off")
+    panels = {title: points for title, points in panels.items() if points}
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, (title, points) in zip(axes[0], panels.items(), strict=True):
+        for name, kept, gained in points:
+            ax.scatter([100 * kept], [100 * gained])
+            ax.annotate(name, (100 * kept, 100 * gained), fontsize=8, xytext=(3, 3), textcoords="offset points")
+        ax.axvline(0, color="grey", lw=0.5)
+        ax.set_xlabel("general accuracy kept (points vs stage 2)")
+        ax.set_ylabel("customized accuracy gained (points vs stage 2)")
+        ax.set_title(f"Trade-off: {title}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -218,7 +228,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     out_dir = ROOT / "bench" / "study"
     prefix = "quick-" if args.quick else ""
-    strategies, tradeoff = strategy_table(records)
+    # The first domain of the plan has every strategy with every seed; the others one seed: a table each,
+    # so that each row of a table covers the same cells.
+    first = records[0]["settings"]["domains"][0]
+    first_seeds = tuple(sorted({r["cell"]["seed"] for r in _custom_cells(records, claim="strategy", domain=first)}))
+    strategies, tradeoff = strategy_table(records, domains=(first,))
+    all_domains, tradeoff_all = strategy_table(records, seeds=first_seeds[:1])
     curve_data = curves(records)
     # Strategies were added to the plan over time: show the ones that ran, not one file's plan.
     settings = records[0]["settings"] | {
@@ -236,10 +251,15 @@ def main(argv: list[str] | None = None) -> int:
     if comparison.exists() and not args.quick:
         parts += [comparison.read_text(encoding="utf-8").strip(), ""]
     parts += ["## Preservation strategies (custom stage from the helpful+harmless+WebGPT general model, all pairs)", "",
-              f"One custom model per strategy and domain ({', '.join(domains)}); mean ± sd over domains and seeds "
-              "where there are several. *General kept*: the custom model's general average minus the stage-2 "
+              f"DSP {first}, seeds {', '.join(map(str, first_seeds))}: one custom model per strategy and seed; "
+              "mean ± sd over seeds. *General kept*: the custom model's general average minus the stage-2 "
               "model's (points ×100 = accuracy points). *plain*: every preservation option off; *(default)*: "
-              "the strategy that is lite-rm's current defaults.", "", strategies,
+              "the strategy that is lite-rm's current defaults; *cells*: custom models in the row.", "",
+              strategies,
+              f"Every domain ({', '.join(domains)}), seed {first_seeds[0] if first_seeds else 0}: one custom model "
+              "per strategy and domain; general columns and *general kept* are mean ± sd over domains, *DSP avg* "
+              "the mean of the domain columns. A row with fewer cells than the others is not comparable "
+              "(the study has not reached its other domains yet).", "", all_domains,
               "## General preference enrichment (claim 2)", "",
               "The stage-2 model trained on one, two or three general sets, then the same plain customization "
               "(no preservation option).", "", enrichment_table(records),
@@ -254,7 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         plot_curves(curve_data, out_dir / f"{prefix}curves.png")
         parts.append(f"![curves](study/{prefix}curves.png)\n")
     if tradeoff:
-        plot_tradeoff(tradeoff, out_dir / f"{prefix}tradeoff.png")
+        n_all = len(domains)
+        plot_tradeoff({f"DSP {first}, {len(first_seeds)} seeds": tradeoff,
+                       f"{n_all} domains, seed {first_seeds[0] if first_seeds else 0}": tradeoff_all},
+                      out_dir / f"{prefix}tradeoff.png")
         parts.append(f"![trade-off](study/{prefix}tradeoff.png)\n")
     target = out_dir / "quick.md" if args.quick else ROOT / "bench" / "STUDY.md"
     text = "\n".join(parts)
