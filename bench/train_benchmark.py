@@ -84,8 +84,13 @@ def _slice(seed: int = 0) -> list[Any]:
 # ---------------------------------------------------------------- throughput
 
 
-def lite_rm_throughput(threads: int, bf16: bool, length_grouping: bool = True) -> dict[str, Any]:
-    """pairs/s of the lite-rm reward step (one forward pass per batch, dynamic padding) on the slice."""
+def lite_rm_throughput(threads: int, bf16: bool, length_grouping: bool = True, compile: bool = False
+                       ) -> dict[str, Any]:
+    """pairs/s of the lite-rm reward step (one forward pass per batch, dynamic padding) on the slice.
+
+    ``compile``: the model under ``torch.compile(dynamic=True)`` (inductor, the C++ backend on CPU);
+    pairs/s then includes the compilation, which a real run pays once per stage.
+    """
     import numpy as np
     import torch
 
@@ -108,9 +113,10 @@ def lite_rm_throughput(threads: int, bf16: bool, length_grouping: bool = True) -
         plan, per_epoch = [order[i:i + 16] for i in range(0, len(order), 16)], 1
     model = load_reward_model(path, seed=0)
     pad = pad_id_of(tok)
+    forward = torch.compile(model, dynamic=True) if compile else model
 
     def step(units: list[int]) -> Any:
-        loss, metrics, n, _, _ = reward_step(model, [(data, units, False)], pad, bf16)
+        loss, metrics, n, _, _ = reward_step(forward, [(data, units, False)], pad, bf16)
         return loss, metrics, n
 
     result = run_loop(modules={"model": model}, named_params=list(model.named_parameters()), plan=plan,
@@ -149,6 +155,7 @@ def throughput(args: argparse.Namespace) -> None:
         "lite-rm-1thread-fp32": lambda: lite_rm_throughput(1, False),
         "lite-rm-2threads-bf16": lambda: lite_rm_throughput(2, True),
         "lite-rm-1thread-bf16-no-grouping": lambda: lite_rm_throughput(1, True, length_grouping=False),
+        "lite-rm-1thread-bf16-compile": lambda: lite_rm_throughput(1, True, compile=True),
         "cross-encoder-1thread": lambda: cross_encoder_throughput(1),
         "cross-encoder-2threads": lambda: cross_encoder_throughput(2),
     }
