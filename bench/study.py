@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "study" / "results"
 WORK = ROOT / "bench" / ".work" / "study"
 DOMAINS = ("academy", "business", "entertainment", "literature")
-SIZES = (25, 50, 100, 200, 400, 0)  # custom training pairs; 0 = all (1,536 per domain)
+SIZES = (25, 50, 100, 200, 400, 0)  # custom pairs (before the validation split); 0 = all (1,507)
 ENRICHMENT = {"h": ["helpful"], "hh": ["helpful", "harmless"], "hhw": ["helpful", "harmless", "webgpt"]}
 GENERAL_FILES = {"helpful": "general/helpful.train.json", "harmless": "general/harmless.train.json",
                  "webgpt": "general/webgpt.train.json"}

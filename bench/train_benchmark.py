@@ -351,8 +351,11 @@ def report(args: argparse.Namespace) -> None:
         d = json.loads(path.read_text())
         total = sum(d["stage_seconds"].values())
         lines += [f"Run `{path.stem}`: `{d['command']}`: stage wall times (s) {d['stage_seconds']}, "
-                  f"{total / 60:.1f} min in all; threads {d['threads']}; machine load at start "
-                  f"{d['machine']['load_avg_1m']}; general average {d['general_avg']}.", ""]
+                  f"{total / 60:.1f} min in stages, {d['wall_seconds_this_piece'] / 60:.1f} min wall; threads "
+                  f"{d['threads']}; machine load at start {d['machine']['load_avg_1m']}; general average "
+                  f"{d['general_avg']}.", ""]
+        tag = path.stem.removeprefix("pipeline-")
+        rows.update({f"{k} ({tag})": v for k, v in d["results"].items()})
     for path in sorted(RESULTS.glob("custom-*.json")):
         d = json.loads(path.read_text())
         rows.update({k: v for k, v in d["results"].items() if k.startswith("custom-")})
@@ -367,8 +370,12 @@ def report(args: argparse.Namespace) -> None:
                       f"average {sum(own.values()) / len(own):.3f} over {len(own)} domains.", ""]
         if "general" in rows:
             g = general_average(rows["general"])
-            kept = {k: round(general_average(v) - g, 4) for k, v in customs.items() if general_average(v) is not None}
+            # a tagged run's custom model is compared with that run's general model
+            refs = {k: rows.get("general" + k[len(k.split(" (")[0]):], rows["general"]) for k in customs}
+            kept = {k: round(general_average(v) - general_average(refs[k]), 4) for k, v in customs.items()
+                    if general_average(v) is not None}
             lines += [f"General average of the stage-2 model: {g:.3f}; general kept by each custom model "
+                      "(against its own run's general model) "
                       f"(difference): {json.dumps(kept)}.", ""]
     mixes = sorted(RESULTS.glob("mix-*.json"))
     if mixes:

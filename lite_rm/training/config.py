@@ -213,7 +213,7 @@ class CustomStageConfig(OptimConfig):
     freeze_layers: int = 0
     # 0.5, not auto: in the study (academy, three seeds) a fixed half-way mix kept general accuracy
     # within 0.5 point of the general model at 0.8 point of custom accuracy, while auto, which must
-    # judge drops on 190 noisy general validation pairs, kept 3 points less (bench/STUDY.md).
+    # judge drops on 190 noisy general validation pairs, kept 2.6 points less (bench/STUDY.md).
     interpolate: Any = 0.5
     interpolate_tolerance: float = 0.01
 
