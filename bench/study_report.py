@@ -103,22 +103,23 @@ def strategy_table(records: list[dict[str, Any]], domains: tuple[str, ...] | Non
     return "\n".join(lines) + "\n", tradeoff
 
 
-def enrichment_table(records: list[dict[str, Any]]) -> str:
-    """General accuracy of the stage-2 model per enrichment, and after the same customization."""
+def enrichment_table(records: list[dict[str, Any]], domain: str) -> str:
+    """General accuracy of the stage-2 model per enrichment, and after the same customization on ``domain``."""
     header = ["general sets", *[f"{s} (stage 2)" for s in GENERAL], "avg (stage 2)", "avg after custom",
-              "general kept", "DSP avg after custom"]
+              "general kept", f"DSP {domain} after custom", "cells"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     names = {"h": "helpful", "hh": "helpful+harmless", "hhw": "helpful+harmless+WebGPT"}
     for key, label in names.items():
         ref = next((r for r in records if r["cell"]["claim"] == "general" and r["cell"]["enrichment"] == key), None)
         if ref is None:
             continue
-        cells = _custom_cells(records, start="general", enrichment=key, size=0, strategy="plain")
+        cells = _custom_cells(records, start="general", enrichment=key, size=0, strategy="plain", domain=domain)
         after = [r["general_avg"] for r in cells if r.get("general_avg") is not None]
         kept = [a - ref["general_avg"] for a in after]
         dsp = [r["accuracy"][f"dsp-{r['cell']['domain']}"] for r in cells]
         lines.append("| " + " | ".join([label] + [f"{ref['accuracy'][s]:.3f}" for s in GENERAL]
-                                       + [f"{ref['general_avg']:.3f}", mean_sd(after), mean_sd(kept), mean_sd(dsp)])
+                                       + [f"{ref['general_avg']:.3f}", mean_sd(after), mean_sd(kept), mean_sd(dsp),
+                                          str(len(cells))])
                      + " |")
     return "\n".join(lines) + "\n"
 
@@ -262,10 +263,12 @@ def main(argv: list[str] | None = None) -> int:
               "(the study has not reached its other domains yet).", "", all_domains,
               "## General preference enrichment (claim 2)", "",
               "The stage-2 model trained on one, two or three general sets, then the same plain customization "
-              "(no preservation option).", "", enrichment_table(records),
+              f"(no preservation option) on {first}; mean ± sd over seeds where there are several.", "",
+              enrichment_table(records, first),
               "## Data efficiency (claim 1)", "",
               "Pairwise accuracy on the domain's test pairs against the number of custom training pairs "
-              "(subsets of whole queries, drawn with the seed; mean ± sd over seeds). Start *general*: the "
+              "(subsets of whole queries, drawn with the seed, of which the custom stage holds 15% of the queries out "
+              "for validation; mean ± sd over seeds). Start *general*: the "
               "stage-2 model; *base*: the masked-LM-adapted encoder; *plain*: all-MiniLM-L6-v2 with a new head.",
               "", curve_table(curve_data),
               "Effect of starting from the general model, in accuracy points (paired by seed):", "",
