@@ -97,7 +97,8 @@ def strategy_table(records: list[dict[str, Any]], domains: tuple[str, ...] | Non
         row += [mean_sd(dsp[d]) for d in domains]
         row += [f"{statistics.mean(dsp_means):.3f}" if dsp_means else "", mean_sd(kept), str(len(cells))]
         lines.append("| " + " | ".join(row) + " |")
-        if kept and dsp_means and ref:
+        # plotted only when it covers every domain of the table (else its average is not comparable)
+        if kept and dsp_means and ref and len(dsp_means) == len(domains):
             ref_dsp = statistics.mean([ref["accuracy"][f"dsp-{d}"] for d in domains if f"dsp-{d}" in ref["accuracy"]])
             tradeoff.append((strategy, statistics.mean(kept), statistics.mean(dsp_means) - ref_dsp))
     return "\n".join(lines) + "\n", tradeoff
