@@ -284,3 +284,19 @@ def test_auto_threads_counts_the_cores_busy_now(monkeypatch: pytest.MonkeyPatch,
     # The load average must not matter: it still counts a job that ended a minute ago.
     monkeypatch.setattr(pipeline.os, "getloadavg", lambda: (2.0, 2.0, 2.0))
     assert pipeline.auto_threads() == expected
+
+
+def test_custom_stage_warns_when_the_start_model_opposes_the_data(tmp_path: Path, tiny_checkpoint: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    # the general stage learns "excellent" over "terrible"; the custom data prefers the opposite
+    reversed_path = tmp_path / "reversed.jsonl"
+    rows = [json.loads(line) for line in write_pairs(tmp_path / "fwd.jsonl", 40, seed=5).read_text().splitlines()]
+    reversed_path.write_text("".join(json.dumps({"prompt": r["prompt"], "chosen": r["rejected"],
+                                                 "rejected": r["chosen"]}) + "\n" for r in rows))
+    raw = synthetic_config(tmp_path, tiny_checkpoint, **{"general.epochs": 4.0, "custom.data": str(reversed_path),
+                                                          "custom.max_steps": 2})
+    with caplog.at_level("WARNING", logger="lite_rm.training.stages"):
+        results = train(TrainConfig.from_dict(raw))
+    summary = next(v for k, v in results["training"].items() if k.startswith("custom-"))
+    assert summary["start_valid"] < 0.5
+    assert any("below chance" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)

@@ -286,6 +286,25 @@ def run_general(ctx: StageContext, start: str, out: Path, evaluate: EvalFn | Non
 # ---------------------------------------------------------------- custom
 
 
+def check_start(model: Any, valid_data: PairData, pad_id: int, ctx: StageContext, target: str, start: str) -> float:
+    """The start model's accuracy on the custom validation pairs, with a warning when it is below chance.
+
+    Below chance the start model's preferences oppose the custom data's. The study (bench/STUDY.md)
+    found that for such domains (DSP entertainment from the general model) a start from the plain
+    encoder learns more from a few hundred pairs, and that interpolating toward the start model costs
+    more of the domain; the user should know before spending the training time.
+    """
+    acc = pair_accuracy(model, valid_data, pad_id, ctx.bf16, ctx.config.eval_batch_size)
+    logger.info("custom %s: the start model scores %.3f on the validation pairs", target, acc)
+    if acc < 0.5:
+        logger.warning(
+            "custom %s: the start model (%s) scores %.3f on the validation pairs, below chance: its preferences "
+            "oppose this data's. With few pairs a start from the plain encoder (--stages custom --model default) "
+            "did better in the study (bench/STUDY.md), and interpolation toward the start model costs more here.",
+            target, start, acc)
+    return acc
+
+
 def run_custom(
     ctx: StageContext, target: str, start: str, out: Path, mlm_source: str | None, evaluate: EvalFn | None = None
 ) -> dict[str, Any]:
@@ -325,6 +344,7 @@ def run_custom(
 
     model = load_reward_model(start, seed)
     start_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    start_valid = check_start(model, valid_data, pad_id, ctx, target, start) if len(valid) else None
     frozen = freeze(model, cfg.freeze_embeddings, cfg.freeze_layers)
     l2sp = L2SP(model, cfg.l2sp_coef) if cfg.l2sp_coef > 0 else None
     modules: dict[str, torch.nn.Module] = {"model": model}
@@ -362,7 +382,7 @@ def run_custom(
                       after_step=l2sp.pull if l2sp is not None else None,
                       **_loop_args(ctx, f"custom-{target}"))
     summary = _summary(result) | {"train_pairs": len(train), "valid_pairs": len(valid), "frozen": len(frozen),
-                                  "listwise": listwise}
+                                  "listwise": listwise, "start_valid": start_valid}
 
     if cfg.interpolate != "off":
         custom_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
