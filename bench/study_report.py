@@ -168,7 +168,7 @@ def effect_table(data: dict[str, dict[str, dict[int, list[float]]]], records: li
     return "\n".join(lines) + "\n"
 
 
-def plot_curves(data: dict[str, dict[str, dict[int, list[float]]]], path: Path, full_size: int = 1536) -> None:
+def plot_curves(data: dict[str, dict[str, dict[int, list[float]]]], path: Path, full_size: int = 1507) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -187,7 +187,9 @@ def plot_curves(data: dict[str, dict[str, dict[int, list[float]]]], path: Path, 
             err = [statistics.stdev(points[n]) if len(points[n]) > 1 else 0.0 for n in xs]
             ax.errorbar(x, y, yerr=err, fmt=style, capsize=3, label=f"from {start}")
         ax.set_xscale("log")
-        ax.set_title(f"DSP {domain}")
+        seeds = max(len(v) for points in data[domain].values() for v in points.values())
+        ax.set_title(f"DSP {domain} ({'mean ± sd of ' + str(seeds) + ' seeds' if seeds > 1 else 'one seed'})",
+                     fontsize=10)
         ax.set_xlabel("custom training pairs")
         ax.axhline(0.5, color="grey", lw=0.5)
     axes[0][0].set_ylabel("pairwise accuracy (test)")

@@ -282,6 +282,8 @@ LR_CHECKS: dict[str, tuple[str, str, list[str]]] = {
                                                          "--set", "general.head_lr_scale=25"]),
     "general-lr1e-4": ("general", "study-base", ["--set", "general.lr=1e-4"]),
     "custom-lr1e-4": ("custom", "general-lr1e-4", ["--set", "custom.lr=1e-4", "--interpolate", "off"]),
+    # "enough epochs" (issue 3's general-accuracy target): a second epoch at the default rate
+    "general-lr1e-4-2epochs": ("general", "study-base", ["--set", "general.lr=1e-4", "--set", "general.epochs=2"]),
 }
 
 
