@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
               f"Every domain ({', '.join(domains)}), seed {first_seeds[0] if first_seeds else 0}: one custom model "
               "per strategy and domain; general columns and *general kept* are mean ± sd over domains, *DSP avg* "
               "the mean of the domain columns. A row with fewer cells than the others is not comparable "
-              "(the study has not reached its other domains yet).", "", all_domains,
+              "(its other domains have not run yet).", "", all_domains,
               "## General preference enrichment (claim 2)", "",
               "The stage-2 model trained on one, two or three general sets, then the same plain customization "
               f"(no preservation option) on {first}; mean ± sd over seeds where there are several.", "",
