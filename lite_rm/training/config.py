@@ -214,6 +214,8 @@ class CustomStageConfig(OptimConfig):
     # 0.5, not auto: in the study (academy, three seeds) a fixed half-way mix kept general accuracy
     # within 0.5 point of the general model at 0.8 point of custom accuracy, while auto, which must
     # judge drops on 190 noisy general validation pairs, kept 2.6 points less (bench/STUDY.md).
+    # On domains the general model opposes (DSP entertainment, literature) it costs 8-9 points of the
+    # domain; the four-domain evidence is one seed, so the default waits for the 256-length pipeline.
     interpolate: Any = 0.5
     interpolate_tolerance: float = 0.01
 
