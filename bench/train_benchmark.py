@@ -212,10 +212,11 @@ def domains(args: argparse.Namespace) -> None:
     if not (general / "lite_rm.json").exists():
         sys.exit(f"run the pipeline piece first ({general} is missing)")
     for domain in args.domain or ["business", "entertainment", "literature"]:
-        key = f"custom-{domain}"
+        # a tag measures another setting (its flags after --) into custom-DOMAIN-TAG.json
+        key = f"custom-{domain}" + (f"-{args.tag}" if args.tag else "")
         if _done(key):
             continue
-        out = DOMAINS_RUN / domain
+        out = DOMAINS_RUN.with_name(f"{DOMAINS_RUN.name}-{args.tag}" if args.tag else DOMAINS_RUN.name) / domain
         argv = ["train", "-o", str(out.relative_to(REPO)), "--stages", "custom", "--model",
                 str(general.relative_to(REPO)), "--domain", domain, "--resume", *args.extra]
         before = machine()
@@ -223,7 +224,7 @@ def domains(args: argparse.Namespace) -> None:
         results = json.loads((out / "results.json").read_text())
         _save(key, {"command": "lite-rm " + " ".join(argv), "machine": before, "wall_seconds": round(seconds, 1),
                     "results": results["results"], "general_avg": results["general_avg"],
-                    "stage_seconds": results["stage_seconds"],
+                    "stage_seconds": results["stage_seconds"], "tag": args.tag,
                     "training": results["training"].get(f"custom-{domain}", {})})
 
 
@@ -358,9 +359,13 @@ def report(args: argparse.Namespace) -> None:
                   f"{d['general_avg']}.", ""]
         tag = path.stem.removeprefix("pipeline-")
         rows.update({f"{k} ({tag})": v for k, v in d["results"].items()})
+    tagged: dict[str, dict[str, Any]] = {}
     for path in sorted(RESULTS.glob("custom-*.json")):
         d = json.loads(path.read_text())
-        rows.update({k: v for k, v in d["results"].items() if k.startswith("custom-")})
+        if d.get("tag"):  # another setting: its own table below
+            tagged.setdefault(d["tag"], {}).update({k: v for k, v in d["results"].items() if k.startswith("custom-")})
+        else:
+            rows.update({k: v for k, v in d["results"].items() if k.startswith("custom-")})
         lines += [f"- `{d['command']}`: {d['wall_seconds']} s"]
     if rows:
         lines += ["", "## Accuracy (pairwise, test splits)", "", results_table(rows)]
@@ -379,6 +384,10 @@ def report(args: argparse.Namespace) -> None:
             lines += [f"General average of the stage-2 model: {g:.3f}; general kept by each custom model "
                       "(against its own run's general model) "
                       f"(difference): {json.dumps(kept)}.", ""]
+    for tag, tag_rows in tagged.items():
+        own = [v[f"dsp-{k[len('custom-'):]}"]["acc"] for k, v in tag_rows.items()]
+        lines += [f"## Custom models, `domains --tag {tag}`", "", results_table(tag_rows),
+                  f"Own-domain average: {sum(own) / len(own):.3f} over {len(own)} domains.", ""]
     mixes = sorted(RESULTS.glob("mix-*.json"))
     if mixes:
         mixed = {}
@@ -418,6 +427,7 @@ def main() -> None:
     p.add_argument("extra", nargs="*", help="extra lite-rm train flags (after --)")
     d = sub.add_parser("domains")
     d.add_argument("--domain", action="append")
+    d.add_argument("--tag", default="", help="a separate run and result files: custom-DOMAIN-TAG.json")
     d.add_argument("extra", nargs="*", help="extra lite-rm train flags (after --)")
     m = sub.add_parser("mix")
     m.add_argument("--alpha", type=float, default=0.5)
