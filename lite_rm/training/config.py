@@ -215,7 +215,8 @@ class CustomStageConfig(OptimConfig):
     # within 0.5 point of the general model at 0.8 point of custom accuracy, while auto, which must
     # judge drops on 190 noisy general validation pairs, kept 2.6 points less (bench/STUDY.md).
     # On domains the general model opposes (DSP entertainment, literature) it costs 8-9 points of the
-    # domain; the four-domain evidence is one seed, so the default waits for the 256-length pipeline.
+    # domain at max length 128, but not at 256, where L2-SP 0.03 matched its domain accuracy and kept
+    # less (bench/TRAINING.md).
     interpolate: Any = 0.5
     interpolate_tolerance: float = 0.01
 
