@@ -388,6 +388,11 @@ def report(args: argparse.Namespace) -> None:
         own = [v[f"dsp-{k[len('custom-'):]}"]["acc"] for k, v in tag_rows.items()]
         lines += [f"## Custom models, `domains --tag {tag}`", "", results_table(tag_rows),
                   f"Own-domain average: {sum(own) / len(own):.3f} over {len(own)} domains.", ""]
+        if "general" in rows:  # the domains piece starts from that run's general model
+            g = general_average(rows["general"])
+            kept = {k: round(general_average(v) - g, 4) for k, v in tag_rows.items()}
+            lines += [f"General kept against the stage-2 model ({g:.3f}): {json.dumps(kept)}; "
+                      f"average {sum(kept.values()) / len(kept):+.4f}.", ""]
     mixes = sorted(RESULTS.glob("mix-*.json"))
     if mixes:
         mixed = {}

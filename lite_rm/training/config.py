@@ -191,7 +191,8 @@ class CustomStageConfig(OptimConfig):
         freeze_layers: keep the lowest N transformer layers fixed.
         interpolate: ``off``; ``auto`` (choose the mixing weight ``alpha`` of
             ``alpha * custom + (1 - alpha) * general`` on the validation splits); or a number in
-            [0, 1] used as is (default 0.5: the study's best trade-off).
+            [0, 1] used as is (default 0.5: the study's best trade-off on domains that agree with the
+            general preferences).
         interpolate_tolerance: with ``auto``, the largest drop of general validation accuracy
             (vs. the general model) accepted, and at least one standard error of that accuracy (a
             smaller drop is noise); among those alphas the best custom accuracy wins.

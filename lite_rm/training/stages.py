@@ -291,8 +291,8 @@ def check_start(model: Any, valid_data: PairData, pad_id: int, ctx: StageContext
 
     Below chance the start model's preferences oppose the custom data's. The study (bench/STUDY.md)
     found that for such domains (DSP entertainment from the general model) a start from the plain
-    encoder learns more from a few hundred pairs, and that interpolating toward the start model costs
-    more of the domain; the user should know before spending the training time.
+    encoder learns more from a few hundred pairs (without the general preferences); the user should
+    know before spending the training time.
     """
     acc = pair_accuracy(model, valid_data, pad_id, ctx.bf16, ctx.config.eval_batch_size)
     logger.info("custom %s: the start model scores %.3f on the validation pairs", target, acc)
@@ -300,7 +300,7 @@ def check_start(model: Any, valid_data: PairData, pad_id: int, ctx: StageContext
         logger.warning(
             "custom %s: the start model (%s) scores %.3f on the validation pairs, below chance: its preferences "
             "oppose this data's. With few pairs a start from the plain encoder (--stages custom --model default) "
-            "did better in the study (bench/STUDY.md), and interpolation toward the start model costs more here.",
+            "learned the domain better in the study (bench/STUDY.md), at the price of the general preferences.",
             target, start, acc)
     return acc
 
