@@ -95,6 +95,9 @@ class Settings:
     min_curve_steps: int = 24
     variant: str = "full"
     threads: int = 0  # 0: the cores not already busy
+    # Every committed cell trained with the encoder's own dropout (attention dropout included), the
+    # training default when the study ran; pinned so that a resumed study stays comparable.
+    dropout: str = "all"
 
 
 QUICK = Settings(max_length=128, general_epochs=0.25, custom_epochs=1.0, base_max_texts=800, max_steps=40,
@@ -220,7 +223,8 @@ def data_dir_for(data: Path, size: int, seed: int, domain: str) -> Path:
 
 def _common(settings: Settings, seed: int, output: Path, data: Path) -> dict[str, Any]:
     cfg: dict[str, Any] = {"output_dir": str(output), "seed": seed, "max_length": settings.max_length,
-                           "data_dir": str(data), "log_every": 50, "save_every": 100, "threads": settings.threads}
+                           "data_dir": str(data), "log_every": 50, "save_every": 100, "threads": settings.threads,
+                           "dropout": settings.dropout}
     return cfg
 
 

@@ -84,9 +84,11 @@ def _slice(seed: int = 0) -> list[Any]:
 # ---------------------------------------------------------------- throughput
 
 
-def lite_rm_throughput(threads: int, bf16: bool, length_grouping: bool = True, compile: bool = False
-                       ) -> dict[str, Any]:
+def lite_rm_throughput(threads: int, bf16: bool, length_grouping: bool = True, compile: bool = False,
+                       dropout: str = "all") -> dict[str, Any]:
     """pairs/s of the lite-rm reward step (one forward pass per batch, dynamic padding) on the slice.
+
+    ``dropout``: the ``dropout`` config key (``all``: the encoder's own rates, as the CrossEncoder trains).
 
     ``compile``: the model under ``torch.compile(dynamic=True)`` (inductor, the C++ backend on CPU);
     pairs/s then includes the compilation, which a real run pays once per stage.
@@ -111,7 +113,7 @@ def lite_rm_throughput(threads: int, bf16: bool, length_grouping: bool = True, c
     else:  # plain random batches, for the comparison
         order = np.random.default_rng(0).permutation(data.n_units).tolist()
         plan, per_epoch = [order[i:i + 16] for i in range(0, len(order), 16)], 1
-    model = load_reward_model(path, seed=0)
+    model = load_reward_model(path, seed=0, dropout=dropout)
     pad = pad_id_of(tok)
     forward = torch.compile(model, dynamic=True) if compile else model
 
@@ -127,9 +129,11 @@ def lite_rm_throughput(threads: int, bf16: bool, length_grouping: bool = True, c
             "seconds": round(result.train_seconds, 1)}
 
 
-def cross_encoder_throughput(threads: int) -> dict[str, Any]:
+def cross_encoder_throughput(threads: int, dropout: bool = True) -> dict[str, Any]:
     """pairs/s of sentence-transformers' CrossEncoder.fit on the same slice: max length 256, 16 pairs
-    (32 texts, chosen label 1 and rejected label 0) a batch, lr 3e-5, fp32 — the issue's baseline."""
+    (32 texts, chosen label 1 and rejected label 0) a batch, lr 3e-5, fp32 — the issue's baseline.
+    ``dropout=False``: the same without dropout, to show how much of lite-rm's lead its dropout
+    default gives."""
     import torch
     from sentence_transformers import CrossEncoder, InputExample
     from torch.utils.data import DataLoader
@@ -138,7 +142,9 @@ def cross_encoder_throughput(threads: int) -> dict[str, Any]:
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = CrossEncoder(resolve_model(None), num_labels=1, max_length=256, device="cpu")
+    no_dropout = {"attention_probs_dropout_prob": 0.0, "hidden_dropout_prob": 0.0}
+    model = CrossEncoder(resolve_model(None), num_labels=1, max_length=256, device="cpu",
+                         config_kwargs=None if dropout else no_dropout)
     examples = [InputExample(texts=[p.prompt, r], label=float(lab))
                 for p in _slice() for r, lab in ((p.chosen, 1), (p.rejected, 0))]
     loader = DataLoader(examples, shuffle=True, batch_size=32)
@@ -156,8 +162,12 @@ def throughput(args: argparse.Namespace) -> None:
         "lite-rm-2threads-bf16": lambda: lite_rm_throughput(2, True),
         "lite-rm-1thread-bf16-no-grouping": lambda: lite_rm_throughput(1, True, length_grouping=False),
         "lite-rm-1thread-bf16-compile": lambda: lite_rm_throughput(1, True, compile=True),
+        "lite-rm-2threads-bf16-dropout-hidden": lambda: lite_rm_throughput(2, True, dropout="hidden"),
+        "lite-rm-2threads-bf16-dropout-off": lambda: lite_rm_throughput(2, True, dropout="off"),
+        "lite-rm-1thread-bf16-dropout-hidden": lambda: lite_rm_throughput(1, True, dropout="hidden"),
         "cross-encoder-1thread": lambda: cross_encoder_throughput(1),
         "cross-encoder-2threads": lambda: cross_encoder_throughput(2),
+        "cross-encoder-2threads-dropout-off": lambda: cross_encoder_throughput(2, dropout=False),
     }
     for name, fn in variants.items():
         if args.only and name not in args.only:
@@ -208,7 +218,8 @@ def pipeline(args: argparse.Namespace) -> None:
 
 
 def domains(args: argparse.Namespace) -> None:
-    general = RUN / "general"
+    # --from TAG: continue the tagged pipeline run's general model (runs/bench-default-TAG/general)
+    general = (RUN.with_name(f"{RUN.name}-{args.start}") if args.start else RUN) / "general"
     if not (general / "lite_rm.json").exists():
         sys.exit(f"run the pipeline piece first ({general} is missing)")
     for domain in args.domain or ["business", "entertainment", "literature"]:
@@ -307,7 +318,9 @@ def lr_checks(args: argparse.Namespace) -> None:
                 sys.exit(f"{name}: run the {start} check first ({model.relative_to(REPO)} is missing)")
         out = REPO / "runs" / "bench-lr" / name
         argv = ["train", "-o", str(out.relative_to(REPO)), "--stages", stage, "--model", str(model.relative_to(REPO)),
-                "--max-length", "128", "--threads", str(args.threads), "--resume", *flags, *args.extra]
+                "--max-length", "128", "--threads", str(args.threads), "--resume",
+                "--dropout", "all",  # as the committed checks ran (the training default then)
+                *flags, *args.extra]
         before = machine()
         seconds = _train(argv)
         results = json.loads((out / "results.json").read_text())
@@ -433,6 +446,8 @@ def main() -> None:
     d = sub.add_parser("domains")
     d.add_argument("--domain", action="append")
     d.add_argument("--tag", default="", help="a separate run and result files: custom-DOMAIN-TAG.json")
+    d.add_argument("--from", dest="start", default="",
+                   help="start from the general model of pipeline --tag FROM (default: the untagged run)")
     d.add_argument("extra", nargs="*", help="extra lite-rm train flags (after --)")
     m = sub.add_parser("mix")
     m.add_argument("--alpha", type=float, default=0.5)

@@ -125,6 +125,25 @@ def test_frozen_layers_stay_bitwise_equal(tmp_path: Path, tiny_checkpoint: Path)
     assert any(not torch.equal(general[k], custom[k]) for k in trained)
 
 
+@pytest.mark.parametrize(("dropout", "attention", "hidden"), [("all", 0.1, 0.1), ("hidden", 0.0, 0.1), ("off", 0.0, 0.0)])
+def test_dropout_setting_trains_with_its_rates_and_saves_the_encoders_own(
+        tmp_path: Path, tiny_checkpoint: Path, dropout: str, attention: float, hidden: float) -> None:
+    from lite_rm.training.modeling import load_reward_model
+
+    model = load_reward_model(tiny_checkpoint, seed=0, dropout=dropout).train()
+    layer = model.bert.encoder.layer[0]
+    assert layer.attention.self.dropout_prob == attention and layer.output.dropout.p == hidden
+    ids = torch.randint(1000, 2000, (2, 16))
+    outputs = [model(input_ids=ids).logits for _ in range(2)]
+    assert torch.equal(*outputs) == (dropout == "off")  # training-mode forwards are random with any dropout
+
+    raw = synthetic_config(tmp_path, tiny_checkpoint, stages=["general"], dropout=dropout,
+                           **{"general.max_steps": 1})
+    train(TrainConfig.from_dict(raw))
+    saved = json.loads((Path(raw["output_dir"]) / "general" / "config.json").read_text())
+    assert saved["attention_probs_dropout_prob"] == 0.1 and saved["hidden_dropout_prob"] == 0.1
+
+
 def test_head_lr_scale_gives_the_reward_head_its_own_rate(tiny_checkpoint: Path) -> None:
     from lite_rm.training.loop import param_groups
     from lite_rm.training.modeling import load_reward_model

@@ -29,6 +29,7 @@ from lite_rm.training.config import ConfigError, TrainConfig, load_config
         ({"stages": ["general", "deploy"]}, "stages"),
         ({"max_length": 4}, "max_length"),
         ({"bf16": "maybe"}, "bf16"),
+        ({"dropout": "attention"}, "dropout"),
         ({"custom": {"listwise": "yes"}}, "custom.listwise"),
     ],
 )

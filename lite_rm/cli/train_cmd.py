@@ -66,6 +66,8 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
 @click.option("--seed", type=int, help="Seed for data order, masking, dropout and head initialization.")
 @click.option("--max-length", type=int, help="Token budget of the input rule.")
 @click.option("--bf16/--no-bf16", default=None, help="bfloat16 autocast on CPU. [default: auto]")
+@click.option("--dropout", type=click.Choice(["all", "hidden", "off"]),
+              help="Dropout while training: the encoder's own (all), none on attention (hidden), none (off).")
 @click.option("--threads", type=int, help="Torch threads (0: as many as free cores).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Any config key, e.g. --set custom.lr=2e-5 --set general.proportions.webgpt=2.")
@@ -77,8 +79,8 @@ def train(config_file: str | None, output: str | None, model: str | None, data_d
           listwise: bool | None, imitation_coef: float | None, replay_share: float | None,
           l2sp_coef: float | None, freeze_layers: int | None, freeze_embeddings: bool | None,
           interpolate: str | None, epochs: float | None, max_steps: int | None, seed: int | None,
-          max_length: int | None, bf16: bool | None, threads: int | None, settings: tuple[str, ...],
-          resume: bool, overwrite: bool) -> None:
+          max_length: int | None, bf16: bool | None, dropout: str | None, threads: int | None,
+          settings: tuple[str, ...], resume: bool, overwrite: bool) -> None:
     """Train a reward model in three stages: base (MLM), general (GRFT), custom (CRFT).
 
     Each stage writes a Hugging Face checkpoint into the output folder (base/, general/,
@@ -126,7 +128,7 @@ def train(config_file: str | None, output: str | None, model: str | None, data_d
                   "custom.replay_share": replay_share, "custom.l2sp_coef": l2sp_coef,
                   "custom.freeze_layers": freeze_layers, "custom.freeze_embeddings": freeze_embeddings,
                   "custom.interpolate": interpolate, "seed": seed, "max_length": max_length, "bf16": bf16,
-                  "threads": threads}
+                  "dropout": dropout, "threads": threads}
         overrides.update({k: v for k, v in simple.items() if v is not None})
         for stage in ("base", "general", "custom"):
             if epochs is not None and stage != "base":

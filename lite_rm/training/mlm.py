@@ -13,21 +13,17 @@ from typing import Any
 
 import torch
 
+from lite_rm.training.modeling import load_pretrained
+
 logger = logging.getLogger(__name__)
 
 
-def load_mlm(path: str | Path, seed: int) -> Any:
-    """An ``AutoModelForMaskedLM`` from a folder (an encoder without an MLM head gets a new one)."""
+def load_mlm(path: str | Path, seed: int, dropout: str = "all") -> Any:
+    """An ``AutoModelForMaskedLM`` from a folder (an encoder without an MLM head gets a new one);
+    ``dropout`` as in :func:`lite_rm.training.modeling.dropout_overrides`."""
     from transformers import AutoModelForMaskedLM
-    from transformers.utils import logging as hf_logging
 
-    torch.manual_seed(seed)
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        return AutoModelForMaskedLM.from_pretrained(str(path))
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    return load_pretrained(AutoModelForMaskedLM, path, seed, dropout)
 
 
 def share_encoder(mlm: Any, reward_model: Any) -> Any:

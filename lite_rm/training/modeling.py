@@ -13,6 +13,7 @@ import torch
 
 from lite_rm.checkpoint import atomic_dir, write_meta
 from lite_rm.encoding import EncodedPairs, InputRule, pad_batch
+from lite_rm.training.config import DROPOUT_CHOICES
 
 logger = logging.getLogger(__name__)
 
@@ -36,21 +37,60 @@ def autocast(enabled: bool) -> contextlib.AbstractContextManager[Any]:
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
 
 
-def load_reward_model(path: str | Path, seed: int) -> Any:
-    """A one-label sequence-classification model from a checkpoint, encoder or MLM folder.
+# The dropout keys of BERT-family configs (BERT, MiniLM, RoBERTa, XLM-R, ELECTRA): attention
+# probabilities, and hidden states (the classifier falls back to the hidden rate when its own is unset).
+_ATTENTION_DROPOUT = ("attention_probs_dropout_prob",)
+_HIDDEN_DROPOUT = ("hidden_dropout_prob", "classifier_dropout")
+_ORIGINAL_CONFIG = "_lite_rm_original_config"  # model attribute: config values to write back on save
 
-    The seed is set first: loading an encoder creates a randomly initialized head.
+
+def dropout_overrides(path: str | Path, dropout: str) -> tuple[dict[str, float], dict[str, Any]]:
+    """Config overrides that switch an encoder's dropout to ``dropout``, and the values they replace.
+
+    ``all`` keeps the encoder's own rates; ``hidden`` turns off attention-probability dropout only;
+    ``off`` turns off every dropout. Why not ``all`` on CPU: with a dropout rate, PyTorch's
+    ``scaled_dot_product_attention`` leaves its fused CPU kernel for the unfused one, and a training
+    step at max length 256 takes about 2.5 times as long (bench/TRAINING.md).
     """
-    from transformers import AutoModelForSequenceClassification
+    if dropout not in DROPOUT_CHOICES:
+        raise ValueError(f"dropout: expected one of {', '.join(DROPOUT_CHOICES)}, found {dropout!r}")
+    if dropout == "all":
+        return {}, {}
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(path))
+    keys = _ATTENTION_DROPOUT + (_HIDDEN_DROPOUT if dropout == "off" else ())
+    original = {k: getattr(config, k) for k in keys if getattr(config, k, None)}
+    return {k: 0.0 for k in original}, original
+
+
+def load_pretrained(auto_class: Any, path: str | Path, seed: int, dropout: str, **kwargs: Any) -> Any:
+    """``auto_class.from_pretrained(path)`` with the seed set first and dropout as in
+    :func:`dropout_overrides`; the model remembers the encoder's own rates for :func:`save_checkpoint`."""
     from transformers.utils import logging as hf_logging
 
+    overrides, original = dropout_overrides(path, dropout)
     torch.manual_seed(seed)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialized head" warnings are expected here
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1)
+        model = auto_class.from_pretrained(str(path), **kwargs, **overrides)
     finally:
         hf_logging.set_verbosity(verbosity)
+    # a saved checkpoint keeps the encoder's own dropout rates: training's choice is not the user's
+    setattr(model, _ORIGINAL_CONFIG, original)
+    return model
+
+
+def load_reward_model(path: str | Path, seed: int, dropout: str = "all") -> Any:
+    """A one-label sequence-classification model from a checkpoint, encoder or MLM folder.
+
+    The seed is set first: loading an encoder creates a randomly initialized head. ``dropout`` as in
+    :func:`dropout_overrides` (for training; inference runs without dropout anyway).
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    model = load_pretrained(AutoModelForSequenceClassification, path, seed, dropout, num_labels=1)
     if model.config.num_labels != 1:
         raise ValueError(f"{path}: expected a reward model with one label, found {model.config.num_labels}")
     return model
@@ -95,8 +135,14 @@ def save_checkpoint(
 ) -> Path:
     """Write a Hugging Face checkpoint (safetensors + tokenizer) and ``lite_rm.json``, atomically."""
     folder = Path(folder)
+    original = getattr(model, _ORIGINAL_CONFIG, {})
+    during = {k: getattr(model.config, k) for k in original}
     with atomic_dir(folder) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.config.update(original)
+        try:
+            model.save_pretrained(tmp, safe_serialization=True)
+        finally:
+            model.config.update(during)
         tokenizer.model_max_length = rule.max_length
         tokenizer.save_pretrained(tmp)
         write_meta(tmp, rule, **meta)

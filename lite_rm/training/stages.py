@@ -152,7 +152,7 @@ def run_base(ctx: StageContext, start: str, out: Path) -> dict[str, Any]:
     plan, per_epoch = plan_epochs(data, cfg.batch_size, cfg.epochs, seed)
     logger.info("base: MLM on %d texts, %d steps", len(unique), len(plan))
 
-    model = mlm_lib.load_mlm(start, seed)
+    model = mlm_lib.load_mlm(start, seed, ctx.config.dropout)
     masker = mlm_lib.Masker(_hf_tokenizer(start), cfg.mlm_probability)
     pad_id = pad_id_of(tokenizer)
 
@@ -262,7 +262,7 @@ def run_general(ctx: StageContext, start: str, out: Path, evaluate: EvalFn | Non
     unit_fractions = [fractions[u[0]] for u in data.units]
     plan, per_epoch = plan_epochs(data, cfg.batch_size, cfg.epochs, seed, unit_fractions)
     logger.info("general: %d train pairs, %d validation pairs, %d steps", len(train), len(valid), len(plan))
-    model = load_reward_model(start, seed)
+    model = load_reward_model(start, seed, ctx.config.dropout)
 
     def step(units: list[int]) -> tuple[torch.Tensor, dict[str, float], int]:
         loss, metrics, n, _, _ = reward_step(model, [(data, units, False)], pad_id, ctx.bf16)
@@ -342,7 +342,7 @@ def run_custom(
     logger.info("custom %s: %d train pairs (%s), %d validation pairs, %d steps", target, len(train),
                 f"{len(data.lists)} lists" if data.lists is not None else "pairwise", len(valid), len(plan))
 
-    model = load_reward_model(start, seed)
+    model = load_reward_model(start, seed, ctx.config.dropout)
     start_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     start_valid = check_start(model, valid_data, pad_id, ctx, target, start) if len(valid) else None
     frozen = freeze(model, cfg.freeze_embeddings, cfg.freeze_layers)
@@ -351,7 +351,7 @@ def run_custom(
     named = list(model.named_parameters())
     mlm = masker = None
     if cfg.imitation_coef > 0:
-        mlm = mlm_lib.share_encoder(mlm_lib.load_mlm(mlm_source or start, seed), model)
+        mlm = mlm_lib.share_encoder(mlm_lib.load_mlm(mlm_source or start, seed, ctx.config.dropout), model)
         masker = mlm_lib.Masker(_hf_tokenizer(start), ctx.config.base.mlm_probability)
         head = mlm_lib.mlm_head_parameters(mlm, model)
         head_ids = {id(p) for p in head}
