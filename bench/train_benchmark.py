@@ -235,7 +235,7 @@ def domains(args: argparse.Namespace) -> None:
         results = json.loads((out / "results.json").read_text())
         _save(key, {"command": "lite-rm " + " ".join(argv), "machine": before, "wall_seconds": round(seconds, 1),
                     "results": results["results"], "general_avg": results["general_avg"],
-                    "stage_seconds": results["stage_seconds"], "tag": args.tag,
+                    "stage_seconds": results["stage_seconds"], "tag": args.tag, "from": args.start,
                     "training": results["training"].get(f"custom-{domain}", {})})
 
 
@@ -373,9 +373,11 @@ def report(args: argparse.Namespace) -> None:
         tag = path.stem.removeprefix("pipeline-")
         rows.update({f"{k} ({tag})": v for k, v in d["results"].items()})
     tagged: dict[str, dict[str, Any]] = {}
+    starts: dict[str, str] = {}  # tag -> the pipeline tag whose general model it continued ("": untagged)
     for path in sorted(RESULTS.glob("custom-*.json")):
         d = json.loads(path.read_text())
         if d.get("tag"):  # another setting: its own table below
+            starts[d["tag"]] = d.get("from", "")
             tagged.setdefault(d["tag"], {}).update({k: v for k, v in d["results"].items() if k.startswith("custom-")})
         else:
             rows.update({k: v for k, v in d["results"].items() if k.startswith("custom-")})
@@ -401,10 +403,11 @@ def report(args: argparse.Namespace) -> None:
         own = [v[f"dsp-{k[len('custom-'):]}"]["acc"] for k, v in tag_rows.items()]
         lines += [f"## Custom models, `domains --tag {tag}`", "", results_table(tag_rows),
                   f"Own-domain average: {sum(own) / len(own):.3f} over {len(own)} domains.", ""]
-        if "general" in rows:  # the domains piece starts from that run's general model
-            g = general_average(rows["general"])
+        ref = f"general ({starts[tag]})" if starts.get(tag) else "general"
+        if ref in rows:  # the domains piece starts from that run's general model
+            g = general_average(rows[ref])
             kept = {k: round(general_average(v) - g, 4) for k, v in tag_rows.items()}
-            lines += [f"General kept against the stage-2 model ({g:.3f}): {json.dumps(kept)}; "
+            lines += [f"General kept against the stage-2 model `{ref}` ({g:.3f}): {json.dumps(kept)}; "
                       f"average {sum(kept.values()) / len(kept):+.4f}.", ""]
     mixes = sorted(RESULTS.glob("mix-*.json"))
     if mixes:

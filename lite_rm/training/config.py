@@ -289,7 +289,7 @@ class TrainConfig:
     bf16: Any = "auto"
     # off: a pipeline at 13.3 min instead of 21.1 (attention dropout forces slow unfused attention
     # on CPU), with validation accuracy within noise of "all" (bench/TRAINING.md, "Dropout");
-    # reward-model trainers such as TRL's turn dropout off by default too.
+    # TRL's preference trainers (DPO among them) turn dropout off by default too.
     dropout: str = "off"
     threads: int = 0
     log_every: int = 20
