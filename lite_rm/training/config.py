@@ -269,7 +269,7 @@ class TrainConfig:
         bf16: bfloat16 autocast on CPU: ``auto`` (on when the CPU has native bf16), true, false.
         dropout: dropout while training: ``all`` (the encoder's own rates), ``hidden`` (no dropout of
             attention probabilities, which on CPU forces PyTorch's slow unfused attention: steps take
-            about 2.5 times as long), ``off`` (none). Checkpoints keep the encoder's own rates.
+            about twice as long), ``off`` (none). Checkpoints keep the encoder's own rates.
         threads: torch intra-op threads (0: torch's default).
         log_every: log loss / accuracy / margin / pairs/s every this many steps.
         save_every: write a resumable mid-stage checkpoint every this many steps (0: only at stage ends).

@@ -50,7 +50,7 @@ def dropout_overrides(path: str | Path, dropout: str) -> tuple[dict[str, float],
     ``all`` keeps the encoder's own rates; ``hidden`` turns off attention-probability dropout only;
     ``off`` turns off every dropout. Why not ``all`` on CPU: with a dropout rate, PyTorch's
     ``scaled_dot_product_attention`` leaves its fused CPU kernel for the unfused one, and a training
-    step at max length 256 takes about 2.5 times as long (bench/TRAINING.md).
+    step at max length 256 takes about twice as long (bench/TRAINING.md, "Dropout").
     """
     if dropout not in DROPOUT_CHOICES:
         raise ValueError(f"dropout: expected one of {', '.join(DROPOUT_CHOICES)}, found {dropout!r}")
@@ -61,6 +61,9 @@ def dropout_overrides(path: str | Path, dropout: str) -> tuple[dict[str, float],
     config = AutoConfig.from_pretrained(str(path))
     keys = _ATTENTION_DROPOUT + (_HIDDEN_DROPOUT if dropout == "off" else ())
     original = {k: getattr(config, k) for k in keys if getattr(config, k, None)}
+    if not any(hasattr(config, k) for k in keys):
+        logger.warning("dropout = %r: %s names none of %s; training with its own dropout rates",
+                       dropout, type(config).__name__, ", ".join(keys))
     return {k: 0.0 for k in original}, original
 
 
