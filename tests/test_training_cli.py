@@ -94,17 +94,20 @@ def test_train_cli_runs_from_a_config_file_with_flag_overrides(tmp_path: Path, t
         lines += [f"{k} = {_inline(v) if isinstance(v, dict) else json.dumps(v)}" for k, v in raw[section].items()]
     config_file.write_text("\n".join(lines) + "\n")
     out = tmp_path / "cli-run"
-    result = _run(["train", "-c", str(config_file), "-o", str(out), "--seed", "1", "--interpolate", "0.5"])
+    flags = ["--seed", "1", "--interpolate", "0.5", "--dropout", "hidden"]
+    result = _run(["train", "-c", str(config_file), "-o", str(out), *flags])
     assert result.exit_code == 0, result.output
     assert "| general |" in result.output and (out / "custom-academy" / "lite_rm.json").exists()
     meta = json.loads((out / "custom-academy" / "lite_rm.json").read_text())
     assert meta["training"]["interpolation"]["alpha"] == 0.5
-    again = _run(["train", "-c", str(config_file), "-o", str(out), "--seed", "1", "--interpolate", "0.5"])
+    assert json.loads((out / "config.json").read_text())["dropout"] == "hidden"
+    again = _run(["train", "-c", str(config_file), "-o", str(out), *flags])
     assert again.exit_code == 1 and "--resume" in again.output
     changed = _run(["train", "-c", str(config_file), "-o", str(out), "--seed", "2", "--resume"])
     assert changed.exit_code == 1 and "seed" in changed.output
-    resumed = _run(["train", "-c", str(config_file), "-o", str(out), "--seed", "1", "--interpolate", "0.5",
-                    "--resume"])
+    bad = _run(["train", "-c", str(config_file), "-o", str(out), "--dropout", "sometimes"])
+    assert bad.exit_code == 2 and "--dropout" in bad.output and "Traceback" not in bad.output
+    resumed = _run(["train", "-c", str(config_file), "-o", str(out), *flags, "--resume"])
     assert resumed.exit_code == 0, resumed.output
 
     # lite-rm eval on the checkpoint gives the same numbers as training recorded
