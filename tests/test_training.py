@@ -144,6 +144,18 @@ def test_dropout_setting_trains_with_its_rates_and_saves_the_encoders_own(
     assert saved["attention_probs_dropout_prob"] == 0.1 and saved["hidden_dropout_prob"] == 0.1
 
 
+def test_a_run_saved_before_the_dropout_key_resumes_as_all(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    raw = synthetic_config(tmp_path, tiny_checkpoint, stages=["general"], dropout="all", **{"general.max_steps": 1})
+    train(TrainConfig.from_dict(raw))
+    saved = Path(raw["output_dir"]) / "config.json"
+    old = json.loads(saved.read_text())
+    del old["dropout"]  # as written before the key existed, when training used the encoder's dropout
+    saved.write_text(json.dumps(old))
+    train(TrainConfig.from_dict(raw), resume=True)
+    with pytest.raises(ValueError, match="keys dropout differ"):
+        train(TrainConfig.from_dict({**raw, "dropout": "off"}), resume=True)
+
+
 def test_head_lr_scale_gives_the_reward_head_its_own_rate(tiny_checkpoint: Path) -> None:
     from lite_rm.training.loop import param_groups
     from lite_rm.training.modeling import load_reward_model

@@ -76,6 +76,8 @@ def _check_resumable(run: Path, config: TrainConfig, resume: bool, overwrite: bo
     existing = [p.name for p in run.glob("*") if p.is_dir() and is_complete(p)] if run.is_dir() else []
     if resume and saved.is_file():
         before = json.loads(saved.read_text(encoding="utf-8"))
+        # a run saved before the dropout key existed trained with the encoder's own dropout
+        before.setdefault("dropout", "all")
         now = config.to_dict()
         changed = sorted(k for k in set(before) | set(now)
                          if k not in _RESUME_FREE_KEYS and before.get(k) != now.get(k))
