@@ -336,7 +336,7 @@ def lr_checks(args: argparse.Namespace) -> None:
 
 
 def report(args: argparse.Namespace) -> None:
-    from lite_rm.training.evaluation import general_average, results_table
+    from lite_rm.evaluation import general_average, results_table
 
     lines = ["# Training benchmark results", "",
              "Produced by `bench/train_benchmark.py` (each figure's command and machine are in its JSON file under "

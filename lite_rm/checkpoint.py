@@ -1,4 +1,4 @@
-"""Checkpoint and bundle folders: the lite-rm metadata file and atomic folder writes. Torch-free.
+"""Checkpoint folders: the lite-rm metadata file (``lite_rm.json``). Torch-free.
 
 A checkpoint is a Hugging Face folder (``save_pretrained`` of a sequence-classification model with one
 label, plus its tokenizer) that transformers and sentence-transformers' ``CrossEncoder`` load as is,
@@ -7,16 +7,14 @@ plus ``lite_rm.json``: the input rule and what produced it.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import uuid
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lite_rm.data import PreferencePair, load_preferences, split_by_prompt
 from lite_rm.encoding import InputRule
+from lite_rm.files import write_text_atomic
 
 META_FILE = "lite_rm.json"
 META_VERSION = 1
@@ -49,36 +47,80 @@ def input_rule_of(folder: str | Path) -> InputRule:
     return InputRule.from_dict(read_meta(folder)["input_rule"])
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write a file under a temporary name in the same folder, then rename it into place."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+@dataclass(frozen=True)
+class HeldOutSet:
+    """One preference source of a training stage and the share of its prompts held out of training.
 
-
-@contextlib.contextmanager
-def atomic_dir(final: str | Path, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary folder beside ``final``; on success it replaces ``final`` in one rename.
-
-    An exception (or an interrupt) leaves ``final`` untouched and removes the temporary folder, so an
-    interrupted save never leaves a half-written checkpoint or bundle.
+    Attributes:
+        name: the set's name in the run (``helpful``, ``academy``, ...).
+        source: the file, folder or dataset name it was loaded from, as given to the stage.
+        valid_fraction: the share of prompts held out (:func:`lite_rm.data.split_by_prompt`).
+        domain: for DSP data, the domain whose preference it is.
     """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists() and not overwrite:
-        raise FileExistsError(f"{final} already exists; choose another path or allow overwriting")
-    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
+
+    name: str
+    source: str
+    valid_fraction: float
+    domain: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "source": self.source, "valid_fraction": self.valid_fraction,
+                "domain": self.domain}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> HeldOutSet:
+        if not isinstance(data, dict):
+            raise ValueError(f"validation_split.sets: expected objects, found {type(data).__name__}")
+        fraction = data.get("valid_fraction")
+        if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0 <= fraction < 1:
+            raise ValueError(f"validation_split valid_fraction: expected a number in [0, 1), found {fraction!r}")
+        for key in ("name", "source"):
+            if not isinstance(data.get(key), str) or not data[key]:
+                raise ValueError(f"validation_split {key}: expected a non-empty string, found {data.get(key)!r}")
+        domain = data.get("domain")
+        if domain is not None and not isinstance(domain, str):
+            raise ValueError(f"validation_split domain: expected a string or null, found {domain!r}")
+        return cls(data["name"], data["source"], float(fraction), domain)
+
+
+@dataclass(frozen=True)
+class ValidationSplit:
+    """Which pairs a checkpoint never trained on: its stages' sources, held-out shares and seed.
+
+    Training records it in ``lite_rm.json`` (key ``validation_split``); export reloads exactly these
+    held-out pairs for its parity check and calibration, so neither is measured on training pairs.
+    """
+
+    seed: int
+    sets: tuple[HeldOutSet, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "sets": [s.to_dict() for s in self.sets]}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ValidationSplit:
+        if not isinstance(data, dict) or not isinstance(data.get("sets"), list):
+            raise ValueError(f"validation_split: expected an object with 'seed' and 'sets', found {data!r:.80}")
+        seed = data.get("seed")
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ValueError(f"validation_split seed: expected an integer, found {seed!r}")
+        return cls(seed, tuple(HeldOutSet.from_dict(s) for s in data["sets"]))
+
+    def held_out(self) -> dict[str, list[PreferencePair]]:
+        """The held-out pairs of every set (loaded again and split as training split them), by name."""
+        out = {}
+        for s in self.sets:
+            pairs = load_preferences(s.source, domain=s.domain).pairs
+            out[s.name] = split_by_prompt(pairs, s.valid_fraction, self.seed)[1] if s.valid_fraction else []
+        return out
+
+
+def validation_split_of(folder: str | Path) -> ValidationSplit | None:
+    """The validation split recorded in a checkpoint's ``lite_rm.json`` (``None`` when it has none)."""
+    data = read_meta(folder).get("validation_split")
+    if data is None:
+        return None
     try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        return ValidationSplit.from_dict(data)
+    except ValueError as err:
+        raise ValueError(f"{Path(folder) / META_FILE}: {err}") from None

@@ -22,7 +22,7 @@ import numpy as np
 import onnxruntime as ort
 
 from lite_rm.bundle import BundleError, Manifest, read_manifest
-from lite_rm.encoding import EncodedPairs, encode_pairs, load_tokenizer, pad_batch, pad_id_of
+from lite_rm.encoding import EncodedPairs, encode_pairs, length_batches, load_tokenizer, pad_batch, pad_id_of
 
 logger = logging.getLogger(__name__)
 
@@ -205,15 +205,10 @@ class Scorer:
     def score_encoded(self, encoded: EncodedPairs) -> np.ndarray:
         """Scores of already encoded pairs (see :func:`lite_rm.encoding.encode_pairs`).
 
-        Pairs are run in batches of similar length: sorting by length and padding each batch only to
-        its longest pair wastes far less compute than padding everything to ``max_length``. Written
-        here (a stable argsort) because onnxruntime has no bucketing of its own.
+        Pairs run in batches of similar length (:func:`lite_rm.encoding.length_batches`).
         """
-        lengths = np.fromiter((len(ids) for ids in encoded.input_ids), dtype=np.int64, count=len(encoded))
-        order = np.argsort(lengths, kind="stable")
         scores = np.empty(len(encoded), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
+        for idx in length_batches(encoded.lengths(), self.batch_size):
             batch = pad_batch(encoded, idx.tolist(), self._pad_id)
             feed = {name: batch[name] for name in self._input_names}
             out = self._session.run([self._output_name], feed)[0]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lite_rm.checkpoint import atomic_dir
+from lite_rm.files import atomic_dir
 from lite_rm.data import locations
 
 

@@ -29,8 +29,7 @@ def _score_fn(model: Path, bf16: bool | None, threads: int, batch_size: int) -> 
     from lite_rm.checkpoint import input_rule_of
     from lite_rm.encoding import load_tokenizer
     from lite_rm.extras import require
-    from lite_rm.training.evaluation import torch_score_fn
-    from lite_rm.training.modeling import load_reward_model, resolve_bf16
+    from lite_rm.training.modeling import load_reward_model, resolve_bf16, torch_score_fn
 
     torch = require("torch")
     if threads:
@@ -67,7 +66,7 @@ def eval_command(model: str, data: tuple[str, ...], domains: tuple[str, ...], da
       lite-rm eval runs/demo/general --data helpful=../shared/data/general/helpful.test.json
     """
     from lite_rm.data import DSP_DOMAINS, DataError, resolve_data_dir
-    from lite_rm.training.evaluation import default_eval_sets, eval_sets_from, evaluate, results_table
+    from lite_rm.evaluation import default_eval_sets, eval_sets_from, evaluate, results_table
 
     bad = [d for d in domains if d not in DSP_DOMAINS]
     if bad:

@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from lite_rm.checkpoint import atomic_dir, write_meta
-from lite_rm.encoding import EncodedPairs, InputRule, pad_batch
+from lite_rm.checkpoint import write_meta
+from lite_rm.files import atomic_dir
+from lite_rm.encoding import EncodedPairs, InputRule, encode_pairs, length_batches, pad_batch, pad_id_of
+from lite_rm.evaluation import ScoreFn
 from lite_rm.training.config import DROPOUT_CHOICES
 
 logger = logging.getLogger(__name__)
@@ -120,9 +122,7 @@ def score_all(
     model.eval()
     ids = list(range(len(texts))) if ids is None else list(ids)
     out = np.zeros(len(ids), dtype=np.float32)
-    order = sorted(range(len(ids)), key=lambda i: -len(texts.input_ids[ids[i]]))
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
+    for rows in length_batches([len(texts.input_ids[i]) for i in ids], batch_size, longest_first=True):
         out[rows] = score_ids(model, texts, [ids[r] for r in rows], pad_id, bf16).numpy()
     model.train(was_training)
     return out
@@ -165,3 +165,12 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def torch_score_fn(model: Any, tokenizer: Any, rule: Any, bf16: bool, batch_size: int = 64) -> ScoreFn:
+    """A :data:`ScoreFn` for a PyTorch reward model, with the input rule."""
+    def score(prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        texts = encode_pairs(tokenizer, prompts, responses, rule)
+        return score_all(model, texts, pad_id_of(tokenizer), bf16, batch_size)
+
+    return score

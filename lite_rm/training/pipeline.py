@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lite_rm.checkpoint import META_FILE, read_meta, write_text_atomic
+from lite_rm.checkpoint import META_FILE, read_meta
+from lite_rm.files import write_text_atomic
 from lite_rm.data import resolve_data_dir
 from lite_rm.encoding import InputRule, load_tokenizer
 from lite_rm.extras import require
@@ -121,15 +122,8 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
         ValueError: resuming with a different configuration, or bad data.
     """
     require("torch")
-    from lite_rm.training.evaluation import (
-        default_eval_sets,
-        eval_sets_from,
-        evaluate,
-        general_average,
-        torch_score_fn,
-        write_results,
-    )
-    from lite_rm.training.modeling import resolve_bf16, torch_threads
+    from lite_rm.evaluation import default_eval_sets, eval_sets_from, evaluate, general_average, write_results
+    from lite_rm.training.modeling import resolve_bf16, torch_score_fn, torch_threads
     from lite_rm.training.stages import StageContext, run_base, run_custom, run_general
 
     run = Path(config.output_dir)

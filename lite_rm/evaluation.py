@@ -19,6 +19,7 @@ import numpy as np
 
 from lite_rm.data import DSP_DOMAINS, PreferencePair, load_preferences
 from lite_rm.data.locations import DSP_TEST, GENERAL_TEST
+from lite_rm.files import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -118,12 +119,10 @@ def evaluate(score: ScoreFn, sets: Sequence[EvalSet], loaded: dict[str, list[Pre
 
 
 def general_average(row: dict[str, dict[str, Any]]) -> float | None:
-    """Mean accuracy over helpful, harmless and WebGPT; with other sets, over every set that is not
-    multi-domain (DSP) data. ``None`` when there is no such set."""
+    """Mean accuracy over the general sets (helpful, harmless, WebGPT); ``None`` unless all three are
+    in ``row``: an average over other sets would be shown under a name that does not describe it."""
     vals = [row[n]["acc"] for n in GENERAL_SETS if n in row]
-    if len(vals) != len(GENERAL_SETS):
-        vals = [v["acc"] for v in row.values() if "per_opponent" not in v]
-    return float(np.mean(vals)) if vals else None
+    return float(np.mean(vals)) if len(vals) == len(GENERAL_SETS) else None
 
 
 def results_table(rows: dict[str, dict[str, dict[str, Any]]]) -> str:
@@ -170,8 +169,6 @@ def _opponents(rows: dict[str, dict[str, dict[str, Any]]], sets: list[str]) -> l
 def write_results(folder: str | Path, rows: dict[str, dict[str, dict[str, Any]]], extra: dict[str, Any] | None = None
                   ) -> tuple[Path, Path]:
     """Write ``results.md`` and ``results.json`` into ``folder``."""
-    from lite_rm.checkpoint import write_text_atomic
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     md, js = folder / "results.md", folder / "results.json"
@@ -179,15 +176,3 @@ def write_results(folder: str | Path, rows: dict[str, dict[str, dict[str, Any]]]
     payload = {"results": rows, "general_avg": {k: general_average(v) for k, v in rows.items()}, **(extra or {})}
     write_text_atomic(js, json.dumps(payload, indent=2, sort_keys=True) + "\n")
     return md, js
-
-
-def torch_score_fn(model: Any, tokenizer: Any, rule: Any, bf16: bool, batch_size: int = 64) -> ScoreFn:
-    """A :data:`ScoreFn` for a PyTorch reward model, with the input rule."""
-    from lite_rm.encoding import encode_pairs, pad_id_of
-    from lite_rm.training.modeling import score_all
-
-    def score(prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
-        texts = encode_pairs(tokenizer, prompts, responses, rule)
-        return score_all(model, texts, pad_id_of(tokenizer), bf16, batch_size)
-
-    return score

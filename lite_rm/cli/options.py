@@ -1,0 +1,51 @@
+"""Options shared by several commands, written once so that a flag means the same on every command."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+FORMAT_CHOICES = ["dsp", "text-score", "hh-rlhf", "pairs", "hf"]
+
+
+def parse_columns(values: tuple[str, ...]) -> dict[str, str]:
+    """``("prompt=question", ...)`` -> ``{"prompt": "question"}``; a bad item is a usage error."""
+    columns = {}
+    for value in values:
+        ours, sep, theirs = value.partition("=")
+        if not sep or ours not in ("prompt", "chosen", "rejected", "response", "a", "b") or not theirs:
+            raise click.BadParameter(
+                f"{value!r}: expected FIELD=COLUMN with FIELD one of prompt, chosen, rejected, response, a, b "
+                "(e.g. --column prompt=question)", param_hint="--column")
+        columns[ours] = theirs
+    return columns
+
+
+def data_source_options(func: F) -> F:
+    """``--format``, ``--split``, ``--column``, ``--domain``, ``--skip-invalid``: how preference data is read
+    (the options of :func:`lite_rm.data.load_preferences`), the same on every command that reads it."""
+    options = [
+        click.option("--format", "data_format", type=click.Choice(FORMAT_CHOICES), default=None,
+                     help="Preference format (detected from the first record when omitted)."),
+        click.option("--split", default=None, help="Split of a Hugging Face dataset (default: train)."),
+        click.option("--column", "columns", multiple=True, metavar="FIELD=COLUMN",
+                     help="Map a source column to a field, e.g. --column prompt=question. Repeatable."),
+        click.option("--skip-invalid", is_flag=True, help="Skip malformed records (counted) instead of stopping."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def threads_option(what: str) -> Callable[[F], F]:
+    """``--threads N``: 0 (the default) means as many threads as there are free cores."""
+    return click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+                        help=f"Threads for {what} (0: as many as there are free cores).")
+
+
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print the result as JSON on stdout instead of text.")
