@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lite_rm.files import atomic_dir
 from lite_rm.data import locations
+from lite_rm.files import atomic_dir
 
 
 def test_flag_wins_over_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

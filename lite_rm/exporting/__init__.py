@@ -33,11 +33,11 @@ import numpy as np
 from lite_rm.bundle import BUNDLE_FORMAT, FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, file_entry
 from lite_rm.calibration import fit_temperature
 from lite_rm.checkpoint import META_FILE, input_rule_of, read_meta
-from lite_rm.files import atomic_dir
 from lite_rm.data import DSP_DOMAINS, PreferencePair, load_preferences, resolve_data_dir, split_by_prompt
 from lite_rm.data.locations import DSP_TRAIN, GENERAL_TRAIN
 from lite_rm.encoding import InputRule, encode_pairs, load_tokenizer, pad_batch, pad_id_of
 from lite_rm.extras import require
+from lite_rm.files import atomic_dir
 from lite_rm.quantization import QuantPreset, load_preset, quantize
 
 logger = logging.getLogger(__name__)

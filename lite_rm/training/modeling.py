@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from lite_rm.checkpoint import write_meta
-from lite_rm.files import atomic_dir
 from lite_rm.encoding import EncodedPairs, InputRule, encode_pairs, length_batches, pad_batch, pad_id_of
 from lite_rm.evaluation import ScoreFn
+from lite_rm.files import atomic_dir
 from lite_rm.training.config import DROPOUT_CHOICES
 
 logger = logging.getLogger(__name__)

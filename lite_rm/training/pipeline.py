@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from lite_rm.checkpoint import META_FILE, read_meta
-from lite_rm.files import write_text_atomic
 from lite_rm.data import resolve_data_dir
 from lite_rm.encoding import InputRule, load_tokenizer
 from lite_rm.extras import require
+from lite_rm.files import write_text_atomic
 from lite_rm.models import resolve_model
 from lite_rm.training.config import TrainConfig
 
