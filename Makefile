@@ -25,8 +25,8 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# The main job on the default data (about 40-50 min on a 2-core CPU; resumable: run it again after an
-# interruption and it carries on). DEMO_FLAGS can shorten it, e.g.
+# The main job on the default data (training about 13 min on an idle 2-core CPU, plus set-up, export,
+# scoring and evaluation; resumable: run it again after an interruption). DEMO_FLAGS can shorten it, e.g.
 #   make demo DEMO_FLAGS="--set base.max_texts=256 --set general.epochs=0.5 --set custom.epochs=1"
 demo: $(STAMP)
 	$(BIN)/lite-rm data check ../shared/data/general/helpful.train.json ../shared/data/general/helpful.test.json \
