@@ -77,7 +77,7 @@ def test_checkpoint_loads_in_transformers_and_cross_encoder(tmp_path: Path, tiny
 
 def test_resume_after_interruption_equals_uninterrupted(tmp_path: Path, tiny_checkpoint: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    import lite_rm.training.stages as stages
+    import lite_rm.training.steps as steps
 
     def config(name: str) -> TrainConfig:
         raw = synthetic_config(tmp_path, tiny_checkpoint, **{"general.max_steps": 5, "custom.max_steps": 7,
@@ -87,7 +87,7 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path: Path, tiny_che
 
     train(config("straight"))
 
-    real_step = stages.reward_step
+    real_step = steps.reward_step
     calls = {"n": 0}
 
     def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -96,13 +96,15 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path: Path, tiny_che
             raise KeyboardInterrupt
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(stages, "reward_step", interrupted)
+    monkeypatch.setattr(steps, "reward_step", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train(config("resumed"))
     resumed = tmp_path / "resumed"
     assert (resumed / "general" / "lite_rm.json").exists() and not (resumed / "custom-academy").exists()
-    assert (resumed / ".state" / "custom-academy" / "state.pt").exists()
-    monkeypatch.setattr(stages, "reward_step", real_step)
+    state = resumed / ".state" / "custom-academy"
+    assert (state / "resume" / "tensors.safetensors").exists() and (state / "resume" / "state.json").exists()
+    assert not list(state.rglob("*.pt"))  # no pickle anywhere in the resumable state
+    monkeypatch.setattr(steps, "reward_step", real_step)
     with pytest.raises(FileExistsError, match="--resume"):
         train(config("resumed"))
     train(config("resumed"), resume=True)
@@ -305,17 +307,28 @@ def test_length_grouped_plan_covers_every_pair_once_and_respects_proportions(tin
 
 
 @pytest.mark.parametrize(("percent", "expected"), [(0.0, 2), (20.0, 2), (50.0, 1), (100.0, 1)])
-def test_auto_threads_counts_the_cores_busy_now(monkeypatch: pytest.MonkeyPatch, percent: float,
-                                                expected: int) -> None:
+def test_free_cores_counts_the_cores_busy_now(monkeypatch: pytest.MonkeyPatch, percent: float,
+                                              expected: int) -> None:
     import psutil
 
-    from lite_rm.training import pipeline
+    from lite_rm import threads
 
-    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(psutil, "cpu_percent", lambda interval: percent)
     # The load average must not matter: it still counts a job that ended a minute ago.
-    monkeypatch.setattr(pipeline.os, "getloadavg", lambda: (2.0, 2.0, 2.0))
-    assert pipeline.auto_threads() == expected
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (2.0, 2.0, 2.0))
+    assert threads.free_cores() == expected
+    assert threads.resolve_threads(0) == expected and threads.resolve_threads(3) == 3
+
+
+def test_training_threads_zero_means_free_cores(tmp_path: Path, tiny_checkpoint: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from lite_rm.training import pipeline
+
+    monkeypatch.setattr(pipeline, "resolve_threads", lambda n: 1 if n == 0 else n)
+    raw = synthetic_config(tmp_path, tiny_checkpoint, stages=["general"], threads=0, **{"general.max_steps": 1})
+    assert train(TrainConfig.from_dict(raw))["threads"] == 1
 
 
 def test_custom_stage_warns_when_the_start_model_opposes_the_data(tmp_path: Path, tiny_checkpoint: Path,

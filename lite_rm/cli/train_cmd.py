@@ -12,13 +12,11 @@ from lite_rm.cli import fail
 
 def _parse_value(text: str) -> Any:
     """A ``--set`` value: a TOML literal (``0.1``, ``true``, ``["academy"]``) or else a plain string."""
+    from lite_rm.files import TOMLDecodeError, parse_toml
+
     try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+        return parse_toml(f"v = {text}")["v"]
+    except TOMLDecodeError:
         return text
 
 

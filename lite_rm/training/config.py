@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lite_rm.data.formats import DSP_DOMAINS
+from lite_rm.files import TOMLDecodeError, parse_toml
 
 STAGES = ("base", "general", "custom")
 DROPOUT_CHOICES = ("all", "hidden", "off")
@@ -202,12 +203,14 @@ class CustomStageConfig(OptimConfig):
     domains: list[str] = field(default_factory=lambda: ["academy"])
     data: str = ""
     listwise: bool = True
+    # Defaults that differ from OptimConfig's (lr and batch size are its own): custom data is a few
+    # hundred pairs, so two passes, a larger held-out share and validation every 40 steps with early
+    # stopping after two validations without gain.
     epochs: float = 2.0
-    lr: float = 3e-5
-    batch_size: int = 16
     valid_fraction: float = 0.15
     eval_every: int = 40
     patience: int = 2
+
     imitation_coef: float = 0.0
     replay_share: float = 0.0
     l2sp_coef: float = 0.0
@@ -371,14 +374,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     suffix = path.suffix.lower()
     if suffix == ".toml":
         try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            from lite_rm.extras import require
-
-            tomllib = require("tomli")  # type: ignore[assignment]
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as err:
+            data = parse_toml(text)
+        except TOMLDecodeError as err:
             raise ConfigError(f"{path}: not valid TOML ({err})") from None
     elif suffix in (".yaml", ".yml"):
         from lite_rm.extras import require

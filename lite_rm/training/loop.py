@@ -9,25 +9,21 @@ Trainer subclass hook, and together they are shorter written out here.
 from __future__ import annotations
 
 import logging
-import os
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from lite_rm.training.config import OptimConfig
+from lite_rm.training.state import LoopState, has_state, load_state, save_state
 
 logger = logging.getLogger(__name__)
 
 # A step: plan item -> (loss to minimize, metrics to log, pairs it trained on).
 StepFn = Callable[[Any], tuple[torch.Tensor, dict[str, float], int]]
-
-STATE_FILE = "state.pt"
-
 
 @dataclass
 class LoopResult:
@@ -87,12 +83,60 @@ def param_groups(
     return out
 
 
-def _save_state(path: Path, state: dict[str, Any]) -> None:
-    """torch.save under a temporary name, then rename: an interrupt never leaves half a state."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+class _Window:
+    """Metrics summed since the last log row, for averages and throughput."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.steps = 0
+        self.pairs = 0
+        self.start = time.perf_counter()
+
+    def add(self, metrics: dict[str, float], pairs: int) -> None:
+        for k, v in metrics.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.steps += 1
+        self.pairs += pairs
+
+    def row(self, step: int, lr: float) -> dict[str, float]:
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        return {"step": step, **{k: v / self.steps for k, v in self.sums.items()},
+                "pairs_per_s": self.pairs / elapsed, "lr": lr}
+
+
+def _snapshot(modules: dict[str, torch.nn.Module]) -> dict[str, dict[str, torch.Tensor]]:
+    return {n: {k: v.detach().clone() for k, v in m.state_dict().items()} for n, m in modules.items()}
+
+
+def _validated(
+    loop: LoopState, result: LoopResult, metric: float, modules: dict[str, torch.nn.Module], patience: int, desc: str
+) -> None:
+    """Record a validation: keep the best weights, count validations without gain, stop on patience."""
+    for module in modules.values():
+        module.train()
+    result.valid.append({"step": loop.step, "metric": metric})
+    if result.best_valid is None or metric > result.best_valid:
+        result.best_valid, loop.bad_evals = metric, 0
+        loop.best = _snapshot(modules)
+    else:
+        loop.bad_evals += 1
+    logger.info("%s step %d: validation %.4f (best %.4f)", desc, loop.step, metric, result.best_valid)
+    if patience and loop.bad_evals >= patience:
+        logger.info("%s: no improvement in %d validations, stopping early", desc, loop.bad_evals)
+        result.stopped_early = True
+
+
+def _optimizer_step(
+    optimizer: torch.optim.Optimizer, scheduler: Any, named_params: Sequence[tuple[str, torch.nn.Parameter]],
+    optim: OptimConfig, after_step: Callable[[float], None] | None,
+) -> None:
+    if optim.max_grad_norm:
+        torch.nn.utils.clip_grad_norm_([p for _, p in named_params if p.requires_grad], optim.max_grad_norm)
+    optimizer.step()
+    if after_step is not None:
+        after_step(optimizer.param_groups[0]["lr"] / optim.lr)
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def run_loop(
@@ -120,8 +164,8 @@ def run_loop(
         step_fn: computes a step's loss.
         optim: learning rate, warm-up, clipping, validation cadence and patience.
         steps_per_epoch: for validating once per epoch when ``optim.eval_every`` is 0.
-        state_dir: where the resumable mid-stage state goes (``state.pt``).
-        resume: continue from ``state_dir/state.pt`` when it exists.
+        state_dir: where the resumable mid-stage state goes (:mod:`lite_rm.training.state`).
+        resume: continue from the state in ``state_dir`` when there is one.
         log_every: log every this many steps.
         save_every: save the resumable state every this many steps (0: never mid-stage).
         validate: returns a validation metric, higher is better; enables early stopping and
@@ -141,92 +185,45 @@ def run_loop(
         param_groups(named_params, optim.weight_decay, optim.lr, optim.head_lr_scale), lr=optim.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(optim.warmup * total), max(total, 1))
     eval_every = optim.eval_every or steps_per_epoch
-    result = LoopResult()
-    best_state: dict[str, dict[str, torch.Tensor]] | None = None
-    bad_evals = 0
-    pairs_done = 0
-    step = 0
-
-    state_path = state_dir / STATE_FILE
-    if resume and state_path.exists():
-        state = torch.load(state_path, weights_only=False)
-        for name, module in modules.items():
-            module.load_state_dict(state["modules"][name])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        step, pairs_done, bad_evals = state["step"], state["pairs_done"], state["bad_evals"]
-        best_state, result = state["best_state"], state["result"]
-        logger.info("%s: resumed at step %d of %d", desc, step, total)
-
-    def snapshot() -> dict[str, Any]:
-        return {
-            "modules": {n: m.state_dict() for n, m in modules.items()}, "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "step": step,
-            "pairs_done": pairs_done, "bad_evals": bad_evals, "best_state": best_state, "result": result,
-        }
+    loop, result = LoopState(), LoopResult()
+    if resume and has_state(state_dir):
+        loop = load_state(state_dir, modules, optimizer, scheduler)
+        result = LoopResult(**loop.result)
+        logger.info("%s: resumed at step %d of %d", desc, loop.step, total)
 
     for module in modules.values():
         module.train()
-    bar = tqdm(total=total, initial=step, desc=desc, disable=None, leave=False)
-    window: dict[str, float] = {}
-    window_steps, window_pairs, window_start = 0, 0, time.perf_counter()
-    while step < total and not result.stopped_early:
+    bar = tqdm(total=total, initial=loop.step, desc=desc, disable=None, leave=False)
+    window = _Window()
+    while loop.step < total and not result.stopped_early:
         started = time.perf_counter()
-        loss, metrics, n_pairs = step_fn(plan[step])
+        loss, metrics, n_pairs = step_fn(plan[loop.step])
         loss.backward()
-        if optim.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_([p for _, p in named_params if p.requires_grad], optim.max_grad_norm)
-        optimizer.step()
-        if after_step is not None:
-            after_step(optimizer.param_groups[0]["lr"] / optim.lr)
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        pairs_done += n_pairs
+        _optimizer_step(optimizer, scheduler, named_params, optim, after_step)
+        loop.step += 1
+        loop.pairs_done += n_pairs
         result.train_seconds += time.perf_counter() - started
-        metrics = {"loss": float(loss.detach()), **metrics}
-        for k, v in metrics.items():
-            window[k] = window.get(k, 0.0) + v
-        window_pairs += n_pairs
-        window_steps += 1
+        window.add({"loss": float(loss.detach()), **metrics}, n_pairs)
         bar.update(1)
 
-        if step % log_every == 0 or step == total:
-            n = window_steps
-            elapsed = max(time.perf_counter() - window_start, 1e-9)
-            row = {"step": step, **{k: v / n for k, v in window.items()}, "pairs_per_s": window_pairs / elapsed,
-                   "lr": scheduler.get_last_lr()[0]}
+        if loop.step % log_every == 0 or loop.step == total:
+            row = window.row(loop.step, scheduler.get_last_lr()[0])
             result.log.append(row)
             bar.set_postfix({k: f"{row[k]:.3f}" for k in ("loss", "acc", "margin") if k in row}
                             | {"pairs/s": f"{row['pairs_per_s']:.1f}"})
-            logger.info("%s step %d/%d: %s", desc, step, total,
+            logger.info("%s step %d/%d: %s", desc, loop.step, total,
                         ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "step"))
-            window, window_steps, window_pairs, window_start = {}, 0, 0, time.perf_counter()
-
-        if validate is not None and (step % eval_every == 0 or step == total):
-            metric = validate()
-            for module in modules.values():
-                module.train()
-            result.valid.append({"step": step, "metric": metric})
-            if result.best_valid is None or metric > result.best_valid:
-                result.best_valid, bad_evals = metric, 0
-                best_state = {n: {k: v.detach().clone() for k, v in m.state_dict().items()}
-                              for n, m in modules.items()}
-            else:
-                bad_evals += 1
-            logger.info("%s step %d: validation %.4f (best %.4f)", desc, step, metric, result.best_valid)
-            if optim.patience and bad_evals >= optim.patience:
-                logger.info("%s: no improvement in %d validations, stopping early", desc, bad_evals)
-                result.stopped_early = True
-            window_start = time.perf_counter()  # validation time is not training throughput
-
-        if save_every and step % save_every == 0 and step < total and not result.stopped_early:
-            _save_state(state_path, snapshot())
+            window = _Window()
+        if validate is not None and (loop.step % eval_every == 0 or loop.step == total):
+            _validated(loop, result, validate(), modules, optim.patience, desc)
+            window.start = time.perf_counter()  # validation time is not training throughput
+        if save_every and loop.step % save_every == 0 and loop.step < total and not result.stopped_early:
+            loop.result = asdict(result)
+            save_state(state_dir, modules, optimizer, scheduler, loop)
     bar.close()
-    result.steps = step
-    result.pairs_per_s = pairs_done / result.train_seconds if result.train_seconds else 0.0
-    if best_state is not None:
+    result.steps = loop.step
+    result.pairs_per_s = loop.pairs_done / result.train_seconds if result.train_seconds else 0.0
+    if loop.best is not None:
         for name, module in modules.items():
-            module.load_state_dict(best_state[name])
+            module.load_state_dict(loop.best[name])
     return result

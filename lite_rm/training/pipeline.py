@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from lite_rm.encoding import InputRule, load_tokenizer
 from lite_rm.extras import require
 from lite_rm.files import write_text_atomic
 from lite_rm.models import resolve_model
+from lite_rm.threads import resolve_threads
 from lite_rm.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -54,22 +54,6 @@ def stage_folders(config: TrainConfig) -> dict[str, Path]:
 
 def is_complete(folder: Path) -> bool:
     return (folder / META_FILE).is_file()
-
-
-def auto_threads(sample_seconds: float = 1.0) -> int:
-    """Intra-op threads: the cores not already busy. With another process on one of two cores, one
-    thread trains about twice as fast as two (measured: 3.7 vs 1.8 pairs/s), because two threads
-    wait on each other's time slices.
-
-    Busy cores are measured over ``sample_seconds`` now, not read from the load average: the load
-    average trails by minutes, so a job that has just ended would still count (an idle machine got
-    one thread right after a benchmark).
-    """
-    import psutil
-
-    cores = os.cpu_count() or 1
-    busy = psutil.cpu_percent(interval=sample_seconds) / 100 * cores
-    return max(1, min(cores, cores - int(busy + 0.5)))
 
 
 def _check_resumable(run: Path, config: TrainConfig, resume: bool, overwrite: bool) -> None:
@@ -123,8 +107,9 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
     """
     require("torch")
     from lite_rm.evaluation import default_eval_sets, eval_sets_from, evaluate, general_average, write_results
+    from lite_rm.training.custom import run_custom
     from lite_rm.training.modeling import resolve_bf16, torch_score_fn, torch_threads
-    from lite_rm.training.stages import StageContext, run_base, run_custom, run_general
+    from lite_rm.training.stages import StageContext, run_base, run_general
 
     run = Path(config.output_dir)
     _check_resumable(run, config, resume, overwrite)
@@ -134,7 +119,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
     data_dir = resolve_data_dir(config.data_dir or None) if _needs_data_dir(config) else Path(".")
     rule = InputRule(max_length=config.max_length)
     bf16 = resolve_bf16(config.bf16)
-    threads = config.threads or auto_threads()
+    threads = resolve_threads(config.threads)
     ctx = StageContext(config, data_dir, rule, bf16, resume, run)
     sets = eval_sets_from(config.eval_sets) if config.eval_sets else default_eval_sets(data_dir)
     loaded = {s.name: s.load() for s in sets}
