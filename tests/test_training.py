@@ -345,3 +345,102 @@ def test_custom_stage_warns_when_the_start_model_opposes_the_data(tmp_path: Path
     summary = next(v for k, v in results["training"].items() if k.startswith("custom-"))
     assert summary["start_valid"] < 0.5
     assert any("below chance" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+
+
+def test_checkpoints_record_exactly_the_pairs_they_held_out(tmp_path: Path, tiny_checkpoint: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from lite_rm.checkpoint import validation_split_of
+    from lite_rm.training import custom, stages
+
+    used: dict[str, list] = {"general": [], "custom": []}
+
+    def spy(name: str, real):  # type: ignore[no-untyped-def]
+        def wrapped(*args, **kwargs):  # type: ignore[no-untyped-def]
+            out = real(*args, **kwargs)
+            used[name].append(out)
+            return out
+        return wrapped
+
+    monkeypatch.setattr(stages, "general_pairs", spy("general", stages.general_pairs))
+    monkeypatch.setattr(custom, "general_pairs", spy("general", stages.general_pairs))
+    monkeypatch.setattr(custom, "custom_data", spy("custom", stages.custom_data))
+    # seed 1 (not the split's old default 0) and "auto" interpolation, which validates on general pairs too
+    raw = synthetic_config(tmp_path, tiny_checkpoint, seed=1, **{"general.max_steps": 2, "custom.max_steps": 2,
+                                                                  "custom.interpolate": "auto"})
+    train(TrainConfig.from_dict(raw))
+    run = Path(raw["output_dir"])
+    (g_train, _, g_valid), (c_train, _, c_valid) = used["general"][0], used["custom"][0]
+    assert used["general"][1][2] == g_valid and g_valid and c_valid  # the custom stage saw the same general split
+
+    general = validation_split_of(run / "general")
+    assert general is not None and general.seed == 1
+    assert [(s.name, s.source, s.valid_fraction) for s in general.sets] == \
+        [("syn", str((tmp_path / "general.jsonl").resolve()), 0.1)]
+    assert general.held_out() == {"syn": g_valid}
+
+    split = validation_split_of(run / "custom-academy")
+    assert split is not None and split.seed == 1
+    own = split.sets[0]
+    assert (own.name, own.domain, own.valid_fraction) == ("academy", "academy", 0.2)
+    assert own.source == str((tmp_path / "data" / "dsp" / "train.json").resolve())
+    held = split.held_out()
+    assert held == {"academy": c_valid, "syn": g_valid}
+    assert not {p.prompt for p in held["academy"]} & {p.prompt for p in c_train}
+    assert not {p.prompt for p in held["syn"]} & {p.prompt for p in g_train}
+
+
+def test_resume_never_unpickles_a_state_file(tmp_path: Path, tiny_checkpoint: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    import pickle
+
+    marker = tmp_path / "code-ran"
+
+    class Payload:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return exec, (f"open({str(marker)!r}, 'w').close()",)
+
+    raw = synthetic_config(tmp_path, tiny_checkpoint, stages=["general"], **{"general.max_steps": 2})
+    state = Path(raw["output_dir"]) / ".state" / "general"
+    state.mkdir(parents=True)
+    (state / "state.pt").write_bytes(pickle.dumps(Payload()))
+    with caplog.at_level("WARNING", logger="lite_rm.training.state"):
+        train(TrainConfig.from_dict(raw), resume=True)
+    assert not marker.exists()
+    assert (Path(raw["output_dir"]) / "general" / "model.safetensors").exists()
+    assert any("ignored" in r.getMessage() for r in caplog.records)
+
+
+def test_a_corrupted_resume_state_is_a_clear_error(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    from lite_rm.training.state import ResumeStateError
+
+    raw = synthetic_config(tmp_path, tiny_checkpoint, stages=["general"], **{"general.max_steps": 2})
+    resume = Path(raw["output_dir"]) / ".state" / "general" / "resume"
+    resume.mkdir(parents=True)
+    (resume / "tensors.safetensors").write_bytes(b"not safetensors")
+    (resume / "state.json").write_text("{}")
+    with pytest.raises(ResumeStateError, match="delete the folder"):
+        train(TrainConfig.from_dict(raw), resume=True)
+
+
+@pytest.mark.parametrize("dropout", ["all", "off"])
+def test_a_model_folder_with_custom_code_is_refused_without_asking(tmp_path: Path, tiny_checkpoint: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   dropout: str) -> None:
+    import shutil
+
+    from lite_rm.training.modeling import load_reward_model
+
+    folder = tmp_path / "remote-code"
+    shutil.copytree(tiny_checkpoint, folder)
+    marker = tmp_path / "code-ran"
+    (folder / "configuration_evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    config = json.loads((folder / "config.json").read_text())
+    config["model_type"] = "evil"  # no built-in class for it: only the folder's own code could load it
+    config["auto_map"] = {"AutoConfig": "configuration_evil.EvilConfig",
+                          "AutoModelForSequenceClassification": "configuration_evil.EvilModel"}
+    (folder / "config.json").write_text(json.dumps(config))
+    asked: list[str] = []
+    monkeypatch.setattr("builtins.input", lambda prompt="": asked.append(prompt) or "y")
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        load_reward_model(folder, seed=0, dropout=dropout)
+    assert not asked and not marker.exists()

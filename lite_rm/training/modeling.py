@@ -60,7 +60,7 @@ def dropout_overrides(path: str | Path, dropout: str) -> tuple[dict[str, float],
         return {}, {}
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(str(path))
+    config = AutoConfig.from_pretrained(str(path), trust_remote_code=False)
     keys = _ATTENTION_DROPOUT + (_HIDDEN_DROPOUT if dropout == "off" else ())
     original = {k: getattr(config, k) for k in keys if getattr(config, k, None)}
     if not any(hasattr(config, k) for k in keys):
@@ -79,7 +79,8 @@ def load_pretrained(auto_class: Any, path: str | Path, seed: int, dropout: str, 
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialized head" warnings are expected here
     try:
-        model = auto_class.from_pretrained(str(path), **kwargs, **overrides)
+        # never run code shipped in a model folder (config.json auto_map), and never ask whether to
+        model = auto_class.from_pretrained(str(path), trust_remote_code=False, **kwargs, **overrides)
     finally:
         hf_logging.set_verbosity(verbosity)
     # a saved checkpoint keeps the encoder's own dropout rates: training's choice is not the user's

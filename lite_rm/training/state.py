@@ -130,6 +130,7 @@ def load_state(
     Raises:
         ResumeStateError: the state is unreadable or does not fit these modules.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     where = folder / STATE_DIR
@@ -146,7 +147,7 @@ def load_state(
         best = {name: _unflatten(tensors, f"best/{name}") for name in saved["best_modules"]} or None
         return LoopState(int(saved["step"]), int(saved["pairs_done"]), int(saved["bad_evals"]), best,
                          dict(saved["result"]))
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as err:
         raise ResumeStateError(
             f"{where}: cannot resume from this state ({type(err).__name__}: {str(err)[:200]}); delete the folder "
             "to start the stage again") from None
