@@ -21,10 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from lite_rm.bundle import BUNDLE_FORMAT, FORMAT_VERSION
+from lite_rm.bundle import BUNDLE_FORMAT, FORMAT_VERSION, Calibration, Manifest
 from lite_rm.checkpoint import input_rule_of
-from lite_rm.exporting import ExportOptions, _onnx_export, _optimize, _stage, validation_pairs
-from lite_rm.quantization import load_preset, quantize
+from lite_rm.exporting import ExportOptions, validation_pairs
+from lite_rm.exporting.onnx import bundle_tokenizer, model_config, onnx_export, optimize
+from lite_rm.exporting.parity import calibration_feeds
+from lite_rm.exporting.quantization import load_preset, quantize
+from lite_rm.exporting.writer import stage_bundle
 from lite_rm.scorer import Scorer
 
 HEAD = ("^/bert/pooler/", "^/classifier/")
@@ -63,20 +66,23 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     ckpt, work = Path(args.checkpoint), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    pairs, source = validation_pairs(ckpt, ExportOptions(validation_pairs=args.validation_pairs))
+    validation = validation_pairs(ckpt, ExportOptions(validation_pairs=args.validation_pairs))
+    pairs, source = validation.pairs, validation.source
     n = len(pairs)
     rule = input_rule_of(ckpt)
     raw = work / "raw" / "model.onnx"
     if not raw.exists():
-        raw = _onnx_export(ckpt, work)
-    opt = work / "optimized" / "model_optimized.onnx"
+        raw = onnx_export(ckpt, work, model_config(ckpt))
+    opt = work / "optimized-fused" / "model_optimized.onnx"
     if not opt.exists():
-        opt = _optimize(raw, 2)
+        opt = optimize(raw, 2)
     unfused = work / "optimized-multi_head" / "model_optimized.onnx"
     if not unfused.exists():
-        unfused = _optimize(raw, 2, attention="multi_head")
-    tok = ckpt / "tokenizer.json"
-    manifest = {"format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION, "input_rule": rule.to_dict()}
+        unfused = optimize(raw, 2, attention="multi_head")
+    tok_dir = bundle_tokenizer(ckpt, work)
+    tok = tok_dir / "tokenizer.json"
+    manifest = Manifest(folder=Path(), data={"format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION},
+                        input_rule=rule, calibration=Calibration())
     models = {"fp32 (fused)": opt}
     todo = variants(args.preset)
     if args.static:
@@ -96,15 +102,13 @@ def main() -> None:
         else:
             feeds = None
             if preset.static:  # type: ignore[union-attr]
-                from lite_rm.exporting import _calibration_feeds
-
                 prompts = [p.prompt for p in pairs] * 2
-                feeds = _calibration_feeds(tok, prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs], rule)
+                feeds = calibration_feeds(tok, prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs], rule)
             try:
                 models[name] = quantize(src, out, preset, feeds)  # type: ignore[arg-type]
             except Exception as err:  # a variant that cannot be built is reported, not fatal
                 print(f"{name}: failed: {err}", file=sys.stderr)
-    scorers = {name: Scorer(_stage(work / f"b{i}", m, tok, manifest), threads=args.threads,
+    scorers = {name: Scorer(stage_bundle(work / f"b{i}", m, tok_dir, manifest), threads=args.threads,
                             batch_size=args.batch_size, dedupe=False) for i, (name, m) in enumerate(models.items())}
     seconds = {k: 0.0 for k in scorers}
     margins: dict[str, list[np.ndarray]] = {k: [] for k in scorers}

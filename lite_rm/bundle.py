@@ -2,18 +2,23 @@
 
 The manifest says how to read the model (format version, input rule, max length), where it came from
 (the source checkpoint's hash, domains, preset), how faithful it is (parity figures) and how to turn
-score differences into calibrated preference probabilities. ``export/README.md`` documents every field.
+score differences into calibrated preference probabilities. :class:`Manifest` is its one schema: the
+export writes ``Manifest.to_dict()`` and :func:`read_manifest` parses with ``Manifest.from_dict``, which
+checks every field's type and bounds and confines every file the manifest names to the bundle folder.
+``export/README.md`` documents every field.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import dataclass
-from pathlib import Path
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from lite_rm.encoding import InputRule
+from lite_rm.files import file_digest
 
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
@@ -22,84 +27,284 @@ BUNDLE_FORMAT = "lite-rm-bundle"
 # Bumped when a reader of the previous version would misread a new bundle; readers refuse newer ones.
 FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
+# Bundles written before ``max_positions`` was recorded are BERT-family models (512 positions).
+DEFAULT_MAX_POSITIONS = 512
+PRECISIONS = ("fp32", "int8")
+
+__all__ = ["BundleError", "Calibration", "FileEntry", "Manifest", "file_digest", "file_entry", "read_manifest"]
 
 
 class BundleError(ValueError):
     """A bundle folder is missing, incomplete, corrupted or from an unknown format version."""
 
 
+def _bad(name: str, expected: str, found: Any) -> BundleError:
+    return BundleError(f"manifest {name}: expected {expected}, found {_show(found)}")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _number(data: dict[str, Any], key: str, name: str, default: float | None = None) -> float | None:
+    value = data.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _bad(f"{name}.{key}", "a finite number", value)
+    return float(value)
+
+
+def _optional(data: dict[str, Any], key: str, kind: type, expected: str) -> Any:
+    value = data.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise _bad(key, expected, value)
+    return value
+
+
 @dataclass(frozen=True)
 class Calibration:
     """Turns a score difference into P(a preferred over b): ``sigmoid(scale * (s_a - s_b))``.
 
-    ``scale`` is 1/temperature, fitted by Platt scaling without intercept (so P(a>b) = 1 - P(b>a)).
+    ``scale`` is 1/temperature, fitted by Platt scaling without intercept (so P(a>b) = 1 - P(b>a)),
+    see :mod:`lite_rm.exporting.calibration`. ``degenerate`` marks a fit without signal (validation
+    accuracy at chance) or one stopped at a bound; ``reason`` says which.
     """
 
     scale: float = 1.0
     method: str = "none"
+    ece_before: float | None = None
+    ece_after: float | None = None
+    ece_bins: int | None = None
+    pairs: int | None = None
+    accuracy: float | None = None
+    degenerate: bool = False
+    reason: str | None = None
+
+    @property
+    def temperature(self) -> float:
+        return 1.0 / self.scale if self.scale > 0 else math.inf
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "scale": self.scale, "temperature": self.temperature,
+                "ece_before": self.ece_before, "ece_after": self.ece_after, "ece_bins": self.ece_bins,
+                "pairs": self.pairs, "accuracy": self.accuracy, "degenerate": self.degenerate,
+                "reason": self.reason}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> Calibration:
+    def from_dict(cls, data: Any) -> Calibration:
+        """Parse the manifest's ``calibration`` (``null`` or ``{}``: uncalibrated, scale 1)."""
+        if data is None:
+            return cls()
+        if not isinstance(data, dict):
+            raise _bad("calibration", "an object or null", data)
         if not data:
             return cls()
-        scale = data.get("scale", 1.0)
-        if not isinstance(scale, (int, float)) or not scale > 0:
-            raise BundleError(f"manifest calibration.scale: expected a positive number, found {scale!r}")
-        return cls(scale=float(scale), method=str(data.get("method", "platt")))
+        scale = _number(data, "scale", "calibration", 1.0)
+        if not scale or scale <= 0:
+            raise _bad("calibration.scale", "a positive number", data.get("scale"))
+        method, reason = data.get("method", "platt"), data.get("reason")
+        if not isinstance(method, str):
+            raise _bad("calibration.method", "a string", method)
+        if reason is not None and not isinstance(reason, str):
+            raise _bad("calibration.reason", "a string or null", reason)
+        if not isinstance(data.get("degenerate", False), bool):
+            raise _bad("calibration.degenerate", "true or false", data.get("degenerate"))
+        ints = {}
+        for key in ("ece_bins", "pairs"):
+            value = data.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise _bad(f"calibration.{key}", "a non-negative integer or null", value)
+            ints[key] = value
+        return cls(scale=scale, method=method, reason=reason, degenerate=data.get("degenerate", False),
+                   ece_before=_number(data, "ece_before", "calibration"),
+                   ece_after=_number(data, "ece_after", "calibration"),
+                   accuracy=_number(data, "accuracy", "calibration"), **ints)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """The manifest's record of one bundle file: its size (checked on every open) and SHA-256."""
+
+    bytes: int
+    sha256: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bytes": self.bytes, "sha256": self.sha256}
+
+    @classmethod
+    def from_dict(cls, name: str, data: Any) -> FileEntry:
+        if not isinstance(data, dict):
+            raise _bad(f"files[{name!r}]", "an object with bytes and sha256", data)
+        size, digest = data.get("bytes"), data.get("sha256")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise _bad(f"files[{name!r}].bytes", "a non-negative integer", size)
+        if digest is not None and (not isinstance(digest, str) or len(digest) != 64):
+            raise _bad(f"files[{name!r}].sha256", "64 hex digits or null", digest)
+        return cls(size, digest)
+
+    @classmethod
+    def of(cls, path: Path) -> FileEntry:
+        return cls(path.stat().st_size, file_digest(path))
+
+
+def file_entry(path: Path) -> dict[str, Any]:
+    """The manifest's record of one bundle file: size and SHA-256."""
+    return FileEntry.of(path).to_dict()
+
+
+def _relative_file(name: str, value: Any) -> str:
+    """A file name inside the bundle: relative, no ``..``, POSIX separators (checked again on disk)."""
+    if not isinstance(value, str) or not value:
+        raise _bad(name, "a file name inside the bundle", value)
+    path = PurePosixPath(value.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or ":" in value or "\x00" in value:
+        raise _bad(name, "a relative file name inside the bundle (no '..', not absolute)", value)
+    return value
 
 
 @dataclass(frozen=True)
 class Manifest:
-    """The parsed ``manifest.json`` of a bundle (the raw dict is kept in ``data``)."""
+    """The parsed ``manifest.json`` of a bundle: one schema for the writer and the reader.
+
+    ``data`` keeps the raw dict (figures such as ``parity`` and ``source`` stay plain objects);
+    ``folder`` is the bundle folder it was read from (``Path()`` before writing).
+    """
 
     folder: Path
     data: dict[str, Any]
     input_rule: InputRule
     calibration: Calibration
+    model_file: str = MODEL_FILE
+    tokenizer_file: str = TOKENIZER_FILE
+    precision: str = "fp32"
+    max_positions: int = DEFAULT_MAX_POSITIONS
+    domains: list[str] = field(default_factory=list)
+    files: dict[str, FileEntry] = field(default_factory=dict)
 
     @property
     def model_path(self) -> Path:
-        return self.folder / str(self.data.get("model_file", MODEL_FILE))
+        return self.folder / self.model_file
 
     @property
     def tokenizer_path(self) -> Path:
-        return self.folder / str(self.data.get("tokenizer_file", TOKENIZER_FILE))
+        return self.folder / self.tokenizer_file
 
-    @property
-    def precision(self) -> str:
-        return str(self.data.get("precision", "fp32"))
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of ``manifest.json`` (extra keys of ``data`` kept)."""
+        return {
+            **self.data, "format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION,
+            "model_file": self.model_file, "tokenizer_file": self.tokenizer_file, "precision": self.precision,
+            "input_rule": self.input_rule.to_dict(), "max_length": self.input_rule.max_length,
+            "max_positions": self.max_positions, "domains": list(self.domains),
+            "calibration": self.calibration.to_dict(),
+            "files": {name: entry.to_dict() for name, entry in sorted(self.files.items())},
+        }
 
-    @property
-    def domains(self) -> list[str]:
-        return list(self.data.get("domains") or [])
+    def with_files(self, folder: Path, names: list[str]) -> Manifest:
+        """A copy whose ``files`` records the size and hash of ``names`` inside ``folder``."""
+        return replace(self, files={name: FileEntry.of(folder / name) for name in names})
+
+    @classmethod
+    def from_dict(cls, data: Any, folder: str | Path = ".") -> Manifest:
+        """Parse and check a manifest object (shapes, bounds and file names; not the files on disk).
+
+        Raises:
+            BundleError: naming the field, what was expected and what was found.
+        """
+        if not isinstance(data, dict):
+            raise _bad("(top level)", "a JSON object", data)
+        if data.get("format") != BUNDLE_FORMAT:
+            raise _bad("format", repr(BUNDLE_FORMAT) + " (not a lite-rm bundle)", data.get("format"))
+        version = data.get("format_version")
+        if isinstance(version, bool) or version not in SUPPORTED_VERSIONS:
+            raise BundleError(
+                f"manifest format_version: this lite-rm reads {', '.join(map(str, SUPPORTED_VERSIONS))}, found "
+                f"{_show(version)}; upgrade lite-rm or export the bundle again")
+        max_positions = data.get("max_positions", DEFAULT_MAX_POSITIONS)
+        if isinstance(max_positions, bool) or not isinstance(max_positions, int) or max_positions < 8:
+            raise _bad("max_positions", "an integer >= 8", max_positions)
+        rule = _input_rule(data, max_positions)
+        precision = data.get("precision", "fp32")
+        if precision not in PRECISIONS:
+            raise _bad("precision", " or ".join(PRECISIONS), precision)
+        domains = data.get("domains") or []
+        if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):
+            raise _bad("domains", "a list of strings", domains)
+        files = data.get("files") or {}
+        if not isinstance(files, dict):
+            raise _bad("files", "an object of file name -> {bytes, sha256}", files)
+        for key, kind, expected in (("parity", dict, "an object or null"), ("source", dict, "an object or null"),
+                                    ("export", dict, "an object or null"),
+                                    ("quantization", dict, "an object or null"),
+                                    ("created_by", str, "a string or null"), ("created_at", str, "a string or null")):
+            _optional(data, key, kind, expected)
+        return cls(
+            folder=Path(folder), data=dict(data), input_rule=rule,
+            calibration=Calibration.from_dict(data.get("calibration")),
+            model_file=_relative_file("model_file", data.get("model_file", MODEL_FILE)),
+            tokenizer_file=_relative_file("tokenizer_file", data.get("tokenizer_file", TOKENIZER_FILE)),
+            precision=precision, max_positions=max_positions, domains=list(domains),
+            files={_relative_file(f"files[{name!r}]", name): FileEntry.from_dict(name, entry)
+                   for name, entry in files.items()},
+        )
 
 
-def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file, read in chunks (bundles and checkpoints are tens of MB)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+def _input_rule(data: dict[str, Any], max_positions: int) -> InputRule:
+    """``input_rule`` (and the legacy ``max_length`` copy), bounded by the model's positions."""
+    raw = data.get("input_rule")
+    if not isinstance(raw, dict):
+        raise _bad("input_rule", "an object (kind, max_length, prompt_keep, ...)", raw)
+    try:
+        rule = InputRule.from_dict(raw)
+    except (TypeError, ValueError) as err:
+        raise BundleError(f"manifest input_rule: {err}") from None
+    if rule.max_length > max_positions:
+        raise _bad("input_rule.max_length", f"at most the model's {max_positions} positions", rule.max_length)
+    legacy = data.get("max_length", rule.max_length)
+    if legacy != rule.max_length or isinstance(legacy, bool):
+        raise _bad("max_length", f"the same as input_rule.max_length ({rule.max_length})", legacy)
+    return rule
 
 
-def file_entry(path: Path) -> dict[str, Any]:
-    """The manifest's record of one bundle file: size and SHA-256."""
-    return {"bytes": path.stat().st_size, "sha256": file_digest(path)}
+def _inside(folder: Path, name: str, what: str) -> Path:
+    """``folder / name`` when it resolves (symlinks followed) to a file inside ``folder``."""
+    path = folder / name
+    root = folder.resolve()
+    resolved = path.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise BundleError(f"{path}: manifest {what} points outside the bundle folder ({resolved}); refusing to load it")
+    if not resolved.is_file():
+        raise BundleError(f"{path} is missing; the bundle is incomplete, export it again")
+    return path
+
+
+def _check_file(path: Path, entry: FileEntry | None, verify: bool, digest: Callable[[Path], str]) -> None:
+    if entry is None:
+        return
+    size = path.stat().st_size
+    if size != entry.bytes:
+        raise BundleError(f"{path}: {size} bytes, the manifest says {entry.bytes}; the file is truncated or "
+                          "corrupted, copy or export the bundle again")
+    if verify and entry.sha256 and digest(path) != entry.sha256:
+        raise BundleError(f"{path}: SHA-256 differs from the manifest; the file is corrupted")
 
 
 def read_manifest(folder: str | Path, verify: bool = False) -> Manifest:
     """Read and check a bundle's manifest and the files it names.
 
     Sizes are always checked (cheap, catches truncated copies); ``verify=True`` also checks SHA-256
-    (reads every byte, so it is off on the scoring path where cold start matters).
+    of exactly the files that are loaded (reads every byte, so it is off on the scoring path where
+    cold start matters).
 
     Args:
         folder: the bundle folder.
         verify: also compare file hashes with the manifest.
 
     Raises:
-        BundleError: missing folder or file, invalid JSON, unknown format version, size or hash mismatch.
+        BundleError: missing folder or file, invalid JSON, a malformed field, a path leaving the
+            folder, unknown format version, size or hash mismatch.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -111,35 +316,15 @@ def read_manifest(folder: str | Path, verify: bool = False) -> Manifest:
         raise BundleError(f"{path} is missing: {folder} is not a lite-rm bundle (made by lite-rm export)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, UnicodeDecodeError, huge integers
         raise BundleError(f"{path}: not valid JSON ({err}); the bundle is corrupted, export it again") from None
-    if not isinstance(data, dict) or data.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"{path}: expected an object with format={BUNDLE_FORMAT!r}; not a lite-rm bundle")
-    version = data.get("format_version")
-    if version not in SUPPORTED_VERSIONS:
-        raise BundleError(
-            f"{path}: bundle format version {version!r} is not supported by this lite-rm (it reads "
-            f"{', '.join(map(str, SUPPORTED_VERSIONS))}); upgrade lite-rm or export the bundle again"
-        )
     try:
-        rule = InputRule.from_dict(data["input_rule"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise BundleError(f"{path}: invalid or missing input_rule ({err})") from None
-    manifest = Manifest(folder, data, rule, Calibration.from_dict(data.get("calibration")))
-    files = data.get("files") or {}
-    for name in (manifest.model_path.name, manifest.tokenizer_path.name):
-        fpath = folder / name
-        if not fpath.is_file():
-            raise BundleError(f"{fpath} is missing; the bundle is incomplete, export it again")
-        entry = files.get(name)
-        if entry is None:
-            continue
-        size = fpath.stat().st_size
-        if size != entry.get("bytes", size):
-            raise BundleError(
-                f"{fpath}: {size} bytes, the manifest says {entry['bytes']}; the file is truncated or "
-                "corrupted, copy or export the bundle again"
-            )
-        if verify and entry.get("sha256") and file_digest(fpath) != entry["sha256"]:
-            raise BundleError(f"{fpath}: SHA-256 differs from the manifest; the file is corrupted")
+        manifest = Manifest.from_dict(data, folder)
+    except BundleError as err:
+        raise BundleError(f"{path}: {err}") from None
+    names = {manifest.model_file: "model_file", manifest.tokenizer_file: "tokenizer_file"}
+    names.update({name: f"files[{name!r}]" for name in manifest.files if name not in names})
+    for name, what in names.items():
+        fpath = _inside(folder, name, what)
+        _check_file(fpath, manifest.files.get(name), verify, file_digest)
     return manifest

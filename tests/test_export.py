@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from lite_rm.bundle import FORMAT_VERSION, read_manifest
-from lite_rm.calibration import expected_calibration_error, fit_temperature
-from lite_rm.quantization import QuantPreset, available_presets, detect_preset, load_preset
+from lite_rm.exporting.calibration import expected_calibration_error, fit_temperature
+from lite_rm.exporting.quantization import QuantPreset, available_presets, detect_preset, load_preset
 
 
 def _validation_file(tmp: Path, data_dir: Path, n: int = 40) -> Path:
@@ -40,15 +40,19 @@ def exported(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, da
 
 
 def test_fp32_bundle_contents_and_parity(exported: dict[str, Path], tiny_checkpoint: Path) -> None:
-    from lite_rm.exporting import checkpoint_digest
+    from lite_rm.files import folder_digest
 
     folder = exported["fp32"]
-    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "model.onnx", "tokenizer.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "config.json", "manifest.json", "model.onnx", "special_tokens_map.json", "tokenizer.json",
+        "tokenizer_config.json", "vocab.txt"]
     manifest = read_manifest(folder, verify=True).data
     assert manifest["format_version"] == FORMAT_VERSION
     assert manifest["precision"] == "fp32" and manifest["quantization"] is None
     assert manifest["max_length"] == 128 and manifest["input_rule"]["max_length"] == 128
-    assert manifest["source"]["sha256"] == checkpoint_digest(tiny_checkpoint)
+    assert manifest["max_positions"] == 512
+    assert sorted(manifest["files"]) == sorted(p.name for p in folder.iterdir() if p.name != "manifest.json")
+    assert manifest["source"]["sha256"] == folder_digest(tiny_checkpoint)
     parity = manifest["parity"]
     assert parity["passed"] and not parity["overridden"]
     assert parity["validation"]["pairs"] == 40
@@ -111,10 +115,10 @@ def test_failed_parity_writes_nothing(exported: dict[str, Path], tiny_checkpoint
 def test_exclude_last_layers_keeps_them_fp32(tiny_checkpoint: Path, tmp_path: Path) -> None:
     import onnx
 
-    from lite_rm.exporting import _onnx_export, _optimize
-    from lite_rm.quantization import nodes_to_exclude, quantize
+    from lite_rm.exporting.onnx import onnx_export, optimize
+    from lite_rm.exporting.quantization import nodes_to_exclude, quantize
 
-    model = _optimize(_onnx_export(tiny_checkpoint, tmp_path), 2)
+    model = optimize(onnx_export(tiny_checkpoint, tmp_path), 2)
     preset = load_preset("avx512_vnni").with_overrides(exclude_last_layers=1)
     excluded = nodes_to_exclude(model, preset)
     assert "Attention_1" in excluded and any("/layer.1/" in n for n in excluded)

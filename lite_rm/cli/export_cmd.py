@@ -12,7 +12,7 @@ logger = logging.getLogger(__name__)
 
 
 def _preset_help() -> str:
-    from lite_rm.quantization import available_presets
+    from lite_rm.exporting.quantization import available_presets
 
     return ", ".join(["auto", *available_presets()])
 

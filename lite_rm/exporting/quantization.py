@@ -13,7 +13,6 @@ import logging
 import platform
 import re
 import shutil
-import sys
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -22,14 +21,7 @@ from typing import Any
 import numpy as np
 
 from lite_rm.extras import require
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    try:
-        import tomli as tomllib
-    except ImportError as err:
-        raise ImportError('reading export presets on Python 3.10 needs tomli: pip install tomli') from err
+from lite_rm.files import TOMLDecodeError, parse_toml
 
 logger = logging.getLogger(__name__)
 
@@ -144,8 +136,8 @@ def load_preset(name: str) -> QuantPreset:
         text = (resources.files(PRESET_PACKAGE) / f"{name}.toml").read_text(encoding="utf-8")
         source = f"export/presets/{name}.toml"
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
+        data = parse_toml(text)
+    except TOMLDecodeError as err:
         raise ValueError(f"{source}: invalid TOML ({err})") from None
     known = set(QuantPreset.__dataclass_fields__) - {"name", "extra"}
     extra = {k: v for k, v in data.items() if k not in known}

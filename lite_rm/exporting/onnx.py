@@ -1,0 +1,161 @@
+"""The ONNX steps: export the checkpoint with Optimum, fuse the graph, and prepare the files shipped
+beside ``model.onnx`` (a plain ``tokenizer.json``, ``config.json`` and the tokenizer configs).
+
+Nothing here runs code from the checkpoint: every transformers/Optimum load passes
+``trust_remote_code=False``, and :func:`model_config` refuses a config whose ``auto_map`` names custom
+code for an architecture transformers does not know (for a known one the ``auto_map`` is dropped).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from lite_rm.bundle import TOKENIZER_FILE
+from lite_rm.extras import require
+from lite_rm.files import write_text_atomic
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+# Tokenizer files transformers' AutoTokenizer reads beside tokenizer.json (whichever the checkpoint has).
+TOKENIZER_CONFIG_FILES = ("tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+
+
+def model_config(checkpoint: Path) -> dict[str, Any]:
+    """The checkpoint's ``config.json``, checked: a one-label classifier without custom code.
+
+    Raises:
+        FileNotFoundError: no ``config.json``.
+        ValueError: invalid JSON, more than one label, or an ``auto_map`` for an unknown architecture.
+    """
+    path = checkpoint / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{checkpoint}: not a checkpoint folder (config.json is missing)")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: expected a JSON object, found {type(config).__name__}")
+    if config.get("num_labels", len(config.get("id2label", {}) or {0: 0})) != 1:
+        raise ValueError(f"{checkpoint}: a reward model has one output (num_labels=1); found {config.get('id2label')}")
+    if "auto_map" in config:
+        configuration_auto = require("transformers.models.auto.configuration_auto")
+        model_type = config.get("model_type")
+        if model_type not in configuration_auto.CONFIG_MAPPING:
+            raise ValueError(
+                f"{path}: auto_map names custom model code ({model_type!r} is not a transformers architecture); "
+                "lite-rm never runs code from a checkpoint folder: export a built-in architecture")
+        logger.warning("%s: ignoring auto_map (custom code is never run); exporting the built-in %s model",
+                       path, model_type)
+        config = {k: v for k, v in config.items() if k != "auto_map"}
+    return dict(config)
+
+
+def max_positions(config: dict[str, Any]) -> int | None:
+    """The most tokens the model's position embeddings cover (512 for BERT), if the config says."""
+    for key in ("max_position_embeddings", "n_positions", "max_seq_len"):
+        value = config.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            # RoBERTa-family configs count two extra positions (padding offset) that inputs cannot use.
+            return value - 2 if config.get("model_type") in ("roberta", "xlm-roberta", "camembert") else value
+    return None
+
+
+def _sanitize_config(folder: Path, config: dict[str, Any]) -> None:
+    """Overwrite ``folder/config.json`` with the checked config (no ``auto_map``): Optimum's optimizer and
+    quantizer read it with ``AutoConfig`` and no ``trust_remote_code`` argument of their own."""
+    write_text_atomic(folder / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def onnx_export(checkpoint: Path, work: Path, config: dict[str, Any] | None = None) -> Path:
+    """The fp32 ONNX graph of the sequence-classification model (Optimum's ``main_export``).
+
+    Args:
+        checkpoint: the checkpoint folder.
+        work: a scratch folder; the graph goes to ``work/raw/model.onnx``.
+        config: the checked config (:func:`model_config`), written beside the graph.
+
+    Returns:
+        The path of the graph.
+    """
+    exporters = require("optimum.exporters.onnx")
+    out = work / "raw"
+    # do_validation=False: lite-rm's own parity check is stricter and runs on real pairs.
+    exporters.main_export(str(checkpoint), output=out, task="text-classification", do_validation=False,
+                          local_files_only=True, trust_remote_code=False)
+    _sanitize_config(out, config if config is not None else model_config(checkpoint))
+    return out / "model.onnx"
+
+
+def optimize(model: Path, level: int, attention: str = "fused") -> Path:
+    """Fuse the graph for CPUs with Optimum's ``ORTOptimizer`` (level 0 returns ``model`` unchanged).
+
+    Args:
+        model: the exported graph (its folder holds ``config.json``).
+        level: ORTOptimizer level (1 basic, 2 + transformer fusions).
+        attention: ``fused`` (one Attention node), ``multi_head`` or ``unfused`` (see the presets).
+
+    Returns:
+        The optimized graph, in ``<work>/optimized-<attention>/``.
+    """
+    if level == 0:
+        return model
+    onnxruntime_opt = require("optimum.onnxruntime")
+    configuration = require("optimum.onnxruntime.configuration")
+    optimizer = onnxruntime_opt.ORTOptimizer.from_pretrained(model.parent, file_names=[model.name])
+    save = model.parent.parent / f"optimized-{attention}"
+    config = configuration.OptimizationConfig(
+        optimization_level=level, disable_attention_fusion=attention == "unfused",
+        use_multi_head_attention=attention == "multi_head")
+    optimizer.optimize(config, save_dir=save)
+    return save / f"{model.stem}_optimized.onnx"
+
+
+def bundle_tokenizer(checkpoint: Path, work: Path) -> Path:
+    """A folder with the bundle's tokenizer files: ``tokenizer.json`` with truncation and padding off
+    (the input rule does both; baked-in settings would make plain ``tokenizers`` users score other
+    inputs) plus the tokenizer configs transformers' ``AutoTokenizer`` reads.
+
+    Raises:
+        ValueError: the checkpoint has no fast tokenizer to make ``tokenizer.json`` from.
+    """
+    tokenizers = require("tokenizers")
+    out = work / "tokenizer"
+    out.mkdir(parents=True, exist_ok=True)
+    source = checkpoint
+    if not (checkpoint / TOKENIZER_FILE).is_file():
+        # Only a slow tokenizer (vocab.txt) was saved: let transformers convert it to tokenizer.json.
+        transformers = require("transformers")
+        tok = transformers.AutoTokenizer.from_pretrained(str(checkpoint), use_fast=True, trust_remote_code=False,
+                                                         local_files_only=True)
+        source = work / "converted"
+        tok.save_pretrained(source)
+        if not (source / TOKENIZER_FILE).is_file():
+            raise ValueError(f"{checkpoint}: no tokenizer.json and no fast tokenizer to make one from")
+    tokenizer = tokenizers.Tokenizer.from_file(str(source / TOKENIZER_FILE))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    tokenizer.save(str(out / TOKENIZER_FILE))
+    for name in TOKENIZER_CONFIG_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, out / name)
+    _drop_auto_map(out / "tokenizer_config.json")
+    return out
+
+
+def _drop_auto_map(path: Path) -> None:
+    """Remove ``auto_map`` (custom tokenizer code) from a shipped config: the bundle never asks to run code."""
+    if not path.is_file():
+        return
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        raise ValueError(f"{path}: not valid JSON") from None
+    if isinstance(data, dict) and "auto_map" in data:
+        del data["auto_map"]
+        write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,90 @@
+"""What an export does: :class:`ExportOptions`, validated on construction (every field is a CLI flag)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lite_rm.exporting.quantization import QuantPreset, load_preset
+
+DEFAULT_VALIDATION_PAIRS = 512
+# Tried in order, the first that passes the parity check is kept: block-wise int8 compute (faster), then
+# weight-only int8 (most faithful). "auto" picks the faster per-CPU dynamic preset (export/README.md).
+DEFAULT_PRESET = "blockwise,blockwise_w8"
+# ORTOptimizer level 2 = basic + extended fusions; 99 adds layout passes that make the saved graph
+# specific to the exporting machine's CPU, so a bundle would not travel (onnxruntime warns about it).
+DEFAULT_OPTIMIZATION_LEVEL = 2
+
+
+@dataclass
+class ExportOptions:
+    """What ``lite-rm export`` does; every field is a CLI flag.
+
+    Attributes:
+        int8: quantize to int8 (dynamic unless the preset says static).
+        preset: a preset name from ``export/presets``, ``auto`` (the dynamic preset for this CPU), or a
+            ``.toml`` path; several, comma-separated, are tried in order and the first that passes the
+            parity check is kept (default ``blockwise,blockwise_w8``).
+        per_channel: override the preset's per-channel setting.
+        static: override the preset's static/dynamic setting.
+        exclude_nodes: extra node-name patterns kept in fp32.
+        exclude_last_layers: override how many last encoder layers stay fp32.
+        optimization_level: ORTOptimizer level (0 skips graph optimization).
+        validation: a preference file for the parity check and calibration (default: the checkpoint's
+            held-out validation split, see :func:`lite_rm.exporting.validation.validation_pairs`).
+        validation_domain: the domain of a DSP validation file.
+        validation_pairs: the most validation pairs to use.
+        data_dir: the data folder for the fallback validation sample (checkpoints without a recorded split).
+        fp32_tolerance: allowed |ONNX - PyTorch| score difference for fp32.
+        max_order_change: allowed share of validation pairs whose order int8 flips.
+        max_accuracy_loss: allowed drop of pairwise accuracy (a share, 0.01 = 1 point).
+        accept_parity_loss: write the bundle even if the checks fail (marked in the manifest).
+        threads: onnxruntime threads for the checks (``None``: onnxruntime's default).
+        seed: the validation sample's seed.
+        extra_manifest: extra top-level manifest keys (benchmarks record their settings there).
+    """
+
+    int8: bool = False
+    preset: str = DEFAULT_PRESET
+    per_channel: bool | None = None
+    static: bool | None = None
+    exclude_nodes: tuple[str, ...] = ()
+    exclude_last_layers: int | None = None
+    optimization_level: int = DEFAULT_OPTIMIZATION_LEVEL
+    validation: str | Path | None = None
+    validation_domain: str | None = None
+    validation_pairs: int = DEFAULT_VALIDATION_PAIRS
+    data_dir: str | Path | None = None
+    fp32_tolerance: float = 1e-4
+    max_order_change: float = 0.01
+    max_accuracy_loss: float = 0.01
+    accept_parity_loss: bool = False
+    threads: int | None = None
+    seed: int = 0
+    extra_manifest: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.optimization_level not in (0, 1, 2):
+            raise ValueError(f"optimization_level: expected 0, 1 or 2, found {self.optimization_level!r}")
+        if self.validation_pairs < 10:
+            raise ValueError(f"validation_pairs: expected at least 10, found {self.validation_pairs}")
+        for name in ("max_order_change", "max_accuracy_loss"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name}: expected a share in [0, 1], found {getattr(self, name)!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ValueError(f"threads: expected a positive integer or None, found {self.threads!r}")
+
+    def resolved_presets(self) -> list[QuantPreset]:
+        """The presets to try in order (``preset`` may list several, comma-separated)."""
+        out = []
+        for name in (n.strip() for n in self.preset.split(",") if n.strip()):
+            preset = load_preset(name)
+            out.append(preset.with_overrides(
+                per_channel=self.per_channel, static=self.static, exclude_last_layers=self.exclude_last_layers,
+                exclude_nodes=(tuple(preset.exclude_nodes) + tuple(self.exclude_nodes)) if self.exclude_nodes
+                else None,
+            ))
+        if not out:
+            raise ValueError("preset: expected at least one preset name")
+        return out

@@ -1,0 +1,63 @@
+"""Writing a bundle folder: the graph, the tokenizer files, ``config.json`` and ``manifest.json``.
+
+Besides lite-rm's own files the bundle carries the checkpoint's ``config.json`` (without ``auto_map``)
+and the tokenizer configs, so Optimum's ``ORTModelForSequenceClassification`` and sentence-transformers'
+``CrossEncoder(backend="onnx")`` load the folder as is (see export/README.md for the input-rule caveat).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from lite_rm.bundle import MANIFEST_FILE, MODEL_FILE, Manifest, read_manifest
+from lite_rm.exporting.onnx import CONFIG_FILE
+from lite_rm.files import atomic_dir
+
+
+def stage_bundle(folder: Path, model: Path, tokenizer_dir: Path, manifest: Manifest,
+                 config: dict[str, Any] | None = None) -> Path:
+    """Put bundle files into ``folder`` (copies, so the scratch files stay usable) and write the manifest
+    with every file's size and SHA-256.
+
+    Args:
+        folder: the folder to fill (created if needed).
+        model: the ONNX graph, copied to ``model.onnx``.
+        tokenizer_dir: the tokenizer files (:func:`lite_rm.exporting.onnx.bundle_tokenizer`).
+        manifest: the manifest; its ``files`` are filled in here.
+        config: the model config to write as ``config.json`` (omitted when ``None``).
+
+    Returns:
+        ``folder``.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model, folder / MODEL_FILE)
+    names = [MODEL_FILE]
+    for path in sorted(tokenizer_dir.iterdir()):
+        if path.is_file():
+            shutil.copyfile(path, folder / path.name)
+            names.append(path.name)
+    if config is not None:
+        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        names.append(CONFIG_FILE)
+    manifest = replace(manifest, model_file=MODEL_FILE).with_files(folder, names)
+    text = json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n"
+    (folder / MANIFEST_FILE).write_text(text, encoding="utf-8")
+    return folder
+
+
+def write_bundle(output: str | Path, model: Path, tokenizer_dir: Path, manifest: Manifest,
+                 config: dict[str, Any] | None = None) -> Manifest:
+    """Write the bundle into ``output`` atomically (:func:`lite_rm.files.atomic_dir`): an interrupted
+    write leaves an existing bundle intact and nothing half-written.
+
+    Returns:
+        The manifest as read back from the written bundle (hashes verified).
+    """
+    with atomic_dir(output) as folder:
+        stage_bundle(folder, model, tokenizer_dir, manifest, config)
+        read_manifest(folder, verify=True)  # what a user will load, checked before it replaces anything
+    return read_manifest(output)
