@@ -1,59 +1,44 @@
-"""Streaming batch scoring of large JSONL/CSV files with a bundle (the engine of ``lite-rm score``). Torch-free.
+"""Streaming batch scoring of large files with a bundle (the engine of ``lite-rm score``). Torch-free.
 
-Rows are read one at a time and scored in chunks, and every chunk's results are appended to
-``OUTPUT.partial`` and flushed, so memory stays flat whatever the file's size. When the input is done
-the partial file is renamed to ``OUTPUT``. Every output row carries the input's line number, which is
-how ``resume`` finds where an interrupted run stopped: it keeps the complete rows of the partial file
-and skips input lines up to the last one written.
+Records come from :func:`lite_rm.data.readers.read_rows` (the one reader of lite-rm: JSONL, JSON, CSV,
+optionally gzip, stdin, datasets) and are scored in chunks; every chunk's results are appended to
+``OUTPUT.partial`` and flushed, so memory stays flat whatever the file's size, and the partial file is
+renamed to ``OUTPUT`` at the end (see :mod:`lite_rm.batch_output` for the lock, disk-full and resume
+handling). Every output row carries the input's ``line`` (the line a record starts on, or its item
+number), which is how ``resume`` finds where an interrupted run stopped.
 
-Two kinds of rows, told apart by their fields:
+Three kinds of input, told apart by the first record's fields:
 
 * ``prompt`` + ``response`` -> ``score``;
-* ``prompt`` + ``a`` + ``b`` -> ``probability`` (that ``a`` is preferred, calibrated), ``score_a``, ``score_b``.
+* ``prompt`` + ``a`` + ``b`` -> ``probability`` (that ``a`` is preferred, calibrated), ``score_a``, ``score_b``;
+* a preference record of any format lite-rm loads (TRL ``prompt``/``chosen``/``rejected``, conversational
+  messages, hh-rlhf dialogues, text/score, DSP with a domain) -> the same as ``prompt`` + ``a`` = chosen +
+  ``b`` = rejected; the share of rows where ``a`` wins is the pairwise accuracy.
+
+Prompts and responses may be chat messages (``[{"role", "content"}, ...]``), rendered as in training.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
-import json
 import logging
-import os
 import time
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, NamedTuple
 
 from tqdm import tqdm
 
+from lite_rm.batch_output import LINE_FIELD, ResumePoint, open_output
+from lite_rm.data.formats import FORMATS, Identical, Tie, detect_format, pairs_from_record, render_messages
+from lite_rm.data.loading import map_columns
+from lite_rm.data.readers import Row, count_records, display_name, read_rows
+from lite_rm.data.records import DataError, Skips
 from lite_rm.scorer import Scorer
 
 logger = logging.getLogger(__name__)
 
-PARTIAL_SUFFIX = ".partial"
-LINE_FIELD = "line"
-_KEEP_ERRORS = 5
-
-
-class RowError(ValueError):
-    """A bad input row; the message starts with ``FILE:LINE``; ``reason`` is a short kind for counts."""
-
-    def __init__(self, message: str, reason: str = "invalid row") -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class Fields:
-    """Names of the input columns (mappable, like the preference loaders' ``columns``)."""
-
-    prompt: str = "prompt"
-    response: str = "response"
-    a: str = "a"
-    b: str = "b"
+_SCALARS = (str, int, float, bool, type(None))
 
 
 @dataclass
@@ -63,16 +48,18 @@ class ScoreReport:
     input: str
     output: str
     mode: str = "?"
+    records: int = 0
     rows: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
-    first_errors: list[str] = field(default_factory=list)
+    no_preference: int = 0  # preference records without a preference (ties, identical responses)
+    skips: Skips = field(default_factory=Skips)
     resumed_after_line: int = 0
     seconds: float = 0.0
     preferred_a: int = 0  # rows where P(a preferred) > 0.5: pairwise accuracy when a is the chosen one
 
     @property
-    def skipped_total(self) -> int:
-        return sum(self.skipped.values())
+    def accuracy(self) -> float | None:
+        """Share of preference rows where ``a`` is preferred (the pairwise accuracy when a = chosen)."""
+        return self.preferred_a / self.rows if self.mode == "preference" and self.rows else None
 
     def summary(self) -> str:
         text = f"scored {self.rows} rows ({self.mode}) in {self.seconds:.1f}s"
@@ -80,175 +67,133 @@ class ScoreReport:
             text += f", {self.rows / self.seconds:.1f} rows/s"
         if self.resumed_after_line:
             text += f"; resumed after line {self.resumed_after_line}"
-        if self.mode == "preference" and self.rows:
-            text += f"; a preferred in {self.preferred_a / self.rows:.3f} of rows"
-        if self.skipped:
-            text += f"; skipped {self.skipped_total} invalid rows (" + ", ".join(
-                f"{n} {why}" for why, n in self.skipped.most_common()) + ")"
+        if self.accuracy is not None:
+            text += f"; a preferred in {self.accuracy:.3f} of rows"
+        if self.no_preference:
+            text += f"; {self.no_preference} records without a preference (tie or identical) not scored"
+        if self.skips.total:
+            text += "; " + self.skips.describe("rows")
         return text
 
-
-def file_format(path: str | Path, given: str | None = None) -> str:
-    """``jsonl``, ``csv`` or ``preferences`` (a ``.json`` preference file of any format lite-rm loads),
-    from ``given`` or the file name (``.csv``/``.tsv``/``.json``, optionally ``.gz``)."""
-    if given:
-        if given not in ("jsonl", "csv", "preferences"):
-            raise ValueError(f"format: expected 'jsonl', 'csv' or 'preferences', found {given!r}")
-        return given
-    name = str(path).lower().removesuffix(".gz")
-    if name.endswith(".json"):
-        return "preferences"
-    return "csv" if name.endswith((".csv", ".tsv")) else "jsonl"
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON-able data (``lite-rm score --json``)."""
+        return {
+            "input": self.input, "output": self.output, "mode": self.mode, "records": self.records,
+            "rows": self.rows, "seconds": round(self.seconds, 3), "resumed_after_line": self.resumed_after_line,
+            "accuracy": self.accuracy, "no_preference": self.no_preference,
+            "skipped": dict(self.skips.counts), "first_errors": list(self.skips.first_errors),
+        }
 
 
-def _preference_rows(path: Path, domain: str | None) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
-    """(prompt, a=chosen, b=rejected) rows of a preference file (DSP, text/score, ...; not streamed:
-    these formats are single JSON documents). The row number is the pair's 1-based position."""
-    from lite_rm.data import DataError, load_preferences
+class Item(NamedTuple):
+    """One row to score: the input line it came from, the output row so far, and its texts."""
 
+    number: int
+    out: dict[str, Any]
+    texts: tuple[str, ...]
+
+
+class _Rows:
+    """Turns raw records into rows to score; the first usable record decides the kind of input."""
+
+    def __init__(self, columns: Mapping[str, str] | None, data_format: str | None, domain: str | None) -> None:
+        self.columns = dict(columns or {})
+        self.domain = domain
+        self.fmt = data_format if data_format in FORMATS else None  # a preference format, or None
+        self.kind = "records" if self.fmt else "?"  # "score", "rows" (prompt+a+b) or "records"
+
+    @property
+    def mode(self) -> str:
+        return {"?": "?", "score": "score"}.get(self.kind, "preference")
+
+    def _detect(self, record: dict[str, Any], loc: str) -> None:
+        if "response" in record:
+            self.kind = "score"
+        elif "a" in record and "b" in record:
+            self.kind = "rows"
+        else:
+            try:
+                self.fmt = detect_format(record, loc)
+            except DataError:
+                raise DataError(
+                    loc,
+                    f"expected fields 'prompt' + 'response' (scores), 'prompt' + 'a' + 'b' (preference "
+                    "probabilities), or a preference record ('prompt' + 'chosen' + 'rejected', 'messages' + "
+                    f"'chosen' + 'rejected', ...); found {sorted(record)[:10]}; map other names with "
+                    "--column FIELD=COLUMN", "unknown format") from None
+            self.kind = "records"
+
+    def items(self, row: Row) -> list[Item]:
+        """The rows to score from one record. Raises DataError, Tie or Identical."""
+        if isinstance(row.record, DataError):
+            raise row.record
+        record = map_columns(row.record, self.columns)
+        if self.kind == "?":
+            self._detect(record, row.location)
+        if self.kind != "records":
+            names = ("prompt", "response") if self.kind == "score" else ("prompt", "a", "b")
+            return [Item(row.number, dict(row.record), _texts(record, names, row.location))]
+        pairs = pairs_from_record(self.fmt or "pairs", record, row.location, self.domain)
+        flat = len(pairs) == 1 and all(isinstance(v, _SCALARS) for v in row.record.values())
+        items = []
+        for pair in pairs:
+            # A flat record keeps its own columns (ids and all); others get prompt, a, b as scored.
+            out = dict(row.record) if flat else {"prompt": pair.prompt, "a": pair.chosen, "b": pair.rejected}
+            if pair.rejected_label and not flat:
+                out["b_label"] = pair.rejected_label
+            items.append(Item(row.number, out, (pair.prompt, pair.chosen, pair.rejected)))
+        return items
+
+
+def _texts(record: dict[str, Any], names: tuple[str, ...], loc: str) -> tuple[str, ...]:
+    """The named fields as text; chat-message lists are rendered as in training."""
+    for name in names:
+        if name not in record:
+            raise DataError(loc, f"field {name!r} is missing; found fields {sorted(record)[:10]}", "missing field")
+    return tuple(render_messages(record[name], loc, name) for name in names)
+
+
+class _ResumeFilter:
+    """Skips the rows an interrupted run already wrote: every row of an earlier line, and the first
+    ``done`` rows of the last line written (a record can give several rows)."""
+
+    def __init__(self, point: ResumePoint) -> None:
+        self.point = point
+        self.seen_at_line = 0
+
+    def written(self, item: Item) -> bool:
+        if item.number != self.point.line:
+            return item.number < self.point.line
+        self.seen_at_line += 1
+        return self.seen_at_line <= self.point.done
+
+
+def _items(rows: Iterator[Row], adapter: _Rows, report: ScoreReport, skip_invalid: bool,
+           resume: _ResumeFilter, bar: tqdm) -> Iterator[Item]:
+    """The rows still to score, bad records raised or (``skip_invalid``) counted."""
     try:
-        pairs = load_preferences(path, domain=domain).pairs
-    except DataError as err:
-        raise RowError(str(err), err.reason) from None
-    for i, pair in enumerate(pairs, 1):
-        yield i, {"prompt": pair.prompt, "a": pair.chosen, "b": pair.rejected, "source": pair.source}
-
-
-def _open_binary(path: Path) -> IO[bytes]:
-    if str(path).endswith(".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    return open(path, "rb")  # noqa: SIM115
-
-
-def _count_lines(path: Path) -> int | None:
-    """Lines in a plain file (a fast pass over bytes), for the progress bar's total; None for gzip."""
-    if str(path).endswith(".gz"):
-        return None
-    count = 0
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            count += block.count(b"\n")
-    return count
-
-
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
-    with _open_binary(path) as f:
-        for line_no, raw in enumerate(f, 1):
-            if not raw.strip():
+        for row in rows:
+            bar.update(1)
+            report.records += 1
+            if row.number < resume.point.line:
                 continue
             try:
-                obj = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as err:
-                where = f"{path}:{line_no}"
-                yield line_no, RowError(f"{where}: not UTF-8 text ({err.reason} at byte {err.start})", "not UTF-8")
+                new = adapter.items(row)
+            except (Tie, Identical):
+                report.no_preference += 1
                 continue
-            except json.JSONDecodeError as err:
-                where = f"{path}:{line_no}"
-                yield line_no, RowError(f"{where}: invalid JSON ({err.msg}, column {err.colno})", "invalid JSON")
+            except DataError as err:
+                if not skip_invalid or err.reason == "no domain":
+                    raise
+                report.skips.add(err)
                 continue
-            if not isinstance(obj, dict):
-                found = type(obj).__name__
-                yield line_no, RowError(f"{path}:{line_no}: expected a JSON object, found {found}", "not an object")
-                continue
-            yield line_no, obj
-
-
-def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
-    delimiter = "\t" if str(path).lower().removesuffix(".gz").endswith(".tsv") else ","
-    with _open_binary(path) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-        reader = csv.DictReader(text, delimiter=delimiter)
-        start = 2  # line 1 is the header
-        try:
-            for row in reader:
-                if None in row:
-                    message = f"{path}:{start}: more values than the header has columns"
-                    yield start, RowError(message, "wrong column count")
-                elif None in row.values():
-                    missing = [k for k, v in row.items() if v is None]
-                    message = f"{path}:{start}: too few values (no {', '.join(missing)})"
-                    yield start, RowError(message, "wrong column count")
-                else:
-                    yield start, row
-                start = reader.line_num + 1
-        except UnicodeDecodeError as err:
-            raise RowError(f"{path}: not UTF-8 text after line {start - 1} ({err.reason})") from None
-        except csv.Error as err:
-            raise RowError(f"{path}:{start}: malformed CSV ({err})") from None
-
-
-def _detect_mode(row: dict[str, Any], fields: Fields, where: str) -> str:
-    if fields.response in row:
-        return "score"
-    if fields.a in row and fields.b in row:
-        return "preference"
-    raise RowError(
-        f"{where}: expected fields {fields.prompt!r} + {fields.response!r} (scores) or {fields.prompt!r} + "
-        f"{fields.a!r} + {fields.b!r} (preference probabilities); found {sorted(row)[:10]}; map other names "
-        "with --prompt-field/--response-field/--a-field/--b-field"
-    )
-
-
-def _texts(row: dict[str, Any], names: tuple[str, ...], where: str) -> tuple[str, ...]:
-    out = []
-    for name in names:
-        if name not in row:
-            raise RowError(f"{where}: field {name!r} is missing", "missing field")
-        value = row[name]
-        if not isinstance(value, str):
-            raise RowError(f"{where}: field {name!r}: expected a string, found {type(value).__name__}", "not a string")
-        out.append(value)
-    return tuple(out)
-
-
-def _resume_point(partial: Path, fmt: str) -> int:
-    """The last input line written to ``partial``; drops a half-written last row (from a kill) first."""
-    if not partial.exists() or partial.stat().st_size == 0:
-        return 0
-    with open(partial, "rb+") as f:
-        data_end = partial.stat().st_size
-        # Keep whole lines only: cut after the last newline.
-        f.seek(max(0, data_end - (1 << 16)))
-        tail = f.read()
-        cut = tail.rfind(b"\n")
-        if cut < 0 and data_end > len(tail):
-            raise RowError(f"{partial}: cannot find a complete row to resume from; delete it and start over")
-        keep = data_end - len(tail) + cut + 1 if cut >= 0 else 0
-        f.truncate(keep)
-    last = 0
-    with open(partial, encoding="utf-8", newline="") as f:
-        if fmt == "jsonl":
-            for line in f:
-                if line.strip():
-                    last = int(json.loads(line)[LINE_FIELD])
-        else:
-            for row in csv.DictReader(f):
-                last = int(row[LINE_FIELD])
-    return last
-
-
-class _Writer:
-    """Appends result rows to the partial file in the output's format."""
-
-    def __init__(self, path: Path, fmt: str, append: bool) -> None:
-        self.fmt = fmt
-        self.file = open(path, "a" if append else "w", encoding="utf-8", newline="")  # noqa: SIM115
-        self.csv: csv.DictWriter[str] | None = None
-        self.header_written = append and path.stat().st_size > 0
-
-    def write(self, rows: list[dict[str, Any]]) -> None:
-        if self.fmt == "jsonl":
-            self.file.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        else:
-            if self.csv is None:
-                self.csv = csv.DictWriter(self.file, fieldnames=list(rows[0]), extrasaction="ignore")
-                if not self.header_written:
-                    self.csv.writeheader()
-            self.csv.writerows(rows)
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
+            report.mode = adapter.mode
+            yield from (item for item in new if not resume.written(item))
+    except DataError as err:
+        # A truncated gzip stream: in skip mode keep what was read before the damage (as loading does).
+        if not (skip_invalid and err.reason == "truncated gzip"):
+            raise
+        report.skips.add(err)
 
 
 def score_file(
@@ -256,114 +201,89 @@ def score_file(
     input_path: str | Path,
     output_path: str | Path,
     *,
-    input_format: str | None = None,
-    fields: Fields = Fields(),
+    kind: str | None = None,
+    data_format: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    split: str | None = None,
+    domain: str | None = None,
     skip_invalid: bool = False,
     resume: bool = False,
     chunk_size: int = 256,
     progress: bool = True,
-    domain: str | None = None,
 ) -> ScoreReport:
-    """Score every row of a JSONL or CSV file and write the results, streaming.
+    """Score every record of a file (or stdin) and write the results, streaming.
 
     Args:
         scorer: an open :class:`~lite_rm.scorer.Scorer`.
-        input_path: JSONL or CSV (optionally gzip) with prompt+response or prompt+a+b rows.
-        output_path: where results go (JSONL, or CSV if the name ends in .csv/.tsv); each output row is
-            the input row plus ``line`` and ``score`` (or ``probability``, ``score_a``, ``score_b``).
-        input_format: ``jsonl`` or ``csv`` (default: from the file name).
-        fields: input column names.
-        skip_invalid: skip bad rows and count them instead of stopping at the first.
+        input_path: JSONL, JSON or CSV/TSV (optionally gzip), ``-`` for stdin, or a dataset folder/name.
+        output_path: where results go (JSONL, or CSV if the name ends in .csv/.tsv; ``-``: JSONL on
+            stdout); each output row is the input row plus ``line`` and ``score`` (or ``probability``,
+            ``score_a``, ``score_b``).
+        kind: ``jsonl``, ``json``, ``csv`` or ``tsv`` when the name does not say (default: the name,
+            else the content).
+        data_format: a preference format (``dsp``, ``text-score``, ``hh-rlhf``, ``pairs``; ``hf`` reads
+            a dataset); default: told from the first record.
+        columns: our field name -> the input's column name (``prompt``, ``response``, ``a``, ``b``,
+            ``chosen``, ``rejected``).
+        split: the split of a Hugging Face dataset.
+        domain: for DSP data, the domain whose response is preferred.
+        skip_invalid: skip bad records and count them instead of stopping at the first.
         resume: continue an interrupted run from ``OUTPUT.partial``.
         chunk_size: rows scored per call (memory use is proportional to it).
-        progress: show a progress bar with rows/s on stderr.
-        domain: for a DSP preference file (``.json``), the domain whose response is preferred.
+        progress: show a progress bar of input records with rows/s on stderr.
 
     Returns:
         A report of rows scored and skipped.
 
     Raises:
-        RowError: a bad row (without ``skip_invalid``); the message names file and line.
-        FileNotFoundError: the input is missing.
+        DataError: a bad record (without ``skip_invalid``); the message names file and line.
+        OutputError: the output is locked by another run, or cannot be written (disk full).
     """
-    input_path, output_path = Path(input_path), Path(output_path)
-    if not input_path.is_file():
-        raise FileNotFoundError(f"input file {input_path} not found")
-    in_fmt = file_format(input_path, input_format)
-    out_fmt = file_format(output_path)
-    partial = output_path.with_name(output_path.name + PARTIAL_SUFFIX)
-    report = ScoreReport(str(input_path), str(output_path))
-    start_after = 0
-    if resume:
-        start_after = _resume_point(partial, out_fmt)
-        report.resumed_after_line = start_after
-        if start_after:
-            logger.info("resuming after input line %d (%s)", start_after, partial)
-    elif partial.exists():
-        logger.info("%s exists from an earlier run; starting over (use --resume to continue it)", partial)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    if in_fmt == "preferences":
-        rows_iter = _preference_rows(input_path, domain)
-        fields = Fields()
-    else:
-        rows_iter = _jsonl_rows(input_path) if in_fmt == "jsonl" else _csv_rows(input_path)
-    writer = _Writer(partial, out_fmt, append=bool(start_after))
-    total = _count_lines(input_path) if progress and in_fmt != "preferences" else None
-    bar = tqdm(total=total, unit="rows", disable=not progress,
-               dynamic_ncols=True, desc="scoring")
-    t0 = time.perf_counter()
-    pending: list[tuple[int, dict[str, Any], tuple[str, ...]]] = []
-    try:
-        for line_no, row in rows_iter:
-            bar.update(1)
-            if line_no <= start_after:
-                continue
-            try:
-                if isinstance(row, RowError):
-                    raise row
-                where = f"{input_path}:{line_no}"
-                if report.mode == "?":
-                    report.mode = _detect_mode(row, fields, where)
-                names = ((fields.prompt, fields.response) if report.mode == "score"
-                         else (fields.prompt, fields.a, fields.b))
-                pending.append((line_no, row, _texts(row, names, where)))
-            except RowError as err:
-                if not skip_invalid:
-                    raise
-                report.skipped[err.reason] += 1
-                if len(report.first_errors) < _KEEP_ERRORS:
-                    report.first_errors.append(str(err))
-                continue
-            if len(pending) >= chunk_size:
-                _flush(scorer, pending, report, writer)
-                pending = []
+    name = display_name(input_path)
+    rows = read_rows(input_path, split=split, hf=data_format == "hf", kind=kind)
+    report = ScoreReport(name, display_name(output_path))
+    adapter = _Rows(columns, data_format, domain)
+    total = count_records(input_path, kind) if progress else None
+    with open_output(output_path, resume=resume) as out, \
+            tqdm(total=total, unit="rows", disable=not progress, dynamic_ncols=True, desc="scoring") as bar:
+        report.resumed_after_line = out.resume.line
+        t0 = time.perf_counter()
+        pending: list[Item] = []
+        try:
+            for item in _items(rows, adapter, report, skip_invalid, _ResumeFilter(out.resume), bar):
+                pending.append(item)
+                if len(pending) >= chunk_size:
+                    _flush(scorer, pending, report, out)
+                    pending = []
+        except DataError:
+            # The rows read before a bad one are written: --resume starts at the bad row.
+            if pending:
+                _flush(scorer, pending, report, out)
+            raise
         if pending:
-            _flush(scorer, pending, report, writer)
-    finally:
-        writer.close()
-        bar.close()
+            _flush(scorer, pending, report, out)
         report.seconds = time.perf_counter() - t0
-    if report.rows == 0 and not start_after:
-        partial.unlink(missing_ok=True)
-        raise RowError(f"{input_path}: no row to score" + (f" ({report.skipped_total} invalid rows skipped)"
-                                                          if report.skipped else " (the file is empty)"))
-    os.replace(partial, output_path)
+        if report.rows == 0 and not out.resume.rows:
+            found = f"{report.skips.total} invalid rows skipped" if report.skips.total else \
+                f"{report.records} records" if report.records else "the input is empty"
+            raise DataError(name, f"no row to score ({found})", "no rows")
+        out.commit()
     return report
 
 
-def _flush(scorer: Scorer, pending: list[tuple[int, dict[str, Any], tuple[str, ...]]], report: ScoreReport,
-           writer: _Writer) -> None:
-    out: list[dict[str, Any]]
+def _flush(scorer: Scorer, pending: list[Item], report: ScoreReport, out: Any) -> None:
+    out_rows: list[dict[str, Any]]
+    prompts = [item.texts[0] for item in pending]
     if report.mode == "score":
-        scores = scorer.score_pairs([t[0] for _, _, t in pending], [t[1] for _, _, t in pending])
-        out = [{**row, LINE_FIELD: line, "score": float(s)} for (line, row, _), s in zip(pending, scores, strict=True)]
+        scores = scorer.score_pairs(prompts, [item.texts[1] for item in pending])
+        out_rows = [{**item.out, LINE_FIELD: item.number, "score": float(s)}
+                    for item, s in zip(pending, scores, strict=True)]
     else:
-        prompts = [t[0] for _, _, t in pending]
-        both = scorer.score_pairs(prompts + prompts, [t[1] for _, _, t in pending] + [t[2] for _, _, t in pending])
         n = len(pending)
+        both = scorer.score_pairs(prompts + prompts, [i.texts[1] for i in pending] + [i.texts[2] for i in pending])
         probs = scorer.probability_from_scores(both[:n], both[n:])
-        out = [{**row, LINE_FIELD: line, "probability": float(p), "score_a": float(sa), "score_b": float(sb)}
-               for (line, row, _), p, sa, sb in zip(pending, probs, both[:n], both[n:], strict=True)]
+        out_rows = [{**item.out, LINE_FIELD: item.number, "probability": float(p), "score_a": float(sa),
+                     "score_b": float(sb)} for item, p, sa, sb in zip(pending, probs, both[:n], both[n:], strict=True)]
         report.preferred_a += int((probs > 0.5).sum())
-    writer.write(out)
-    report.rows += len(out)
+    out.write(out_rows)
+    report.rows += len(out_rows)

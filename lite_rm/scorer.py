@@ -7,14 +7,16 @@ array([ 1.7, -0.4], dtype=float32)
 0.83
 
 Inputs go through the same input rule as training (:mod:`lite_rm.encoding`), so a bundle scores
-exactly what the checkpoint saw. This module must never import torch: a test checks it in a fresh
-interpreter.
+exactly what the checkpoint saw; chat messages (``[{"role": "user", "content": ...}, ...]``) are
+rendered to text as the training data was (:func:`lite_rm.data.formats.render_messages`). This module
+must never import torch: a test checks it in a fresh interpreter.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,8 @@ import numpy as np
 import onnxruntime as ort
 
 from lite_rm.bundle import BundleError, Manifest, read_manifest
+from lite_rm.data.formats import render_messages
+from lite_rm.data.text import bad_text
 from lite_rm.encoding import EncodedPairs, encode_pairs, length_batches, load_tokenizer, pad_batch, pad_id_of
 
 logger = logging.getLogger(__name__)
@@ -29,20 +33,40 @@ logger = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 32
 
 
+def _check_text(name: str, value: Any) -> str:
+    """``value`` as text: a string, or chat messages rendered as in training; else a TypeError."""
+    if isinstance(value, list):
+        value = render_messages(value, "", name)  # DataError (a ValueError) names what is wrong
+    elif not isinstance(value, str):
+        raise TypeError(f"{name}: expected a string or a list of {{'role', 'content'}} messages, "
+                        f"found {type(value).__name__}")
+    bad = bad_text(value)
+    if bad:  # tokenizers would fail on it and lose the whole batch
+        raise ValueError(f"{name}: {bad[0]}")
+    return value
+
+
 def _check_texts(name: str, value: Any) -> list[str]:
-    """A list of strings from ``value`` (a list/tuple of str), or a TypeError naming the argument."""
+    """A new list of texts from ``value`` (a list/tuple of texts), or a TypeError naming the argument."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise TypeError(f"{name}: expected a list of strings, found {type(value).__name__}")
-    for i, text in enumerate(value):
-        if not isinstance(text, str):
-            raise TypeError(f"{name}[{i}]: expected a string, found {type(text).__name__}")
-    return list(value)  # a copy: the caller's list is never touched
+    return [_check_text(f"{name}[{i}]", text) for i, text in enumerate(value)]  # the caller's list is never touched
 
 
-def _check_text(name: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name}: expected a string, found {type(value).__name__}")
-    return value
+@dataclass(frozen=True)
+class Ranking:
+    """Responses ranked best first: ``indices[0]`` is the position (in the list given) of the best one.
+
+    Attributes:
+        indices: positions in the list given, best first.
+        scores: their scores, in the same order (descending).
+    """
+
+    indices: list[int]
+    scores: list[float]
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 class Scorer:
@@ -121,11 +145,11 @@ class Scorer:
 
     # -- public API ----------------------------------------------------------------------------------
 
-    def score(self, prompt: str, responses: Sequence[str]) -> np.ndarray:
+    def score(self, prompt: str | list[dict[str, str]], responses: Sequence[Any]) -> np.ndarray:
         """Scores of several responses to one prompt (higher is preferred).
 
         Args:
-            prompt: the prompt or dialogue history.
+            prompt: the prompt or dialogue history: a text, or chat messages ``[{"role", "content"}]``.
             responses: the responses to score.
 
         Returns:
@@ -137,7 +161,25 @@ class Scorer:
             raise ValueError("responses: empty; give at least one response to score")
         return self._score([prompt] * len(responses), responses)
 
-    def score_pairs(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+    def rank(self, prompt: str | list[dict[str, str]], responses: Sequence[Any], top_k: int | None = None
+             ) -> Ranking:
+        """Rank responses to one prompt, best first (equal scores keep the order given).
+
+        Args:
+            prompt: the prompt, or chat messages.
+            responses: the responses to rank.
+            top_k: keep only the best ``top_k`` (default: all).
+
+        Returns:
+            A :class:`Ranking` of indices into ``responses`` and their scores.
+        """
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise ValueError(f"top_k: expected a positive integer or None, found {top_k!r}")
+        scores = self.score(prompt, responses)
+        order = np.argsort(-scores, kind="stable")[:top_k]
+        return Ranking([int(i) for i in order], [float(scores[i]) for i in order])
+
+    def score_pairs(self, prompts: Sequence[Any], responses: Sequence[Any]) -> np.ndarray:
         """Scores of (prompt, response) pairs.
 
         Args:
@@ -155,13 +197,13 @@ class Scorer:
             raise ValueError("score_pairs: empty input; give at least one (prompt, response) pair")
         return self._score(prompts, responses)
 
-    def preference_probability(self, prompt: str, a: str, b: str) -> float:
+    def preference_probability(self, prompt: Any, a: Any, b: Any) -> float:
         """Calibrated probability that response ``a`` is preferred over ``b`` for ``prompt``."""
         prompt, a, b = _check_text("prompt", prompt), _check_text("a", a), _check_text("b", b)
         return float(self._probabilities([prompt], [a], [b])[0])
 
     def preference_probabilities(
-        self, prompts: Sequence[str], a: Sequence[str], b: Sequence[str]
+        self, prompts: Sequence[Any], a: Sequence[Any], b: Sequence[Any]
     ) -> np.ndarray:
         """Batched :meth:`preference_probability`: P(a[i] preferred over b[i] | prompts[i]).
 

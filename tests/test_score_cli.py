@@ -78,15 +78,17 @@ def test_bad_row_stops_with_line_number_or_is_skipped(bundle: Path, tmp_path: Pa
     runner = CliRunner()
     result = runner.invoke(main, ["score", str(bundle), "-i", str(src), "-o", str(out)])
     assert result.exit_code == 1
-    assert f"{src}:3: field 'response': expected a string, found int" in result.output
+    assert f"{src} line 3: field 'response': expected a string" in result.output and "found int 5" in result.output
+    assert "Traceback" not in result.output
     assert not out.exists()
     result = runner.invoke(main, ["score", str(bundle), "-i", str(src), "-o", str(out), "--skip-invalid"])
     assert result.exit_code == 0, result.output
-    assert "skipped 2 invalid rows" in result.output
+    assert "2 invalid rows skipped (1 wrong type, 1 invalid JSON)" in result.output
     assert [r["line"] for r in _read_jsonl(out)] == [1, 5]
     wrong = _jsonl(tmp_path / "wrong.jsonl", [{"text": "x"}])
     result = runner.invoke(main, ["score", str(bundle), "-i", str(wrong), "-o", str(out)])
     assert result.exit_code == 1 and "expected fields 'prompt' + 'response'" in result.output
+    assert f"{wrong} line 1" in result.output
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     result = runner.invoke(main, ["score", str(bundle), "-i", str(empty), "-o", str(out)])
@@ -143,5 +145,8 @@ def test_scores_real_dsp_test_without_torch(bundle: Path, tmp_path: Path, data_d
     rows = _read_jsonl(out)
     assert len(rows) == len(pairs) > 500  # 544 minus pairs with identical responses
     assert all(0.0 <= r["probability"] <= 1.0 for r in rows)
-    assert rows[0]["a"] == pairs[0].chosen and rows[-1]["line"] == len(pairs)
+    # "line" is the record's item number (DSP: four pairs per item), in input order.
+    assert rows[0]["a"] == pairs[0].chosen and rows[-1]["line"] == 136
+    assert [r["line"] for r in rows] == sorted(r["line"] for r in rows)
+    assert {r["b_label"] for r in rows} == {"business", "entertainment", "literature", "normal"}
     assert "a preferred in" in result.stderr

@@ -1,59 +1,86 @@
-"""``lite-rm score``: CPU batch scoring of a JSONL/CSV file with a bundle. Torch-free (core install)."""
+"""``lite-rm score``: CPU batch scoring of a file (or stdin) with a bundle. Torch-free (core install)."""
 
 from __future__ import annotations
+
+import json
 
 import click
 
 from lite_rm.cli import fail
+from lite_rm.cli.options import data_source_options, json_option, parse_columns, threads_option
+
+# The flags of earlier versions: each is --column FIELD=NAME.
+_LEGACY_FIELDS = {"prompt_field": "prompt", "response_field": "response", "a_field": "a", "b_field": "b"}
+
+
+def _legacy_field_options(func):  # type: ignore[no-untyped-def]
+    for dest, ours in _LEGACY_FIELDS.items():
+        flag = "--" + dest.replace("_", "-")
+        func = click.option(flag, dest, default=None, hidden=True, help=f"Same as --column {ours}=NAME.")(func)
+    return func
 
 
 @click.command("score")
 @click.argument("bundle", type=click.Path(path_type=str))
-@click.option("-i", "--input", "input_path", required=True, type=click.Path(path_type=str),
-              help="JSONL or CSV (optionally .gz) rows: prompt+response, or prompt+a+b.")
-@click.option("-o", "--output", "output_path", required=True, type=click.Path(path_type=str),
-              help="Results (JSONL, or CSV if it ends in .csv/.tsv); written as OUTPUT.partial, renamed when done.")
-@click.option("--format", "input_format", type=click.Choice(["jsonl", "csv", "preferences"]), default=None,
-              help="Input format (default: from the file name; .json = a preference file of any format "
-                   "lite-rm loads, scored as prompt, a=chosen, b=rejected).")
-@click.option("--domain", default=None, help="For a DSP preference file: the domain whose response is preferred.")
-@click.option("--skip-invalid", is_flag=True, help="Skip bad rows and count them instead of stopping.")
+@click.option("-i", "--input", "input_path", required=True, type=click.Path(path_type=str, allow_dash=True),
+              help="Rows to score: JSONL, JSON or CSV/TSV (optionally .gz), a dataset folder or name, or - "
+                   "for stdin. prompt+response rows, prompt+a+b rows, or preference records "
+                   "(prompt/chosen/rejected, messages/chosen/rejected, DSP with --domain, ...).")
+@click.option("-o", "--output", "output_path", required=True, type=click.Path(path_type=str, allow_dash=True),
+              help="Results: JSONL, or CSV if it ends in .csv/.tsv; - for JSON lines on stdout. A file is "
+                   "written as OUTPUT.partial (locked against a second run) and renamed when done.")
+@data_source_options
+@click.option("--input-type", "kind", type=click.Choice(["jsonl", "json", "csv", "tsv"]), default=None,
+              help="The input's file type when its name does not say (default: from the content).")
+@click.option("--domain", default=None, help="For DSP data: the domain whose response is preferred.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUTPUT.partial.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime threads (default: all cores).")
+@threads_option("onnxruntime")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Pairs per model call.")
-@click.option("--prompt-field", default="prompt", show_default=True)
-@click.option("--response-field", default="response", show_default=True)
-@click.option("--a-field", default="a", show_default=True)
-@click.option("--b-field", default="b", show_default=True)
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar with rows/s.")
-def score(bundle: str, input_path: str, output_path: str, input_format: str | None, domain: str | None,
-          skip_invalid: bool,
-          resume: bool, threads: int | None, batch_size: int, prompt_field: str, response_field: str,
-          a_field: str, b_field: str, progress: bool) -> None:
-    """Score a file of (prompt, response) rows, or give P(a preferred over b) for (prompt, a, b) rows.
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar of rows with rows/s.")
+@json_option
+@_legacy_field_options
+def score(bundle: str, input_path: str, output_path: str, data_format: str | None, split: str | None,
+          columns: tuple[str, ...], skip_invalid: bool, kind: str | None, domain: str | None, resume: bool,
+          threads: int, batch_size: int, progress: bool, as_json: bool, **legacy: str | None) -> None:
+    """Score (prompt, response) rows, or give P(a preferred over b) for (prompt, a, b) rows and for
+    preference records (a = chosen, b = rejected: the share where a wins is the pairwise accuracy).
 
     Streams both files, so memory stays flat whatever the input's size.
     """
-    from lite_rm.batch_scoring import Fields, RowError, score_file
+    from lite_rm.batch_output import OutputError
+    from lite_rm.batch_scoring import score_file
     from lite_rm.bundle import BundleError
+    from lite_rm.data import DataError
     from lite_rm.scorer import Scorer
+    from lite_rm.threads import resolve_threads
 
+    if as_json and output_path == "-":
+        raise click.UsageError("--json and -o - both write to stdout; give -o FILE with --json")
+    mapping = parse_columns(columns)
+    for dest, ours in _LEGACY_FIELDS.items():
+        if legacy.get(dest):
+            mapping.setdefault(ours, str(legacy[dest]))
     try:
-        scorer = Scorer(bundle, threads=threads, batch_size=batch_size)
+        scorer = Scorer(bundle, threads=resolve_threads(threads), batch_size=batch_size)
         report = score_file(
-            scorer, input_path, output_path, input_format=input_format,
-            fields=Fields(prompt_field, response_field, a_field, b_field), skip_invalid=skip_invalid,
-            resume=resume, chunk_size=max(256, 8 * batch_size), progress=progress, domain=domain,
+            scorer, input_path, output_path, kind=kind, data_format=data_format, columns=mapping, split=split,
+            domain=domain, skip_invalid=skip_invalid, resume=resume, chunk_size=max(256, 8 * batch_size),
+            progress=progress,
         )
-    except RowError as err:
-        fail(f"{err}. Nothing is lost: fix the row (or use --skip-invalid) and rerun with --resume.")
+    except DataError as err:
+        hint = "" if output_path == "-" or err.reason in ("no rows", "file not found", "no domain") else (
+            ". The rows before it are written: fix it (or use --skip-invalid) and rerun with --resume")
+        fail(f"{err}{hint}")
         return
-    except (BundleError, FileNotFoundError, ValueError) as err:
+    except (BundleError, OutputError, FileNotFoundError, ValueError, OSError) as err:
         fail(err)
         return
     except KeyboardInterrupt:
         fail(f"interrupted; rerun with --resume to continue from {output_path}.partial")
         return
-    click.echo(f"{report.summary()} -> {output_path}", err=True)
-    for message in report.first_errors:
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    click.echo(f"{report.summary()} -> {report.output}", err=True)
+    for message in report.skips.first_errors:
         click.echo(f"  skipped: {message}", err=True)

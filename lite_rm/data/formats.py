@@ -7,7 +7,10 @@ Formats (see ../shared/data/README.md and the README):
 - ``text-score``: ``{"text": [dialogue, ...], "score": [number, ...]}``; the highest score is preferred.
 - ``hh-rlhf``: ``{"chosen": dialogue, "rejected": dialogue}`` (Anthropic's upstream files).
 - ``pairs``: ``{"prompt", "chosen", "rejected"}`` as used by TRL and Hugging Face datasets; texts or
-  conversational message lists (``[{"role", "content"}]``), with or without an explicit prompt.
+  conversational message lists (``[{"role", "content"}]``), with or without an explicit prompt; a
+  conversation may also be given as ``messages`` (the prompt) with ``chosen``/``rejected`` replies.
+
+Message lists become text with :func:`render_messages`, the one rendering used by training and scoring.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ def detect_format(record: Mapping[str, Any], loc: str) -> str:
     if {"text", "score"} <= keys:
         return "text-score"
     if {"chosen", "rejected"} <= keys:
-        if "prompt" in keys or not isinstance(record["chosen"], str):
+        if "prompt" in keys or "messages" in keys or not isinstance(record["chosen"], str):
             return "pairs"
         return "hh-rlhf"
     raise DataError(
@@ -114,7 +117,21 @@ def _after_last_marker(text: str) -> int:
     return matches[-1].end() if matches else 0
 
 
-def _render_messages(messages: Any, loc: str, field: str) -> str:
+def render_messages(messages: Any, loc: str = "", field: str = "prompt") -> str:
+    """A text, or a conversation ``[{"role", "content"}, ...]`` as text: ``"Human: ...\\n\\nAssistant:
+    ..."`` (the dialogue style of the general training data); a single assistant message is its text.
+
+    The one rendering of chat messages: training data and ``Scorer`` inputs both go through it, so a
+    bundle scores a conversation as the checkpoint saw it.
+
+    Args:
+        messages: a string (returned as is) or a non-empty list of ``{"role": str, "content": str}``.
+        loc: where the value came from, for errors (``"FILE line N"``).
+        field: the field's name, for errors.
+
+    Raises:
+        DataError: neither a string nor a list of messages.
+    """
     if isinstance(messages, str):
         return messages
     if not isinstance(messages, list) or not messages:
@@ -164,6 +181,13 @@ def pairs_from_record(
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
+def _finite(number: float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an integer too large for a float (hundreds of digits)
+        return False
+
+
 def _pair_from_text_score(record: Mapping[str, Any], loc: str) -> PreferencePair:
     texts: Any = record.get("text")
     scores: Any = record.get("score")
@@ -193,8 +217,8 @@ def _pair_from_text_score(record: Mapping[str, Any], loc: str) -> PreferencePair
             raise DataError(
                 loc, f"field 'score'[{i}]: expected a number, found {_type_name(score)} {_short(score)}", "wrong type"
             )
-        if not math.isfinite(score):
-            raise DataError(loc, f"field 'score'[{i}]: expected a finite number, found {score}", "NaN score")
+        if not _finite(score):
+            raise DataError(loc, f"field 'score'[{i}]: expected a finite number, found {_short(score)}", "NaN score")
     best = max(range(len(scores)), key=lambda i: scores[i])
     others = [i for i in range(len(scores)) if i != best]
     # The best over the runner-up: one pair per record, as the README's counts expect.
@@ -214,25 +238,26 @@ def _pair_from_pairs(record: Mapping[str, Any], loc: str) -> PreferencePair:
         if key not in record:
             raise DataError(loc, f"field {key!r} is missing; found fields {sorted(record)}", "missing field")
     chosen_raw, rejected_raw = record["chosen"], record["rejected"]
-    if "prompt" in record and record["prompt"] is not None:
-        prompt = _render_messages(record["prompt"], loc, "prompt") if record["prompt"] != "" else ""
-        chosen = _render_messages(chosen_raw, loc, "chosen")
-        rejected = _render_messages(rejected_raw, loc, "rejected")
+    key = "prompt" if "prompt" in record else "messages"
+    if record.get(key) is not None:
+        prompt = render_messages(record[key], loc, key) if record[key] != "" else ""
+        chosen = render_messages(chosen_raw, loc, "chosen")
+        rejected = render_messages(rejected_raw, loc, "rejected")
     elif isinstance(chosen_raw, list) and isinstance(rejected_raw, list):
         # Conversational with an implicit prompt: the shared leading messages are the prompt.
-        _render_messages(chosen_raw, loc, "chosen")
-        _render_messages(rejected_raw, loc, "rejected")
+        render_messages(chosen_raw, loc, "chosen")
+        render_messages(rejected_raw, loc, "rejected")
         n = 0
         while n < min(len(chosen_raw), len(rejected_raw)) - 1 and chosen_raw[n] == rejected_raw[n]:
             n += 1
-        prompt = _render_messages(chosen_raw[:n], loc, "chosen") if n else ""
-        chosen = _render_messages(chosen_raw[n:], loc, "chosen")
-        rejected = _render_messages(rejected_raw[n:], loc, "rejected")
+        prompt = render_messages(chosen_raw[:n], loc, "chosen") if n else ""
+        chosen = render_messages(chosen_raw[n:], loc, "chosen")
+        rejected = render_messages(rejected_raw[n:], loc, "rejected")
     else:
         raise DataError(
             loc,
-            f"field 'prompt' is missing; found fields {sorted(record)}. Expected 'prompt' with 'chosen' "
-            "and 'rejected', or conversational 'chosen'/'rejected' message lists",
+            f"field 'prompt' is missing; found fields {sorted(record)}. Expected 'prompt' (or 'messages') "
+            "with 'chosen' and 'rejected', or conversational 'chosen'/'rejected' message lists",
             "missing field",
         )
     if chosen == rejected:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +16,14 @@ from lite_rm.data.formats import (
     pairs_from_record,
     ranked_list_from_dsp,
 )
-from lite_rm.data.readers import RawRecord, iter_hf_dataset, iter_records
+from lite_rm.data.readers import read_rows
 from lite_rm.data.records import DataError, LoadReport, PreferencePair, PreferenceSet, RankedList
 
 logger = logging.getLogger(__name__)
 
-_KEEP_ERRORS = 5  # how many skipped-record messages a report keeps, to show what went wrong
 
-
-def _map_columns(record: dict[str, Any], columns: Mapping[str, str] | None) -> dict[str, Any]:
+def map_columns(record: dict[str, Any], columns: Mapping[str, str] | None) -> dict[str, Any]:
+    """A copy of ``record`` with the source's column names renamed to ours (``{ours: theirs}``)."""
     if not columns:
         return record
     record = dict(record)
@@ -32,28 +31,6 @@ def _map_columns(record: dict[str, Any], columns: Mapping[str, str] | None) -> d
         if theirs in record and ours != theirs:
             record[ours] = record.pop(theirs)
     return record
-
-
-def _looks_like_hub_name(source: str) -> bool:
-    return not Path(source).suffix and source.count("/") <= 1 and not source.startswith((".", "/"))
-
-
-def _raw_records(source: str | Path, fmt: str | None, split: str | None) -> Iterable[RawRecord]:
-    path = Path(source)
-    if fmt == "hf" or path.is_dir():
-        return iter_hf_dataset(str(source), split)
-    if not path.exists():
-        if _looks_like_hub_name(str(source)):
-            return iter_hf_dataset(str(source), split)
-        raise DataError(
-            str(source),
-            "file not found; expected a preference file (JSONL, JSON, CSV, optionally gzip), a folder saved "
-            "with datasets' save_to_disk, or a Hugging Face dataset name",
-            "file not found",
-        )
-    if not path.is_file():
-        raise DataError(str(source), "expected a regular file", "file not found")
-    return iter_records(path)
 
 
 def load_preferences(
@@ -94,14 +71,14 @@ def load_preferences(
     report = LoadReport(source=str(source), format=record_format or "?")
     pairs: list[PreferencePair] = []
     lists: list[RankedList] = []
-    raw = _raw_records(source, format, split)
+    rows = read_rows(source, split=split, hf=format == "hf")
     try:
-        for loc, record in raw:
+        for _, loc, record in rows:
             report.records += 1
             try:
                 if isinstance(record, DataError):
                     raise record
-                record = _map_columns(record, columns)
+                record = map_columns(record, columns)
                 if record_format is None:
                     record_format = detect_format(record, loc)
                     report.format = record_format
@@ -121,15 +98,12 @@ def load_preferences(
             except DataError as err:
                 if not skip_invalid or err.reason in ("no domain", "unknown format"):
                     raise
-                report.skipped[err.reason] += 1
-                if len(report.first_errors) < _KEEP_ERRORS:
-                    report.first_errors.append(str(err))
+                report.skips.add(err)
     except DataError as err:
         # A truncated gzip stream: in skip mode keep what was read before the damage.
         if not (skip_invalid and err.reason == "truncated gzip"):
             raise
-        report.skipped[err.reason] += 1
-        report.first_errors.append(str(err))
+        report.skips.add(err)
     report.pairs = len(pairs)
     if not pairs:
         found = f"{report.records} records"

@@ -1,10 +1,15 @@
-"""Reading raw records from files: JSON, JSONL (plain or gzip), CSV, and Hugging Face datasets.
+"""Reading raw records: JSON, JSONL and CSV/TSV (plain or gzip, from a file or stdin) and Hugging Face
+datasets. The one reader of records in lite-rm: training, ``data check`` and ``lite-rm score`` all read
+through :func:`read_rows`, so they accept and reject the same input.
 
-Each reader yields ``(location, record)`` where location is ``"file line N"`` or ``"file item N"``
-(1-based), so that every later error can name where the bad record is. File-level damage (bytes that
-are not UTF-8 in a JSON file, invalid JSON, a truncated gzip stream) raises :class:`DataError` with the
-line; record-level damage in line-based files is yielded as a :class:`DataError` so that the caller can
-stop or skip it.
+Each reader yields :class:`Row` ``(number, location, record)``: the number is the 1-based line a JSONL or
+CSV record starts on (or the item/row number of a JSON list or dataset), the location is ``"FILE line
+N"``, ``"FILE item N"`` or ``"NAME[split] row N"``, so that every later error can name where the bad
+record is. Line-based files are streamed (memory stays flat). File-level damage (a truncated gzip
+stream, invalid JSON in a JSON document) raises :class:`DataError`; damage confined to one record (a
+line that is not JSON, bytes that are not UTF-8, a lone surrogate, a wrong number of CSV columns) is
+yielded in place of the record, so that the caller can stop or skip it. A UTF-8 byte order mark (Excel's
+"CSV UTF-8") is accepted everywhere.
 """
 
 from __future__ import annotations
@@ -12,153 +17,202 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import json
+import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, NamedTuple
 
 from lite_rm.data.records import DataError
+from lite_rm.data.text import may_hold_surrogates, parse_json_line, parse_json_text, text_error
+
+STDIN = "-"
+KINDS = ("jsonl", "json", "csv", "tsv")
+_GZIP_MAGIC = b"\x1f\x8b"
+_BOM = b"\xef\xbb\xbf"
 
 RawRecord = tuple[str, "dict[str, Any] | DataError"]
 
 
-def _line_of(data: bytes, offset: int) -> int:
-    return data.count(b"\n", 0, offset) + 1
+class Row(NamedTuple):
+    """One raw record and where it came from."""
+
+    number: int
+    location: str
+    record: dict[str, Any] | DataError
 
 
-def _decode(data: bytes, name: str) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = _line_of(data, err.start)
-        raise DataError(
-            f"{name} line {line}",
-            f"bytes that are not UTF-8 ({data[err.start:err.start + 4]!r} at byte {err.start}); "
-            "expected a UTF-8 text file",
-            reason="not UTF-8",
-        ) from None
+def display_name(source: str | Path) -> str:
+    """How a source is named in messages (``<stdin>`` for ``-``)."""
+    return "<stdin>" if str(source) == STDIN else str(source)
 
 
 def is_gzip(path: Path) -> bool:
     with path.open("rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
+        return fh.read(2) == _GZIP_MAGIC
 
 
-def iter_jsonl(path: Path) -> Iterator[RawRecord]:
-    """JSON lines, plain or gzip (detected from the magic bytes, whatever the extension)."""
-    name = str(path)
-    opener = gzip.open if is_gzip(path) else open
-    lineno = 0
-    with opener(path, "rb") as fh:  # type: ignore[operator]
-        while True:
-            try:
-                raw = fh.readline()
-            except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as err:
-                raise DataError(
-                    f"{name} line {lineno + 1}",
-                    f"the gzip stream is truncated or corrupt after line {lineno} ({err}); "
-                    "expected a complete gzip file: download or compress it again",
-                    reason="truncated gzip",
-                ) from None
-            if not raw:
-                break
-            lineno += 1
-            loc = f"{name} line {lineno}"
-            if not raw.strip():
-                continue
-            try:
-                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError as err:
-                yield loc, DataError(
-                    loc,
-                    f"bytes that are not UTF-8 ({raw[err.start:err.start + 4]!r} at column {err.start + 1}); "
-                    "expected UTF-8 text",
-                    reason="not UTF-8",
-                )
-                continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as err:
-                yield loc, DataError(
-                    loc, f"invalid JSON at column {err.colno}: {err.msg}", reason="invalid JSON"
-                )
-                continue
-            if not isinstance(record, dict):
-                yield loc, DataError(
-                    loc, f"expected a JSON object, found {type(record).__name__}", reason="not an object"
-                )
-                continue
-            yield loc, record
+def kind_from_name(name: str | Path) -> str | None:
+    """``jsonl``, ``json``, ``csv`` or ``tsv`` from a file name (optionally ``.gz``); None if it does not say."""
+    lower = str(name).lower().removesuffix(".gz")
+    for suffixes, kind in (((".jsonl", ".ndjson"), "jsonl"), ((".json",), "json"), ((".csv",), "csv"),
+                           ((".tsv",), "tsv")):
+        if lower.endswith(suffixes):
+            return kind
+    return None
 
 
-def iter_json(path: Path) -> Iterator[RawRecord]:
-    """A JSON file holding a list of objects. Falls back to JSON lines for ``.json`` files that are
-    really JSONL (``datasets.Dataset.to_json`` writes those)."""
-    name = str(path)
-    data = path.read_bytes()
-    text = _decode(data, name)
+def _sniff_kind(head: bytes) -> str:
+    """From the first bytes: a JSON list, JSON lines, or else CSV."""
+    text = head.removeprefix(_BOM).lstrip()
+    if text.startswith(b"["):
+        return "json"
+    return "jsonl" if text.startswith(b"{") or not text else "csv"
+
+
+@contextmanager
+def _open_input(source: str | Path) -> Iterator[tuple[IO[bytes], bool]]:
+    """A binary stream of the source's content (gzip undone, detected from its magic bytes) and whether
+    it was gzip. ``-`` is stdin."""
+    if str(source) == STDIN:
+        raw: Any = sys.stdin.buffer
+        if not hasattr(raw, "peek"):
+            raw = io.BufferedReader(raw)  # a peekable view (click's test runner gives a plain BytesIO)
+        owned = False
+    else:
+        raw = open(source, "rb")  # noqa: SIM115 - closed below
+        owned = True
     try:
-        items = json.loads(text)
-    except json.JSONDecodeError as err:
-        if err.msg == "Extra data" and text.lstrip().startswith("{"):
-            yield from iter_jsonl(path)
+        gz = raw.peek(2)[:2] == _GZIP_MAGIC
+        stream: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw  # type: ignore[assignment]
+        yield stream, gz
+    finally:
+        if owned:
+            raw.close()
+
+
+def _truncated(name: str, lineno: int, err: Exception) -> DataError:
+    return DataError(
+        f"{name} line {lineno + 1}",
+        f"the gzip stream is truncated or corrupt after line {lineno} ({err or type(err).__name__}); "
+        "expected a complete gzip file: download or compress it again",
+        reason="truncated gzip",
+    )
+
+
+def _lines(stream: IO[bytes], name: str, gz: bool) -> Iterator[tuple[int, bytes]]:
+    """``(line number, bytes)`` of a stream, without a leading byte order mark."""
+    lineno = 0
+    while True:
+        try:
+            raw = stream.readline()
+        except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+            raise _truncated(name, lineno, err) from None
+        except OSError as err:
+            if not gz:
+                raise
+            raise _truncated(name, lineno, err) from None
+        if not raw:
             return
-        raise DataError(
-            f"{name} line {err.lineno}",
-            f"invalid JSON at column {err.colno}: {err.msg}",
-            reason="invalid JSON",
-        ) from None
+        lineno += 1
+        yield lineno, raw.removeprefix(_BOM) if lineno == 1 else raw
+
+
+def _read_all(stream: IO[bytes], name: str, gz: bool) -> bytes:
+    return b"".join(raw for _, raw in _lines(stream, name, gz))
+
+
+def _jsonl(lines: Iterable[tuple[int, bytes]], name: str) -> Iterator[Row]:
+    for lineno, raw in lines:
+        if raw.strip():
+            loc = f"{name} line {lineno}"
+            yield Row(lineno, loc, parse_json_line(raw, loc))
+
+
+def _json_document(data: bytes, name: str) -> Iterator[Row]:
+    """A JSON list of objects (or ``{"data": [...]}``). A ``.json`` file that is really JSON lines
+    (``datasets.Dataset.to_json`` writes those) is read as such."""
+    items = parse_json_text(data, name)
+    if items is None:  # several top-level objects: JSON lines
+        yield from _jsonl(enumerate(data.splitlines(keepends=True), start=1), name)
+        return
     if isinstance(items, dict) and len(items) == 1 and isinstance(next(iter(items.values())), list):
         items = next(iter(items.values()))  # {"data": [...]} wrappers
     if not isinstance(items, list):
-        raise DataError(name, f"expected a JSON list of records, found {type(items).__name__}")
+        raise DataError(name, f"expected a JSON list of records, found {type(items).__name__}", "not a list")
+    check_text = may_hold_surrogates(data)
     for i, record in enumerate(items, start=1):
         loc = f"{name} item {i}"
         if not isinstance(record, dict):
-            yield loc, DataError(
-                loc, f"expected a JSON object, found {type(record).__name__}", reason="not an object"
-            )
+            found = type(record).__name__
+            yield Row(i, loc, DataError(loc, f"expected a JSON object, found {found}", "not an object"))
         else:
-            yield loc, record
+            yield Row(i, loc, (text_error(record, loc) if check_text else None) or record)
 
 
-def iter_csv(path: Path) -> Iterator[RawRecord]:
-    """CSV (or TSV for ``.tsv``) with a header row; every value is a string."""
-    name = str(path)
-    data = path.read_bytes()
-    if data[:2] == b"\x1f\x8b":
-        data = gzip.decompress(data)
-    text = _decode(data, name)
-    delimiter = "\t" if path.name.endswith((".tsv", ".tsv.gz")) else ","
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    if not reader.fieldnames:
-        return
-    for row in reader:
-        loc = f"{name} line {reader.line_num}"
-        width = len(reader.fieldnames)
-        extra = row.pop(None, None)  # type: ignore[call-overload]
-        missing = sum(1 for v in row.values() if v is None)
-        if extra or missing:
-            found = width + len(extra or ()) - missing
-            yield loc, DataError(
-                loc, f"expected {width} columns as in the header, found {found}", reason="wrong column count"
-            )
-            continue
-        yield loc, dict(row)
+def _csv(lines: Iterable[tuple[int, bytes]], name: str, delimiter: str) -> Iterator[Row]:
+    """CSV rows with a header; every value a string. Streams: quoted fields may span lines."""
+    state = {"line": 0, "dirty": False}
+
+    def text_lines() -> Iterator[str]:
+        for lineno, raw in lines:
+            state["line"] = lineno
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError:
+                # Keep reading: the bad bytes become surrogates, reported for their own row below.
+                state["dirty"] = True
+                yield raw.decode("utf-8", errors="surrogateescape")
+
+    reader = csv.reader(text_lines(), delimiter=delimiter)
+    header: list[str] | None = None
+    start = 1
+    try:
+        for fields in reader:
+            loc, number, start = f"{name} line {start}", start, int(state["line"]) + 1
+            dirty, state["dirty"] = state["dirty"], False
+            if not fields:
+                continue  # a blank line
+            if header is None:
+                header = fields
+                bad = text_error(dict.fromkeys(fields, ""), loc, "csv") if dirty else None
+                if bad:
+                    raise bad
+                continue
+            if len(fields) != len(header):
+                yield Row(number, loc, DataError(
+                    loc, f"expected {len(header)} columns as in the header, found {len(fields)}",
+                    "wrong column count"))
+                continue
+            record = dict(zip(header, fields, strict=True))
+            yield Row(number, loc, (text_error(record, loc, "csv") if dirty else None) or record)
+    except csv.Error as err:
+        raise DataError(f"{name} line {start}", f"malformed CSV ({err})", "malformed CSV") from None
 
 
-def iter_hf_dataset(name: str, split: str | None) -> Iterator[RawRecord]:
+def _file_rows(source: str | Path, kind: str | None) -> Iterator[Row]:
+    name = display_name(source)
+    with _open_input(source) as (stream, gz):
+        try:
+            kind = kind or kind_from_name(name) or _sniff_kind(stream.peek(4096)[:4096])  # type: ignore[attr-defined]
+        except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as err:
+            raise _truncated(name, 0, err) from None
+        if kind == "json":
+            yield from _json_document(_read_all(stream, name, gz), name)
+        elif kind in ("csv", "tsv"):
+            yield from _csv(_lines(stream, name, gz), name, "\t" if kind == "tsv" else ",")
+        else:
+            yield from _jsonl(_lines(stream, name, gz), name)
+
+
+def iter_hf_dataset(name: str, split: str | None) -> Iterator[Row]:
     """Rows of a Hugging Face dataset: a folder written by ``save_to_disk`` or a hub name."""
     from lite_rm.extras import require
 
     datasets = require("datasets")
     path = Path(name)
-    if path.is_dir() and (
-        (path / "dataset_info.json").exists()
-        or (path / "dataset_dict.json").exists()
-        or (path / "state.json").exists()
-    ):
+    if path.is_dir() and any((path / f).exists() for f in ("dataset_info.json", "dataset_dict.json", "state.json")):
         ds = datasets.load_from_disk(str(path))
     else:
         try:
@@ -179,14 +233,67 @@ def iter_hf_dataset(name: str, split: str | None) -> Iterator[RawRecord]:
         ds = ds[split]
     label = f"{name}[{split}]" if split else name
     for i, row in enumerate(ds, start=1):
-        yield f"{label} row {i}", dict(row)
+        yield Row(i, f"{label} row {i}", dict(row))
+
+
+def _looks_like_hub_name(source: str) -> bool:
+    return not Path(source).suffix and source.count("/") <= 1 and not source.startswith((".", "/"))
+
+
+def read_rows(source: str | Path, *, split: str | None = None, hf: bool = False,
+              kind: str | None = None) -> Iterator[Row]:
+    """The records of a source, streamed where the format allows.
+
+    Args:
+        source: a file (``.jsonl``, ``.json``, ``.csv``, ``.tsv``, optionally gzip; other names are
+            judged by their content), ``-`` for stdin, a ``save_to_disk`` folder or a dataset name.
+        split: the split of a Hugging Face dataset (default: ``train`` when present).
+        hf: read ``source`` as a Hugging Face dataset whatever it looks like.
+        kind: ``jsonl``, ``json``, ``csv`` or ``tsv`` when the name does not say (stdin).
+
+    Raises:
+        DataError: the source is missing or damaged as a whole (raised when iterated).
+    """
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind: expected one of {', '.join(KINDS)}, found {kind!r}")
+    text = str(source)
+    path = Path(source)
+    if text == STDIN:
+        return _file_rows(source, kind)
+    if hf or path.is_dir() or (not path.exists() and _looks_like_hub_name(text)):
+        return iter_hf_dataset(text, split)
+    if not path.exists():
+        raise DataError(
+            text,
+            "file not found; expected a preference file (JSONL, JSON, CSV, optionally gzip), a folder saved "
+            "with datasets' save_to_disk, or a Hugging Face dataset name",
+            "file not found",
+        )
+    if not path.is_file():
+        raise DataError(text, "expected a regular file", "file not found")
+    return _file_rows(path, kind)
 
 
 def iter_records(path: Path) -> Iterator[RawRecord]:
-    """Pick the reader by file name: ``.jsonl``/``.gz`` lines, ``.csv``/``.tsv``, else JSON."""
-    suffixes = "".join(path.suffixes[-2:]).lower()
-    if suffixes.endswith((".csv", ".tsv", ".csv.gz", ".tsv.gz")):
-        return iter_csv(path)
-    if suffixes.endswith((".jsonl", ".jsonl.gz", ".ndjson")) or is_gzip(path):
-        return iter_jsonl(path)
-    return iter_json(path)
+    """``(location, record)`` of a file (see :func:`read_rows`)."""
+    return ((row.location, row.record) for row in read_rows(path))
+
+
+def count_records(source: str | Path, kind: str | None = None) -> int | None:
+    """How many records a line-based file holds (a fast pass, for a progress bar's total): non-blank
+    JSONL lines or CSV rows; None for stdin, JSON documents and datasets, or if the file is damaged."""
+    if str(source) == STDIN or not Path(source).is_file():
+        return None
+    kind = kind or kind_from_name(source)
+    try:
+        with _open_input(source) as (stream, gz):
+            kind = kind or _sniff_kind(stream.peek(4096)[:4096])  # type: ignore[attr-defined]
+            if kind == "jsonl":
+                return sum(1 for _, raw in _lines(stream, "", gz) if raw.strip())
+            if kind in ("csv", "tsv"):
+                text = (raw.decode("utf-8", errors="replace") for _, raw in _lines(stream, "", gz))
+                return max(0, sum(1 for fields in csv.reader(text, delimiter="\t" if kind == "tsv" else ",")
+                                  if fields) - 1)
+    except (DataError, csv.Error, OSError, EOFError):
+        return None
+    return None

@@ -58,6 +58,34 @@ class DataError(ValueError):
 
 
 @dataclass
+class Skips:
+    """Records skipped as invalid (``--skip-invalid``): counts by reason and the first few messages.
+
+    One type for every reader of records (:func:`~lite_rm.data.load_preferences`, ``lite-rm score``),
+    so both count and show skipped records the same way.
+    """
+
+    counts: Counter[str] = field(default_factory=Counter)
+    first_errors: list[str] = field(default_factory=list)
+    keep: int = 5  # how many messages to keep, to show what went wrong without flooding the output
+
+    def add(self, err: DataError) -> None:
+        """Count one skipped record and keep its message if it is among the first few."""
+        self.counts[err.reason] += 1
+        if len(self.first_errors) < self.keep:
+            self.first_errors.append(str(err))
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def describe(self, noun: str = "records") -> str:
+        """``"3 invalid records skipped (2 invalid JSON, 1 missing field)"``."""
+        why = ", ".join(f"{n} {reason}" for reason, n in self.counts.most_common())
+        return f"{self.total} invalid {noun} skipped ({why})"
+
+
+@dataclass
 class LoadReport:
     """What a load found: pairs kept, and what was dropped or skipped and why."""
 
@@ -67,12 +95,20 @@ class LoadReport:
     pairs: int = 0
     ties: int = 0
     identical: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
-    first_errors: list[str] = field(default_factory=list)
+    skips: Skips = field(default_factory=Skips)
+
+    @property
+    def skipped(self) -> Counter[str]:
+        """Skipped records by reason."""
+        return self.skips.counts
+
+    @property
+    def first_errors(self) -> list[str]:
+        return self.skips.first_errors
 
     @property
     def skipped_total(self) -> int:
-        return sum(self.skipped.values())
+        return self.skips.total
 
     def summary(self) -> str:
         parts = [f"{self.pairs} pairs from {self.records} records ({self.format})"]
@@ -80,9 +116,8 @@ class LoadReport:
             parts.append(f"{self.ties} ties dropped")
         if self.identical:
             parts.append(f"{self.identical} identical responses dropped")
-        if self.skipped:
-            why = ", ".join(f"{n} {reason}" for reason, n in self.skipped.most_common())
-            parts.append(f"{self.skipped_total} invalid records skipped ({why})")
+        if self.skips.total:
+            parts.append(self.skips.describe())
         return "; ".join(parts)
 
 
