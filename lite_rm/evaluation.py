@@ -29,14 +29,23 @@ GENERAL_SETS = tuple(GENERAL_TEST)  # helpful, harmless, webgpt: their mean is "
 
 @dataclass(frozen=True)
 class EvalSet:
-    """An evaluation set: a preference file, and for DSP data the domain whose preference counts."""
+    """An evaluation set: a preference source, and for DSP data the domain whose preference counts.
+
+    ``format``, ``split``, ``columns`` and ``skip_invalid`` are passed to
+    :func:`lite_rm.data.load_preferences` (a file, a ``save_to_disk`` folder or a dataset name).
+    """
 
     name: str
     path: str
     domain: str | None = None
+    format: str | None = None
+    split: str | None = None
+    columns: tuple[tuple[str, str], ...] = ()
+    skip_invalid: bool = False
 
     def load(self) -> list[PreferencePair]:
-        return load_preferences(self.path, domain=self.domain).pairs
+        return load_preferences(self.path, domain=self.domain, format=self.format, split=self.split,
+                                columns=dict(self.columns) or None, skip_invalid=self.skip_invalid).pairs
 
 
 def default_eval_sets(data_dir: str | Path, domains: Sequence[str] = DSP_DOMAINS) -> list[EvalSet]:
@@ -47,14 +56,17 @@ def default_eval_sets(data_dir: str | Path, domains: Sequence[str] = DSP_DOMAINS
     return sets
 
 
-def eval_sets_from(named: dict[str, str], domains: Sequence[str] = DSP_DOMAINS) -> list[EvalSet]:
-    """Eval sets from ``name = path``; a DSP file becomes one set per domain (``name-<domain>``)."""
+def eval_sets_from(named: dict[str, str], domains: Sequence[str] = DSP_DOMAINS, **load: Any) -> list[EvalSet]:
+    """Eval sets from ``name = source``; DSP data becomes one set per domain (``name-<domain>``).
+
+    ``load``: ``format``, ``split``, ``columns`` (tuple of pairs) and ``skip_invalid`` for every set.
+    """
     sets: list[EvalSet] = []
     for name, path in named.items():
-        if is_multi_domain(path):
-            sets += [EvalSet(f"{name}-{d}" if name != "dsp" else f"dsp-{d}", path, d) for d in domains]
+        if load.get("format") == "dsp" or is_multi_domain(path):
+            sets += [EvalSet(f"{name}-{d}" if name != "dsp" else f"dsp-{d}", path, d, **load) for d in domains]
         else:
-            sets.append(EvalSet(name, path))
+            sets.append(EvalSet(name, path, **load))
     return sets
 
 

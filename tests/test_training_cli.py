@@ -113,7 +113,7 @@ def test_train_cli_runs_from_a_config_file_with_flag_overrides(tmp_path: Path, t
     # lite-rm eval on the checkpoint gives the same numbers as training recorded
     test_file = raw["eval_sets"]["syn"]
     table = tmp_path / "t.json"
-    result = _run(["eval", str(out / "general"), "--data", f"syn={test_file}", "--json", str(table), "--no-bf16"])
+    result = _run(["eval", str(out / "general"), "--data", f"syn={test_file}", "-o", str(table), "--no-bf16"])
     assert result.exit_code == 0, result.output
     recorded = json.loads((out / "general" / "lite_rm.json").read_text())["metrics"]["syn"]["acc"]
     assert json.loads(table.read_text())["results"]["general"]["syn"]["acc"] == pytest.approx(recorded)
@@ -147,7 +147,7 @@ def test_eval_cli_scores_an_onnx_bundle_like_its_checkpoint(tmp_path: Path, tiny
     tables = {}
     for name, model in (("bundle", bundle), ("checkpoint", tiny_checkpoint)):
         out = tmp_path / f"{name}.json"
-        result = _run(["eval", str(model), "--data", f"syn={pairs}", "--json", str(out), "--no-bf16"])
+        result = _run(["eval", str(model), "--data", f"syn={pairs}", "-o", str(out), "--no-bf16"])
         assert result.exit_code == 0, result.output
         tables[name] = json.loads(out.read_text())
     assert tables["bundle"]["kind"] == "bundle"

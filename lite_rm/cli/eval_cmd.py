@@ -3,96 +3,161 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
 from lite_rm.cli import fail
+from lite_rm.cli.options import data_source_options, json_option, parse_columns, threads_option
+
+OUTPUT_SUFFIXES = (".json", ".md")
+PROGRESS_CHUNK = 1024  # texts scored between progress updates (large: each call sorts its texts by length)
+
+
+def _bundle_score_fn(model: Path, threads: int, batch_size: int) -> Any:
+    from lite_rm.bundle import BundleError
+    from lite_rm.scorer import Scorer
+
+    try:
+        return Scorer(model, threads=threads, batch_size=batch_size).score_pairs
+    except (BundleError, ValueError, OSError) as err:
+        fail(f"{model}: cannot load the bundle ({err})")
+
+
+def _checkpoint_score_fn(model: Path, bf16: bool | None, threads: int, batch_size: int) -> Any:
+    from lite_rm.extras import MissingExtraError, require
+
+    try:  # before any import of the training modules, which need torch
+        torch = require("torch")
+        require("transformers")
+    except MissingExtraError as err:
+        fail(f"{model} is a PyTorch checkpoint: {err}")
+    from lite_rm.checkpoint import input_rule_of
+    from lite_rm.encoding import load_tokenizer
+    from lite_rm.training.modeling import load_reward_model, resolve_bf16, torch_score_fn
+
+    torch.set_num_threads(threads)
+    try:
+        rule = input_rule_of(model)
+        reward_model = load_reward_model(model, seed=0)
+        tokenizer = load_tokenizer(model)
+    except (OSError, ValueError) as err:
+        fail(f"{model}: cannot load the checkpoint ({err})")
+    return torch_score_fn(reward_model, tokenizer, rule, resolve_bf16("auto" if bf16 is None else bf16), batch_size)
 
 
 def _score_fn(model: Path, bf16: bool | None, threads: int, batch_size: int) -> tuple[Any, str]:
     """A scoring function for a bundle (torch-free) or a checkpoint (torch), and what it is."""
-    if (model / "manifest.json").is_file() and (model / "model.onnx").is_file():
-        try:
-            from lite_rm.scorer import Scorer
-        except ImportError:
-            fail(f"{model} is an ONNX bundle, but this lite-rm cannot score bundles yet; give a checkpoint folder")
-        try:
-            scorer = Scorer(model, threads=threads or None, batch_size=batch_size)
-        except ValueError as err:  # BundleError: missing or corrupted bundle files
-            fail(f"{model}: cannot load the bundle ({err})")
-        return scorer.score_pairs, "bundle"
+    if (model / "manifest.json").is_file():
+        return _bundle_score_fn(model, threads, batch_size), "bundle"
     if not (model / "config.json").is_file():
         fail(f"{model}: expected a checkpoint folder (config.json, weights, tokenizer) or an ONNX bundle folder "
              "(manifest.json, model.onnx)")
-    from lite_rm.checkpoint import input_rule_of
-    from lite_rm.encoding import load_tokenizer
-    from lite_rm.extras import require
-    from lite_rm.training.modeling import load_reward_model, resolve_bf16, torch_score_fn
+    return _checkpoint_score_fn(model, bf16, threads, batch_size), "checkpoint"
 
-    torch = require("torch")
-    if threads:
-        torch.set_num_threads(threads)
-    rule = input_rule_of(model)
-    try:
-        reward_model = load_reward_model(model, seed=0)
-    except (OSError, ValueError) as err:
-        fail(f"{model}: cannot load the checkpoint ({err})")
-    return torch_score_fn(reward_model, load_tokenizer(model), rule, resolve_bf16("auto" if bf16 is None else bf16),
-                          batch_size), "checkpoint"
+
+def _with_progress(score: Any) -> Any:
+    """``score`` with a progress bar over the texts (on stderr, shown on a terminal only)."""
+    from tqdm.auto import tqdm
+
+    def scored(prompts: Sequence[str], responses: Sequence[str]) -> Any:
+        import numpy as np
+
+        out = []
+        with tqdm(total=len(prompts), desc="scoring", unit="text", disable=None, leave=False) as bar:
+            for i in range(0, len(prompts), PROGRESS_CHUNK):
+                out.append(np.asarray(score(prompts[i:i + PROGRESS_CHUNK], responses[i:i + PROGRESS_CHUNK])))
+                bar.update(len(out[-1]))
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+    return scored
+
+
+def _named_sources(data: tuple[str, ...]) -> dict[str, str]:
+    """``[NAME=]SOURCE`` items -> ``{name: source}`` (the name defaults to the file's or dataset's stem)."""
+    named: dict[str, str] = {}
+    for item in data:
+        label, sep, source = item.partition("=")
+        if not sep:
+            label, source = "", item
+        if not source:
+            fail(f"--data: expected [NAME=]SOURCE, found {item!r}")
+        named[label or Path(source).name.split(".")[0]] = source
+    return named
+
+
+def _check_outputs(outputs: tuple[str, ...]) -> None:
+    for out in outputs:
+        if Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
+            raise click.BadParameter(f"{out!r}: expected a .json or .md file", param_hint="-o/--output")
+
+
+def _write_outputs(outputs: tuple[str, ...], payload: dict[str, Any], table: str) -> None:
+    from lite_rm.files import write_text_atomic
+
+    for out in outputs:
+        text = json.dumps(payload, indent=2) + "\n" if Path(out).suffix.lower() == ".json" else table
+        try:
+            write_text_atomic(out, text)
+        except OSError as err:
+            fail(f"-o {out}: cannot write the results ({err.strerror or err})")
 
 
 @click.command("eval", context_settings={"show_default": True})
 @click.argument("model", type=click.Path(exists=True, file_okay=False))
-@click.option("--data", "data", multiple=True, metavar="[NAME=]FILE",
-              help="An evaluation set (repeatable). DSP files give one set per domain with per-opponent "
-                   "accuracy. [default: the test files of the data folder]")
+@click.option("--data", "data", multiple=True, metavar="[NAME=]SOURCE",
+              help="An evaluation set (repeatable): a file, a datasets folder or a Hugging Face dataset name. "
+                   "DSP data gives one set per domain with per-opponent accuracy. "
+                   "[default: the test files of the data folder]")
+@data_source_options
 @click.option("--domain", "domains", multiple=True, help="DSP domains to evaluate (repeatable). [default: all four]")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Data folder for the default sets.")
 @click.option("--name", help="Row label in the table. [default: the model folder's name]")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the results as JSON here.")
-@click.option("--markdown", "md_out", type=click.Path(dir_okay=False), help="Also write the table as Markdown here.")
+@click.option("-o", "--output", "outputs", multiple=True, type=click.Path(dir_okay=False),
+              help="Write the results to FILE: JSON for .json, the Markdown table for .md (repeatable; "
+                   "missing folders are created).")
+@json_option
 @click.option("--bf16/--no-bf16", default=None, help="bfloat16 autocast for checkpoints. [default: auto]")
-@click.option("--threads", type=int, default=0, help="Torch threads for checkpoints (0: torch's default).")
-@click.option("--batch-size", type=int, default=64, help="Texts per forward pass.")
-def eval_command(model: str, data: tuple[str, ...], domains: tuple[str, ...], data_dir: str | None, name: str | None,
-                 json_out: str | None, md_out: str | None, bf16: bool | None, threads: int, batch_size: int) -> None:
+@threads_option("scoring")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, help="Texts per forward pass.")
+def eval_command(model: str, data: tuple[str, ...], data_format: str | None, split: str | None,
+                 columns: tuple[str, ...], skip_invalid: bool, domains: tuple[str, ...], data_dir: str | None,
+                 name: str | None, outputs: tuple[str, ...], as_json: bool, bf16: bool | None, threads: int,
+                 batch_size: int) -> None:
     """Pairwise accuracy of MODEL (a checkpoint or an ONNX bundle folder) on preference sets.
 
     \b
     Examples:
       lite-rm eval runs/demo/custom-academy
-      lite-rm eval runs/demo/general --data helpful=../shared/data/general/helpful.test.json
+      lite-rm eval runs/demo/general --data helpful=../shared/data/general/helpful.test.json -o out/general.md
+      lite-rm eval bundle/ --data mine=my-prefs.csv --column prompt=question --json
     """
     from lite_rm.data import DSP_DOMAINS, DataError, resolve_data_dir
     from lite_rm.evaluation import default_eval_sets, eval_sets_from, evaluate, results_table
+    from lite_rm.threads import resolve_threads
 
     bad = [d for d in domains if d not in DSP_DOMAINS]
     if bad:
         fail(f"--domain: unknown domain {bad[0]!r}; expected one of {', '.join(DSP_DOMAINS)}")
+    _check_outputs(outputs)
+    load = {"format": data_format, "split": split, "columns": tuple(parse_columns(columns).items()),
+            "skip_invalid": skip_invalid}
     chosen_domains = list(domains) or list(DSP_DOMAINS)
     try:
         if data:
-            named: dict[str, str] = {}
-            for item in data:
-                label, _, path = item.rpartition("=") if "=" in item else ("", "", item)
-                if not Path(path).is_file():
-                    fail(f"--data: file not found: {path}")
-                named[label or Path(path).name.split(".")[0]] = path
-            sets = eval_sets_from(named, chosen_domains)
+            sets = eval_sets_from(_named_sources(data), chosen_domains, **load)
         else:
             sets = default_eval_sets(resolve_data_dir(data_dir), chosen_domains)
-        score, kind = _score_fn(Path(model), bf16, threads, batch_size)
-        results = evaluate(score, sets)
+        loaded = {s.name: s.load() for s in sets}  # bad data fails before the model is loaded
+        score, kind = _score_fn(Path(model), bf16, resolve_threads(threads), batch_size)
+        results = evaluate(_with_progress(score), sets, loaded)
     except (DataError, FileNotFoundError) as err:
         fail(err)
         return
     rows = {name or Path(model).name: results}
     table = results_table(rows)
-    click.echo(table)
-    if md_out:
-        Path(md_out).write_text(table, encoding="utf-8")
-    if json_out:
-        Path(json_out).write_text(json.dumps({"model": str(model), "kind": kind, "results": rows}, indent=2) + "\n",
-                                  encoding="utf-8")
+    payload = {"model": str(model), "kind": kind, "results": rows}
+    _write_outputs(outputs, payload, table)
+    click.echo(json.dumps(payload, indent=2) if as_json else table)
