@@ -55,7 +55,8 @@ def test_fail_on_leaks(tmp_path: Path) -> None:
 
 def test_bad_column_mapping() -> None:
     result = CliRunner().invoke(main, ["data", "check", "--column", "question", "x.jsonl"])
-    assert result.exit_code == 1 and "expected FIELD=COLUMN" in result.output
+    # A usage error (exit status 2), as for every command's --column; no traceback.
+    assert result.exit_code == 2 and "expected FIELD=COLUMN" in result.output and "Traceback" not in result.output
 
 
 BLOCK_HEAVY = """

@@ -8,23 +8,10 @@ import logging
 import click
 
 from lite_rm.cli import fail
+from lite_rm.cli.options import data_source_options, json_option, parse_columns
 from lite_rm.data.inspection import FileCheck
 
 logger = logging.getLogger(__name__)
-
-
-def parse_columns(values: tuple[str, ...]) -> dict[str, str]:
-    """``("prompt=question", ...)`` -> ``{"prompt": "question"}``."""
-    columns = {}
-    for value in values:
-        ours, sep, theirs = value.partition("=")
-        if not sep or ours not in ("prompt", "chosen", "rejected") or not theirs:
-            fail(
-                f"--column {value!r}: expected FIELD=COLUMN with FIELD one of prompt, chosen, rejected "
-                "(e.g. --column prompt=question)"
-            )
-        columns[ours] = theirs
-    return columns
 
 
 @click.group()
@@ -34,22 +21,17 @@ def data() -> None:
 
 @data.command("check")
 @click.argument("sources", nargs=-1, required=True)
-@click.option("--format", "fmt", type=click.Choice(["dsp", "text-score", "hh-rlhf", "pairs", "hf"]),
-              default=None, help="Input format (detected from the first record when omitted).")
+@data_source_options
 @click.option("--domain", default=None, help="DSP target domain (default: every domain).")
-@click.option("--column", "columns", multiple=True, metavar="FIELD=COLUMN",
-              help="Map a column to prompt/chosen/rejected, e.g. --column prompt=question. Repeatable.")
-@click.option("--split", default=None, help="Split of a Hugging Face dataset (default: train).")
-@click.option("--skip-invalid", is_flag=True, help="Skip malformed records (counted) instead of stopping.")
 @click.option("--tokenizer", "tokenizer_path", type=click.Path(exists=True, dir_okay=True), default=None,
               help="tokenizer.json (or a folder with one) for length statistics; default: the MiniLM one.")
 @click.option("--max-length", type=int, default=256, show_default=True,
               help="Max tokens per (prompt, response) input, as in training and scoring.")
 @click.option("--fail-on-leaks", is_flag=True, help="Exit with status 1 when sources share prompts.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@json_option
 def check(
-    sources: tuple[str, ...], fmt: str | None, domain: str | None, columns: tuple[str, ...],
-    split: str | None, skip_invalid: bool, tokenizer_path: str | None, max_length: int,
+    sources: tuple[str, ...], data_format: str | None, split: str | None, columns: tuple[str, ...],
+    skip_invalid: bool, domain: str | None, tokenizer_path: str | None, max_length: int,
     fail_on_leaks: bool, as_json: bool,
 ) -> None:
     """Validate and summarize preference SOURCES (files, saved datasets or dataset names).
@@ -79,10 +61,10 @@ def check(
     for source in sources:
         try:
             checks.append(check_source(
-                source, format=fmt, domain=domain, skip_invalid=skip_invalid, columns=mapping,
+                source, format=data_format, domain=domain, skip_invalid=skip_invalid, columns=mapping,
                 split=split, tokenizer=tokenizer, rule=rule,
             ))
-        except DataError as err:
+        except (DataError, OSError) as err:
             fail(err)
     leaks = find_leaks(checks)
     if as_json:
