@@ -1,4 +1,4 @@
-"""Where the default encoder lives. Torch-free: only finds folders."""
+"""Where models live: the default encoder, local folders, hub ids in the local cache. Torch-free: only finds folders."""
 
 from __future__ import annotations
 
@@ -26,8 +26,48 @@ def default_encoder_path() -> Path:
     return path
 
 
+def _looks_like_hub_id(name: str) -> bool:
+    """``org/name`` (or ``name``): no path separators beyond one slash, no suffix-free path markers."""
+    return name.count("/") <= 1 and not name.startswith((".", "/", "~")) and "\\" not in name
+
+
+def cached_hub_model(repo_id: str) -> Path:
+    """The local snapshot folder of a hub model in the Hugging Face cache, without any network access.
+
+    Raises:
+        FileNotFoundError: the model is not in the cache (or huggingface_hub is not installed).
+    """
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+    except ImportError:
+        raise FileNotFoundError(
+            f"{repo_id!r} is not a folder, and hub ids need huggingface_hub: pip install \"lite-rm[train]\""
+        ) from None
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except (LocalEntryNotFoundError, HFValidationError, OSError) as err:
+        from huggingface_hub import constants
+
+        raise FileNotFoundError(
+            f"model {repo_id!r}: not a folder, and not in the local Hugging Face cache ({constants.HF_HUB_CACHE}); "
+            f"lite-rm does not download models: fetch it first (huggingface-cli download {repo_id}) or give a "
+            f"local folder ({type(err).__name__})"
+        ) from None
+
+
 def resolve_model(name_or_path: str | None) -> str:
-    """``None`` or ``"default"`` -> the offline MiniLM folder; anything else as given (path or hub id)."""
+    """A model folder: ``None`` or ``"default"`` -> the offline MiniLM folder; an existing folder as given;
+    a hub id (``org/name``) -> its snapshot folder in the local Hugging Face cache.
+
+    Raises:
+        FileNotFoundError: neither an existing folder nor a cached hub model.
+    """
     if name_or_path in (None, "", "default", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
         return str(default_encoder_path())
-    return str(name_or_path)
+    name = str(name_or_path)
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    if Path(name).exists() or not _looks_like_hub_id(name):
+        raise FileNotFoundError(f"model {name!r}: expected a model folder or a hub id (org/name), found no such folder")
+    return str(cached_hub_model(name))

@@ -153,3 +153,25 @@ def test_eval_cli_scores_an_onnx_bundle_like_its_checkpoint(tmp_path: Path, tiny
     assert tables["bundle"]["kind"] == "bundle"
     acc = {k: next(iter(v["results"].values()))["syn"]["acc"] for k, v in tables.items()}
     assert acc["bundle"] == pytest.approx(acc["checkpoint"], abs=0.05)
+
+
+def test_train_cli_bad_data_and_state_end_without_a_traceback(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    good = write_pairs(tmp_path / "good.jsonl", 8)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(good.read_text().splitlines()[0] + "\n" + '{"prompt": "p", "chosen": ["x"], "rejected": "r"}\n')
+    base = ["train", "--model", str(tiny_checkpoint), "--stages", "general", "--max-steps", "1",
+            "--eval-set", f"syn={good}", "--max-length", "64", "--no-bf16", "--threads", "1"]
+    result = _run([*base, "-o", str(tmp_path / "r1"), "--general-set", f"bad={bad}"])
+    assert result.exit_code == 1 and "bad.jsonl" in result.output and "line 2" in result.output
+    assert "Traceback" not in result.output
+    result = _run([*base, "-o", str(tmp_path / "r2"), "--general-set", f"x={tmp_path / 'absent.jsonl'}"])
+    assert result.exit_code == 1 and "absent.jsonl" in result.output
+    result = _run([*base, "-o", str(tmp_path / "r3"), "--set", "general.lr=lots"])
+    assert result.exit_code == 1 and "general.lr" in result.output
+    # a damaged resumable state: a clear message saying what to do
+    state = tmp_path / "r4" / ".state" / "general" / "resume"
+    state.mkdir(parents=True)
+    (state / "state.json").write_text("{")
+    (state / "tensors.safetensors").write_bytes(b"")
+    result = _run([*base, "-o", str(tmp_path / "r4"), "--general-set", f"syn={good}", "--resume"])
+    assert result.exit_code == 1 and "delete the folder" in result.output and "Traceback" not in result.output
