@@ -102,7 +102,7 @@ def lite_rm_throughput(threads: int, bf16: bool, length_grouping: bool = True, c
     from lite_rm.training.config import OptimConfig
     from lite_rm.training.loop import run_loop
     from lite_rm.training.modeling import load_reward_model
-    from lite_rm.training.stages import reward_step
+    from lite_rm.training.steps import StepSource, reward_step
 
     torch.set_num_threads(threads)
     path = resolve_model(None)
@@ -118,8 +118,8 @@ def lite_rm_throughput(threads: int, bf16: bool, length_grouping: bool = True, c
     forward = torch.compile(model, dynamic=True) if compile else model
 
     def step(units: list[int]) -> Any:
-        loss, metrics, n, _, _ = reward_step(forward, [(data, units, False)], pad, bf16)
-        return loss, metrics, n
+        done = reward_step(forward, [StepSource(data, units)], pad, bf16)
+        return done.loss, done.metrics, done.pairs
 
     result = run_loop(modules={"model": model}, named_params=list(model.named_parameters()), plan=plan,
                       step_fn=step, optim=OptimConfig(lr=3e-5), steps_per_epoch=per_epoch,
@@ -246,11 +246,10 @@ def mix(args: argparse.Namespace) -> None:
     at ``alpha`` is ``(alpha / a) * saved + (1 - alpha / a) * general`` (needs ``alpha <= a``). Used to
     measure the default ``interpolate = 0.5`` from the runs made when the default was ``auto``.
     """
-    from transformers import AutoTokenizer
-
     from lite_rm.checkpoint import input_rule_of, read_meta
     from lite_rm.training.modeling import load_reward_model, save_checkpoint, trainable_state
     from lite_rm.training.preservation import interpolate
+    from lite_rm.training.stages import hf_tokenizer
 
     sources = {"academy": RUN.with_name(f"{RUN.name}-idle"),
                **{d: DOMAINS_RUN / d for d in ("business", "entertainment", "literature")}}
@@ -271,11 +270,11 @@ def mix(args: argparse.Namespace) -> None:
         general = load_reward_model(general_path, 0).state_dict()
         model.load_state_dict(interpolate(general, saved, args.alpha / chosen))
         out = REPO / "runs" / f"bench-mix-{args.alpha:g}" / f"custom-{domain}"
-        save_checkpoint(model, AutoTokenizer.from_pretrained(str(folder)), out,
+        save_checkpoint(model, hf_tokenizer(folder), out,
                         input_rule_of(folder), stage="custom", base_model=str(general_path),
                         training={"interpolation": {"alpha": args.alpha, "from_alpha": chosen}})
         result = out.parent / f"{domain}.json"
-        argv = ["eval", str(out.relative_to(REPO)), "--json", str(result.relative_to(REPO)),
+        argv = ["eval", str(out.relative_to(REPO)), "-o", str(result.relative_to(REPO)),
                 "--name", f"custom-{domain}"]
         _train(argv)
         _save(key, {"command": _command(), "machine": machine(), "source": str(folder.relative_to(REPO)),
@@ -335,6 +334,16 @@ def lr_checks(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------- report
 
 
+def _table_rows(paths: list[Path], prefix: str, cells: Any) -> list[str]:
+    """One Markdown row per result file: its name (without ``prefix``), ``cells(data)``, its command."""
+    rows = []
+    for path in paths:
+        d = json.loads(path.read_text())
+        values = [path.stem.removeprefix(prefix), *(str(c) for c in cells(d)), f"`{d['command']}`"]
+        rows.append("| " + " | ".join(values) + " |")
+    return rows
+
+
 def report(args: argparse.Namespace) -> None:
     from lite_rm.evaluation import general_average, results_table
 
@@ -346,11 +355,8 @@ def report(args: argparse.Namespace) -> None:
         lines += ["## Training throughput (pairs/s, max length 256, 16 pairs a batch, general train slice)", "",
                   "| variant | pairs/s | seconds | load avg (1 min) at start | command |",
                   "| --- | --- | --- | --- | --- |"]
-        for path in through:
-            d = json.loads(path.read_text())
-            name = path.stem.removeprefix("throughput-")
-            lines.append(f"| {name} | {d['pairs_per_s']:.2f} | {d['seconds']} | {d['machine']['load_avg_1m']} "
-                         f"| `{d['command']}` |")
+        lines += _table_rows(through, "throughput-", lambda d: [f"{d['pairs_per_s']:.2f}", d["seconds"],
+                                                                 d["machine"]["load_avg_1m"]])
         m = json.loads(through[0].read_text())["machine"]
         lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores, avx512_bf16 {m['avx512_bf16']}, torch {m['torch']}, "
                   f"transformers {m['transformers']}.", ""]
@@ -424,13 +430,9 @@ def report(args: argparse.Namespace) -> None:
         lines += ["## Learning-rate checks (`bench/train_benchmark.py lr-checks`, max length 128)", "",
                   "| check | helpful | harmless | WebGPT | general avg | DSP academy | seconds | command |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-        for path in checks:
-            d = json.loads(path.read_text())
-            acc = d["accuracy"]
-            avg = next(iter(d["general_avg"].values()))
-            lines.append(f"| {path.stem.removeprefix('lr-check-')} | {acc['helpful']:.3f} | {acc['harmless']:.3f} | "
-                         f"{acc['webgpt']:.3f} | {avg:.3f} | {acc['dsp-academy']:.3f} | {d['wall_seconds']} "
-                         f"| `{d['command']}` |")
+        lines += _table_rows(checks, "lr-check-", lambda d: [
+            *(f"{d['accuracy'][k]:.3f}" for k in ("helpful", "harmless", "webgpt")),
+            f"{next(iter(d['general_avg'].values())):.3f}", f"{d['accuracy']['dsp-academy']:.3f}", d["wall_seconds"]])
         lines.append("")
     out = REPO / "bench" / "training_results.md"
     out.write_text("\n".join(lines) + "\n")
