@@ -229,10 +229,12 @@ class Manifest:
         precision = data.get("precision", "fp32")
         if precision not in PRECISIONS:
             raise _bad("precision", " or ".join(PRECISIONS), precision)
-        domains = data.get("domains") or []
+        domains = data.get("domains")
+        domains = [] if domains is None else domains
         if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):
             raise _bad("domains", "a list of strings", domains)
-        files = data.get("files") or {}
+        files = data.get("files")
+        files = {} if files is None else files
         if not isinstance(files, dict):
             raise _bad("files", "an object of file name -> {bytes, sha256}", files)
         for key, kind, expected in (("parity", dict, "an object or null"), ("source", dict, "an object or null"),

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -186,3 +189,146 @@ def test_export_cli(tiny_checkpoint: Path, exported: dict[str, Path]) -> None:
     bad = runner.invoke(main, ["export", str(tiny_checkpoint), "-o", str(out), "--int8", "--preset", "zz",
                                "--validation", str(exported["valid"])])
     assert bad.exit_code == 1 and "unknown preset 'zz'" in bad.output
+
+
+def test_calibration_is_bounded_and_flags_no_signal() -> None:
+    from lite_rm.exporting.calibration import SCALE_MAX, SCALE_MIN
+
+    rng = np.random.default_rng(1)
+    chance = fit_temperature(rng.normal(0, 1, 400), rng.normal(0, 1, 400))  # a model at chance level
+    assert chance.degenerate and chance.reason.startswith("no signal")
+    assert 0.05 <= chance.temperature <= 100 and SCALE_MIN <= chance.scale <= SCALE_MAX
+    worse = fit_temperature(np.zeros(200), np.linspace(0.1, 3, 200))  # every pair inverted
+    assert worse.scale == SCALE_MIN and worse.degenerate
+    separable = fit_temperature(np.linspace(0.01, 0.05, 200), np.zeros(200))  # no finite optimum
+    assert separable.scale == SCALE_MAX and separable.degenerate and "bound" in separable.reason
+    assert separable.to_dict()["degenerate"] is True
+
+
+def test_degenerate_calibration_is_recorded_and_warned(exported: dict[str, Path]) -> None:
+    # The tiny random model orders the validation pairs at chance level.
+    cal = read_manifest(exported["fp32"]).data["calibration"]
+    assert cal["degenerate"] is True and cal["reason"].startswith("no signal")
+    assert 0.05 <= cal["temperature"] <= 100
+
+
+def _with_split(tmp: Path, checkpoint: Path, data_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """A copy of the tiny checkpoint whose lite_rm.json records a held-out split of two small real sets."""
+    from lite_rm.checkpoint import HeldOutSet, ValidationSplit, write_meta
+    from lite_rm.data import load_preferences
+    from lite_rm.encoding import InputRule
+
+    sets = {}
+    for name, source, domain in (("academy", "dsp/test.json", "academy"), ("helpful", "general/helpful.test.json",
+                                                                           None)):
+        pairs = load_preferences(data_dir / source, domain=domain).pairs[:300]
+        path = tmp / f"{name}.jsonl"
+        path.write_text("".join(json.dumps({"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}) + "\n"
+                                for p in pairs))
+        sets[name] = path
+    folder = tmp / "with-split"
+    shutil.copytree(checkpoint, folder)
+    split = ValidationSplit(seed=3, sets=(HeldOutSet("helpful", str(sets["helpful"]), 0.2),
+                                          HeldOutSet("academy", str(sets["academy"]), 0.3, "academy")))
+    write_meta(folder, InputRule(max_length=128), validation_split=split.to_dict())
+    return folder, {"split": split, "files": sets}
+
+
+def test_validation_pairs_are_exactly_the_held_out_split(tmp_path: Path, tiny_checkpoint: Path,
+                                                         data_dir: Path) -> None:
+    from lite_rm.data import load_preferences, split_by_prompt
+    from lite_rm.exporting import ExportOptions, validation_pairs
+
+    folder, info = _with_split(tmp_path, tiny_checkpoint, data_dir)
+    got = validation_pairs(folder, ExportOptions(validation_pairs=10_000))
+    assert got.held_out is True and "held-out split" in got.source
+    train, held = [], []
+    for s in info["split"].sets:
+        t, v = split_by_prompt(load_preferences(s.source).pairs, s.valid_fraction, 3)
+        train += t
+        held.append(v)
+    assert got.pairs == held[1] + held[0]  # the domain set first, then the general one
+    assert not {p.prompt for p in got.pairs} & {p.prompt for p in train}  # never a training prompt
+    sampled = validation_pairs(folder, ExportOptions(validation_pairs=10, seed=5)).pairs
+    assert len(sampled) == 10 and set(map(id, sampled)) and all(p in got.pairs for p in sampled)
+
+
+def test_a_checkpoint_without_a_split_warns_that_pairs_may_overlap(tiny_checkpoint: Path, data_dir: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    from lite_rm.exporting import ExportOptions, validation_pairs
+
+    got = validation_pairs(tiny_checkpoint, ExportOptions(data_dir=data_dir, validation_pairs=20))
+    assert got.held_out is False and len(got.pairs) == 20 and got.to_dict()["held_out"] is False
+    assert "records no validation split" in caplog.text and "overlap the training pairs" in caplog.text
+
+
+def test_export_cli_json_held_out_split_and_stale_cleanup(tmp_path: Path, tiny_checkpoint: Path, data_dir: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from lite_rm.cli import main
+
+    folder, _ = _with_split(tmp_path, tiny_checkpoint, data_dir)
+    out = tmp_path / "bundle"
+    stale = tmp_path / f".bundle.tmp-{2 ** 30 + 3}-0badf00d"  # left by a killed export
+    stale.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "systmp"))
+    (tmp_path / "systmp" / f"lite-rm-export-{2 ** 30 + 3}-abc").mkdir(parents=True)
+    result = CliRunner().invoke(main, ["export", str(folder), "-o", str(out), "--json", "--threads", "0",
+                                       "--validation-pairs", "30"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["bundle"] == str(out) and summary["precision"] == "fp32"
+    assert summary["parity"]["validation"] == {"source": summary["parity"]["validation"]["source"], "pairs": 30,
+                                               "held_out": True}
+    assert read_manifest(out).data["parity"]["validation"]["held_out"] is True
+    assert not stale.exists() and list((tmp_path / "systmp").iterdir()) == []
+
+
+def test_bundle_loads_in_optimum_and_sentence_transformers(exported: dict[str, Path]) -> None:
+    import torch
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+    from sentence_transformers import CrossEncoder
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    from lite_rm.scorer import Scorer
+
+    folder = exported["fp32"]
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    assert tok.truncation is None and tok.padding is None  # plain tokenizers users get the raw text
+    prompts, responses = ["How do I boil an egg?", "Hi"], ["Put it in boiling water.", "Hello! How can I help?"]
+    ours = Scorer(folder).score_pairs(prompts, responses)
+    model = ORTModelForSequenceClassification.from_pretrained(folder, local_files_only=True)
+    hf_tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    logits = model(**hf_tok(prompts, responses, return_tensors="pt", padding=True)).logits
+    assert logits.shape == (2, 1)
+    np.testing.assert_allclose(logits[:, 0].numpy(), ours, atol=1e-5)  # short inputs: no truncation
+    cross = CrossEncoder(str(folder), backend="onnx", local_files_only=True)
+    scores = cross.predict(list(zip(prompts, responses, strict=True)), activation_fn=torch.nn.Identity())
+    np.testing.assert_allclose(scores, ours, atol=1e-5)
+
+
+@pytest.mark.parametrize("model_type", ["bert", "evilbert"])
+def test_auto_map_never_runs_code(tmp_path: Path, tiny_checkpoint: Path, exported: dict[str, Path],
+                                  model_type: str) -> None:
+    from lite_rm.cli import main
+
+    folder = tmp_path / "remote"
+    shutil.copytree(tiny_checkpoint, folder)
+    marker = tmp_path / "code-ran"
+    (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n"
+                                    "from transformers import BertConfig as EvilConfig, "
+                                    "BertForSequenceClassification as EvilModel\n")
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type=model_type, auto_map={"AutoConfig": "evil.EvilConfig",
+                                                   "AutoModelForSequenceClassification": "evil.EvilModel"})
+    (folder / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "bundle"
+    result = CliRunner().invoke(main, ["export", str(folder), "-o", str(out), "--validation",
+                                       str(exported["valid"])], input="y\ny\n")
+    assert not marker.exists()
+    if model_type == "bert":  # a built-in architecture: exported without the custom code, auto_map dropped
+        assert result.exit_code == 0, result.output
+        assert "auto_map" not in json.loads((out / "config.json").read_text())
+    else:
+        assert result.exit_code == 1 and "never runs code" in result.output and "Traceback" not in result.output
+        assert not out.exists()

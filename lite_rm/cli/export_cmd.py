@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import click
 
 from lite_rm.cli import fail
+from lite_rm.cli.options import json_option, threads_option
 
 logger = logging.getLogger(__name__)
 
@@ -49,48 +55,91 @@ def _preset_help() -> str:
               help="Largest pairwise-accuracy drop allowed for int8 (0.01 = 1 point).")
 @click.option("--accept-parity-loss", is_flag=True,
               help="Write the bundle even if the parity check fails (the manifest records it).")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="onnxruntime threads for the checks.")
+@threads_option("onnxruntime in the parity check")
+@json_option
 def export(checkpoint: str, output: str, int8: bool, preset: str, per_channel: bool | None, static: bool | None,
            exclude_nodes: tuple[str, ...], exclude_last_layers: int | None, optimization_level: int,
            validation: str | None, validation_domain: str | None, validation_pairs: int, data_dir: str | None,
            max_order_change: float, max_accuracy_loss: float, accept_parity_loss: bool,
-           threads: int | None) -> None:
-    """Export CHECKPOINT to a scoring bundle: model.onnx, tokenizer.json, manifest.json.
+           threads: int, as_json: bool) -> None:
+    """Export CHECKPOINT to a scoring bundle: model.onnx, tokenizer.json, manifest.json (plus config.json
+    and the tokenizer configs, so Optimum and sentence-transformers load the folder too).
 
-    The exported model is checked against PyTorch on validation pairs before anything is written; the
-    bundle scores with `lite-rm score` or `lite_rm.Scorer` without torch.
+    The exported model is checked against PyTorch on the checkpoint's held-out validation pairs before
+    anything is written; the bundle scores with `lite-rm score` or `lite_rm.Scorer` without torch.
     """
     from lite_rm.data import DataError
     from lite_rm.extras import MissingExtraError
+    from lite_rm.threads import resolve_threads
 
     try:
-        from lite_rm.exporting import ExportOptions, ParityError, export_bundle
+        from lite_rm.exporting import ExportOptions, ParityError, export_bundle, export_steps
 
         options = ExportOptions(
             int8=int8, preset=preset, per_channel=per_channel, static=static, exclude_nodes=exclude_nodes,
             exclude_last_layers=exclude_last_layers, optimization_level=optimization_level,
             validation=validation, validation_domain=validation_domain, validation_pairs=validation_pairs,
             data_dir=data_dir, max_order_change=max_order_change, max_accuracy_loss=max_accuracy_loss,
-            accept_parity_loss=accept_parity_loss, threads=threads,
+            accept_parity_loss=accept_parity_loss, threads=resolve_threads(threads),
         )
-        manifest = export_bundle(checkpoint, output, options)
-    except (MissingExtraError, ParityError, DataError, FileNotFoundError, ValueError) as err:
+        with _progress_bar(export_steps(options)) as step_done:
+            manifest = export_bundle(checkpoint, output, options, progress=step_done)
+    except (MissingExtraError, ParityError, DataError, OSError, ValueError) as err:
         fail(err)
         return
-    parity = manifest["parity"]
-    click.echo(f"wrote {output} ({manifest['precision']}, {manifest['files']['model.onnx']['bytes'] / 1e6:.1f} MB)")
-    click.echo(f"  validation: {parity['validation']['pairs']} pairs from {parity['validation']['source']}")
-    click.echo(f"  fp32 ONNX vs PyTorch: max |diff| {parity['fp32']['max_abs_diff']:.1e}; "
-               f"accuracy {parity['pytorch_accuracy']:.3f}")
+    summary = export_summary(output, manifest)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    for line in _summary_lines(summary):
+        click.echo(line)
+    if summary["parity"].get("overridden"):
+        click.echo("  WARNING: the parity check failed; written because of --accept-parity-loss", err=True)
+    if summary["calibration"].get("degenerate"):
+        click.echo(f"  WARNING: degenerate calibration: {summary['calibration']['reason']}", err=True)
+
+
+@contextlib.contextmanager
+def _progress_bar(steps: list[str]) -> Iterator[Callable[[str], None]]:
+    """A tqdm bar over the export steps (on stderr; int8 presets after the one kept are skipped)."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(steps), unit="step", desc="export", leave=False, file=sys.stderr) as bar:
+        def step_done(name: str) -> None:
+            bar.set_postfix_str(name)
+            bar.update(1)
+
+        yield step_done
+        bar.update(bar.total - bar.n)
+
+
+def export_summary(output: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    """What ``lite-rm export`` reports (``--json`` prints it): the bundle, its size and the checks."""
+    return {
+        "bundle": output, "precision": manifest["precision"],
+        "model_bytes": manifest["files"][manifest["model_file"]]["bytes"],
+        "quantization": (manifest.get("quantization") or {}).get("name"),
+        "parity": manifest["parity"], "calibration": manifest["calibration"],
+    }
+
+
+def _summary_lines(summary: dict[str, Any]) -> list[str]:
+    parity, cal = summary["parity"], summary["calibration"]
+    validation = parity["validation"]
+    lines = [
+        f"wrote {summary['bundle']} ({summary['precision']}, {summary['model_bytes'] / 1e6:.1f} MB)",
+        f"  validation: {validation['pairs']} pairs from {validation['source']}"
+        + ("" if validation.get("held_out") is not False else " (may overlap training pairs)"),
+        f"  fp32 ONNX vs PyTorch: max |diff| {parity['fp32']['max_abs_diff']:.1e}; "
+        f"accuracy {parity['pytorch_accuracy']:.3f}",
+    ]
     for attempt in parity.get("int8_attempts", [])[:-1]:
-        click.echo(f"  int8 ({attempt['preset']}): order agreement {attempt['order_agreement']:.3f}, accuracy "
-                   f"{attempt['accuracy']:.3f}: fails the check, next preset")
+        lines.append(f"  int8 ({attempt['preset']}): order agreement {attempt['order_agreement']:.3f}, accuracy "
+                     f"{attempt['accuracy']:.3f}: fails the check, next preset")
     if "int8" in parity:
         q = parity["int8"]
-        click.echo(f"  int8 ({manifest['quantization']['name']}): order agreement {q['order_agreement']:.3f}, "
-                   f"accuracy {q['accuracy']:.3f} ({-q['accuracy_loss'] * 100:+.1f} pt)")
-    cal = manifest["calibration"]
-    click.echo(f"  calibration: temperature {cal['temperature']:.3g}, "
-               f"ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}")
-    if parity.get("overridden"):
-        click.echo("  WARNING: the parity check failed; written because of --accept-parity-loss", err=True)
+        lines.append(f"  int8 ({summary['quantization']}): order agreement {q['order_agreement']:.3f}, "
+                     f"accuracy {q['accuracy']:.3f} ({-q['accuracy_loss'] * 100:+.1f} pt)")
+    lines.append(f"  calibration: temperature {cal['temperature']:.3g}, "
+                 f"ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}")
+    return lines
