@@ -128,3 +128,73 @@ def test_skip_invalid_counts_reasons(tmp_path: Path) -> None:
     assert dict(report.skipped) == {"invalid JSON": 1, "missing field": 1, "wrong type": 1}
     assert "3 invalid records skipped" in report.summary()
     assert report.first_errors[0].endswith("s.jsonl line 2: invalid JSON at column 2: Expecting property name enclosed in double quotes")
+
+
+# -- one reader, validated once (issue 14: hostile input) -------------------------------------------------
+
+
+def test_utf8_bom_accepted_in_csv_and_jsonl(tmp_path: Path) -> None:
+    """Excel's "CSV UTF-8" starts with a byte order mark; the header must not read as '\\ufeffprompt'."""
+    csv_path = tmp_path / "bom.csv"
+    csv_path.write_bytes(b"\xef\xbb\xbfprompt,chosen,rejected\r\np,a,b\r\n")
+    jsonl_path = tmp_path / "bom.jsonl"
+    jsonl_path.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\n")
+    for path in (csv_path, jsonl_path):
+        pair = load_preferences(path)[0]
+        assert (pair.prompt, pair.chosen, pair.rejected) == ("p", "a", "b")
+
+
+def test_lone_surrogate_is_a_data_error_with_location(tmp_path: Path) -> None:
+    path = jsonl(tmp_path / "s.jsonl", [json.dumps(GOOD), '{"prompt": "x\\ud800y", "chosen": "a", "rejected": "b"}'])
+    with pytest.raises(DataError, match=r"s\.jsonl line 2: field 'prompt': a lone surrogate '\\ud800' at character 2"):
+        load_preferences(path)
+    assert load_preferences(path, skip_invalid=True).report.skipped == {"invalid text": 1}
+    # Paired surrogates are ordinary text (an emoji); inside a JSON list file the check applies too.
+    ok = jsonl(tmp_path / "ok.jsonl", ['{"prompt": "\\ud83d\\ude00", "chosen": "a", "rejected": "b"}'])
+    assert load_preferences(ok)[0].prompt == "\U0001f600"
+    doc = tmp_path / "s.json"
+    doc.write_text('[{"prompt": "p", "chosen": ["x", "\\udfff"], "rejected": "b"}]')
+    with pytest.raises(DataError, match=r"s\.json item 1: field 'chosen\[1\]': a lone surrogate"):
+        load_preferences(doc)
+
+
+def test_json_parser_escapes_become_data_errors(tmp_path: Path) -> None:
+    """Three escapes found by fuzzing: Python's int-digit limit, recursion limit, float overflow."""
+    long_int = jsonl(tmp_path / "i.jsonl", ['{"prompt": ' + "1" * 5000 + ', "chosen": "a", "rejected": "b"}'])
+    with pytest.raises(DataError, match=r"i\.jsonl line 1: invalid JSON: a number longer than"):
+        load_preferences(long_int)
+    deep = jsonl(tmp_path / "d.jsonl", [json.dumps(GOOD), "[" * 5000])
+    with pytest.raises(DataError, match=r"d\.jsonl line 2: invalid JSON: nested deeper"):
+        load_preferences(deep)
+    doc = tmp_path / "d.json"
+    doc.write_text("[\n" * 5000)
+    with pytest.raises(DataError, match=r"d\.json: invalid JSON: nested deeper"):
+        load_preferences(doc)
+    doc.write_text('[{"prompt": "p",\n "chosen": ' + "9" * 5000 + "}]")
+    with pytest.raises(DataError, match=r"d\.json line 2: invalid JSON: a number longer"):
+        load_preferences(doc)
+    ts = tmp_path / "ts.json"
+    ts.write_text('[{"text": ["\\n\\nHuman: a\\n\\nAssistant: b", "\\n\\nHuman: a\\n\\nAssistant: c"], '
+                  '"score": [' + "7" * 400 + ", 1]}]")
+    with pytest.raises(DataError, match=r"ts\.json item 1: field 'score'\[0\]: expected a finite number"):
+        load_preferences(ts)
+
+
+def test_csv_bad_bytes_are_one_bad_row_and_csv_streams(tmp_path: Path) -> None:
+    path = tmp_path / "b.csv"
+    path.write_bytes(b'prompt,chosen,rejected\np,a,b\np,"\xff\nx",b\nq,c,d\n')
+    with pytest.raises(DataError, match=r"b\.csv line 3: field 'chosen': bytes that are not UTF-8 \(b'\\xff'"):
+        load_preferences(path)
+    loaded = load_preferences(path, skip_invalid=True)
+    assert [p.source.rsplit(" ", 1)[1] for p in loaded] == ["2", "5"]  # the line each row starts on
+    assert loaded.report.skipped == {"not UTF-8": 1}
+
+
+def test_stdin_is_a_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    data = gzip.compress(("prompt,chosen,rejected\n" + "p,a,b\n" * 3).encode())
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    loaded = load_preferences("-")
+    assert len(loaded) == 3 and loaded[0].source == "<stdin> line 2"

@@ -146,3 +146,30 @@ def test_split_by_prompt_is_deterministic_and_disjoint() -> None:
 def test_reader_picks_by_extension(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "a.data", [{"prompt": "p", "chosen": "a", "rejected": "b"}], gz=True)
     assert [loc for loc, _ in iter_records(path)] == [f"{path} line 1"]
+
+
+def test_messages_with_chosen_and_rejected(tmp_path: Path) -> None:
+    """A conversation as ``messages`` plus the two replies (text or messages): supported, not an error
+    about 'Assistant:' markers."""
+    rows = [{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}],
+             "chosen": "Hello.", "rejected": "Go away."},
+            {"messages": [{"role": "user", "content": "2+2?"}],
+             "chosen": [{"role": "assistant", "content": "4"}], "rejected": [{"role": "assistant", "content": "5"}]}]
+    loaded = load_preferences(write_jsonl(tmp_path / "m.jsonl", rows))
+    assert loaded.report.format == "pairs"
+    assert (loaded[0].prompt, loaded[0].chosen, loaded[0].rejected) == ("System: Be brief.\n\nHuman: Hi?", "Hello.", "Go away.")
+    assert (loaded[1].prompt, loaded[1].chosen, loaded[1].rejected) == ("Human: 2+2?", "4", "5")
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"messages": "not a list", "chosen": "a", "rejected": "b"}] * 0
+                      + [{"messages": [{"role": "user"}], "chosen": "a", "rejected": "b"}])
+    with pytest.raises(DataError, match=r"bad\.jsonl line 1: field 'messages'\[0\]: expected a message"):
+        load_preferences(bad)
+
+
+def test_render_messages_is_public_and_shared() -> None:
+    from lite_rm.data.formats import render_messages
+
+    messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    assert render_messages(messages) == "Human: q\n\nAssistant: a"
+    assert render_messages("plain") == "plain"
+    with pytest.raises(DataError, match="field 'prompt': expected a string or a non-empty list"):
+        render_messages([])

@@ -102,7 +102,7 @@ def test_preference_probability(scorer: Scorer) -> None:
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
-        (lambda s: s.score(1, ["x"]), TypeError, "prompt: expected a string"),
+        (lambda s: s.score(1, ["x"]), TypeError, "prompt: expected a string or a list of"),
         (lambda s: s.score("p", "one string"), TypeError, "responses: expected a list of strings"),
         (lambda s: s.score("p", ["ok", None]), TypeError, r"responses\[1\]: expected a string"),
         (lambda s: s.score("p", []), ValueError, "empty"),
@@ -173,3 +173,39 @@ def test_constructor_argument_errors(bundle: Path) -> None:
         Scorer(bundle, threads=0)
     with pytest.raises(ValueError, match="batch_size"):
         Scorer(bundle, batch_size=0)
+
+
+def test_chat_messages_render_as_in_training(scorer: Scorer, tmp_path: Path) -> None:
+    """A conversation scores exactly as its rendering by the training loader (one function for both)."""
+    from lite_rm.data import load_preferences
+
+    messages = [{"role": "user", "content": "How do I boil an egg?"}]
+    reply = [{"role": "assistant", "content": RESPONSES[0]}]
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({"prompt": messages, "chosen": reply, "rejected": "x"}) + "\n")
+    pair = load_preferences(path)[0]
+    expected = scorer.score(pair.prompt, [pair.chosen])
+    np.testing.assert_array_equal(scorer.score(messages, [reply]), expected)
+    assert scorer.preference_probability(messages, reply, "x") == pytest.approx(
+        scorer.preference_probability(pair.prompt, pair.chosen, "x"))
+    with pytest.raises(ValueError, match=r"prompt\[0\]: expected a message"):
+        scorer.score([{"content": "no role"}], ["r"])
+
+
+def test_lone_surrogate_is_a_clear_error(scorer: Scorer) -> None:
+    with pytest.raises(ValueError, match=r"responses\[1\]: a lone surrogate '\\ud800'"):
+        scorer.score("p", ["fine", "bad \ud800"])
+
+
+def test_rank(scorer: Scorer) -> None:
+    scores = scorer.score(PROMPTS[0], RESPONSES)
+    ranking = scorer.rank(PROMPTS[0], RESPONSES)
+    assert ranking.indices == sorted(range(4), key=lambda i: -scores[i])
+    assert ranking.scores == sorted(ranking.scores, reverse=True) and len(ranking) == 4
+    assert ranking.scores[0] == pytest.approx(float(scores.max()))
+    top = scorer.rank(PROMPTS[0], RESPONSES, top_k=2)
+    assert top.indices == ranking.indices[:2] and len(top.scores) == 2
+    tie = scorer.rank("p", ["same", "same", "same"])
+    assert tie.indices == [0, 1, 2]  # equal scores keep the order given
+    with pytest.raises(ValueError, match="top_k"):
+        scorer.rank("p", ["a"], top_k=0)
