@@ -220,8 +220,8 @@ class Manifest:
         version = data.get("format_version")
         if isinstance(version, bool) or version not in SUPPORTED_VERSIONS:
             raise BundleError(
-                f"manifest format_version: this lite-rm reads {', '.join(map(str, SUPPORTED_VERSIONS))}, found "
-                f"{_show(version)}; upgrade lite-rm or export the bundle again")
+                f"manifest format_version: bundle format version {_show(version)} is not supported by this lite-rm "
+                f"(it reads {', '.join(map(str, SUPPORTED_VERSIONS))}); upgrade lite-rm or export the bundle again")
         max_positions = data.get("max_positions", DEFAULT_MAX_POSITIONS)
         if isinstance(max_positions, bool) or not isinstance(max_positions, int) or max_positions < 8:
             raise _bad("max_positions", "an integer >= 8", max_positions)
