@@ -188,8 +188,8 @@ def test_chat_messages_render_as_in_training(scorer: Scorer, tmp_path: Path) -> 
     np.testing.assert_array_equal(scorer.score(messages, [reply]), expected)
     assert scorer.preference_probability(messages, reply, "x") == pytest.approx(
         scorer.preference_probability(pair.prompt, pair.chosen, "x"))
-    with pytest.raises(ValueError, match=r"prompt\[0\]: expected a message"):
-        scorer.score([{"content": "no role"}], ["r"])
+    with pytest.raises(ValueError, match=r"field 'prompt'\[0\]: expected a message"):
+        scorer.score([{"content": "no role"}], ["r"])  # a DataError (ValueError) naming the argument
 
 
 def test_lone_surrogate_is_a_clear_error(scorer: Scorer) -> None:
