@@ -120,3 +120,14 @@ def test_threads_zero_means_free_cores(tmp_path: Path, tiny_checkpoint: Path, mo
         assert torch.get_num_threads() == (1 if threads == "0" else 2)
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_progress_chunks_give_the_unchunked_scores(tmp_path: Path, tiny_checkpoint: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from lite_rm.cli import eval_cmd
+
+    args = ["eval", str(tiny_checkpoint), "--data", str(write_pairs(tmp_path / "p.jsonl", 20)), "--json",
+            "--threads", "1", "--no-bf16"]
+    whole = json.loads(_run(args).output)
+    monkeypatch.setattr(eval_cmd, "PROGRESS_CHUNK", 7)  # 40 texts in six calls
+    assert json.loads(_run(args).output) == whole

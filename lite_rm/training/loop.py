@@ -157,6 +157,9 @@ def run_loop(
 ) -> LoopResult:
     """Train ``modules`` over ``plan`` with AdamW and a linear warm-up/decay schedule.
 
+    Over 60 lines with its signature and this docstring; the body reads as one step (forward,
+    optimizer step, log, validate, save) and its helpers (:class:`_Window`, :func:`_validated`).
+
     Args:
         modules: everything whose weights the state holds (the reward model, an MLM head).
         named_params: the parameters to optimize (frozen ones are skipped).

@@ -90,8 +90,24 @@ def _needs_data_dir(config: TrainConfig) -> bool:
             or (uses_custom and not config.custom.data))
 
 
+def general_kept(rows: dict[str, Any]) -> dict[str, float]:
+    """Per custom model, its general average minus the general model's (helpful/harmless/WebGPT)."""
+    from lite_rm.evaluation import general_average
+
+    reference = general_average(rows["general"]) if "general" in rows else None
+    kept = {}
+    for name, row in rows.items():
+        avg = general_average(row)
+        if name.startswith("custom-") and avg is not None and reference is not None:
+            kept[name] = round(avg - reference, 4)
+    return kept
+
+
 def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Run the configured stages, evaluating after each; write ``results.md`` / ``results.json``.
+
+    The run's one driver (over 60 lines): setup, the stage loop and the results, in the order they
+    happen; each stage's work is in :mod:`lite_rm.training.stages` and :mod:`lite_rm.training.custom`.
 
     Args:
         config: the run's configuration.
@@ -106,7 +122,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
         ValueError: resuming with a different configuration, or bad data.
     """
     require("torch")
-    from lite_rm.evaluation import default_eval_sets, eval_sets_from, evaluate, general_average, write_results
+    from lite_rm.evaluation import default_eval_sets, eval_sets_from, evaluate, write_results
     from lite_rm.training.custom import run_custom
     from lite_rm.training.modeling import resolve_bf16, torch_score_fn, torch_threads
     from lite_rm.training.stages import StageContext, run_base, run_general
@@ -167,13 +183,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
             if stage != "custom":
                 current = str(folder)  # custom models all start from the last earlier stage
 
-    kept = {}
-    general_avg = general_average(rows["general"]) if "general" in rows else None
-    for name, row in rows.items():
-        avg = general_average(row)
-        if name.startswith("custom-") and avg is not None and general_avg is not None:
-            kept[name] = round(avg - general_avg, 4)
-    extra = {"training": summaries, "general_kept": kept, "stage_seconds": timings, "threads": threads,
+    extra = {"training": summaries, "general_kept": general_kept(rows), "stage_seconds": timings, "threads": threads,
              "bf16": bf16, "config": config.to_dict()}
     md, js = write_results(run, rows, extra)
     logger.info("results: %s, %s", md, js)
