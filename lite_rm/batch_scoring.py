@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -32,7 +32,7 @@ from tqdm import tqdm
 from lite_rm.batch_output import LINE_FIELD, ResumePoint, open_output
 from lite_rm.data.formats import FORMATS, Identical, Tie, detect_format, pairs_from_record, render_messages
 from lite_rm.data.loading import map_columns
-from lite_rm.data.readers import Row, count_records, display_name, read_rows
+from lite_rm.data.readers import Row, convert_rows, count_records, display_name, read_rows
 from lite_rm.data.records import DataError, Skips
 from lite_rm.scorer import Scorer
 
@@ -123,22 +123,20 @@ class _Rows:
                     "--column FIELD=COLUMN", "unknown format") from None
             self.kind = "records"
 
-    def items(self, row: Row) -> list[Item]:
+    def items(self, row: Row, raw: dict[str, Any]) -> list[Item]:
         """The rows to score from one record. Raises DataError, Tie or Identical."""
-        if isinstance(row.record, DataError):
-            raise row.record
-        record = map_columns(row.record, self.columns)
+        record = map_columns(raw, self.columns)
         if self.kind == "?":
             self._detect(record, row.location)
         if self.kind != "records":
             names = ("prompt", "response") if self.kind == "score" else ("prompt", "a", "b")
-            return [Item(row.number, dict(row.record), _texts(record, names, row.location))]
+            return [Item(row.number, dict(raw), _texts(record, names, row.location))]
         pairs = pairs_from_record(self.fmt or "pairs", record, row.location, self.domain)
-        flat = len(pairs) == 1 and all(isinstance(v, _SCALARS) for v in row.record.values())
+        flat = len(pairs) == 1 and all(isinstance(v, _SCALARS) for v in raw.values())
         items = []
         for pair in pairs:
             # A flat record keeps its own columns (ids and all); others get prompt, a, b as scored.
-            out = dict(row.record) if flat else {"prompt": pair.prompt, "a": pair.chosen, "b": pair.rejected}
+            out = dict(raw) if flat else {"prompt": pair.prompt, "a": pair.chosen, "b": pair.rejected}
             if pair.rejected_label and not flat:
                 out["b_label"] = pair.rejected_label
             items.append(Item(row.number, out, (pair.prompt, pair.chosen, pair.rejected)))
@@ -168,32 +166,23 @@ class _ResumeFilter:
         return self.seen_at_line <= self.point.done
 
 
-def _items(rows: Iterator[Row], adapter: _Rows, report: ScoreReport, skip_invalid: bool,
-           resume: _ResumeFilter, bar: tqdm) -> Iterator[Item]:
+def _items(rows: Iterable[Row], adapter: _Rows, report: ScoreReport, skip_invalid: bool,
+           resume: _ResumeFilter) -> Iterator[Item]:
     """The rows still to score, bad records raised or (``skip_invalid``) counted."""
-    try:
-        for row in rows:
-            bar.update(1)
-            report.records += 1
-            if row.number < resume.point.line:
-                continue
-            try:
-                new = adapter.items(row)
-            except (Tie, Identical):
-                report.no_preference += 1
-                continue
-            except DataError as err:
-                if not skip_invalid or err.reason == "no domain":
-                    raise
-                report.skips.add(err)
-                continue
-            report.mode = adapter.mode
-            yield from (item for item in new if not resume.written(item))
-    except DataError as err:
-        # A truncated gzip stream: in skip mode keep what was read before the damage (as loading does).
-        if not (skip_invalid and err.reason == "truncated gzip"):
-            raise
-        report.skips.add(err)
+
+    def convert(row: Row, record: dict[str, Any]) -> list[Item]:
+        try:
+            new = adapter.items(row, record)
+        except (Tie, Identical):
+            report.no_preference += 1
+            return []
+        report.mode = adapter.mode
+        return [item for item in new if not resume.written(item)]
+
+    # Records before the resume point were dealt with by the interrupted run (scored or skipped).
+    todo = (row for row in rows if row.number >= resume.point.line)
+    for new in convert_rows(todo, convert, report, skip_invalid=skip_invalid):
+        yield from new
 
 
 def score_file(
@@ -245,23 +234,11 @@ def score_file(
     adapter = _Rows(columns, data_format, domain)
     total = count_records(input_path, kind) if progress else None
     with open_output(output_path, resume=resume) as out, \
-            tqdm(total=total, unit="rows", disable=not progress, dynamic_ncols=True, desc="scoring") as bar:
+            tqdm(rows, total=total, unit="rows", disable=not progress, dynamic_ncols=True, desc="scoring") as bar:
         report.resumed_after_line = out.resume.line
         t0 = time.perf_counter()
-        pending: list[Item] = []
-        try:
-            for item in _items(rows, adapter, report, skip_invalid, _ResumeFilter(out.resume), bar):
-                pending.append(item)
-                if len(pending) >= chunk_size:
-                    _flush(scorer, pending, report, out)
-                    pending = []
-        except DataError:
-            # The rows read before a bad one are written: --resume starts at the bad row.
-            if pending:
-                _flush(scorer, pending, report, out)
-            raise
-        if pending:
-            _flush(scorer, pending, report, out)
+        _score_chunks(scorer, _items(bar, adapter, report, skip_invalid, _ResumeFilter(out.resume)), report, out,
+                      chunk_size)
         report.seconds = time.perf_counter() - t0
         if report.rows == 0 and not out.resume.rows:
             found = f"{report.skips.total} invalid rows skipped" if report.skips.total else \
@@ -269,6 +246,23 @@ def score_file(
             raise DataError(name, f"no row to score ({found})", "no rows")
         out.commit()
     return report
+
+
+def _score_chunks(scorer: Scorer, items: Iterator[Item], report: ScoreReport, out: Any, chunk_size: int) -> None:
+    pending: list[Item] = []
+    try:
+        for item in items:
+            pending.append(item)
+            if len(pending) >= chunk_size:
+                _flush(scorer, pending, report, out)
+                pending = []
+    except DataError:
+        # The rows read before a bad one are written: --resume starts at the bad row.
+        if pending:
+            _flush(scorer, pending, report, out)
+        raise
+    if pending:
+        _flush(scorer, pending, report, out)
 
 
 def _flush(scorer: Scorer, pending: list[Item], report: ScoreReport, out: Any) -> None:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import csv
+import errno
+import gzip
+import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -150,3 +154,184 @@ def test_scores_real_dsp_test_without_torch(bundle: Path, tmp_path: Path, data_d
     assert [r["line"] for r in rows] == sorted(r["line"] for r in rows)
     assert {r["b_label"] for r in rows} == {"business", "entertainment", "literature", "normal"}
     assert "a preferred in" in result.stderr
+
+
+# -- one reader, consistent interface (issue 12) and faults (issue 14) -------------------------------------
+
+
+def _score(bundle: Path, *args: str, input: bytes | None = None):  # type: ignore[no-untyped-def]
+    result = CliRunner().invoke(main, ["score", str(bundle), *args], input=input)
+    assert isinstance(result.exception, (SystemExit, type(None))), result.output  # never a traceback
+    assert "Traceback" not in result.output
+    return result
+
+
+TRL = [{"prompt": r["prompt"], "chosen": r["response"], "rejected": "no idea"} for r in ROWS[:6]]
+
+
+def test_trl_and_messages_files_without_a_flag(bundle: Path, tmp_path: Path) -> None:
+    src = _jsonl(tmp_path / "trl.jsonl", TRL)
+    out = tmp_path / "trl-out.jsonl"
+    result = _score(bundle, "-i", str(src), "-o", str(out), "--no-progress")
+    assert result.exit_code == 0, result.output
+    rows = _read_jsonl(out)
+    expected = Scorer(bundle).preference_probabilities([r["prompt"] for r in TRL], [r["chosen"] for r in TRL],
+                                                       [r["rejected"] for r in TRL])
+    np.testing.assert_allclose([r["probability"] for r in rows], expected, atol=1e-6)
+    assert rows[0]["chosen"] == TRL[0]["chosen"] and [r["line"] for r in rows] == list(range(1, 7))
+    assert "a preferred in" in result.output
+    # The same pairs as a conversation: messages + replies as message lists, rendered as in training.
+    conv = [{"messages": [{"role": "user", "content": r["prompt"]}],
+             "chosen": [{"role": "assistant", "content": r["chosen"]}], "rejected": r["rejected"]} for r in TRL]
+    out2 = tmp_path / "conv-out.jsonl"
+    result = _score(bundle, "-i", str(_jsonl(tmp_path / "conv.jsonl", conv)), "-o", str(out2), "--no-progress")
+    assert result.exit_code == 0, result.output
+    rows2 = _read_jsonl(out2)
+    assert rows2[0]["prompt"] == "Human: " + TRL[0]["prompt"] and rows2[0]["a"] == TRL[0]["chosen"]
+    s = Scorer(bundle)
+    assert rows2[0]["probability"] == pytest.approx(
+        s.preference_probability("Human: " + TRL[0]["prompt"], TRL[0]["chosen"], "no idea"), abs=1e-6)
+
+
+def test_stdin_stdout_json_threads_and_column(bundle: Path, tmp_path: Path) -> None:
+    data = "".join(json.dumps({"question": r["prompt"], "response": r["response"]}) + "\n" for r in ROWS[:5])
+    result = _score(bundle, "-i", "-", "-o", "-", "--column", "prompt=question", "--threads", "0", "--no-progress",
+                    input=data.encode())
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    expected = Scorer(bundle).score_pairs([r["prompt"] for r in ROWS[:5]], [r["response"] for r in ROWS[:5]])
+    np.testing.assert_allclose([r["score"] for r in rows], expected, atol=1e-5)
+    assert not (Path.cwd() / "-").exists()
+    out = tmp_path / "o.jsonl"
+    src = _jsonl(tmp_path / "i.jsonl", [{"q": r["prompt"], "response": r["response"]} for r in ROWS[:5]])
+    result = _score(bundle, "-i", str(src), "-o", str(out), "--prompt-field", "q", "--json", "--no-progress")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["rows"] == 5 and report["mode"] == "score" and report["skipped"] == {}
+    assert _score(bundle, "-i", str(src), "-o", "-", "--json").exit_code == 2
+
+
+def test_progress_counts_rows_of_multiline_csv_and_gzip(bundle: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.csv.gz"
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["prompt", "a", "b"])
+    writer.writerows([[r["prompt"], "line one\nline two\nline three", r["response"]] for r in ROWS[:7]])
+    src.write_bytes(gzip.compress(text.getvalue().encode()))
+    result = _score(bundle, "-i", str(src), "-o", str(tmp_path / "o.csv"))
+    assert result.exit_code == 0, result.output
+    assert "7/7" in result.stderr and "22/" not in result.stderr
+
+
+def test_bom_surrogate_and_truncated_gzip(bundle: Path, tmp_path: Path) -> None:
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbfprompt,response\r\nq,r\r\n")
+    assert _score(bundle, "-i", str(bom), "-o", str(tmp_path / "a.jsonl")).exit_code == 0
+    assert _read_jsonl(tmp_path / "a.jsonl")[0]["prompt"] == "q"
+    bad = tmp_path / "s.jsonl"
+    bad.write_text(json.dumps(ROWS[0]) + "\n" + '{"prompt": "x", "response": "\\ud800"}\n' + json.dumps(ROWS[1]) + "\n")
+    result = _score(bundle, "-i", str(bad), "-o", str(tmp_path / "s-out.jsonl"))
+    assert result.exit_code == 1 and f"{bad} line 2: field 'response': a lone surrogate" in result.output
+    result = _score(bundle, "-i", str(bad), "-o", str(tmp_path / "s-out.jsonl"), "--skip-invalid", "--resume")
+    assert result.exit_code == 0 and "1 invalid rows skipped (1 invalid text)" in result.output
+    assert [r["line"] for r in _read_jsonl(tmp_path / "s-out.jsonl")] == [1, 3]
+    data = gzip.compress("".join(json.dumps(r) + "\n" for r in ROWS * 50).encode())
+    gz = tmp_path / "t.jsonl.gz"
+    gz.write_bytes(data[: len(data) // 2])
+    result = _score(bundle, "-i", str(gz), "-o", str(tmp_path / "t.jsonl"))
+    assert result.exit_code == 1 and "Aborted" not in result.output
+    assert re.search(rf"{re.escape(str(gz))} line \d+: the gzip stream is truncated", result.output)
+
+
+def test_second_writer_is_refused(bundle: Path, tmp_path: Path) -> None:
+    fcntl = pytest.importorskip("fcntl")  # POSIX only
+    src = _jsonl(tmp_path / "in.jsonl", ROWS[:3])
+    out = tmp_path / "out.jsonl"
+    with open(tmp_path / "out.jsonl.partial", "a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running score holds it
+        result = _score(bundle, "-i", str(src), "-o", str(out))
+    assert result.exit_code == 1 and "is locked: another lite-rm score run is writing" in result.output
+    assert not out.exists()
+    assert _score(bundle, "-i", str(src), "-o", str(out)).exit_code == 0  # free again once it ends
+
+
+def test_disk_full_keeps_partial_and_resume_finishes(bundle: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import lite_rm.batch_output as batch_output
+
+    src = _jsonl(tmp_path / "in.jsonl", ROWS)
+    full = tmp_path / "full.jsonl"
+    assert _score(bundle, "-i", str(src), "-o", str(full), "--batch-size", "1").exit_code == 0
+
+    class FullDisk:
+        """A file whose second write fails as on a full disk (half of it written first)."""
+
+        def __init__(self, file: io.TextIOWrapper) -> None:
+            self.file, self.writes = file, 0
+
+        def write(self, text: str) -> int:
+            self.writes += 1
+            if self.writes > 1:
+                self.file.write(text[:10])
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.file.write(text)
+
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            return getattr(self.file, name)
+
+    monkeypatch.setattr(batch_output, "open", lambda *a, **k: FullDisk(open(*a, **k)), raising=False)  # noqa: SIM115
+    out = tmp_path / "out.jsonl"
+    # chunks of 256 rows: a small chunk size through the API instead
+    from lite_rm.batch_scoring import score_file
+
+    with pytest.raises(batch_output.OutputError, match=r"the disk is full.*rerun the same command with --resume"):
+        score_file(Scorer(bundle), src, out, chunk_size=16, progress=False)
+    assert not out.exists() and (tmp_path / "out.jsonl.partial").stat().st_size > 0
+    monkeypatch.undo()
+    result = _score(bundle, "-i", str(src), "-o", str(out), "--resume")
+    assert result.exit_code == 0 and "resumed after line 16" in result.output
+    assert out.read_bytes() == full.read_bytes()
+
+
+def test_resume_csv_torn_inside_quoted_multiline_field(bundle: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.csv"
+    with open(src, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["prompt", "a", "b"])
+        w.writerows([[r["prompt"], "first line,\nsecond \"quoted\" line", r["response"]] for r in ROWS[:12]])
+    full = tmp_path / "full.csv"
+    assert _score(bundle, "-i", str(src), "-o", str(full)).exit_code == 0
+    data = full.read_bytes()
+    cut = data.index(b"second", data.index(ROWS[8]["prompt"].encode()))  # inside row 9's quoted field
+    out = tmp_path / "out.csv"
+    (tmp_path / "out.csv.partial").write_bytes(data[:cut])
+    result = _score(bundle, "-i", str(src), "-o", str(out), "--resume")
+    assert result.exit_code == 0, result.output
+    assert "resumed after line 16" in result.output  # row 8 starts on line 16 (each row spans 2 lines)
+    assert out.read_bytes() == data
+
+
+BAD_INPUTS = {
+    "binary.jsonl": b"\x00\xff\xfe garbage\n",
+    "deep.jsonl": b"[" * 5000 + b"\n",
+    "long.jsonl": b'{"prompt": ' + b"1" * 5000 + b', "response": "r"}\n',
+    "list.json": b'{"prompt": "p"}',
+    "torn.csv": b'prompt,response\n"open quote,\n',
+    "gz.jsonl.gz": b"\x1f\x8b\x08\x00garbage",
+    "nulls.csv": b"prompt,response\nq\x00,r\x00\n,,,\n",
+    "empty.csv": b"",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+def test_bad_input_never_prints_a_traceback(bundle: Path, tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(BAD_INPUTS[name])
+    for args in (["score", str(bundle), "-i", str(path), "-o", str(tmp_path / "o.jsonl")],
+                 ["score", str(bundle), "-i", str(path), "-o", str(tmp_path / "o.csv"), "--skip-invalid"],
+                 ["data", "check", str(path)], ["data", "check", "--skip-invalid", str(path)]):
+        result = CliRunner().invoke(main, args)
+        assert isinstance(result.exception, (SystemExit, type(None))), (args, result.output, result.exception)
+        assert "Traceback" not in result.output
+        if result.exit_code:
+            assert str(path) in result.output, result.output

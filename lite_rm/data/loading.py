@@ -16,7 +16,7 @@ from lite_rm.data.formats import (
     pairs_from_record,
     ranked_list_from_dsp,
 )
-from lite_rm.data.readers import read_rows
+from lite_rm.data.readers import Row, convert_rows, read_rows
 from lite_rm.data.records import DataError, LoadReport, PreferencePair, PreferenceSet, RankedList
 
 logger = logging.getLogger(__name__)
@@ -67,43 +67,31 @@ def load_preferences(
     """
     if format is not None and format not in (*FORMATS, "hf"):
         raise ValueError(f"unknown format {format!r}; expected one of {', '.join((*FORMATS, 'hf'))}")
-    record_format = None if format == "hf" else format
-    report = LoadReport(source=str(source), format=record_format or "?")
-    pairs: list[PreferencePair] = []
+    report = LoadReport(source=str(source), format="?" if format in (None, "hf") else str(format))
     lists: list[RankedList] = []
+
+    def convert(row: Row, raw: dict[str, Any]) -> list[PreferencePair]:
+        record = map_columns(raw, columns)
+        if report.format == "?":
+            report.format = detect_format(record, row.location)
+        try:
+            if report.format != "dsp":
+                return pairs_from_record(report.format, record, row.location, domain)
+            lst = ranked_list_from_dsp(record, row.location, domain)
+            report.identical += dsp_identical_count(lst)
+            new = lst.to_pairs()
+            if listwise and new:
+                lists.append(lst)
+            return new
+        except Tie:
+            report.ties += 1
+        except Identical:
+            report.identical += 1
+        return []
+
     rows = read_rows(source, split=split, hf=format == "hf")
-    try:
-        for _, loc, record in rows:
-            report.records += 1
-            try:
-                if isinstance(record, DataError):
-                    raise record
-                record = map_columns(record, columns)
-                if record_format is None:
-                    record_format = detect_format(record, loc)
-                    report.format = record_format
-                if record_format == "dsp":
-                    lst = ranked_list_from_dsp(record, loc, domain)
-                    new = lst.to_pairs()
-                    report.identical += dsp_identical_count(lst)
-                    if listwise and new:
-                        lists.append(lst)
-                    pairs.extend(new)
-                else:
-                    pairs.extend(pairs_from_record(record_format, record, loc, domain))
-            except Tie:
-                report.ties += 1
-            except Identical:
-                report.identical += 1
-            except DataError as err:
-                if not skip_invalid or err.reason in ("no domain", "unknown format"):
-                    raise
-                report.skips.add(err)
-    except DataError as err:
-        # A truncated gzip stream: in skip mode keep what was read before the damage.
-        if not (skip_invalid and err.reason == "truncated gzip"):
-            raise
-        report.skips.add(err)
+    pairs = [pair for new in convert_rows(rows, convert, report, skip_invalid=skip_invalid,
+                                          fatal=("no domain", "unknown format")) for pair in new]
     report.pairs = len(pairs)
     if not pairs:
         found = f"{report.records} records"

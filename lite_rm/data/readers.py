@@ -19,12 +19,12 @@ import gzip
 import io
 import sys
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, Protocol, TypeVar
 
-from lite_rm.data.records import DataError
+from lite_rm.data.records import DataError, Skips
 from lite_rm.data.text import may_hold_surrogates, parse_json_line, parse_json_text, text_error
 
 STDIN = "-"
@@ -33,6 +33,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
 
 RawRecord = tuple[str, "dict[str, Any] | DataError"]
+T = TypeVar("T")
 
 
 class Row(NamedTuple):
@@ -297,3 +298,38 @@ def count_records(source: str | Path, kind: str | None = None) -> int | None:
     except (DataError, csv.Error, OSError, EOFError):
         return None
     return None
+
+
+class Tally(Protocol):
+    """A report that counts records read and records skipped (``LoadReport``, ``ScoreReport``)."""
+
+    records: int
+    skips: Skips
+
+
+def convert_rows(rows: Iterable[Row], convert: Callable[[Row, dict[str, Any]], T], tally: Tally, *,
+                 skip_invalid: bool,
+                 fatal: tuple[str, ...] = ("no domain",)) -> Iterator[T]:
+    """``convert(row, record)`` for every record: the one policy for bad records, shared by every reader.
+
+    A bad record (a :class:`DataError` from the reader or from ``convert``) stops the run, or with
+    ``skip_invalid`` is counted in ``tally.skips`` (reasons in ``fatal`` always stop). A truncated gzip
+    stream ends the rows; with ``skip_invalid`` what was read before the damage is kept.
+    """
+    try:
+        for row in rows:
+            tally.records += 1
+            try:
+                if isinstance(row.record, DataError):
+                    raise row.record
+                result = convert(row, row.record)
+            except DataError as err:
+                if not skip_invalid or err.reason in fatal:
+                    raise
+                tally.skips.add(err)
+                continue
+            yield result
+    except DataError as err:
+        if not (skip_invalid and err.reason == "truncated gzip"):
+            raise
+        tally.skips.add(err)
