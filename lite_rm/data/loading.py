@@ -33,6 +33,28 @@ def map_columns(record: dict[str, Any], columns: Mapping[str, str] | None) -> di
     return record
 
 
+def _pairs_of(record: dict[str, Any], loc: str, report: LoadReport, domain: str | None,
+              lists: list[RankedList] | None) -> list[PreferencePair]:
+    """The pairs of one record (the first one sets the format); ties and identical responses are counted
+    in the report; DSP lists are kept in ``lists`` when given."""
+    if report.format == "?":
+        report.format = detect_format(record, loc)
+    try:
+        if report.format != "dsp":
+            return pairs_from_record(report.format, record, loc, domain)
+        lst = ranked_list_from_dsp(record, loc, domain)
+        report.identical += dsp_identical_count(lst)
+        new = lst.to_pairs()
+        if lists is not None and new:
+            lists.append(lst)
+        return new
+    except Tie:
+        report.ties += 1
+    except Identical:
+        report.identical += 1
+    return []
+
+
 def load_preferences(
     source: str | Path,
     *,
@@ -71,23 +93,7 @@ def load_preferences(
     lists: list[RankedList] = []
 
     def convert(row: Row, raw: dict[str, Any]) -> list[PreferencePair]:
-        record = map_columns(raw, columns)
-        if report.format == "?":
-            report.format = detect_format(record, row.location)
-        try:
-            if report.format != "dsp":
-                return pairs_from_record(report.format, record, row.location, domain)
-            lst = ranked_list_from_dsp(record, row.location, domain)
-            report.identical += dsp_identical_count(lst)
-            new = lst.to_pairs()
-            if listwise and new:
-                lists.append(lst)
-            return new
-        except Tie:
-            report.ties += 1
-        except Identical:
-            report.identical += 1
-        return []
+        return _pairs_of(map_columns(raw, columns), row.location, report, domain, lists if listwise else None)
 
     rows = read_rows(source, split=split, hf=format == "hf")
     pairs = [pair for new in convert_rows(rows, convert, report, skip_invalid=skip_invalid,
