@@ -3,7 +3,7 @@
 from lite_rm.data.formats import DSP_DOMAINS, FORMATS
 from lite_rm.data.loading import load_preferences
 from lite_rm.data.locations import resolve_data_dir
-from lite_rm.data.records import DataError, LoadReport, PreferencePair, PreferenceSet, RankedList
+from lite_rm.data.records import DataError, LoadReport, PreferencePair, PreferenceSet, RankedList, Skips
 from lite_rm.data.splitting import split_by_prompt
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "PreferencePair",
     "PreferenceSet",
     "RankedList",
+    "Skips",
     "load_preferences",
     "resolve_data_dir",
     "split_by_prompt",
