@@ -263,7 +263,8 @@ def _input_rule(data: dict[str, Any], max_positions: int) -> InputRule:
     except (TypeError, ValueError) as err:
         raise BundleError(f"manifest input_rule: {err}") from None
     if rule.max_length > max_positions:
-        raise _bad("input_rule.max_length", f"at most the model's {max_positions} positions", rule.max_length)
+        raise _bad("input_rule.max_length", f"at most max_positions ({max_positions}, the model's positions)",
+                   rule.max_length)
     legacy = data.get("max_length", rule.max_length)
     if legacy != rule.max_length or isinstance(legacy, bool):
         raise _bad("max_length", f"the same as input_rule.max_length ({rule.max_length})", legacy)

@@ -66,8 +66,8 @@ def test_reads_a_version_1_manifest_of_the_previous_code(tmp_path: Path) -> None
     ("files", [], "manifest files: expected an object"),
     ("calibration", [], "manifest calibration: expected an object or null, found []"),
     ("input_rule", None, "manifest input_rule: expected an object"),
-    ("input_rule", {"max_length": 100000}, "input_rule.max_length: expected at most the model's 512 positions, "
-                                           "found 100000"),
+    ("input_rule", {"max_length": 100000}, "input_rule.max_length: expected at most max_positions (512, the "
+                                           "model's positions), found 100000"),
     ("max_length", 512, "manifest max_length: expected the same as input_rule.max_length (256)"),
     ("domains", "academy", "manifest domains: expected a list of strings"),
     ("precision", "int4", "manifest precision: expected fp32 or int8"),
