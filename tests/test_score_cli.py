@@ -335,3 +335,24 @@ def test_bad_input_never_prints_a_traceback(bundle: Path, tmp_path: Path, name: 
         assert "Traceback" not in result.output
         if result.exit_code:
             assert str(path) in result.output, result.output
+
+
+def test_verify_refuses_a_tampered_bundle_on_score_and_eval(bundle: Path, tmp_path: Path) -> None:
+    import shutil
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(bundle, tampered)
+    model = tampered / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[-1] ^= 0xFF  # same size: only the hash can tell
+    model.write_bytes(bytes(data))
+    rows = _jsonl(tmp_path / "in.jsonl", ROWS[:3])
+    prefs = _jsonl(tmp_path / "prefs.jsonl", [{"prompt": r["prompt"], "chosen": r["response"], "rejected": "no"}
+                                              for r in ROWS[:3]])
+    for args in (["score", str(tampered), "-i", str(rows), "-o", str(tmp_path / "out.jsonl"), "--verify"],
+                 ["eval", str(tampered), "--data", f"mine={prefs}", "--verify"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "SHA-256" in result.output and "Traceback" not in result.output
+    ok = CliRunner().invoke(main, ["score", str(bundle), "-i", str(rows), "-o", str(tmp_path / "ok.jsonl"), "--verify"])
+    assert ok.exit_code == 0, ok.output

@@ -49,3 +49,7 @@ def threads_option(what: str) -> Callable[[F], F]:
 
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="Print the result as JSON on stdout instead of text.")
+
+verify_option = click.option("--verify", is_flag=True,
+                             help="Check every bundle file's SHA-256 against the manifest before loading "
+                                  "(reads every byte; catches a tampered or corrupted copy).")

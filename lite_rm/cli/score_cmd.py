@@ -7,7 +7,7 @@ import json
 import click
 
 from lite_rm.cli import fail
-from lite_rm.cli.options import data_source_options, json_option, parse_columns, threads_option
+from lite_rm.cli.options import data_source_options, json_option, parse_columns, threads_option, verify_option
 
 # The flags of earlier versions: each is --column FIELD=NAME.
 _LEGACY_FIELDS = {"prompt_field": "prompt", "response_field": "response", "a_field": "a", "b_field": "b"}
@@ -38,10 +38,12 @@ def _legacy_field_options(func):  # type: ignore[no-untyped-def]
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Pairs per model call.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar of rows with rows/s.")
 @json_option
+@verify_option
 @_legacy_field_options
 def score(bundle: str, input_path: str, output_path: str, data_format: str | None, split: str | None,
           columns: tuple[str, ...], skip_invalid: bool, kind: str | None, domain: str | None, resume: bool,
-          threads: int, batch_size: int, progress: bool, as_json: bool, **legacy: str | None) -> None:
+          threads: int, batch_size: int, progress: bool, as_json: bool, verify: bool,
+          **legacy: str | None) -> None:
     """Score (prompt, response) rows, or give P(a preferred over b) for (prompt, a, b) rows and for
     preference records (a = chosen, b = rejected: the share where a wins is the pairwise accuracy).
 
@@ -61,7 +63,7 @@ def score(bundle: str, input_path: str, output_path: str, data_format: str | Non
         if legacy.get(dest):
             mapping.setdefault(ours, str(legacy[dest]))
     try:
-        scorer = Scorer(bundle, threads=resolve_threads(threads), batch_size=batch_size)
+        scorer = Scorer(bundle, threads=resolve_threads(threads), batch_size=batch_size, verify=verify)
         report = score_file(
             scorer, input_path, output_path, kind=kind, data_format=data_format, columns=mapping, split=split,
             domain=domain, skip_invalid=skip_invalid, resume=resume, chunk_size=max(256, 8 * batch_size),
