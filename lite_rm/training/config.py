@@ -210,19 +210,18 @@ class CustomStageConfig(OptimConfig):
     valid_fraction: float = 0.15
     eval_every: int = 40
     patience: int = 2
-
-    imitation_coef: float = 0.0
-    replay_share: float = 0.0
-    l2sp_coef: float = 0.0
-    freeze_embeddings: bool = False
-    freeze_layers: int = 0
     # 0.5, not auto: in the study (academy, three seeds) a fixed half-way mix kept general accuracy
     # within 0.5 point of the general model at 0.8 point of custom accuracy, while auto, which must
     # judge drops on 190 noisy general validation pairs, kept 2.6 points less (bench/STUDY.md).
     # On domains the general model opposes (DSP entertainment, literature) it costs 8-9 points of the
     # domain at max length 128, but not at 256, where L2-SP 0.03 matched its domain accuracy and kept
     # less (bench/TRAINING.md).
-    interpolate: Any = 0.5
+    interpolate: float | str = 0.5
+    imitation_coef: float = 0.0
+    replay_share: float = 0.0
+    l2sp_coef: float = 0.0
+    freeze_embeddings: bool = False
+    freeze_layers: int = 0
     interpolate_tolerance: float = 0.01
 
     def __post_init__(self) -> None:
@@ -245,7 +244,8 @@ class CustomStageConfig(OptimConfig):
                 self.interpolate = float(self.interpolate)
             except ValueError:
                 pass
-        ok = self.interpolate in INTERPOLATE_CHOICES or (_number(self.interpolate) and 0 <= self.interpolate <= 1)
+        value = self.interpolate
+        ok = value in INTERPOLATE_CHOICES or (isinstance(value, (int, float)) and _number(value) and 0 <= value <= 1)
         _check(ok, "custom.interpolate", "'off', 'auto' or a number in [0, 1]", self.interpolate)
         _fraction("custom.interpolate_tolerance", self.interpolate_tolerance, upper_open=False)
 
