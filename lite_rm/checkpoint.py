@@ -8,7 +8,7 @@ plus ``lite_rm.json``: the input rule and what produced it.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,8 @@ from lite_rm.encoding import InputRule
 from lite_rm.files import write_text_atomic
 
 META_FILE = "lite_rm.json"
+# The keyword arguments of load_preferences a held-out set may record (how its source was read).
+LOAD_OPTIONS = {"format", "split", "columns", "skip_invalid"}
 META_VERSION = 1
 
 
@@ -56,16 +58,19 @@ class HeldOutSet:
         source: the file, folder or dataset name it was loaded from, as given to the stage.
         valid_fraction: the share of prompts held out (:func:`lite_rm.data.split_by_prompt`).
         domain: for DSP data, the domain whose preference it is.
+        options: how the source was read: the keyword arguments of
+            :func:`lite_rm.data.load_preferences` among ``format``, ``split``, ``columns``, ``skip_invalid``.
     """
 
     name: str
     source: str
     valid_fraction: float
     domain: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "valid_fraction": self.valid_fraction,
-                "domain": self.domain}
+                "domain": self.domain, "options": dict(self.options)}
 
     @classmethod
     def from_dict(cls, data: Any) -> HeldOutSet:
@@ -80,7 +85,11 @@ class HeldOutSet:
         domain = data.get("domain")
         if domain is not None and not isinstance(domain, str):
             raise ValueError(f"validation_split domain: expected a string or null, found {domain!r}")
-        return cls(data["name"], data["source"], float(fraction), domain)
+        options = data.get("options") or {}
+        if not isinstance(options, dict) or not set(options) <= LOAD_OPTIONS:
+            raise ValueError(f"validation_split options: expected an object with keys among {sorted(LOAD_OPTIONS)}, "
+                             f"found {options!r:.80}")
+        return cls(data["name"], data["source"], float(fraction), domain, dict(options))
 
 
 @dataclass(frozen=True)
@@ -110,7 +119,7 @@ class ValidationSplit:
         """The held-out pairs of every set (loaded again and split as training split them), by name."""
         out = {}
         for s in self.sets:
-            pairs = load_preferences(s.source, domain=s.domain).pairs
+            pairs = load_preferences(s.source, domain=s.domain, **s.options).pairs
             out[s.name] = split_by_prompt(pairs, s.valid_fraction, self.seed)[1] if s.valid_fraction else []
         return out
 

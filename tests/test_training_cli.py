@@ -175,3 +175,41 @@ def test_train_cli_bad_data_and_state_end_without_a_traceback(tmp_path: Path, ti
     (state / "tensors.safetensors").write_bytes(b"")
     result = _run([*base, "-o", str(tmp_path / "r4"), "--general-set", f"syn={good}", "--resume"])
     assert result.exit_code == 1 and "delete the folder" in result.output and "Traceback" not in result.output
+
+
+def test_train_reads_custom_data_like_every_command(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """--custom-data takes a datasets folder or a file with other column names (--column), and the
+    checkpoint records how it was read, so the held-out pairs reload the same way (export uses them)."""
+    import csv
+
+    import datasets
+    from test_training_support import write_pairs
+
+    from lite_rm.checkpoint import validation_split_of
+
+    rows = [json.loads(line) for line in write_pairs(tmp_path / "p.jsonl", 40, seed=5).read_text().splitlines()]
+    renamed = tmp_path / "mine.csv"
+    with renamed.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["question", "good", "bad"])
+        writer.writeheader()
+        writer.writerows({"question": r["prompt"], "good": r["chosen"], "bad": r["rejected"]} for r in rows)
+    folder = tmp_path / "saved"
+    datasets.Dataset.from_list(rows).save_to_disk(str(folder))
+    raw = synthetic_config(tmp_path, tiny_checkpoint, stages=["custom"], **{"custom.max_steps": 2})
+    config_file = tmp_path / "run.toml"
+    config_file.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in raw.items() if not isinstance(v, dict))
+                           + f"\neval_sets = {_inline(raw['eval_sets'])}\n")
+    for source, extra in ((folder, []), (renamed, ["--column", "prompt=question", "--column", "chosen=good",
+                                                   "--column", "rejected=bad"])):
+        out = tmp_path / f"run-{source.name}"
+        result = _run(["train", "-c", str(config_file), "-o", str(out), "--custom-data", str(source),
+                       "--max-steps", "2", *extra])
+        assert result.exit_code == 0, result.output
+        split = validation_split_of(next(out.glob("custom-*")))
+        assert split is not None
+        own = split.sets[0]
+        assert own.source == str(source.resolve()) and (own.options.get("columns") or {}) == (
+            {"prompt": "question", "chosen": "good", "rejected": "bad"} if extra else {})
+        assert split.held_out()[own.name]  # reloads with the recorded options
+    bad = _run(["train", "-c", str(config_file), "-o", str(tmp_path / "x"), "--custom-data", str(renamed)])
+    assert bad.exit_code == 1 and "Traceback" not in bad.output and "column" in bad.output.lower()

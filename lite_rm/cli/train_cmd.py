@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import click
 
 from lite_rm.cli import fail
+from lite_rm.cli.options import data_source_options, json_option, parse_columns
 
 
 def _parse_value(text: str) -> Any:
@@ -42,8 +44,10 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
               help="Comma-separated stages to run, e.g. 'general,custom'. [default: base,general,custom]")
 @click.option("--skip-base", is_flag=True, help="Run general and custom only (start from the encoder as is).")
 @click.option("--domain", "domains", multiple=True, help="DSP domain to customize for (repeatable). [default: academy]")
-@click.option("--custom-data", type=click.Path(dir_okay=False),
-              help="A preference file to customize on instead of DSP.")
+@click.option("--custom-data", metavar="SOURCE",
+              help="Preference data to customize on instead of DSP: a file, a datasets folder or a hub dataset "
+                   "name (read with --format/--split/--column/--skip-invalid).")
+@data_source_options
 @click.option("--general-set", "general_sets", multiple=True, metavar="NAME=FILE",
               help="A general preference set (repeatable; replaces the default helpful/harmless/WebGPT).")
 @click.option("--proportion", "proportions", multiple=True, metavar="NAME=X",
@@ -66,19 +70,21 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
 @click.option("--bf16/--no-bf16", default=None, help="bfloat16 autocast on CPU. [default: auto]")
 @click.option("--dropout", type=click.Choice(["all", "hidden", "off"]),
               help="Dropout while training: the encoder's own (all), none on attention (hidden), none (off).")
-@click.option("--threads", type=int, help="Torch threads (0: as many as free cores).")
+@click.option("--threads", type=click.IntRange(min=0), help="Torch threads (0: as many as free cores). [default: 0]")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Any config key, e.g. --set custom.lr=2e-5 --set general.proportions.webgpt=2.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in the output folder.")
 @click.option("--overwrite", is_flag=True, help="Start again even if the output folder holds a run.")
+@json_option
 def train(config_file: str | None, output: str | None, model: str | None, data_dir: str | None,
           stages: str | None, skip_base: bool, domains: tuple[str, ...], custom_data: str | None,
+          data_format: str | None, split: str | None, columns: tuple[str, ...], skip_invalid: bool,
           general_sets: tuple[str, ...], proportions: tuple[str, ...], eval_sets: tuple[str, ...],
           listwise: bool | None, imitation_coef: float | None, replay_share: float | None,
           l2sp_coef: float | None, freeze_layers: int | None, freeze_embeddings: bool | None,
           interpolate: str | None, epochs: float | None, max_steps: int | None, seed: int | None,
           max_length: int | None, bf16: bool | None, dropout: str | None, threads: int | None,
-          settings: tuple[str, ...], resume: bool, overwrite: bool) -> None:
+          settings: tuple[str, ...], resume: bool, overwrite: bool, as_json: bool) -> None:
     """Train a reward model in three stages: base (MLM), general (GRFT), custom (CRFT).
 
     Each stage writes a Hugging Face checkpoint into the output folder (base/, general/,
@@ -116,6 +122,9 @@ def train(config_file: str | None, output: str | None, model: str | None, data_d
             overrides["custom.domains"] = list(domains)
         if custom_data:
             overrides["custom.data"] = custom_data
+        read = {"custom.data_format": data_format, "custom.data_split": split,
+                "custom.data_columns": parse_columns(columns) or None, "custom.skip_invalid": skip_invalid or None}
+        overrides.update({k: v for k, v in read.items() if v is not None})
         if general_sets:
             overrides["general.sets"] = _pairs(general_sets, "--general-set")
         if proportions:
@@ -155,6 +164,8 @@ def train(config_file: str | None, output: str | None, model: str | None, data_d
         fail(err)
         return
     out = Path(config.output_dir)
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+        return
     click.echo((out / "results.md").read_text(encoding="utf-8"))
     click.echo(f"checkpoints and results in {out}/ (results.md, results.json)")
-    del results

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lite_rm.data.formats import DSP_DOMAINS
+from lite_rm.data.formats import DSP_DOMAINS, FORMATS
 from lite_rm.files import TOMLDecodeError, parse_toml
 
 STAGES = ("base", "general", "custom")
@@ -179,8 +179,11 @@ class CustomStageConfig(OptimConfig):
 
     Attributes:
         domains: DSP domains to customize for, one model each (``custom-<domain>/``).
-        data: a preference file (any supported format) to customize on instead of DSP domains;
-            its model is saved as ``custom-<file stem>/``.
+        data: preference data (a file, a ``datasets`` folder or a hub dataset name; any supported
+            format) to customize on instead of DSP domains; its model is saved as ``custom-<stem>/``.
+        data_format, data_split, data_columns, skip_invalid: how ``data`` is read: the format (detected
+            when empty), the split of a Hugging Face dataset, field -> column name, and whether to skip
+            malformed records (``lite-rm train --format/--split/--column/--skip-invalid``).
         listwise: train multi-response items (DSP: five responses, one preferred) with a softmax over
             the list instead of the paper's pairwise conversion.
         imitation_coef: weight of the masked-LM loss on the preferred responses (the paper's
@@ -202,7 +205,11 @@ class CustomStageConfig(OptimConfig):
 
     domains: list[str] = field(default_factory=lambda: ["academy"])
     data: str = ""
+    data_format: str = ""
+    data_split: str = ""
+    skip_invalid: bool = False
     listwise: bool = True
+    data_columns: dict[str, str] = field(default_factory=dict)
     # Defaults that differ from OptimConfig's (lr and batch size are its own): custom data is a few
     # hundred pairs, so two passes, a larger held-out share and validation every 40 steps with early
     # stopping after two validations without gain.
@@ -228,7 +235,13 @@ class CustomStageConfig(OptimConfig):
         self._validate("custom")
         _check(isinstance(self.domains, list) and all(d in DSP_DOMAINS for d in self.domains),
                "custom.domains", f"a list of DSP domains among {list(DSP_DOMAINS)}", self.domains)
-        _check(isinstance(self.data, str), "custom.data", "a file path", self.data)
+        _check(isinstance(self.data, str), "custom.data", "a file path or dataset name", self.data)
+        _check(self.data_format in ("", *FORMATS, "hf"), "custom.data_format",
+               f"one of {', '.join((*FORMATS, 'hf'))} (or empty: detected)", self.data_format)
+        _check(isinstance(self.data_split, str), "custom.data_split", "a split name", self.data_split)
+        _check(isinstance(self.data_columns, dict) and all(isinstance(v, str) for v in self.data_columns.values()),
+               "custom.data_columns", "a table of field = column name", self.data_columns)
+        _boolean("custom.skip_invalid", self.skip_invalid)
         _check(bool(self.domains) or bool(self.data), "custom.domains",
                "at least one domain, or custom.data", self.domains)
         _boolean("custom.listwise", self.listwise)
@@ -248,6 +261,12 @@ class CustomStageConfig(OptimConfig):
         ok = value in INTERPOLATE_CHOICES or (isinstance(value, (int, float)) and _number(value) and 0 <= value <= 1)
         _check(ok, "custom.interpolate", "'off', 'auto' or a number in [0, 1]", self.interpolate)
         _fraction("custom.interpolate_tolerance", self.interpolate_tolerance, upper_open=False)
+
+    def load_options(self) -> dict[str, Any]:
+        """How :attr:`data` is read: keyword arguments of :func:`lite_rm.data.load_preferences`."""
+        options: dict[str, Any] = {"format": self.data_format or None, "split": self.data_split or None,
+                                   "columns": dict(self.data_columns) or None, "skip_invalid": self.skip_invalid}
+        return {k: v for k, v in options.items() if v}
 
     def targets(self) -> list[str]:
         """Names of the custom models this config trains (``custom-<name>`` folders)."""

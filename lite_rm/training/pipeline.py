@@ -63,6 +63,10 @@ def _check_resumable(run: Path, config: TrainConfig, resume: bool, overwrite: bo
         before = json.loads(saved.read_text(encoding="utf-8"))
         # a run saved before the dropout key existed trained with the encoder's own dropout
         before.setdefault("dropout", "all")
+        try:  # keys added since that run was saved compare at their defaults
+            before = TrainConfig.from_dict(before).to_dict()
+        except ValueError:
+            pass  # a saved config this version cannot read: compare it as it is
         now = config.to_dict()
         changed = sorted(k for k in set(before) | set(now)
                          if k not in _RESUME_FREE_KEYS and before.get(k) != now.get(k))

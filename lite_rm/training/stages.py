@@ -69,12 +69,12 @@ def general_sources(ctx: StageContext) -> dict[str, str]:
     return {name: _recorded(source) for name, source in sets.items()}
 
 
-def custom_source(ctx: StageContext, target: str) -> tuple[str, str | None]:
-    """A custom target's data: (source, DSP domain or ``None``)."""
+def custom_source(ctx: StageContext, target: str) -> tuple[str, str | None, dict[str, Any]]:
+    """A custom target's data: (source, DSP domain or ``None``, how to read it)."""
     cfg = ctx.config.custom
     if cfg.data:
-        return _recorded(cfg.data), None
-    return _recorded(ctx.data_dir / DSP_TRAIN), target
+        return _recorded(cfg.data), None, cfg.load_options()
+    return _recorded(ctx.data_dir / DSP_TRAIN), target, {}
 
 
 def general_held_out(ctx: StageContext) -> list[HeldOutSet]:
@@ -87,10 +87,10 @@ def custom_validation_split(ctx: StageContext, target: str) -> ValidationSplit:
     """A custom checkpoint's held-out pairs: its own data's, and the general sets' (which the general
     stage held out; replay draws only from their train split). Default general files that are not
     there (a custom-only run without the data folder) are left out."""
-    source, domain = custom_source(ctx, target)
+    source, domain, options = custom_source(ctx, target)
     general = [s for s in general_held_out(ctx) if ctx.config.general.sets or Path(s.source).exists()]
     name = target if target not in {s.name for s in general} else f"custom-{target}"
-    own = HeldOutSet(name, source, ctx.config.custom.valid_fraction, domain)
+    own = HeldOutSet(name, source, ctx.config.custom.valid_fraction, domain, options)
     return ValidationSplit(ctx.config.seed, (own, *general))
 
 
@@ -113,8 +113,8 @@ def general_pairs(ctx: StageContext) -> tuple[list[PreferencePair], list[float],
 def custom_data(ctx: StageContext, target: str) -> tuple[list[PreferencePair], Any, list[PreferencePair]]:
     """Custom training pairs, their lists (listwise, else ``None``), and validation pairs."""
     cfg = ctx.config.custom
-    source, domain = custom_source(ctx, target)
-    loaded = load_preferences(source, domain=domain, listwise=cfg.listwise)
+    source, domain, options = custom_source(ctx, target)
+    loaded = load_preferences(source, domain=domain, listwise=cfg.listwise, **options)
     logger.info("custom data %s: %s", target, loaded.report.summary())
     train, valid = split_by_prompt(loaded.pairs, cfg.valid_fraction, ctx.config.seed)
     lists = None
