@@ -1,0 +1,66 @@
+"""No verb ends in a traceback on bad input: each exits 1 (or 2 for a usage error) with one message.
+
+Under click's CliRunner an uncaught exception does not print a traceback into ``result.output``; it is
+kept in ``result.exception``, so that is what these tests check (a handled error is a ``SystemExit``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from lite_rm.cli import main
+
+
+def _bad_bundle(tmp_path: Path) -> Path:
+    folder = tmp_path / "bad-bundle"
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps({"format": "lite-rm-bundle", "format_version": 1,
+                                                      "input_rule": None, "files": []}), encoding="utf-8")
+    return folder
+
+
+def _cases(tmp_path: Path, tiny_checkpoint: Path, data_dir: Path) -> list[list[str]]:
+    bad_jsonl = tmp_path / "bad.jsonl"
+    bad_jsonl.write_bytes(b'{"prompt": "x", "chosen": "a", "rejected": 5}\n{not json\n')
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bundle = _bad_bundle(tmp_path)
+    toml = tmp_path / "bad.toml"
+    toml.write_text("[custom\nlr = 1", encoding="utf-8")
+    return [
+        ["data", "check", str(tmp_path / "missing.json")],
+        ["data", "check", str(bad_jsonl)],
+        ["train", "-c", str(toml), "-o", str(tmp_path / "run")],
+        ["train", "-o", str(tmp_path / "run"), "--set", "custom.lr=abc"],
+        ["train", "-o", str(tmp_path / "run2"), "--model", str(tiny_checkpoint), "--stages", "custom",
+         "--custom-data", str(bad_jsonl), "--eval-set", f"x={bad_jsonl}"],
+        ["eval", str(empty)],
+        ["eval", str(bundle), "--data", f"mine={data_dir / 'general/webgpt.test.json'}"],
+        ["eval", str(tiny_checkpoint), "--data", f"mine={bad_jsonl}"],
+        ["export", str(empty), "-o", str(tmp_path / "out")],
+        ["export", str(tiny_checkpoint), "-o", str(tmp_path / "out"), "--int8", "--preset", "no-such-preset"],
+        ["export", str(tiny_checkpoint), "-o", str(tmp_path / "out"), "--validation", str(bad_jsonl)],
+        ["score", str(tmp_path / "no-bundle"), "-i", str(bad_jsonl), "-o", str(tmp_path / "s.jsonl")],
+        ["score", str(bundle), "-i", str(bad_jsonl), "-o", str(tmp_path / "s.jsonl")],
+    ]
+
+
+def test_bad_input_never_escapes_as_an_exception(tmp_path: Path, tiny_checkpoint: Path, data_dir: Path) -> None:
+    verbs = set()
+    for args in _cases(tmp_path, tiny_checkpoint, data_dir):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code in (1, 2), (args, result.exit_code, result.output)
+        assert result.exception is None or isinstance(result.exception, SystemExit), (args, repr(result.exception))
+        assert "Traceback" not in result.output and result.output.strip(), args
+        verbs.add(args[0])
+    assert verbs == {"data", "train", "eval", "export", "score"}
+
+
+@pytest.mark.parametrize("verb", ["data", "train", "eval", "export", "score"])
+def test_help_of_every_verb(verb: str) -> None:
+    result = CliRunner().invoke(main, [verb, "--help"])
+    assert result.exit_code == 0 and result.exception is None, result.output
