@@ -71,6 +71,9 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
 @click.option("--dropout", type=click.Choice(["all", "hidden", "off"]),
               help="Dropout while training: the encoder's own (all), none on attention (hidden), none (off).")
 @click.option("--threads", type=click.IntRange(min=0), help="Torch threads (0: as many as free cores). [default: 0]")
+@click.option("--report-to", "report_to", multiple=True, type=click.Choice(["tensorboard", "wandb"]),
+              help="Also send the logged metrics to TensorBoard (RUN/tensorboard/<stage>/) or Weights & Biases "
+                   "(repeatable; RUN/.metrics/<stage>.jsonl is always written).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Any config key, e.g. --set custom.lr=2e-5 --set general.proportions.webgpt=2.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in the output folder.")
@@ -84,7 +87,7 @@ def train(config_file: str | None, output: str | None, model: str | None, data_d
           l2sp_coef: float | None, freeze_layers: int | None, freeze_embeddings: bool | None,
           interpolate: str | None, epochs: float | None, max_steps: int | None, seed: int | None,
           max_length: int | None, bf16: bool | None, dropout: str | None, threads: int | None,
-          settings: tuple[str, ...], resume: bool, overwrite: bool, as_json: bool) -> None:
+          report_to: tuple[str, ...], settings: tuple[str, ...], resume: bool, overwrite: bool, as_json: bool) -> None:
     """Train a reward model in three stages: base (MLM), general (GRFT), custom (CRFT).
 
     Each stage writes a Hugging Face checkpoint into the output folder (base/, general/,
@@ -100,6 +103,7 @@ def train(config_file: str | None, output: str | None, model: str | None, data_d
     # Over 60 lines on purpose: every flag's mapping to its config key is here, in one place.
     from lite_rm.extras import MissingExtraError, require
     from lite_rm.training.config import ConfigError, TrainConfig, read_config_file, set_key
+    from lite_rm.training.metrics import check_reporters
 
     try:
         require("torch")
@@ -136,7 +140,7 @@ def train(config_file: str | None, output: str | None, model: str | None, data_d
                   "custom.replay_share": replay_share, "custom.l2sp_coef": l2sp_coef,
                   "custom.freeze_layers": freeze_layers, "custom.freeze_embeddings": freeze_embeddings,
                   "custom.interpolate": interpolate, "seed": seed, "max_length": max_length, "bf16": bf16,
-                  "dropout": dropout, "threads": threads}
+                  "dropout": dropout, "threads": threads, "report_to": list(report_to) or None}
         overrides.update({k: v for k, v in simple.items() if v is not None})
         for stage in ("base", "general", "custom"):
             if epochs is not None and stage != "base":
@@ -151,6 +155,7 @@ def train(config_file: str | None, output: str | None, model: str | None, data_d
             else:
                 set_key(data, key, value)
         config = TrainConfig.from_dict(data)
+        check_reporters(config.report_to)  # a missing library fails now, not after the first stage
     except (ConfigError, MissingExtraError) as err:
         fail(err)
         return

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from lite_rm.data.formats import DSP_DOMAINS, FORMATS
 from lite_rm.files import TOMLDecodeError, parse_toml
+from lite_rm.training.metrics import REPORTERS
 
 STAGES = ("base", "general", "custom")
 DROPOUT_CHOICES = ("all", "hidden", "off")
@@ -299,6 +300,8 @@ class TrainConfig:
             files (helpful, harmless, WebGPT, DSP test per domain). ``dsp`` files are evaluated for
             the custom domains with per-opponent accuracy.
         eval_batch_size: texts per forward pass in evaluation.
+        report_to: where the logged metrics go besides ``RUN/.metrics/<stage>.jsonl`` (always
+            written): ``tensorboard`` (``RUN/tensorboard/<stage>/``), ``wandb``; empty: nowhere else.
         base, general, custom: per-stage settings.
     """
 
@@ -318,6 +321,7 @@ class TrainConfig:
     save_every: int = 50
     eval_sets: dict[str, str] = field(default_factory=dict)
     eval_batch_size: int = 64
+    report_to: list[str] = field(default_factory=list)
     base: BaseStageConfig = field(default_factory=BaseStageConfig)
     general: GeneralStageConfig = field(default_factory=GeneralStageConfig)
     custom: CustomStageConfig = field(default_factory=CustomStageConfig)
@@ -344,6 +348,9 @@ class TrainConfig:
         _check(isinstance(self.eval_sets, dict) and all(isinstance(v, str) for v in self.eval_sets.values()),
                "eval_sets", "a table of name = file path", self.eval_sets)
         _positive("eval_batch_size", self.eval_batch_size, integer=True)
+        _check(isinstance(self.report_to, list) and all(r in REPORTERS for r in self.report_to)
+               and len(set(self.report_to)) == len(self.report_to),
+               "report_to", f"a list of distinct reporters among {list(REPORTERS)}", self.report_to)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from lite_rm.training.config import OptimConfig
+from lite_rm.training.metrics import StageMetrics, report_to_of_run
 from lite_rm.training.state import LoopState, has_state, load_state, save_state
 
 logger = logging.getLogger(__name__)
@@ -126,6 +127,26 @@ def _validated(
         result.stopped_early = True
 
 
+def _open_metrics(state_dir: Path, report_to: Sequence[str] | None, step: int) -> StageMetrics | None:
+    """The stage's metrics sink, for a state folder laid out as a run's ``RUN/.state/<stage>`` (every
+    pipeline stage); ``None`` elsewhere. ``report_to`` ``None``: the run's ``config.json`` names it."""
+    if state_dir.parent.name != ".state":
+        return None
+    run = state_dir.parent.parent
+    names = report_to_of_run(run) if report_to is None else report_to
+    return StageMetrics.open(run, state_dir.name, names, resumed_step=step)
+
+
+def _show(bar: Any, row: dict[str, float], desc: str, total: int, sink: StageMetrics | None) -> None:
+    """A log row on the progress bar, in the log and in the stage's metrics file and reporters."""
+    bar.set_postfix({k: f"{row[k]:.3f}" for k in ("loss", "acc", "margin") if k in row}
+                    | {"pairs/s": f"{row['pairs_per_s']:.1f}"})
+    logger.info("%s step %d/%d: %s", desc, row["step"], total,
+                ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "step"))
+    if sink is not None:
+        sink.log("train", row)
+
+
 def _optimizer_step(
     optimizer: torch.optim.Optimizer, scheduler: Any, named_params: Sequence[tuple[str, torch.nn.Parameter]],
     optim: OptimConfig, after_step: Callable[[float], None] | None,
@@ -154,6 +175,7 @@ def run_loop(
     validate: Callable[[], float] | None = None,
     after_step: Callable[[float], None] | None = None,
     desc: str = "train",
+    report_to: Sequence[str] | None = None,
 ) -> LoopResult:
     """Train ``modules`` over ``plan`` with AdamW and a linear warm-up/decay schedule.
 
@@ -176,6 +198,9 @@ def run_loop(
         after_step: called after each optimizer step with the learning rate's share of its peak
             (decoupled weight pulls such as L2-SP).
         desc: the progress bar's label.
+        report_to: where the logged rows go besides ``RUN/.metrics/<stage>.jsonl``
+            (:mod:`lite_rm.training.metrics`): ``tensorboard``, ``wandb``; ``None``: the run's
+            ``config.json`` ``report_to``.
 
     Returns:
         The :class:`LoopResult`; the modules hold the best validated weights (or the last ones).
@@ -196,33 +221,37 @@ def run_loop(
 
     for module in modules.values():
         module.train()
+    sink = _open_metrics(state_dir, report_to, loop.step)  # after resuming: it drops rows past loop.step
     bar = tqdm(total=total, initial=loop.step, desc=desc, disable=None, leave=False)
     window = _Window()
-    while loop.step < total and not result.stopped_early:
-        started = time.perf_counter()
-        loss, metrics, n_pairs = step_fn(plan[loop.step])
-        loss.backward()
-        _optimizer_step(optimizer, scheduler, named_params, optim, after_step)
-        loop.step += 1
-        loop.pairs_done += n_pairs
-        result.train_seconds += time.perf_counter() - started
-        window.add({"loss": float(loss.detach()), **metrics}, n_pairs)
-        bar.update(1)
+    try:
+        while loop.step < total and not result.stopped_early:
+            started = time.perf_counter()
+            loss, step_metrics, n_pairs = step_fn(plan[loop.step])
+            loss.backward()
+            _optimizer_step(optimizer, scheduler, named_params, optim, after_step)
+            loop.step += 1
+            loop.pairs_done += n_pairs
+            result.train_seconds += time.perf_counter() - started
+            window.add({"loss": float(loss.detach()), **step_metrics}, n_pairs)
+            bar.update(1)
 
-        if loop.step % log_every == 0 or loop.step == total:
-            row = window.row(loop.step, scheduler.get_last_lr()[0])
-            result.log.append(row)
-            bar.set_postfix({k: f"{row[k]:.3f}" for k in ("loss", "acc", "margin") if k in row}
-                            | {"pairs/s": f"{row['pairs_per_s']:.1f}"})
-            logger.info("%s step %d/%d: %s", desc, loop.step, total,
-                        ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "step"))
-            window = _Window()
-        if validate is not None and (loop.step % eval_every == 0 or loop.step == total):
-            _validated(loop, result, validate(), modules, optim.patience, desc)
-            window.start = time.perf_counter()  # validation time is not training throughput
-        if save_every and loop.step % save_every == 0 and loop.step < total and not result.stopped_early:
-            loop.result = asdict(result)
-            save_state(state_dir, modules, optimizer, scheduler, loop)
+            if loop.step % log_every == 0 or loop.step == total:
+                row = window.row(loop.step, scheduler.get_last_lr()[0])
+                result.log.append(row)
+                _show(bar, row, desc, total, sink)
+                window = _Window()
+            if validate is not None and (loop.step % eval_every == 0 or loop.step == total):
+                _validated(loop, result, validate(), modules, optim.patience, desc)
+                if sink is not None:
+                    sink.log("valid", result.valid[-1])
+                window.start = time.perf_counter()  # validation time is not training throughput
+            if save_every and loop.step % save_every == 0 and loop.step < total and not result.stopped_early:
+                loop.result = asdict(result)
+                save_state(state_dir, modules, optimizer, scheduler, loop)
+    finally:
+        if sink is not None:
+            sink.close()
     bar.close()
     result.steps = loop.step
     result.pairs_per_s = loop.pairs_done / result.train_seconds if result.train_seconds else 0.0

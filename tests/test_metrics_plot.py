@@ -1,0 +1,125 @@
+"""Training metrics on disk (JSONL, TensorBoard) and ``lite-rm plot`` (training curves, reliability diagram)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from test_training_support import synthetic_config
+
+from lite_rm.cli import main
+from lite_rm.training.config import ConfigError, TrainConfig
+from lite_rm.training.metrics import TIMING_FIELDS, live_path, publish, read_rows, stage_rows
+from lite_rm.training.pipeline import train
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _config(tmp_path: Path, tiny_checkpoint: Path, name: str, **overrides: object) -> TrainConfig:
+    raw = synthetic_config(tmp_path, tiny_checkpoint, stages=["general"], log_every=1, save_every=3,
+                           **{"general.max_steps": 6, "general.eval_every": 2, **overrides})
+    raw["output_dir"] = str(tmp_path / name)
+    return TrainConfig.from_dict(raw)
+
+
+def _untimed(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in rows]
+
+
+def _assert_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC and len(data) > 2000, path
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Path:
+    """A 6-step general stage, logging every step, validating every 2 steps, with TensorBoard."""
+    tmp = tmp_path_factory.mktemp("straight")
+    train(_config(tmp, tiny_checkpoint, "run", report_to=["tensorboard"]))
+    return tmp / "run"
+
+
+def test_a_run_writes_one_row_per_logged_step_and_validation(straight_run: Path) -> None:
+    rows = read_rows(live_path(straight_run, "general"))
+    train_rows = [r for r in rows if r["kind"] == "train"]
+    assert [r["step"] for r in train_rows] == [1, 2, 3, 4, 5, 6]
+    assert {"loss", "acc", "margin", "reward", "lr", "pairs_per_s", "time"} <= set(train_rows[0])
+    valid = [r for r in rows if r["kind"] == "valid"]
+    assert [r["step"] for r in valid] == [2, 4, 6] and all(0 <= r["metric"] <= 1 for r in valid)
+    # the same rows as the run's own record of its log and validation curve
+    summary = json.loads((straight_run / "results.json").read_text())["training"]["general"]
+    assert [r["metric"] for r in valid] == [v["metric"] for v in summary["valid_curve"]]
+    assert train_rows[-1]["loss"] == summary["last_log"]["loss"]
+    assert stage_rows(straight_run, "general") == rows
+
+
+def test_publish_copies_the_live_file_beside_the_checkpoint(straight_run: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "general"
+    folder.mkdir()
+    copy = publish(straight_run, "general", folder)
+    assert copy == folder / "metrics.jsonl" and read_rows(copy) == read_rows(live_path(straight_run, "general"))
+    assert publish(straight_run, "no-such-stage", folder) is None
+
+
+def test_kill_and_resume_leaves_no_duplicate_steps(straight_run: Path, tmp_path: Path, tiny_checkpoint: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import lite_rm.training.steps as steps
+
+    real_step = steps.reward_step
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 5:  # rows 1-4 (and validation 2, 4) logged; the state was saved at step 3
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(steps, "reward_step", interrupted)
+    config = _config(tmp_path, tiny_checkpoint, "resumed", report_to=["tensorboard"])
+    with pytest.raises(KeyboardInterrupt):
+        train(config)
+    run = tmp_path / "resumed"
+    killed = read_rows(live_path(run, "general"))
+    assert [r["step"] for r in killed if r["kind"] == "train"] == [1, 2, 3, 4]  # a killed run keeps its rows
+    monkeypatch.setattr(steps, "reward_step", real_step)
+    train(config, resume=True)
+    rows = read_rows(live_path(run, "general"))
+    keys = [(r["kind"], r["step"]) for r in rows]
+    assert len(keys) == len(set(keys)), keys
+    assert _untimed(rows) == _untimed(read_rows(live_path(straight_run, "general")))
+
+
+def test_a_fresh_run_over_an_old_one_starts_the_file_again(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    config = _config(tmp_path, tiny_checkpoint, "again", **{"general.max_steps": 2})
+    train(config)
+    train(config, overwrite=True)
+    assert [r["step"] for r in read_rows(live_path(tmp_path / "again", "general")) if r["kind"] == "train"] == [1, 2]
+
+
+def test_tensorboard_event_file_holds_the_scalars(straight_run: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(straight_run / "tensorboard" / "general"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/acc", "train/margin", "train/reward", "train/lr", "train/pairs_per_s",
+            "valid/metric"} <= tags
+    rows = read_rows(live_path(straight_run, "general"))
+    for kind, name in (("train", "loss"), ("train", "lr"), ("valid", "metric")):
+        logged = [(r["step"], r[name]) for r in rows if r["kind"] == kind]
+        read = [(e.step, e.value) for e in events.Scalars(f"{kind}/{name}")]
+        assert [s for s, _ in read] == [s for s, _ in logged]
+        assert all(v == pytest.approx(w, rel=1e-6, abs=1e-9) for (_, v), (_, w) in zip(read, logged, strict=True))
+
+
+def test_report_to_is_validated_and_a_missing_library_is_named(tmp_path: Path, tiny_checkpoint: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = synthetic_config(tmp_path, tiny_checkpoint, report_to=["mlflow"])
+    with pytest.raises(ConfigError, match="report_to"):
+        TrainConfig.from_dict(raw)
+    monkeypatch.setitem(__import__("sys").modules, "wandb", None)  # not installed, whatever this machine has
+    result = CliRunner().invoke(main, ["train", "-o", str(tmp_path / "w"), "--report-to", "wandb"])
+    assert result.exit_code == 1 and "pip install wandb" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
