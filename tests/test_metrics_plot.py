@@ -123,3 +123,81 @@ def test_report_to_is_validated_and_a_missing_library_is_named(tmp_path: Path, t
     result = CliRunner().invoke(main, ["train", "-o", str(tmp_path / "w"), "--report-to", "wandb"])
     assert result.exit_code == 1 and "pip install wandb" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+# ---------------------------------------------------------------- lite-rm plot
+
+
+def _plot(*args: str) -> object:
+    result = CliRunner().invoke(main, ["plot", *args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def test_plot_a_run_draws_each_stage(straight_run: Path, tmp_path: Path) -> None:
+    result = _plot(str(straight_run), "-o", str(tmp_path / "figs"))
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    _assert_png(tmp_path / "figs" / "general.png")
+    assert str(tmp_path / "figs" / "general.png") in result.output  # type: ignore[attr-defined]
+
+
+def test_plot_marks_the_kept_step_and_draws_general_kept(tmp_path: Path) -> None:
+    from lite_rm.plotting import best_validation, plot_run
+
+    run = tmp_path / "run"
+    (run / ".metrics").mkdir(parents=True)
+    rows = [{"kind": "train", "step": s, "loss": 0.7 - 0.01 * s, "acc": 0.5 + 0.01 * s} for s in range(1, 9)]
+    rows += [{"kind": "valid", "step": s, "metric": m} for s, m in ((2, 0.6), (4, 0.7), (6, 0.7), (8, 0.65))]
+    for stage in ("general", "custom-academy"):
+        (run / ".metrics" / f"{stage}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / ".metrics" / "base.jsonl").write_text(json.dumps({"kind": "train", "step": 1, "loss": 9.0}) + "\n")
+    (run / "results.json").write_text(json.dumps({"general_kept": {"custom-academy": -0.021}}))
+    assert best_validation([r for r in rows if r["kind"] == "valid"]) == {"kind": "valid", "step": 4, "metric": 0.7}
+    written = plot_run(run)
+    assert [p.name for p in written] == ["base.png", "general.png", "custom-academy.png", "general_kept.png"]
+    for path in written:
+        assert path.parent == run / "plots"
+        _assert_png(path)
+
+
+def test_reliability_bins_agree_with_the_exported_ece() -> None:
+    import numpy as np
+
+    from lite_rm.exporting.calibration import fit_temperature
+    from lite_rm.plotting import pair_probabilities, reliability
+
+    rng = np.random.default_rng(0)
+    chosen, rejected = rng.normal(1.0, 1.0, 300), rng.normal(0.0, 1.0, 300)
+    fit = fit_temperature(chosen, rejected)
+    for scale, ece in ((1.0, fit.ece_before), (fit.scale, fit.ece_after)):
+        rel = reliability(*pair_probabilities(chosen - rejected, scale))
+        assert rel.ece == pytest.approx(ece) and rel.counts.sum() == 600
+        weighted = float(np.sum(rel.counts / 600 * np.abs(rel.observed - rel.predicted)))
+        assert weighted == pytest.approx(ece)
+
+
+def test_plot_a_bundle_draws_its_reliability_diagram(straight_run: Path, tmp_path: Path) -> None:
+    from lite_rm.exporting import export_bundle
+
+    bundle = tmp_path / "bundle"
+    export_bundle(straight_run / "general", bundle)  # calibrated on the split the stage recorded
+    result = _plot(str(bundle))  # default: that recorded held-out split, re-scored
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    _assert_png(bundle / "plots" / "reliability.png")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"q{i}", "chosen": f"excellent {i}", "rejected": f"terrible {i}"})
+                             + "\n" for i in range(30)))
+    result = _plot(str(bundle), "--data", str(pairs), "-o", str(tmp_path / "figs"))
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    _assert_png(tmp_path / "figs" / "reliability.png")
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "file", "checkpoint"])
+def test_plot_bad_input_is_a_clear_error(tmp_path: Path, tiny_checkpoint: Path, make: str) -> None:
+    target = {"missing": tmp_path / "nope", "empty": tmp_path, "checkpoint": tiny_checkpoint,
+              "file": tmp_path / "x.txt"}[make]
+    if make == "file":
+        target.write_text("hello")
+    result = _plot(str(target))
+    assert result.exit_code == 1 and "Error:" in result.output  # type: ignore[attr-defined]
+    assert "Traceback" not in result.output  # type: ignore[attr-defined]

@@ -20,6 +20,7 @@ COMMANDS = {
     "eval": "lite_rm.cli.eval_cmd:eval_command",
     "export": "lite_rm.cli.export_cmd:export",
     "score": "lite_rm.cli.score_cmd:score",
+    "plot": "lite_rm.cli.plot_cmd:plot",
 }
 
 
