@@ -36,6 +36,8 @@ demo: $(STAMP)
 	$(BIN)/lite-rm score $(RUN)/bundle --input ../shared/data/dsp/test.json --domain academy \
 		--output $(RUN)/dsp-test-scores.jsonl
 	$(BIN)/lite-rm eval $(RUN)/bundle
+	$(BIN)/lite-rm plot $(RUN)
+	$(BIN)/lite-rm plot $(RUN)/bundle -o $(RUN)/plots
 
 lint: $(STAMP)
 	$(BIN)/ruff check lite_rm tests bench

@@ -18,6 +18,7 @@ _EXTRA_OF = {
     "onnx": "export",
     "matplotlib": "plot",
     "tensorboard": "tensorboard",
+    "wandb": "wandb",
 }
 
 

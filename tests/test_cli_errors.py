@@ -46,6 +46,8 @@ def _cases(tmp_path: Path, tiny_checkpoint: Path, data_dir: Path) -> list[list[s
         ["export", str(tiny_checkpoint), "-o", str(tmp_path / "out"), "--validation", str(bad_jsonl)],
         ["score", str(tmp_path / "no-bundle"), "-i", str(bad_jsonl), "-o", str(tmp_path / "s.jsonl")],
         ["score", str(bundle), "-i", str(bad_jsonl), "-o", str(tmp_path / "s.jsonl")],
+        ["plot", str(empty)],
+        ["plot", str(bundle)],
     ]
 
 
@@ -57,10 +59,10 @@ def test_bad_input_never_escapes_as_an_exception(tmp_path: Path, tiny_checkpoint
         assert result.exception is None or isinstance(result.exception, SystemExit), (args, repr(result.exception))
         assert "Traceback" not in result.output and result.output.strip(), args
         verbs.add(args[0])
-    assert verbs == {"data", "train", "eval", "export", "score"}
+    assert verbs == {"data", "train", "eval", "export", "score", "plot"}
 
 
-@pytest.mark.parametrize("verb", ["data", "train", "eval", "export", "score"])
+@pytest.mark.parametrize("verb", ["data", "train", "eval", "export", "score", "plot"])
 def test_help_of_every_verb(verb: str) -> None:
     result = CliRunner().invoke(main, [verb, "--help"])
     assert result.exit_code == 0 and result.exception is None, result.output

@@ -53,6 +53,7 @@ def test_a_run_writes_one_row_per_logged_step_and_validation(straight_run: Path)
     assert [r["metric"] for r in valid] == [v["metric"] for v in summary["valid_curve"]]
     assert train_rows[-1]["loss"] == summary["last_log"]["loss"]
     assert stage_rows(straight_run, "general") == rows
+    assert read_rows(straight_run / "general" / "metrics.jsonl") == rows  # published beside the checkpoint
 
 
 def test_publish_copies_the_live_file_beside_the_checkpoint(straight_run: Path, tmp_path: Path) -> None:
@@ -121,7 +122,7 @@ def test_report_to_is_validated_and_a_missing_library_is_named(tmp_path: Path, t
         TrainConfig.from_dict(raw)
     monkeypatch.setitem(__import__("sys").modules, "wandb", None)  # not installed, whatever this machine has
     result = CliRunner().invoke(main, ["train", "-o", str(tmp_path / "w"), "--report-to", "wandb"])
-    assert result.exit_code == 1 and "pip install wandb" in result.output
+    assert result.exit_code == 1 and "lite-rm[wandb]" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 

@@ -36,7 +36,7 @@ from lite_rm.training.config import TrainConfig
 logger = logging.getLogger(__name__)
 
 # Keys that may differ between an interrupted run and its resumption without changing the result.
-_RESUME_FREE_KEYS = {"output_dir", "threads", "log_every", "save_every", "eval_batch_size"}
+_RESUME_FREE_KEYS = {"output_dir", "threads", "log_every", "save_every", "eval_batch_size", "report_to"}
 
 
 def stage_folders(config: TrainConfig) -> dict[str, Path]:
@@ -82,7 +82,7 @@ def _check_resumable(run: Path, config: TrainConfig, resume: bool, overwrite: bo
             "that run, --overwrite to start it again, or choose another output folder"
         )
     if overwrite and not resume:
-        for name in [*existing, ".state"]:
+        for name in [*existing, ".state", ".metrics", "tensorboard", "plots"]:
             shutil.rmtree(run / name, ignore_errors=True)
 
 
@@ -128,6 +128,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
     require("torch")
     from lite_rm.evaluation import default_eval_sets, eval_sets_from, evaluate, write_results
     from lite_rm.training.custom import run_custom
+    from lite_rm.training.metrics import publish
     from lite_rm.training.modeling import resolve_bf16, torch_score_fn, torch_threads
     from lite_rm.training.stages import StageContext, run_base, run_general
 
@@ -179,6 +180,7 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
                 shutil.rmtree(ctx.state_dir(name), ignore_errors=True)
                 meta = read_meta(folder)
                 timings[name] = round(time.perf_counter() - started, 1)
+            publish(run, name, folder)  # RUN/.metrics/<name>.jsonl -> RUN/<name>/metrics.jsonl
             summaries[name] = meta.get("training", {})
             if meta.get("metrics"):
                 rows[name] = meta["metrics"]

@@ -128,7 +128,7 @@ def custom_data(ctx: StageContext, target: str) -> tuple[list[PreferencePair], A
 def loop_args(ctx: StageContext, stage: str) -> dict[str, Any]:
     """The :func:`run_loop` arguments every stage passes the same way."""
     return {"state_dir": ctx.state_dir(stage), "resume": ctx.resume, "log_every": ctx.config.log_every,
-            "save_every": ctx.config.save_every, "desc": stage}
+            "save_every": ctx.config.save_every, "desc": stage, "report_to": ctx.config.report_to}
 
 
 def summary_of(result: LoopResult) -> dict[str, Any]:
