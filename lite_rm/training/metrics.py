@@ -118,7 +118,8 @@ def check_reporters(names: Sequence[str]) -> None:
             except ImportError as err:
                 raise MissingExtraError(
                     f"report_to 'wandb' needs Weights & Biases, which is not installed ({err}). Install it with: "
-                    "pip install \"lite-rm[wandb]\" (and log in with `wandb login`, or set WANDB_MODE=offline)") from err
+                    'pip install "lite-rm[wandb]" (and log in with `wandb login`, or set WANDB_MODE=offline)'
+                ) from err
         else:
             raise ValueError(f"report_to: unknown reporter {name!r}; valid: {', '.join(REPORTERS)}")
 
