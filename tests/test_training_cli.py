@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from test_training_support import synthetic_config, write_pairs
 
 from lite_rm.cli import main
-from lite_rm.training.config import ConfigError, TrainConfig, load_config
+from lite_rm.training.config import ConfigError, TrainConfig
+from lite_rm.training.config_files import load_config
 
 
 @pytest.mark.parametrize(

@@ -102,7 +102,8 @@ def train(config_file: str | None, output: str | None, model: str | None, data_d
     """
     # Over 60 lines on purpose: every flag's mapping to its config key is here, in one place.
     from lite_rm.extras import MissingExtraError, require
-    from lite_rm.training.config import ConfigError, TrainConfig, read_config_file, set_key
+    from lite_rm.training.config import ConfigError, TrainConfig
+    from lite_rm.training.config_files import read_config_file, set_key
     from lite_rm.training.metrics import check_reporters
 
     try:
