@@ -19,6 +19,10 @@ _EXTRA_OF = {
     "matplotlib": "plot",
     "tensorboard": "tensorboard",
     "wandb": "wandb",
+    "starlette": "serve",
+    "uvicorn": "serve",
+    "ray": "ray",
+    "pyarrow": "ray",
 }
 
 

@@ -21,6 +21,7 @@ COMMANDS = {
     "export": "lite_rm.cli.export_cmd:export",
     "score": "lite_rm.cli.score_cmd:score",
     "plot": "lite_rm.cli.plot_cmd:plot",
+    "serve": "lite_rm.cli.serve_cmd:serve",
 }
 
 

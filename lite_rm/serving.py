@@ -1,0 +1,400 @@
+"""An HTTP reward server for a bundle (``lite-rm serve``): Starlette on uvicorn, torch-free.
+
+Endpoints (JSON in, JSON out):
+
+* ``GET /health``: 503 ``{"status": "loading"}`` until the model is loaded, then 200 with the bundle's
+  precision, max length and calibration; never needs the API key (for load balancers).
+* ``POST /score``: ``{"prompt": P, "responses": [R, ...]}`` or ``{"pairs": [{"prompt", "response"}, ...]}``
+  -> ``{"scores": [...]}``.
+* ``POST /preference``: ``{"prompt", "a", "b"}`` -> ``{"probability": p}`` (calibrated P(a preferred over
+  b)), or ``{"items": [{"prompt", "a", "b"}, ...]}`` -> ``{"probabilities": [...]}``.
+* ``POST /openrlhf`` (also ``/get_reward``): the request of OpenRLHF's remote reward model client,
+  ``{"query": [prompt + response, ...], "prompts": [prompt, ...]}`` -> ``{"rewards": [...]}``; each query
+  must start with its prompt (the rest is the response).
+
+Texts may be chat messages (``[{"role", "content"}, ...]``), rendered as in training. Requests are
+scored together: a :class:`Batcher` collects the pairs of all requests that arrive within a short
+window and scores them in one :class:`~lite_rm.scorer.Scorer` call (length-sorted batches), so
+concurrent clients share model calls. Errors are JSON ``{"error": message, "field": name}``: 401/403
+for a missing/wrong API key, 413 for a body over the limit, 422 for bad JSON, types or too many rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from lite_rm.data.formats import render_messages
+from lite_rm.data.records import DataError
+from lite_rm.data.text import bad_text
+from lite_rm.scorer import Scorer
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """What one request may ask for, and how requests are batched together.
+
+    Attributes:
+        max_body_bytes: largest request body (413 above it).
+        max_rows: most pairs one request may score (422 above it); a preference item counts two.
+        batch_window_ms: how long the batcher waits for more requests after the first one (0: none).
+        max_batch_pairs: most pairs scored in one model call across requests.
+    """
+
+    max_body_bytes: int = 1_000_000
+    max_rows: int = 512
+    batch_window_ms: float = 5.0
+    max_batch_pairs: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_rows", "max_batch_pairs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive integer, found {value!r}")
+        if not isinstance(self.batch_window_ms, (int, float)) or self.batch_window_ms < 0:
+            raise ValueError(f"batch_window_ms: expected a number >= 0, found {self.batch_window_ms!r}")
+
+
+class RequestError(Exception):
+    """A request the server refuses: the HTTP status, the field at fault and why."""
+
+    def __init__(self, status: int, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.status, self.field, self.message = status, field, message
+
+    def response(self) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        return JSONResponse({"error": str(self), "field": self.field}, status_code=self.status, headers=headers)
+
+
+# -- request parsing --------------------------------------------------------------------------------------
+
+def _text(value: Any, name: str) -> str:
+    """A text field: a string or chat messages (rendered as in training), valid Unicode; else a 422."""
+    if not isinstance(value, (str, list)):
+        raise RequestError(422, name, f"expected a string or a list of {{'role', 'content'}} messages, "
+                                      f"found {type(value).__name__}")
+    try:
+        text = render_messages(value, "", name)
+    except DataError as err:
+        raise RequestError(422, name, str(err)) from None
+    bad = bad_text(text)
+    if bad:
+        raise RequestError(422, name, bad[0])
+    return text
+
+
+def _list(body: dict[str, Any], name: str, limit: int, cost: int = 1) -> list[Any]:
+    """``body[name]`` as a non-empty list of at most ``limit`` rows (``cost`` pairs each); else a 422."""
+    if name not in body:
+        raise RequestError(422, name, f"missing; found fields {sorted(body)[:10]}")
+    value = body[name]
+    if not isinstance(value, list) or not value:
+        raise RequestError(422, name, f"expected a non-empty list, found {type(value).__name__} {str(value)[:40]}")
+    if len(value) * cost > limit:
+        raise RequestError(422, name, f"{len(value)} rows; over the limit of {limit // cost} per request "
+                                      "(--max-rows): split the request")
+    return value
+
+
+def _object(value: Any, name: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise RequestError(422, name, f"expected a JSON object with {list(keys)}, found {type(value).__name__}")
+    for key in keys:
+        if key not in value:
+            raise RequestError(422, f"{name}.{key}", f"missing; found fields {sorted(value)[:10]}")
+    return value
+
+
+def parse_score(body: dict[str, Any], max_rows: int) -> tuple[list[str], list[str]]:
+    """(prompts, responses) of a ``/score`` request: ``prompt`` + ``responses``, or ``pairs``."""
+    if "pairs" in body:
+        pairs = [_object(p, f"pairs[{i}]", ("prompt", "response")) for i, p in
+                 enumerate(_list(body, "pairs", max_rows))]
+        return ([_text(p["prompt"], f"pairs[{i}].prompt") for i, p in enumerate(pairs)],
+                [_text(p["response"], f"pairs[{i}].response") for i, p in enumerate(pairs)])
+    if "prompt" not in body:
+        raise RequestError(422, "prompt", f"missing: give 'prompt' + 'responses', or 'pairs'; found fields "
+                                          f"{sorted(body)[:10]}")
+    prompt = _text(body["prompt"], "prompt")
+    responses = [_text(r, f"responses[{i}]") for i, r in enumerate(_list(body, "responses", max_rows))]
+    return [prompt] * len(responses), responses
+
+
+def parse_preference(body: dict[str, Any], max_rows: int) -> tuple[list[str], list[str], list[str], bool]:
+    """(prompts, a, b, single) of a ``/preference`` request: one ``prompt``/``a``/``b``, or ``items``."""
+    single = "items" not in body
+    items = [_object(body, "", ("prompt", "a", "b"))] if single else [
+        _object(item, f"items[{i}]", ("prompt", "a", "b")) for i, item in enumerate(_list(body, "items", max_rows, 2))]
+
+    def texts(key: str) -> list[str]:
+        return [_text(item[key], key if single else f"items[{i}].{key}") for i, item in enumerate(items)]
+
+    return texts("prompt"), texts("a"), texts("b"), single
+
+
+def parse_openrlhf(body: dict[str, Any], max_rows: int) -> tuple[list[str], list[str]]:
+    """(prompts, responses) of an OpenRLHF ``{"query": [...], "prompts": [...]}`` request: each query is
+    its prompt followed by the response, the way OpenRLHF's remote reward client sends them."""
+    queries = [_text(q, f"query[{i}]") for i, q in enumerate(_list(body, "query", max_rows))]
+    prompts = [_text(p, f"prompts[{i}]") for i, p in enumerate(_list(body, "prompts", max_rows))]
+    if len(prompts) != len(queries):
+        raise RequestError(422, "prompts", f"{len(prompts)} prompts for {len(queries)} queries; expected one each")
+    for i, (query, prompt) in enumerate(zip(queries, prompts, strict=True)):
+        if not query.startswith(prompt):
+            raise RequestError(422, f"query[{i}]", f"does not start with prompts[{i}]; expected the prompt "
+                                                   "followed by the response")
+    return prompts, [q[len(p):] for q, p in zip(queries, prompts, strict=True)]
+
+
+# -- dynamic batching ------------------------------------------------------------------------------------
+
+@dataclass
+class _Job:
+    prompts: list[str]
+    responses: list[str]
+    future: asyncio.Future[np.ndarray] = field(repr=False)
+
+
+class Batcher:
+    """Scores the pairs of concurrent requests together, in one background task.
+
+    The worker takes every request already queued, waits up to ``window_s`` for more (until
+    ``max_pairs``), scores them in one :meth:`Scorer.score_pairs` call in a thread (the event loop keeps
+    serving meanwhile) and answers each request's future with its own slice of the scores.
+    """
+
+    def __init__(self, scorer: Scorer, window_s: float, max_pairs: int) -> None:
+        self.scorer, self.window_s, self.max_pairs = scorer, window_s, max_pairs
+        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.calls = 0  # model calls made and pairs scored (GET /health shows them)
+        self.pairs = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Score what is queued, then end the worker."""
+        if self._task is not None:
+            await self._queue.put(None)
+            await self._task
+
+    async def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        job = _Job(prompts, responses, asyncio.get_running_loop().create_future())
+        await self._queue.put(job)
+        return await job.future
+
+    async def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
+        """The jobs of one model call, and whether the stop sentinel was seen."""
+        jobs, pairs = [first], len(first.prompts)
+        deadline = asyncio.get_running_loop().time() + self.window_s
+        while pairs < self.max_pairs:
+            try:
+                job = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                wait = deadline - asyncio.get_running_loop().time()
+                if wait <= 0:
+                    break
+                try:
+                    job = await asyncio.wait_for(self._queue.get(), wait)
+                except TimeoutError:
+                    break
+            if job is None:
+                return jobs, True
+            jobs.append(job)
+            pairs += len(job.prompts)
+        return jobs, False
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            jobs, stopping = await self._collect(first)
+            prompts = [p for job in jobs for p in job.prompts]
+            responses = [r for job in jobs for r in job.responses]
+            try:
+                scores = await asyncio.to_thread(self.scorer.score_pairs, prompts, responses)
+            except Exception as err:  # never let one bad batch end the worker: every waiter gets the error
+                logger.exception("scoring a batch of %d pairs failed", len(prompts))
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(err)
+                continue
+            self.calls += 1
+            self.pairs += len(prompts)
+            start = 0
+            for job in jobs:
+                if not job.future.done():  # a client that went away cancelled its future
+                    job.future.set_result(scores[start:start + len(job.prompts)])
+                start += len(job.prompts)
+
+
+# -- the application -------------------------------------------------------------------------------------
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """The request's JSON object, read up to ``limit`` bytes (413 past it; 422 if not a JSON object)."""
+    over = f"over the limit of {limit} bytes (--max-body-bytes): send fewer rows per request"
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise RequestError(413, "body", f"{length} bytes; {over}")
+    data = bytearray()
+    async for chunk in request.stream():  # also bounds a chunked body that sent no Content-Length
+        data += chunk
+        if len(data) > limit:
+            raise RequestError(413, "body", f"more than {limit} bytes; {over}")
+    try:
+        body = json.loads(bytes(data))
+    except (ValueError, RecursionError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise RequestError(422, "body", f"not valid JSON ({str(err)[:120]})") from None
+    if not isinstance(body, dict):
+        raise RequestError(422, "body", f"expected a JSON object, found {type(body).__name__}")
+    return body
+
+
+class RewardServer:
+    """The state of one server: the bundle, its Scorer once loaded, the batcher and the limits.
+
+    Args:
+        bundle: the bundle folder.
+        api_key: required as ``Authorization: Bearer KEY`` on every request but ``/health`` (None: no auth).
+        limits: request limits and batching settings.
+        threads: onnxruntime threads (None: its default).
+        batch_size: pairs per model call inside one scoring call.
+        verify: check the bundle's SHA-256 digests when loading.
+    """
+
+    def __init__(self, bundle: str | Path, *, api_key: str | None = None, limits: ServeLimits | None = None,
+                 threads: int | None = None, batch_size: int = 32, verify: bool = False) -> None:
+        self.bundle, self.limits = str(bundle), limits or ServeLimits()
+        self._expected = f"Bearer {api_key}".encode() if api_key else None
+        self._scorer_args: dict[str, Any] = {"threads": threads, "batch_size": batch_size, "verify": verify}
+        self.scorer: Scorer | None = None
+        self.batcher: Batcher | None = None
+        self.load_error: str | None = None
+
+    def app(self) -> Starlette:
+        """The Starlette application (give it to uvicorn)."""
+        routes = [
+            Route("/health", self.health, methods=["GET"]),
+            Route("/score", self._endpoint(self._score), methods=["POST"]),
+            Route("/preference", self._endpoint(self._preference), methods=["POST"]),
+            Route("/openrlhf", self._endpoint(self._openrlhf), methods=["POST"]),
+            Route("/get_reward", self._endpoint(self._openrlhf), methods=["POST"]),
+        ]
+        return Starlette(routes=routes, lifespan=self._lifespan)
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        # Load in the background, so that /health can answer 503 while the model loads.
+        loading = asyncio.create_task(self._load())
+        yield
+        # Uvicorn has finished the in-flight requests by now; score anything still queued, then stop.
+        await loading
+        if self.batcher is not None:
+            await self.batcher.stop()
+
+    async def _load(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            scorer = await asyncio.to_thread(Scorer, self.bundle, **self._scorer_args)
+        except Exception as err:  # a bad bundle: /health says why instead of the server dying silently
+            self.load_error = str(err)
+            logger.error("cannot load %s: %s", self.bundle, err)
+            return
+        self.scorer = scorer
+        self.batcher = Batcher(scorer, self.limits.batch_window_ms / 1000, self.limits.max_batch_pairs)
+        self.batcher.start()
+        logger.info("loaded %s in %.1fs; ready", self.bundle, time.perf_counter() - t0)
+
+    async def health(self, request: Request) -> Response:
+        if self.load_error:
+            return JSONResponse({"status": "failed", "error": self.load_error}, status_code=500)
+        if self.scorer is None:
+            return JSONResponse({"status": "loading"}, status_code=503)
+        manifest = self.scorer.manifest
+        return JSONResponse({
+            "status": "ready", "bundle": self.bundle, "precision": manifest.precision,
+            "max_length": self.scorer.max_length, "calibration_scale": manifest.calibration.scale,
+            "domains": manifest.domains, "max_rows": self.limits.max_rows,
+            "max_body_bytes": self.limits.max_body_bytes,
+            "model_calls": self.batcher.calls if self.batcher else 0,
+            "pairs_scored": self.batcher.pairs if self.batcher else 0,
+        })
+
+    def _authorize(self, request: Request) -> None:
+        if self._expected is None:
+            return
+        given = request.headers.get("authorization")
+        if not given:
+            raise RequestError(401, "Authorization", "missing; send the header 'Authorization: Bearer KEY'")
+        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._expected):
+            raise RequestError(403, "Authorization", "wrong API key")
+
+    def _endpoint(self, handle: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+                  ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                self._authorize(request)
+                if self.batcher is None:
+                    raise RequestError(503, "", self.load_error or "the model is loading; retry when GET /health "
+                                                                  "answers 200")
+                return JSONResponse(await handle(await read_json(request, self.limits.max_body_bytes)))
+            except RequestError as err:
+                return err.response()
+            except (ValueError, TypeError) as err:  # the Scorer's own checks
+                return RequestError(422, "", str(err)).response()
+        return endpoint
+
+    async def _pairs(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        assert self.batcher is not None  # checked by endpoint() before any handler runs
+        return await self.batcher.score(prompts, responses)
+
+    async def _score(self, body: dict[str, Any]) -> dict[str, Any]:
+        scores = await self._pairs(*parse_score(body, self.limits.max_rows))
+        return {"scores": [float(s) for s in scores]}
+
+    async def _preference(self, body: dict[str, Any]) -> dict[str, Any]:
+        prompts, a, b, single = parse_preference(body, self.limits.max_rows)
+        scores = await self._pairs(prompts + prompts, a + b)  # a and b share the length-sorted batches
+        assert self.scorer is not None
+        probs = self.scorer.probability_from_scores(scores[:len(a)], scores[len(a):])
+        if single:
+            return {"probability": float(probs[0]), "score_a": float(scores[0]), "score_b": float(scores[1])}
+        return {"probabilities": [float(p) for p in probs]}
+
+    async def _openrlhf(self, body: dict[str, Any]) -> dict[str, Any]:
+        scores = await self._pairs(*parse_openrlhf(body, self.limits.max_rows))
+        return {"rewards": [float(s) for s in scores]}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (only this machine can connect)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
