@@ -1,0 +1,228 @@
+"""``lite-rm serve``: a real uvicorn process on 127.0.0.1 and a real HTTP client (httpx).
+
+Scores equal :class:`Scorer`'s, auth refusals, body/row limits, bad JSON and types, concurrent requests
+batched together, and SIGTERM with a request in flight. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+
+from lite_rm.cli import main  # noqa: E402
+from lite_rm.scorer import Scorer  # noqa: E402
+
+KEY = "test-key-0123456789"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+PROMPT = "How do I boil an egg?"
+RESPONSES = ["Put it in boiling water for eight minutes.", "Eggs are nice.", "Boil.", "I don't know, sorry."]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Path:
+    from lite_rm.exporting import export_bundle
+
+    tmp = tmp_path_factory.mktemp("serve")
+    valid = tmp / "valid.jsonl"
+    valid.write_text("".join(json.dumps({"prompt": f"q{i}?", "chosen": f"answer {i} " * (i % 4 + 1),
+                                         "rejected": "no"}) + "\n" for i in range(24)))
+    export_bundle(tiny_checkpoint, tmp / "bundle", validation=valid)
+    return tmp / "bundle"
+
+
+@pytest.fixture(scope="module")
+def scorer(bundle: Path) -> Scorer:
+    return Scorer(bundle, threads=1)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start(bundle: Path, *args: str, key: str | None = KEY) -> tuple[subprocess.Popen[bytes], str]:
+    """A ``lite-rm serve`` process on loopback and its URL, once /health answers 200 (30 s at most)."""
+    port = _free_port()
+    env = {**os.environ, "LITE_RM_API_KEY": key or ""}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from lite_rm.cli import main; main()", "serve", str(bundle), "--host", "127.0.0.1",
+         "--port", str(port), "--threads", "1", "--log-level", "warning", *args],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {proc.stdout.read().decode() if proc.stdout else ''}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("server not healthy within 30 s")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def server(bundle: Path) -> Iterator[str]:
+    proc, url = _start(bundle, "--max-body-bytes", "20000", "--max-rows", "16", "--batch-window-ms", "20")
+    yield url
+    _stop(proc)
+
+
+def test_scores_equal_scorer(server: str, scorer: Scorer) -> None:
+    r = httpx.post(server + "/score", json={"prompt": PROMPT, "responses": RESPONSES}, headers=AUTH, timeout=10)
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(r.json()["scores"], scorer.score(PROMPT, RESPONSES), atol=1e-6)
+
+    pairs = [{"prompt": f"question {i}", "response": RESPONSES[i]} for i in range(4)]
+    pairs.append({"prompt": [{"role": "user", "content": PROMPT}], "response": RESPONSES[0]})  # chat messages
+    r = httpx.post(server + "/score", json={"pairs": pairs}, headers=AUTH, timeout=10)
+    assert r.status_code == 200, r.text
+    expected = scorer.score_pairs([p["prompt"] for p in pairs], [p["response"] for p in pairs])
+    np.testing.assert_allclose(r.json()["scores"], expected, atol=1e-6)
+
+
+def test_preference_and_openrlhf_equal_scorer(server: str, scorer: Scorer) -> None:
+    r = httpx.post(server + "/preference", json={"prompt": PROMPT, "a": RESPONSES[0], "b": RESPONSES[1]},
+                   headers=AUTH, timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json()["probability"] == pytest.approx(
+        scorer.preference_probability(PROMPT, RESPONSES[0], RESPONSES[1]), abs=1e-6)
+    items = [{"prompt": PROMPT, "a": RESPONSES[i], "b": RESPONSES[3 - i]} for i in range(4)]
+    r = httpx.post(server + "/preference", json={"items": items}, headers=AUTH, timeout=10)
+    np.testing.assert_allclose(r.json()["probabilities"], scorer.preference_probabilities(
+        [PROMPT] * 4, RESPONSES, RESPONSES[::-1]), atol=1e-6)
+
+    prompts = ["User: hi\nAssistant:", "User: 2+2?\nAssistant:"]
+    answers = [" hello there", " 4"]
+    body = {"query": [p + a for p, a in zip(prompts, answers, strict=True)], "prompts": prompts}
+    r = httpx.post(server + "/openrlhf", json=body, headers=AUTH, timeout=10)
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(r.json()["rewards"], scorer.score_pairs(prompts, answers), atol=1e-6)
+    bad = httpx.post(server + "/get_reward", json={"query": ["other text"], "prompts": ["User: hi"]}, headers=AUTH)
+    assert bad.status_code == 422 and bad.json()["field"] == "query[0]"
+
+
+def test_auth(server: str) -> None:
+    body = {"prompt": PROMPT, "responses": RESPONSES[:1]}
+    assert httpx.get(server + "/health", timeout=5).status_code == 200  # no key needed
+    missing = httpx.post(server + "/score", json=body, timeout=5)
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+    wrong = httpx.post(server + "/score", json=body, headers={"Authorization": "Bearer nope"}, timeout=5)
+    assert wrong.status_code == 403 and wrong.json()["field"] == "Authorization"
+    assert httpx.post(server + "/score", json=body, headers={"Authorization": KEY}, timeout=5).status_code == 403
+
+
+@pytest.mark.parametrize(("content", "status", "field", "says"), [
+    ('{"prompt": "x", "responses": ["' + "y" * 30000 + '"]}', 413, "body", "20000"),
+    (json.dumps({"prompt": "x", "responses": ["y"] * 17}), 422, "responses", "16"),
+    (json.dumps({"items": [{"prompt": "x", "a": "y", "b": "z"}] * 9}), 422, "items", "8"),
+    ('{"prompt": "x", "responses": [', 422, "body", "not valid JSON"),
+    ("[" * 50000 + "]" * 50000, 413, "body", "20000"),
+    ("[" * 9000 + "]" * 9000, 422, "body", "not valid JSON"),  # deeper than Python's recursion limit
+    ('["prompt"]', 422, "body", "JSON object"),
+    ('{"prompt": 5, "responses": ["a"]}', 422, "prompt", "found int"),
+    ('{"prompt": "x", "responses": "a"}', 422, "responses", "non-empty list"),
+    ('{"prompt": "x", "responses": []}', 422, "responses", "non-empty list"),
+    ('{"responses": ["a"]}', 422, "prompt", "missing"),
+    ('{"pairs": [{"prompt": "x", "response": "y"}, {"prompt": "x", "response": 3}]}', 422, "pairs[1].response",
+     "found int"),
+    ('{"pairs": [{"prompt": "x"}]}', 422, "pairs[0].response", "missing"),
+    ('{"prompt": "x", "responses": ["\\ud800"]}', 422, "responses[0]", "surrogate"),
+    ('{"prompt": [{"role": "user"}], "responses": ["a"]}', 422, "prompt", "content"),
+    (b'{"prompt": "\xff", "responses": ["a"]}', 422, "body", "not valid JSON"),
+])
+def test_bad_requests_are_refused_and_server_lives(server: str, content: str | bytes, status: int, field: str,
+                                                   says: str) -> None:
+    url = server + ("/preference" if "items" in str(content) else "/score")
+    r = httpx.post(url, content=content, headers={**AUTH, "Content-Type": "application/json"}, timeout=10)
+    assert r.status_code == status, r.text
+    assert r.json()["field"] == field and says in r.json()["error"], r.json()
+    assert httpx.get(server + "/health", timeout=5).status_code == 200
+
+
+def test_concurrent_requests_are_batched_and_correct(server: str, scorer: Scorer) -> None:
+    before = httpx.get(server + "/health", timeout=5).json()["model_calls"]
+    bodies = [{"prompt": f"question {i}?", "responses": [f"answer {i}", RESPONSES[i % 4]]} for i in range(32)]
+
+    async def send_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(headers=AUTH, timeout=30) as client:
+            return await asyncio.gather(*(client.post(server + "/score", json=b) for b in bodies))
+
+    answers = asyncio.run(asyncio.wait_for(send_all(), 60))
+    for body, answer in zip(bodies, answers, strict=True):
+        assert answer.status_code == 200, answer.text
+        np.testing.assert_allclose(answer.json()["scores"], scorer.score(body["prompt"], body["responses"]),
+                                   atol=1e-6)
+    calls = httpx.get(server + "/health", timeout=5).json()["model_calls"] - before
+    assert 1 <= calls < 32  # requests shared model calls
+
+
+def test_sigterm_finishes_the_request_in_flight(bundle: Path, scorer: Scorer) -> None:
+    # A long batch window keeps the request in the server when SIGTERM arrives.
+    proc, url = _start(bundle, "--batch-window-ms", "1500", "--log-level", "info", key=None)
+    result: dict[str, httpx.Response] = {}
+    sender = threading.Thread(target=lambda: result.setdefault(
+        "r", httpx.post(url + "/score", json={"prompt": PROMPT, "responses": RESPONSES}, timeout=20)))
+    try:
+        sender.start()
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        sender.join(timeout=20)
+        proc.wait(timeout=20)  # uvicorn re-raises the signal once shut down: the status is -SIGTERM
+    finally:
+        _stop(proc)
+    log = proc.stdout.read().decode() if proc.stdout else ""
+    assert "Application shutdown complete" in log, log
+    assert result["r"].status_code == 200
+    np.testing.assert_allclose(result["r"].json()["scores"], scorer.score(PROMPT, RESPONSES), atol=1e-6)
+
+
+def test_refuses_public_host_without_key(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LITE_RM_API_KEY", raising=False)
+    result = CliRunner().invoke(main, ["serve", str(bundle), "--host", "0.0.0.0"])
+    assert result.exit_code == 1 and "without an API key" in result.output and "Traceback" not in result.output
+    missing = CliRunner().invoke(main, ["serve", str(bundle.parent / "nope")])
+    assert missing.exit_code == 1 and "nope" in missing.output
+
+
+def test_health_is_503_until_loaded(bundle: Path) -> None:
+    from lite_rm.serving import RewardServer
+
+    async def ask() -> tuple[int, int]:
+        app = RewardServer(bundle).app()  # lifespan not run: the model is never loaded
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            health = await client.get("/health")
+            score = await client.post("/score", json={"prompt": "x", "responses": ["y"]})
+            return health.status_code, score.status_code
+
+    assert asyncio.run(ask()) == (503, 503)
