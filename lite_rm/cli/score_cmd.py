@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -39,11 +40,18 @@ def _legacy_field_options(func):  # type: ignore[no-untyped-def]
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar of rows with rows/s.")
 @json_option
 @verify_option
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: score a folder or glob of shards (-i) into a folder (-o, one NAME.jsonl per shard) on a "
+                   "Ray cluster; finished shards are skipped on a rerun. Needs lite-rm[ray].")
+@click.option("--address", default=None, help="With --engine ray: the cluster to join (e.g. auto or "
+                                                "ray://HOST:10001; default: start a local one).")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="With --engine ray: scoring actors, each with its own model and --threads CPUs.")
 @_legacy_field_options
 def score(bundle: str, input_path: str, output_path: str, data_format: str | None, split: str | None,
           columns: tuple[str, ...], skip_invalid: bool, kind: str | None, domain: str | None, resume: bool,
-          threads: int, batch_size: int, progress: bool, as_json: bool, verify: bool,
-          **legacy: str | None) -> None:
+          threads: int, batch_size: int, progress: bool, as_json: bool, verify: bool, engine: str,
+          address: str | None, workers: int, **legacy: str | None) -> None:
     """Score (prompt, response) rows, or give P(a preferred over b) for (prompt, a, b) rows and for
     preference records (a = chosen, b = rejected: the share where a wins is the pairwise accuracy).
 
@@ -62,6 +70,11 @@ def score(bundle: str, input_path: str, output_path: str, data_format: str | Non
     for dest, ours in _LEGACY_FIELDS.items():
         if legacy.get(dest):
             mapping.setdefault(ours, str(legacy[dest]))
+    if engine == "ray":
+        _score_on_ray(bundle, input_path, output_path, address, workers, as_json, verify,
+                      threads=threads or 1, batch_size=batch_size, data_format=data_format, columns=mapping,
+                      domain=domain, skip_invalid=skip_invalid)
+        return
     try:
         scorer = Scorer(bundle, threads=resolve_threads(threads), batch_size=batch_size, verify=verify)
         report = score_file(
@@ -86,3 +99,29 @@ def score(bundle: str, input_path: str, output_path: str, data_format: str | Non
     click.echo(f"{report.summary()} -> {report.output}", err=True)
     for message in report.skips.first_errors:
         click.echo(f"  skipped: {message}", err=True)
+
+
+def _score_on_ray(bundle: str, inputs: str, output_dir: str, address: str | None, workers: int, as_json: bool,
+                  verify: bool, **options: Any) -> None:
+    """``--engine ray``: every shard of ``inputs`` into ``output_dir`` (see :mod:`lite_rm.distributed`)."""
+    from lite_rm.bundle import BundleError, read_manifest
+    from lite_rm.distributed import ShardOptions, score_dataset
+    from lite_rm.extras import MissingExtraError, require
+
+    try:
+        read_manifest(bundle, verify=verify)  # a bad bundle fails here, not in every worker
+        ray = require("ray", "ray")
+        if not ray.is_initialized():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        report = score_dataset(bundle, inputs, output_dir, workers=workers, options=ShardOptions(**options))
+    except (BundleError, MissingExtraError, FileNotFoundError, ValueError, OSError) as err:
+        fail(err)
+        return
+    except Exception as err:  # Ray wraps a worker's error (a bad row, a full disk) in its own types
+        fail(f"a shard failed: {str(err).strip().splitlines()[-1][:500]}; rerun the same command to score the "
+             "shards not done (finished shards are kept)")
+        return
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    click.echo(f"{report.summary()} -> {output_dir}", err=True)

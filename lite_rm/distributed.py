@@ -1,0 +1,210 @@
+"""Batch scoring of many shards on a Ray cluster (``lite-rm score --engine ray``; the ``[ray]`` extra).
+
+Each shard (a JSONL, JSON, CSV/TSV file, optionally gzip, or a Parquet file) is scored by
+:func:`lite_rm.batch_scoring.score_file`, the engine of ``lite-rm score``, so a shard's output has the
+same columns and scores as ``lite-rm score SHARD`` would write. Ray Data spreads the shards over a pool of
+actors (:class:`ShardScorer`, a ``map_batches`` callable): each actor opens the bundle once and scores
+one shard per call. Outputs are written as ``OUT/NAME.jsonl.partial`` and renamed when the shard is done,
+so ``OUT/NAME.jsonl`` exists only complete; a rerun skips the shards already done, and a shard cut off
+by a dead worker is resumed from its partial file when Ray retries it (or on the rerun).
+
+>>> import ray
+>>> ray.init()  # or ray.init(address="auto") on a cluster
+>>> score_dataset("bundle/", "shards/", "scored/", workers=8)
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lite_rm.batch_output import PARTIAL_SUFFIX
+from lite_rm.batch_scoring import score_file
+from lite_rm.data.readers import kind_from_name
+from lite_rm.extras import require
+from lite_rm.files import write_text_atomic
+from lite_rm.scorer import DEFAULT_BATCH_SIZE, Scorer
+
+logger = logging.getLogger(__name__)
+
+PARQUET = (".parquet", ".pq")
+
+
+def _is_shard(path: Path) -> bool:
+    return path.is_file() and (kind_from_name(path.name) is not None or path.name.lower().endswith(PARQUET))
+
+
+def list_shards(source: str | Path) -> list[Path]:
+    """The shards of a dataset: the data files of a folder (not recursive), a glob's matches, or one file.
+
+    Raises:
+        FileNotFoundError: nothing matches.
+        ValueError: two shards would write the same output name.
+    """
+    text = str(source)
+    path = Path(text)
+    if path.is_dir():
+        shards = sorted(p for p in path.iterdir() if _is_shard(p))
+    elif any(ch in text for ch in "*?["):
+        shards = sorted(p for p in map(Path, glob.glob(text)) if _is_shard(p))
+    else:
+        shards = [path] if path.is_file() else []
+    if not shards:
+        raise FileNotFoundError(f"{text}: no shard found; expected a folder or glob of .jsonl/.json/.csv/.tsv "
+                                "(optionally .gz) or .parquet files")
+    seen: dict[str, Path] = {}
+    for shard in shards:
+        name = output_name(shard)
+        if name in seen:
+            raise ValueError(f"{seen[name]} and {shard} would both write {name}; rename one of them")
+        seen[name] = shard
+    return shards
+
+
+def output_name(shard: Path) -> str:
+    """``part-00001.csv.gz`` -> ``part-00001.jsonl``: the output file of a shard."""
+    name = shard.name
+    lower = name.lower().removesuffix(".gz")
+    for suffix in (".jsonl", ".ndjson", ".json", ".csv", ".tsv", *PARQUET):
+        if lower.endswith(suffix):
+            return name[:len(lower) - len(suffix)] + ".jsonl"
+    return name + ".jsonl"
+
+
+def _parquet_as_jsonl(shard: Path, dest: Path) -> Path:
+    """A Parquet shard's rows as JSON lines (so the one reader of lite-rm reads them; row N is line N)."""
+    pq = require("pyarrow.parquet", "ray")
+    tmp = dest.with_name(dest.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for batch in pq.ParquetFile(shard).iter_batches(batch_size=4096):
+            fh.writelines(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in batch.to_pylist())
+    os.replace(tmp, dest)
+    return dest
+
+
+@dataclass(frozen=True)
+class ShardOptions:
+    """How every shard is read and scored: the options of ``lite-rm score`` (see :func:`score_file`)."""
+
+    threads: int = 1
+    batch_size: int = DEFAULT_BATCH_SIZE
+    data_format: str | None = None
+    columns: Mapping[str, str] | None = None
+    domain: str | None = None
+    skip_invalid: bool = False
+
+
+def score_shard(scorer: Scorer, shard: Path, output_dir: Path, options: ShardOptions) -> dict[str, Any]:
+    """Score one shard into ``output_dir`` unless its output exists; resumes a partial output.
+
+    Returns:
+        ``{"shard", "output", "rows", "seconds", "status"}`` with status ``scored`` or ``done before``.
+    """
+    output = output_dir / output_name(shard)
+    result = {"shard": str(shard), "output": str(output), "rows": 0, "seconds": 0.0, "status": "done before"}
+    if output.exists():
+        return result
+    source = shard
+    if shard.name.lower().endswith(PARQUET):
+        source = _parquet_as_jsonl(shard, output_dir / f".{output.name}.input.jsonl")
+    resume = output.with_name(output.name + PARTIAL_SUFFIX).exists()
+    report = score_file(scorer, source, output, kind="jsonl" if source != shard else None,
+                        data_format=options.data_format, columns=options.columns, domain=options.domain,
+                        skip_invalid=options.skip_invalid, resume=resume,
+                        chunk_size=max(256, 8 * options.batch_size), progress=False)
+    if source != shard:
+        source.unlink()
+    result.update(rows=report.rows, seconds=round(report.seconds, 3), status="scored")
+    return result
+
+
+class ShardScorer:
+    """A Ray Data ``map_batches`` callable: opens the bundle once per actor, scores one shard per row.
+
+    >>> ds = ray.data.from_items([{"shard": str(p)} for p in list_shards("shards/")])
+    >>> ds.map_batches(ShardScorer, fn_constructor_args=("bundle/", "scored/"), batch_size=1, concurrency=4)
+    """
+
+    def __init__(self, bundle: str, output_dir: str, options: ShardOptions | None = None) -> None:
+        self.options = options or ShardOptions()
+        self.output_dir = Path(output_dir)
+        self.scorer = Scorer(bundle, threads=self.options.threads, batch_size=self.options.batch_size)
+
+    def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[Any]]:
+        results = [score_shard(self.scorer, Path(str(s)), self.output_dir, self.options) for s in batch["shard"]]
+        return {key: [r[key] for r in results] for key in ("shard", "output", "rows", "seconds", "status")}
+
+
+@dataclass
+class DatasetReport:
+    """What a :func:`score_dataset` run did; also written to ``OUT/_report.json``."""
+
+    shards: list[dict[str, Any]]
+    seconds: float
+    workers: int
+
+    @property
+    def rows(self) -> int:
+        return sum(int(s["rows"]) for s in self.shards)
+
+    def summary(self) -> str:
+        scored = sum(s["status"] == "scored" for s in self.shards)
+        rate = f", {self.rows / self.seconds:.1f} rows/s" if self.seconds > 0 and self.rows else ""
+        return (f"scored {self.rows} rows in {scored} shards ({len(self.shards) - scored} done before) with "
+                f"{self.workers} Ray workers in {self.seconds:.1f}s{rate}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "seconds": round(self.seconds, 3), "workers": self.workers, "shards": self.shards}
+
+
+def score_dataset(bundle: str | Path, inputs: str | Path, output_dir: str | Path, *, workers: int = 2,
+                  options: ShardOptions | None = None, scorer_class: type[ShardScorer] = ShardScorer
+                  ) -> DatasetReport:
+    """Score every shard of ``inputs`` into ``output_dir`` on the Ray cluster this process is connected to
+    (``ray.init`` first; a local one is started if none is).
+
+    Args:
+        bundle: the bundle folder, readable at the same path by every worker.
+        inputs: a folder or glob of shards, or one file (see :func:`list_shards`).
+        output_dir: where ``NAME.jsonl`` per shard and ``_report.json`` go (shared by every worker).
+        workers: actors, each with its own copy of the model and ``options.threads`` CPUs.
+        options: how the shards are read and scored.
+        scorer_class: the ``map_batches`` callable (a subclass for tests).
+
+    A dead actor is restarted and its shard retried by Ray Data's actor pool (its defaults:
+    ``max_restarts=-1``, ``max_task_retries=-1``); the retry resumes the shard's partial output.
+
+    Returns:
+        Per-shard results; shards done by an earlier run are listed as ``done before``.
+    """
+    ray = require("ray", "ray")
+    options = options or ShardOptions()
+    shards, out = list_shards(inputs), Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [s for s in shards if not (out / output_name(s)).exists()]
+    t0 = time.perf_counter()
+    results = []
+    if todo:
+        if not ray.is_initialized():
+            ray.init()
+        dataset = ray.data.from_items([{"shard": str(s.resolve())} for s in todo], override_num_blocks=len(todo))
+        scored = dataset.map_batches(
+            scorer_class, fn_constructor_args=(str(Path(bundle).resolve()), str(out.resolve()), options),
+            batch_size=1, compute=ray.data.ActorPoolStrategy(size=max(1, min(workers, len(todo)))),
+            num_cpus=options.threads)
+        # Plain Python values (Ray hands back numpy scalars) for the JSON report.
+        results = [{k: v.item() if hasattr(v, "item") else v for k, v in r.items()} for r in scored.take_all()]
+    done = {r["shard"] for r in results}
+    before = [{"shard": str(s.resolve()), "output": str((out / output_name(s)).resolve()), "rows": 0,
+               "seconds": 0.0, "status": "done before"} for s in shards if str(s.resolve()) not in done]
+    report = DatasetReport(sorted(results + before, key=lambda r: str(r["shard"])), time.perf_counter() - t0,
+                           workers)
+    write_text_atomic(out / "_report.json", json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+    return report
