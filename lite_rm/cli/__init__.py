@@ -22,6 +22,7 @@ COMMANDS = {
     "score": "lite_rm.cli.score_cmd:score",
     "plot": "lite_rm.cli.plot_cmd:plot",
     "serve": "lite_rm.cli.serve_cmd:serve",
+    "distill": "lite_rm.cli.distill_cmd:distill",
 }
 
 

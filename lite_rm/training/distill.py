@@ -1,0 +1,334 @@
+"""``distill(teacher, output)``: a smaller student reward model trained on a teacher's scores.
+
+The student starts from the teacher itself with only some of its encoder layers kept (the usual
+layer-dropping start of MiniLM-L2/L4-style cross-encoders), keeps the teacher's embeddings, pooler and
+reward head, and learns to reproduce the teacher's raw reward on the texts of the teacher's TRAINING
+data: the sources recorded in the teacher's ``validation_split``, minus the held-out pairs, which stay
+out of training and serve for early stopping here and for ``lite-rm export``'s parity check later.
+
+The student is a normal lite-rm checkpoint (``stage: "distill"``, the teacher's input rule, path and
+digest, and the teacher's own ``validation_split`` record), so ``lite-rm export`` and ``lite-rm eval``
+take it as they take any checkpoint.
+
+Which layers are kept (``keep``): ``first`` (default) keeps the lowest ``layers`` layers, ``spread``
+keeps evenly spaced ones ending with the last (DistilBERT's every-other-layer start). ``first`` is the
+default because dropping the top layers loses the least when a model is fine-tuned afterwards (Sajjad
+et al., "On the effect of dropping layers of pre-trained transformer models", 2023), and the low layers
+sit next to the embeddings they were trained with; the training here then re-fits the pooler and head
+to the shorter stack.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lite_rm.checkpoint import ValidationSplit, input_rule_of, read_meta, validation_split_of
+from lite_rm.data import PreferencePair, load_preferences, split_by_prompt
+from lite_rm.data.locations import DSP_TRAIN, GENERAL_TRAIN
+from lite_rm.encoding import load_tokenizer, pad_id_of
+from lite_rm.evaluation import pairwise_accuracy
+from lite_rm.files import folder_digest
+from lite_rm.threads import resolve_threads
+from lite_rm.training.batching import PairData, encode_preferences, plan_epochs
+from lite_rm.training.config import DROPOUT_CHOICES, ConfigError, OptimConfig, _check, _non_negative, _positive
+from lite_rm.training.loop import run_loop
+from lite_rm.training.modeling import (
+    load_reward_model,
+    resolve_bf16,
+    save_checkpoint,
+    score_all,
+    score_ids,
+    torch_threads,
+)
+
+logger = logging.getLogger(__name__)
+
+KEEP_CHOICES = ("first", "spread")
+TEACHER_SCORES = "teacher_scores.safetensors"  # in the state folder: the teacher runs once per distillation
+
+
+@dataclass
+class DistillConfig(OptimConfig):
+    """Settings of a distillation (the optimizer fields as in :class:`OptimConfig`).
+
+    Attributes:
+        layers: encoder layers the student keeps (fewer than the teacher has).
+        keep: which layers: ``first`` (the lowest ones) or ``spread`` (evenly spaced, ending with the last).
+        pair_coef: weight of the pairwise term (the student's r(a) - r(b) toward the teacher's) beside
+            the MSE on the raw reward; 0: MSE only.
+        seed: seeds the batch plan and dropout.
+        bf16: bfloat16 autocast on CPU: ``auto`` (when the CPU computes bf16 natively), true or false.
+        dropout: dropout while training, as ``lite-rm train --dropout``.
+        threads: torch threads (0: as many as there are free cores).
+        eval_batch_size: texts per forward pass when scoring (the teacher, validation).
+        log_every: log every this many steps.
+        save_every: save the resumable state every this many steps (0: never mid-run).
+    """
+
+    layers: int = 3
+    keep: str = "first"
+    pair_coef: float = 1.0
+    epochs: float = 3.0
+    lr: float = 1e-4
+    batch_size: int = 32
+    seed: int = 0
+    bf16: Any = "auto"
+    dropout: str = "off"
+    threads: int = 0
+    eval_batch_size: int = 64
+    log_every: int = 10
+    save_every: int = 50
+
+    def __post_init__(self) -> None:
+        self._validate("distill")
+        _positive("distill.layers", self.layers, integer=True)
+        _check(self.keep in KEEP_CHOICES, "distill.keep", f"one of {', '.join(KEEP_CHOICES)}", self.keep)
+        _non_negative("distill.pair_coef", self.pair_coef)
+        _check(self.bf16 in ("auto", True, False), "distill.bf16", "auto, true or false", self.bf16)
+        _check(self.dropout in DROPOUT_CHOICES, "distill.dropout", f"one of {', '.join(DROPOUT_CHOICES)}",
+               self.dropout)
+        _non_negative("distill.threads", self.threads, integer=True)
+        _positive("distill.eval_batch_size", self.eval_batch_size, integer=True)
+        _positive("distill.log_every", self.log_every, integer=True)
+        _non_negative("distill.save_every", self.save_every, integer=True)
+
+
+def kept_layers(teacher_layers: int, layers: int, keep: str = "first") -> list[int]:
+    """The teacher's layer indices the student keeps.
+
+    Raises:
+        ValueError: ``layers`` is not smaller than the teacher's count, or ``keep`` is unknown.
+    """
+    if not 0 < layers < teacher_layers:
+        raise ValueError(f"--layers: expected 1 to {teacher_layers - 1} (the teacher has {teacher_layers} "
+                         f"encoder layers; a student keeps fewer), found {layers}")
+    if keep == "first":
+        return list(range(layers))
+    if keep == "spread":  # evenly spaced, the last layer included: 6 -> 3 keeps 1, 3, 5
+        return sorted({round((i + 1) * teacher_layers / layers) - 1 for i in range(layers)})
+    raise ValueError(f"keep: expected one of {', '.join(KEEP_CHOICES)}, found {keep!r}")
+
+
+def _layer_list(model: Any) -> torch.nn.ModuleList:
+    """The encoder's layer list of a BERT-family (``encoder.layer``) or DistilBERT (``transformer.layer``) model."""
+    base = model.base_model
+    for owner in (getattr(base, "encoder", None), getattr(base, "transformer", None)):
+        layers = getattr(owner, "layer", None)
+        if isinstance(layers, torch.nn.ModuleList):
+            return layers
+    raise ValueError(f"{type(model).__name__}: cannot find its encoder layers (expected base_model.encoder.layer "
+                     "or base_model.transformer.layer); distillation supports BERT-family encoders")
+
+
+def shrink(model: Any, keep: list[int]) -> Any:
+    """Keep only the given encoder layers of ``model`` (in place); the config records the new count."""
+    layers = _layer_list(model)
+    owner = model.base_model.encoder if hasattr(model.base_model, "encoder") else model.base_model.transformer
+    owner.layer = torch.nn.ModuleList([layers[i] for i in keep])
+    for key in ("num_hidden_layers", "n_layers"):
+        if hasattr(model.config, key):
+            setattr(model.config, key, len(keep))
+    return model
+
+
+def relocate(split: ValidationSplit, data_dir: str | Path | None) -> ValidationSplit:
+    """The split with recorded sources that are gone found again under ``data_dir`` (by the data folder's
+    own layout: ``general/helpful.train.json``, ``dsp/train.json``).
+
+    Raises:
+        FileNotFoundError: a recorded file is missing and ``data_dir`` does not hold it either.
+    """
+    from dataclasses import replace
+
+    known = [*GENERAL_TRAIN.values(), DSP_TRAIN]
+    sets = []
+    for s in split.sets:
+        source = s.source
+        looks_like_file = "/" in source and Path(source).suffix
+        if looks_like_file and not Path(source).exists():
+            tail = next((k for k in known if source.replace("\\", "/").endswith(k)), None)
+            moved = Path(data_dir) / tail if data_dir and tail else None
+            if moved is None or not moved.exists():
+                hint = f"not under --data-dir {data_dir} either" if data_dir else "pass --data-dir DIR"
+                raise FileNotFoundError(f"the teacher's training set {s.name!r} was read from {source}, which is "
+                                        f"gone ({hint})")
+            source = str(moved.resolve())
+        sets.append(replace(s, source=source))
+    return ValidationSplit(split.seed, tuple(sets))
+
+
+def split_pairs(split: ValidationSplit) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """The teacher's training pairs and held-out pairs, every set loaded once and split as training split it
+    (the held-out part equals :meth:`ValidationSplit.held_out`)."""
+    train: list[PreferencePair] = []
+    valid: list[PreferencePair] = []
+    for s in split.sets:
+        loaded = load_preferences(s.source, domain=s.domain, **s.options)
+        tr, va = split_by_prompt(loaded.pairs, s.valid_fraction, split.seed)
+        logger.info("distill: set %s: %d training pairs, %d held out", s.name, len(tr), len(va))
+        train += tr
+        valid += va
+    return train, valid
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, chosen: torch.Tensor, rejected: torch.Tensor,
+                 pair_coef: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """``mean((s - t)^2) + pair_coef * mean(((s_a - s_b) - (t_a - t_b))^2)`` over a batch.
+
+    Args:
+        student: the student's rewards of the batch's texts.
+        teacher: the teacher's rewards of the same texts.
+        chosen: rows of the preferred text of each pair.
+        rejected: rows of the other text of each pair.
+        pair_coef: weight of the pairwise (difference) term.
+
+    Returns:
+        The loss, and metrics: ``mse``, ``pair_mse``, ``agree`` (pairs the student orders as the teacher
+        does) and ``acc`` (pairs the student orders as the labels do).
+    """
+    mse = torch.mean((student - teacher) ** 2)
+    s_diff = student[chosen] - student[rejected]
+    t_diff = teacher[chosen] - teacher[rejected]
+    pair = torch.mean((s_diff - t_diff) ** 2) if len(chosen) else student.new_zeros(())
+    loss = mse + pair_coef * pair if pair_coef else mse
+    with torch.no_grad():
+        agree = float(((s_diff > 0) == (t_diff > 0)).float().mean()) if len(chosen) else float("nan")
+        acc = float((s_diff > 0).float().mean()) if len(chosen) else float("nan")
+    return loss, {"mse": float(mse.detach()), "pair_mse": float(pair.detach()), "agree": agree, "acc": acc}
+
+
+def _teacher_scores(teacher: Any, data: PairData, valid: PairData, pad_id: int, bf16: bool, batch: int,
+                    cache: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The teacher's rewards of the training and held-out texts, cached in the state folder for a resume."""
+    from safetensors.numpy import load_file, save_file
+
+    if cache.is_file():
+        saved = load_file(str(cache))
+        if len(saved["train"]) == len(data.texts) and len(saved["valid"]) == len(valid.texts):
+            return saved["train"], saved["valid"]
+    logger.info("distill: scoring %d training and %d held-out texts with the teacher",
+                len(data.texts), len(valid.texts))
+    train_scores = score_all(teacher, data.texts, pad_id, bf16, batch)
+    valid_scores = score_all(teacher, valid.texts, pad_id, bf16, batch) if len(valid.texts) else np.zeros(0, "f4")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"train": train_scores, "valid": valid_scores}, str(cache))
+    return train_scores, valid_scores
+
+
+def _fidelity(student: Any, valid: PairData, teacher_valid: np.ndarray, pad_id: int, bf16: bool,
+              batch: int) -> dict[str, float]:
+    """The student against the teacher on the held-out texts: MSE, order agreement and both accuracies."""
+    if not len(valid.texts):
+        return {}
+    s = score_all(student, valid.texts, pad_id, bf16, batch)
+    c, r = valid.pairs[:, 0], valid.pairs[:, 1]
+    return {"mse": float(np.mean((s - teacher_valid) ** 2)),
+            "agreement": float(np.mean((s[c] > s[r]) == (teacher_valid[c] > teacher_valid[r]))),
+            "accuracy": pairwise_accuracy(s[c], s[r]),
+            "teacher_accuracy": pairwise_accuracy(teacher_valid[c], teacher_valid[r])}
+
+
+def distill(teacher: str | Path, output: str | Path, layers: int = 3, *, data_dir: str | Path | None = None,
+            resume: bool = False, overwrite: bool = False, **settings: Any) -> dict[str, Any]:
+    """Distill ``teacher`` into a ``layers``-layer student saved at ``output``.
+
+    Over 60 lines: the steps read in order (check, data, teacher scores, student, loop, save).
+
+    Args:
+        teacher: a lite-rm reward checkpoint whose ``lite_rm.json`` records a ``validation_split``.
+        output: the student's checkpoint folder.
+        layers: encoder layers the student keeps.
+        data_dir: where to find recorded training files that have moved.
+        resume: continue an interrupted distillation into ``output``.
+        overwrite: replace an existing ``output``.
+        **settings: other :class:`DistillConfig` fields (``epochs``, ``lr``, ``keep``, ``pair_coef``, ...).
+
+    Returns:
+        The training summary written into the student's ``lite_rm.json`` (``training``).
+
+    Raises:
+        FileNotFoundError: the teacher, or one of its recorded training files, is missing.
+        FileExistsError: ``output`` exists and neither ``resume`` nor ``overwrite`` is set.
+        ConfigError: a bad setting (the message names it).
+        ValueError: the teacher has no validation split, or ``layers`` is not below its layer count.
+    """
+    config = DistillConfig(layers=layers, **settings)
+    teacher, output = Path(teacher), Path(output)
+    if not (teacher / "config.json").is_file():
+        raise FileNotFoundError(f"teacher {teacher}: expected a checkpoint folder (config.json, weights, "
+                                "tokenizer), found none")
+    state_dir = output.parent / ".state" / f"distill-{output.name}"
+    if output.exists() and not overwrite:
+        if resume and (output / "lite_rm.json").is_file():  # finished before: nothing left to do
+            return dict(read_meta(output).get("training", {}))
+        raise FileExistsError(f"{output} already exists; pass --overwrite to replace it (or --resume to keep it)")
+    if overwrite or not resume:
+        shutil.rmtree(state_dir, ignore_errors=True)
+    recorded = validation_split_of(teacher)
+    if recorded is None:
+        raise ValueError(f"teacher {teacher}: its lite_rm.json records no validation_split, so its training "
+                         "and held-out pairs are unknown; retrain it with this lite-rm version")
+    split = relocate(recorded, data_dir)
+    rule = input_rule_of(teacher)
+    bf16 = resolve_bf16(config.bf16)
+    with torch_threads(resolve_threads(config.threads)):
+        model = load_reward_model(teacher, config.seed, config.dropout)
+        keep = kept_layers(len(_layer_list(model)), config.layers, config.keep)
+        teacher_layers = len(_layer_list(model))
+        tokenizer = load_tokenizer(teacher)
+        pad_id = pad_id_of(tokenizer)
+        train_pairs, valid_pairs = split_pairs(split)
+        if not train_pairs:
+            raise ValueError(f"teacher {teacher}: its recorded training sets hold no training pairs")
+        data = encode_preferences(tokenizer, rule, train_pairs)
+        valid = encode_preferences(tokenizer, rule, valid_pairs)
+        t_train, t_valid = _teacher_scores(model, data, valid, pad_id, bf16, config.eval_batch_size,
+                                           state_dir / TEACHER_SCORES)
+        student = shrink(model, keep)  # the teacher's weights, layers dropped: the teacher itself is gone now
+        start = _fidelity(student, valid, t_valid, pad_id, bf16, config.eval_batch_size)
+        plan, per_epoch = plan_epochs(data, config.batch_size, config.epochs, config.seed)
+        logger.info("distill: %d -> %d layers (kept %s), %d training texts, %d steps", teacher_layers,
+                    len(keep), keep, len(data.texts), len(plan))
+        targets = torch.from_numpy(t_train)
+
+        def step(units: list[int]) -> tuple[torch.Tensor, dict[str, float], int]:
+            pair_ids = [p for u in units for p in data.units[u]]
+            rows = sorted({int(t) for p in pair_ids for t in data.pairs[p]})
+            local = {t: i for i, t in enumerate(rows)}
+            rewards = score_ids(student, data.texts, rows, pad_id, bf16)
+            chosen = torch.tensor([local[int(data.pairs[p, 0])] for p in pair_ids])
+            rejected = torch.tensor([local[int(data.pairs[p, 1])] for p in pair_ids])
+            loss, metrics = distill_loss(rewards, targets[rows], chosen, rejected, config.pair_coef)
+            return loss, metrics, len(pair_ids)
+
+        def validate() -> float:  # higher is better: the negative held-out MSE against the teacher
+            return -_fidelity(student, valid, t_valid, pad_id, bf16, config.eval_batch_size)["mse"]
+
+        result = run_loop(modules={"model": student}, named_params=list(student.named_parameters()), plan=plan,
+                          step_fn=step, optim=config, steps_per_epoch=per_epoch,
+                          validate=validate if len(valid.texts) else None, state_dir=state_dir, resume=resume,
+                          log_every=config.log_every, save_every=config.save_every, desc="distill",
+                          report_to=[])
+        end = _fidelity(student, valid, t_valid, pad_id, bf16, config.eval_batch_size)
+    from lite_rm.training.stages import hf_tokenizer, summary_of
+
+    summary = summary_of(result) | {"train_pairs": len(train_pairs), "train_texts": len(data.texts),
+                                    "valid_pairs": len(valid_pairs), "held_out_start": start, "held_out": end}
+    meta = read_meta(teacher)
+    save_checkpoint(student, hf_tokenizer(teacher), output, rule, stage="distill", base_model=str(teacher),
+                    domains=meta.get("domains", []), training=summary, validation_split=split.to_dict(),
+                    teacher={"path": str(teacher.resolve()), "digest": folder_digest(teacher),
+                             "layers": teacher_layers, "stage": meta.get("stage")},
+                    distill=asdict(config) | {"kept_layers": keep})
+    shutil.rmtree(state_dir, ignore_errors=True)
+    return summary
+
+
+__all__ = ["ConfigError", "DistillConfig", "distill", "distill_loss", "kept_layers", "shrink", "split_pairs"]
