@@ -71,6 +71,9 @@ def score(bundle: str, input_path: str, output_path: str, data_format: str | Non
         if legacy.get(dest):
             mapping.setdefault(ours, str(legacy[dest]))
     if engine == "ray":
+        if output_path == "-" or input_path == "-" or resume:
+            raise click.UsageError("--engine ray reads a folder or glob of shards (-i) and writes a folder (-o); "
+                                   "stdin/stdout and --resume do not apply (a rerun resumes by itself)")
         _score_on_ray(bundle, input_path, output_path, address, workers, as_json, verify,
                       threads=threads or 1, batch_size=batch_size, data_format=data_format, columns=mapping,
                       domain=domain, skip_invalid=skip_invalid)
@@ -105,11 +108,12 @@ def _score_on_ray(bundle: str, inputs: str, output_dir: str, address: str | None
                   verify: bool, **options: Any) -> None:
     """``--engine ray``: every shard of ``inputs`` into ``output_dir`` (see :mod:`lite_rm.distributed`)."""
     from lite_rm.bundle import BundleError, read_manifest
-    from lite_rm.distributed import ShardOptions, score_dataset
+    from lite_rm.distributed import ShardOptions, list_shards, score_dataset
     from lite_rm.extras import MissingExtraError, require
 
     try:
-        read_manifest(bundle, verify=verify)  # a bad bundle fails here, not in every worker
+        read_manifest(bundle, verify=verify)  # a bad bundle or input fails here, before Ray starts
+        list_shards(inputs)
         ray = require("ray", "ray")
         if not ray.is_initialized():
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
