@@ -48,6 +48,8 @@ def _cases(tmp_path: Path, tiny_checkpoint: Path, data_dir: Path) -> list[list[s
         ["score", str(bundle), "-i", str(bad_jsonl), "-o", str(tmp_path / "s.jsonl")],
         ["plot", str(empty)],
         ["plot", str(bundle)],
+        ["serve", str(tmp_path / "no-bundle")],
+        ["serve", str(bundle), "--host", "0.0.0.0"],
     ]
 
 
@@ -59,10 +61,10 @@ def test_bad_input_never_escapes_as_an_exception(tmp_path: Path, tiny_checkpoint
         assert result.exception is None or isinstance(result.exception, SystemExit), (args, repr(result.exception))
         assert "Traceback" not in result.output and result.output.strip(), args
         verbs.add(args[0])
-    assert verbs == {"data", "train", "eval", "export", "score", "plot"}
+    assert verbs == {"data", "train", "eval", "export", "score", "plot", "serve"}
 
 
-@pytest.mark.parametrize("verb", ["data", "train", "eval", "export", "score", "plot"])
+@pytest.mark.parametrize("verb", ["data", "train", "eval", "export", "score", "plot", "serve"])
 def test_help_of_every_verb(verb: str) -> None:
     result = CliRunner().invoke(main, [verb, "--help"])
     assert result.exit_code == 0 and result.exception is None, result.output

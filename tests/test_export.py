@@ -332,3 +332,28 @@ def test_auto_map_never_runs_code(tmp_path: Path, tiny_checkpoint: Path, exporte
     else:
         assert result.exit_code == 1 and "never runs code" in result.output and "Traceback" not in result.output
         assert not out.exists()
+
+
+def test_parity_gate_tolerates_near_tie_flips_and_refuses_confident_ones() -> None:
+    import numpy as np
+
+    from lite_rm.exporting import ExportOptions
+    from lite_rm.exporting.parity import check_parity
+
+    rng = np.random.default_rng(0)
+    n = 400
+    # 10% near-ties, half of them ordered against the preference: fp32 itself cannot call them
+    ties = np.where(np.arange(40) % 2 == 0, 1.0, -1.0) * rng.uniform(0.01, 0.05, 40)
+    reference = np.concatenate([rng.uniform(1.0, 3.0, n - 40), ties, np.zeros(n)])
+    near_tie_flips = reference.copy()
+    near_tie_flips[n - 40:n - 20] *= -1  # 20 near-ties (5% of pairs) change order, 10 each way
+    passed = check_parity(reference, near_tie_flips, ExportOptions(), "int8", reference_scale=1.0)
+    assert passed.order_agreement == pytest.approx(0.95) and passed.confident_agreement == 1.0
+    assert passed.confident_pairs == n - 40 and passed.accuracy_loss == pytest.approx(0.0) and passed.passed
+    confident_flips = reference.copy()
+    confident_flips[:8] = -1.0  # 2% of the confident pairs flip: a user would notice
+    failed = check_parity(reference, confident_flips, ExportOptions(max_accuracy_loss=1.0), "int8", 1.0)
+    assert not failed.passed and "confident" in failed.problems[0]
+    strict = check_parity(reference, near_tie_flips, ExportOptions(max_order_change=0.01, max_accuracy_loss=1.0),
+                          "int8", 1.0)
+    assert not strict.passed and "flips the preference order of 5.0%" in strict.problems[0]

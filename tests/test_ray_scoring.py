@@ -15,15 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa  # the [dev] extra brings the [ray] extra: CI tests the Ray engine
+import pyarrow.parquet as pq
 import pytest
+import ray
 from click.testing import CliRunner
 
-ray = pytest.importorskip("ray")
-pa = pytest.importorskip("pyarrow")
-pq = pytest.importorskip("pyarrow.parquet")
-
-from lite_rm.cli import main  # noqa: E402
-from lite_rm.distributed import ShardScorer, list_shards, output_name, score_dataset  # noqa: E402
+from lite_rm.cli import main
+from lite_rm.distributed import ShardScorer, list_shards, output_name, score_dataset
 
 COLUMNS = ["id", "prompt", "response"]
 

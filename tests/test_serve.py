@@ -18,16 +18,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx  # the [dev] extra brings httpx and the [serve] extra: CI tests the server
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-httpx = pytest.importorskip("httpx")
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
-
-from lite_rm.cli import main  # noqa: E402
-from lite_rm.scorer import Scorer  # noqa: E402
+from lite_rm.cli import main
+from lite_rm.scorer import Scorer
 
 KEY = "test-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -23,12 +23,18 @@ def _preset_help() -> str:
     return ", ".join(["auto", *available_presets()])
 
 
+def _default_preset() -> str:
+    from lite_rm.exporting.options import DEFAULT_PRESET
+
+    return DEFAULT_PRESET
+
+
 @click.command("export")
 @click.argument("checkpoint", type=click.Path(file_okay=False, path_type=str))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=str),
               help="Bundle folder to write (replaced atomically if it exists).")
 @click.option("--int8", is_flag=True, help="Quantize to int8 (see --preset).")
-@click.option("--preset", default="blockwise,blockwise_w8", show_default=True,
+@click.option("--preset", default=_default_preset(), show_default=True,
               help=f"Quantization preset: {_preset_help()} (auto: the dynamic preset for this CPU), or a "
                    ".toml file; several, comma-separated, are tried in order and the first that passes the "
                    "parity check is kept (see export/README.md).")
@@ -49,8 +55,14 @@ def _preset_help() -> str:
               help="Most validation pairs to use.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Data folder for the default validation sample (else $LITE_RM_DATA, else ../shared/data).")
-@click.option("--max-order-change", type=click.FloatRange(0, 1), default=0.01, show_default=True,
-              help="Largest share of validation pairs whose order int8 may flip.")
+@click.option("--min-confident-agreement", type=click.FloatRange(0, 1), default=0.99, show_default=True,
+              help="Least share of the validation pairs PyTorch is confident about (calibrated P outside "
+                   "0.5 ± --confidence-band) whose order int8 must keep.")
+@click.option("--confidence-band", type=click.FloatRange(0, 0.5, max_open=True), default=0.1, show_default=True,
+              help="Pairs whose calibrated P(a preferred) is within 0.5 ± this are near-ties, not confident.")
+@click.option("--max-order-change", type=click.FloatRange(0, 1), default=None,
+              help="Also cap the share of ALL validation pairs (near-ties included) whose order int8 flips "
+                   "[default: reported, not enforced].")
 @click.option("--max-accuracy-loss", type=click.FloatRange(0, 1), default=0.01, show_default=True,
               help="Largest pairwise-accuracy drop allowed for int8 (0.01 = 1 point).")
 @click.option("--accept-parity-loss", is_flag=True,
@@ -60,7 +72,8 @@ def _preset_help() -> str:
 def export(checkpoint: str, output: str, int8: bool, preset: str, per_channel: bool | None, static: bool | None,
            exclude_nodes: tuple[str, ...], exclude_last_layers: int | None, optimization_level: int,
            validation: str | None, validation_domain: str | None, validation_pairs: int, data_dir: str | None,
-           max_order_change: float, max_accuracy_loss: float, accept_parity_loss: bool,
+           min_confident_agreement: float, confidence_band: float, max_order_change: float | None,
+           max_accuracy_loss: float, accept_parity_loss: bool,
            threads: int, as_json: bool) -> None:
     """Export CHECKPOINT to a scoring bundle: model.onnx, tokenizer.json, manifest.json (plus config.json
     and the tokenizer configs, so Optimum and sentence-transformers load the folder too).
@@ -79,7 +92,8 @@ def export(checkpoint: str, output: str, int8: bool, preset: str, per_channel: b
             int8=int8, preset=preset, per_channel=per_channel, static=static, exclude_nodes=exclude_nodes,
             exclude_last_layers=exclude_last_layers, optimization_level=optimization_level,
             validation=validation, validation_domain=validation_domain, validation_pairs=validation_pairs,
-            data_dir=data_dir, max_order_change=max_order_change, max_accuracy_loss=max_accuracy_loss,
+            data_dir=data_dir, min_confident_agreement=min_confident_agreement, confidence_band=confidence_band,
+            max_order_change=max_order_change, max_accuracy_loss=max_accuracy_loss,
             accept_parity_loss=accept_parity_loss, threads=resolve_threads(threads),
         )
         with _progress_bar(export_steps(options)) as step_done:
@@ -134,12 +148,19 @@ def _summary_lines(summary: dict[str, Any]) -> list[str]:
         f"accuracy {parity['pytorch_accuracy']:.3f}",
     ]
     for attempt in parity.get("int8_attempts", [])[:-1]:
-        lines.append(f"  int8 ({attempt['preset']}): order agreement {attempt['order_agreement']:.3f}, accuracy "
-                     f"{attempt['accuracy']:.3f}: fails the check, next preset")
+        lines.append(f"  int8 ({attempt['preset']}): {_agreement(attempt)}, accuracy {attempt['accuracy']:.3f}: "
+                     "fails the check, next preset")
     if "int8" in parity:
         q = parity["int8"]
-        lines.append(f"  int8 ({summary['quantization']}): order agreement {q['order_agreement']:.3f}, "
+        lines.append(f"  int8 ({summary['quantization']}): {_agreement(q)}, "
                      f"accuracy {q['accuracy']:.3f} ({-q['accuracy_loss'] * 100:+.1f} pt)")
     lines.append(f"  calibration: temperature {cal['temperature']:.3g}, "
                  f"ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}")
     return lines
+
+
+def _agreement(check: dict[str, Any]) -> str:
+    text = f"order agreement {check['order_agreement']:.3f}"
+    if "confident_agreement" in check:  # bundles of earlier versions have only the overall figure
+        text += f" ({check['confident_agreement']:.3f} on the {check['confident_pairs']} confident pairs)"
+    return text

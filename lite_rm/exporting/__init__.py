@@ -10,9 +10,9 @@ Steps (all in a scratch folder; the bundle appears in one rename at the end):
 4. :func:`~lite_rm.exporting.parity.check_parity`: each candidate, scored by :class:`lite_rm.scorer.Scorer`
    (the code users run) on the checkpoint's held-out validation pairs
    (:func:`~lite_rm.exporting.validation.validation_pairs`), against the PyTorch checkpoint: fp32 within
-   ``fp32_tolerance``; int8 keeps the order of all but ``max_order_change`` of the pairs and loses at most
-   ``max_accuracy_loss`` of accuracy. The first int8 preset that passes is kept; if none does, export
-   fails, unless ``accept_parity_loss`` (the manifest says so).
+   ``fp32_tolerance``; int8 keeps the order of ``min_confident_agreement`` of the pairs PyTorch is
+   confident about and loses at most ``max_accuracy_loss`` of accuracy. The first int8 preset that
+   passes is kept; if none does, export fails, unless ``accept_parity_loss`` (the manifest says so).
 5. :func:`~lite_rm.exporting.calibration.calibrate`: a temperature fitted on the validation pairs.
 6. :func:`~lite_rm.exporting.writer.write_bundle`: the atomic write of the folder.
 """
@@ -30,7 +30,7 @@ from typing import Any
 from lite_rm.bundle import BUNDLE_FORMAT, DEFAULT_MAX_POSITIONS, FORMAT_VERSION, TOKENIZER_FILE, Calibration, Manifest
 from lite_rm.checkpoint import META_FILE, input_rule_of, read_meta
 from lite_rm.encoding import InputRule
-from lite_rm.exporting.calibration import calibrate
+from lite_rm.exporting.calibration import calibrate, fit_temperature
 from lite_rm.exporting.onnx import bundle_tokenizer, max_positions, model_config, onnx_export, optimize
 from lite_rm.exporting.options import ExportOptions
 from lite_rm.exporting.parity import ParityError, ParityResult, bundle_scores, check_parity, torch_scores
@@ -71,6 +71,7 @@ class _Run:
     raw: Path = Path()
     graphs: dict[str, Path] = field(default_factory=dict)
     reference: Any = None
+    reference_scale: float = 1.0
     timings: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
@@ -95,7 +96,7 @@ class _Run:
         prompts, responses = self.texts
         staged = stage_bundle(self.work / f"check-{name}", model, self.tokenizer, self.base)
         scores = bundle_scores(staged, prompts, responses, self.options.threads)
-        return check_parity(self.reference, scores, self.options, preset)
+        return check_parity(self.reference, scores, self.options, preset, self.reference_scale)
 
 
 def _quantized(run: _Run, presets: list[QuantPreset]) -> tuple[QuantPreset, Path, ParityResult, list[ParityResult]]:
@@ -204,13 +205,15 @@ def export_bundle(checkpoint: str | Path, output: str | Path, options: ExportOpt
         run.done("optimize", "optimize_s")
         run.tokenizer = bundle_tokenizer(checkpoint, work)
         run.reference = torch_scores(checkpoint, run.tokenizer / TOKENIZER_FILE, *run.texts, rule)
+        n = len(validation.pairs)
+        # which pairs PyTorch is confident about: its own calibrated probabilities (the parity gate)
+        run.reference_scale = fit_temperature(run.reference[:n], run.reference[n:]).scale
         run.done("reference scores")
         fp32 = run.check("fp32", fp32_model, None)
         run.done("fp32 check")
         preset, model, int8, attempts = _quantized(run, presets) if presets else (None, fp32_model, None, [])
         run.done(None, "quantize_and_check_s")
         parity = _parity_record(run, fp32, int8, attempts)
-        n = len(validation.pairs)
         final = int8 or fp32
         calibration = calibrate(final.scores[:n], final.scores[n:])
         run.done("calibration")

@@ -37,7 +37,12 @@ class ExportOptions:
         validation_pairs: the most validation pairs to use.
         data_dir: the data folder for the fallback validation sample (checkpoints without a recorded split).
         fp32_tolerance: allowed |ONNX - PyTorch| score difference for fp32.
-        max_order_change: allowed share of validation pairs whose order int8 flips.
+        min_confident_agreement: the least share of confident validation pairs (PyTorch's calibrated
+            P(a preferred) outside 0.5 ± ``confidence_band``) whose order int8 must keep.
+        confidence_band: how far from 0.5 a calibrated probability must be for a pair to count as
+            confident (0.1: outside 0.4–0.6).
+        max_order_change: allowed share of ALL validation pairs whose order int8 flips, near-ties
+            included (``None``, the default: reported, not enforced).
         max_accuracy_loss: allowed drop of pairwise accuracy (a share, 0.01 = 1 point).
         accept_parity_loss: write the bundle even if the checks fail (marked in the manifest).
         threads: onnxruntime threads for the checks (``None``: onnxruntime's default).
@@ -57,7 +62,9 @@ class ExportOptions:
     validation_pairs: int = DEFAULT_VALIDATION_PAIRS
     data_dir: str | Path | None = None
     fp32_tolerance: float = 1e-4
-    max_order_change: float = 0.01
+    min_confident_agreement: float = 0.99
+    confidence_band: float = 0.1
+    max_order_change: float | None = None
     max_accuracy_loss: float = 0.01
     accept_parity_loss: bool = False
     threads: int | None = None
@@ -69,9 +76,12 @@ class ExportOptions:
             raise ValueError(f"optimization_level: expected 0, 1 or 2, found {self.optimization_level!r}")
         if self.validation_pairs < 10:
             raise ValueError(f"validation_pairs: expected at least 10, found {self.validation_pairs}")
-        for name in ("max_order_change", "max_accuracy_loss"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name}: expected a share in [0, 1], found {getattr(self, name)!r}")
+        for name in ("max_order_change", "max_accuracy_loss", "min_confident_agreement"):
+            value = getattr(self, name)
+            if not (value is None and name == "max_order_change") and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name}: expected a share in [0, 1], found {value!r}")
+        if not 0.0 <= self.confidence_band < 0.5:
+            raise ValueError(f"confidence_band: expected a number in [0, 0.5), found {self.confidence_band!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ValueError(f"threads: expected a positive integer or None, found {self.threads!r}")
 

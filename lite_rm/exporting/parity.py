@@ -1,8 +1,11 @@
 """The parity check: the exported model against the PyTorch checkpoint, on identical inputs.
 
-fp32: every score within ``fp32_tolerance`` of PyTorch. int8: at most ``max_order_change`` of the
-validation pairs change their preference order, and at most ``max_accuracy_loss`` of pairwise accuracy
-is lost. Candidates are scored by :class:`lite_rm.scorer.Scorer`, the code users run.
+fp32: every score within ``fp32_tolerance`` of PyTorch. int8: at least ``min_confident_agreement`` of
+the pairs PyTorch is *confident* about (calibrated P(a preferred) outside 0.5 ± ``confidence_band``) keep
+their order, and at most ``max_accuracy_loss`` of pairwise accuracy is lost; ``max_order_change`` (all
+pairs, near-ties included) is reported and only enforced when set. Why confident pairs: the pairs int8
+flips are near-ties the fp32 model itself cannot call (export/README.md, "The parity gate").
+Candidates are scored by :class:`lite_rm.scorer.Scorer`, the code users run.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ class ParityResult:
         accuracy: the candidate's pairwise accuracy (ties count half).
         reference_accuracy: PyTorch's pairwise accuracy.
         order_agreement: the share of pairs ordered as PyTorch orders them.
+        confident_pairs: how many pairs PyTorch is confident about (calibrated P outside 0.5 ± band).
+        confident_agreement: the share of those ordered as PyTorch orders them (1.0 when there are none).
         limits: the thresholds it was held to.
         problems: one sentence per failed check (empty: passed).
     """
@@ -46,7 +51,9 @@ class ParityResult:
     accuracy: float
     reference_accuracy: float
     order_agreement: float
-    limits: dict[str, float]
+    limits: dict[str, float | None]
+    confident_pairs: int = 0
+    confident_agreement: float = 1.0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -62,40 +69,59 @@ class ParityResult:
         if self.preset is None:
             return {"max_abs_diff": self.max_abs_diff, "tolerance": self.limits["tolerance"],
                     "accuracy": self.accuracy, "passed": self.passed}
-        return {"preset": self.preset, "order_agreement": self.order_agreement, "accuracy": self.accuracy,
-                "accuracy_loss": self.accuracy_loss, "max_abs_diff": self.max_abs_diff, **self.limits,
-                "passed": self.passed}
+        return {"preset": self.preset, "order_agreement": self.order_agreement,
+                "confident_pairs": self.confident_pairs, "confident_agreement": self.confident_agreement,
+                "accuracy": self.accuracy, "accuracy_loss": self.accuracy_loss, "max_abs_diff": self.max_abs_diff,
+                **self.limits, "passed": self.passed}
 
 
 def check_parity(reference: np.ndarray, scores: np.ndarray, options: ExportOptions,
-                 preset: str | None = None) -> ParityResult:
+                 preset: str | None = None, reference_scale: float = 1.0) -> ParityResult:
     """Compare a candidate's scores with the PyTorch reference.
 
     Args:
         reference: PyTorch scores (:func:`torch_scores`), chosen then rejected.
         scores: the candidate's scores, same order.
-        options: the thresholds (``fp32_tolerance``; ``max_order_change``, ``max_accuracy_loss``).
+        options: the thresholds (``fp32_tolerance``; ``min_confident_agreement``, ``confidence_band``,
+            ``max_accuracy_loss``, ``max_order_change``).
         preset: the int8 preset's name; ``None`` checks an fp32 graph.
+        reference_scale: the calibration scale of the reference scores (Platt scaling), which turns a
+            score difference into P(a preferred) to tell confident pairs from near-ties.
     """
     n = len(reference) // 2
-    ref_acc = pairwise_accuracy(reference[:n], reference[n:])
-    agreement = float(np.mean((scores[:n] > scores[n:]) == (reference[:n] > reference[n:])))
+    ref_diff, diff = reference[:n] - reference[n:], scores[:n] - scores[n:]
+    same = (diff > 0) == (ref_diff > 0)
     result = ParityResult(preset, scores, float(np.max(np.abs(scores - reference))),
-                          pairwise_accuracy(scores[:n], scores[n:]), ref_acc, agreement, limits={})
+                          pairwise_accuracy(scores[:n], scores[n:]), pairwise_accuracy(reference[:n], reference[n:]),
+                          float(np.mean(same)), limits={})
     if preset is None:
         result.limits = {"tolerance": options.fp32_tolerance}
         if result.max_abs_diff > options.fp32_tolerance:
             result.problems.append(f"fp32 ONNX scores differ from PyTorch by up to {result.max_abs_diff:.2e} "
                                    f"(allowed {options.fp32_tolerance:.0e})")
         return result
-    result.limits = {"max_order_change": options.max_order_change, "max_accuracy_loss": options.max_accuracy_loss}
-    if 1 - agreement > options.max_order_change:
-        result.problems.append(f"int8 ({preset}) flips the preference order of {1 - agreement:.1%} of {n} "
-                               f"validation pairs (allowed {options.max_order_change:.1%})")
-    if result.accuracy_loss > options.max_accuracy_loss:
-        result.problems.append(f"int8 ({preset}) loses {result.accuracy_loss * 100:.1f} points of pairwise accuracy "
-                               f"(allowed {options.max_accuracy_loss * 100:.1f})")
+    confident = np.abs(1.0 / (1.0 + np.exp(-reference_scale * ref_diff)) - 0.5) > options.confidence_band
+    result.confident_pairs = int(confident.sum())
+    result.confident_agreement = float(np.mean(same[confident])) if confident.any() else 1.0
+    result.limits = {"min_confident_agreement": options.min_confident_agreement,
+                     "confidence_band": options.confidence_band, "max_accuracy_loss": options.max_accuracy_loss,
+                     "max_order_change": options.max_order_change}
+    _int8_problems(result, options, n)
     return result
+
+
+def _int8_problems(result: ParityResult, options: ExportOptions, n: int) -> None:
+    name = result.preset
+    if result.confident_agreement < options.min_confident_agreement:
+        result.problems.append(
+            f"int8 ({name}) flips {1 - result.confident_agreement:.1%} of the {result.confident_pairs} validation "
+            f"pairs PyTorch is confident about (allowed {1 - options.min_confident_agreement:.1%})")
+    if result.accuracy_loss > options.max_accuracy_loss:
+        result.problems.append(f"int8 ({name}) loses {result.accuracy_loss * 100:.1f} points of pairwise accuracy "
+                               f"(allowed {options.max_accuracy_loss * 100:.1f})")
+    if options.max_order_change is not None and 1 - result.order_agreement > options.max_order_change:
+        result.problems.append(f"int8 ({name}) flips the preference order of {1 - result.order_agreement:.1%} "
+                               f"of {n} validation pairs (allowed {options.max_order_change:.1%})")
 
 
 def torch_scores(checkpoint: Path, tokenizer_path: Path, prompts: list[str], responses: list[str],
