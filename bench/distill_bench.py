@@ -16,7 +16,7 @@ unless --redo names it):
 
 Then bench/DISTILL.md's table is printed from the JSONs (``--report`` writes bench/results/distill/report.md).
 
-    .venv/bin/python bench/distill_bench.py --layers 3 --epochs 3
+    .venv/bin/python bench/distill_bench.py --layers 3 --epochs 2
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--teacher", default=str(REPO / "runs/demo/custom-academy"))
     ap.add_argument("--layers", type=int, nargs="+", default=[3])
-    ap.add_argument("--epochs", type=float, default=3.0)
+    ap.add_argument("--epochs", type=float, default=2.0)
     ap.add_argument("--work", default=str(REPO / "runs/distill"), help="where students and bundles go")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32)

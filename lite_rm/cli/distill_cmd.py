@@ -18,7 +18,7 @@ from lite_rm.cli.options import json_option
 @click.option("--layers", type=click.IntRange(min=1), default=3, help="Encoder layers the student keeps.")
 @click.option("--keep", type=click.Choice(["first", "spread"]), default="first",
               help="Which of the teacher's layers: the lowest ones, or evenly spaced ending with the last.")
-@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=3.0,
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=2.0,
               help="Passes over the teacher's training texts.")
 @click.option("--max-steps", type=click.IntRange(min=0), default=0, help="Stop after this many steps (0: no limit).")
 @click.option("--lr", type=float, default=1e-4, help="Peak learning rate (AdamW, linear warm-up and decay).")

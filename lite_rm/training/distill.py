@@ -75,14 +75,14 @@ class DistillConfig(OptimConfig):
     layers: int = 3
     keep: str = "first"
     pair_coef: float = 1.0
-    epochs: float = 3.0
+    epochs: float = 2.0  # what bench/DISTILL.md measured (about 25 minutes on 2 shared cores)
     lr: float = 1e-4
     batch_size: int = 32
-    seed: int = 0
-    bf16: Any = "auto"
-    dropout: str = "off"
     threads: int = 0
     eval_batch_size: int = 64
+    seed: int = 0
+    dropout: str = "off"  # as lite-rm train: attention dropout forces slow unfused attention on CPU
+    bf16: Any = "auto"
     log_every: int = 10
     save_every: int = 50
 
