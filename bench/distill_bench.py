@@ -9,6 +9,9 @@ unless --redo names it):
                  measure it (marked ``parity_override`` in the JSON)
   eval-<name>    ``lite-rm eval`` of the teacher and every student checkpoint and bundle on helpful,
                  harmless, WebGPT and DSP academy test sets
+  untrained-l<N> layer-dropped copies of the teacher, NOT distilled, exported the same way: the speed
+                 of 1 and 2 layers without spending the CPU time on their distillation (speed does not
+                 depend on the weights; no accuracy is reported for them)
   speed          one process, interleaved chunks: sentence-transformers ``CrossEncoder.predict`` fp32 of
                  the TEACHER against the lite-rm Scorer on every student bundle, 2 threads, batch 32,
                  max length 256, on the distinct (prompt, response) texts of the DSP academy test pairs
@@ -63,8 +66,27 @@ def save(path: Path, data: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"wrote {path.relative_to(REPO)}", flush=True)
 
 
-def student_dir(args: argparse.Namespace, layers: int) -> Path:
-    return Path(args.work) / f"student-l{layers}"
+def student_dir(args: argparse.Namespace, layers: int, prefix: str = "student") -> Path:
+    return Path(args.work) / f"{prefix}-l{layers}"
+
+
+def untrained_piece(layers: int, args: argparse.Namespace) -> None:
+    """A layer-dropped copy of the teacher WITHOUT distillation: for the speed of N layers only (the
+    speed of a graph does not depend on its weights); its accuracy is not measured."""
+    out = student_dir(args, layers, "untrained")
+    if out.exists():
+        return
+    from lite_rm.checkpoint import read_meta
+    from lite_rm.encoding import InputRule
+    from lite_rm.training.distill import _layer_list, kept_layers, shrink
+    from lite_rm.training.modeling import load_reward_model, save_checkpoint
+    from lite_rm.training.stages import hf_tokenizer
+
+    model = load_reward_model(args.teacher, seed=0)
+    shrink(model, kept_layers(len(_layer_list(model)), layers))
+    meta = read_meta(args.teacher)
+    save_checkpoint(model, hf_tokenizer(args.teacher), out, InputRule.from_dict(meta["input_rule"]),
+                    stage="untrained-layer-drop", validation_split=meta["validation_split"])
 
 
 def distill_piece(layers: int, args: argparse.Namespace) -> None:
@@ -79,11 +101,11 @@ def distill_piece(layers: int, args: argparse.Namespace) -> None:
                 "teacher": meta["teacher"], "training": meta["training"], "machine": machine()}, args)
 
 
-def export_piece(layers: int, args: argparse.Namespace) -> None:
-    path = piece(f"export-l{layers}", args)
+def export_piece(layers: int, args: argparse.Namespace, prefix: str = "student") -> None:
+    path = piece(f"export-{prefix}-l{layers}", args)
     if path is None:
         return
-    student = student_dir(args, layers)
+    student = student_dir(args, layers, prefix)
     bundles: dict[str, Any] = {}
     for kind in ("fp32", "int8"):
         out = student.parent / f"{student.name}-{kind}"
@@ -129,11 +151,12 @@ def speed_piece(args: argparse.Namespace) -> None:
     pairs = load_preferences(resolve_data_dir(None) / DSP_TEST, domain="academy").pairs
     texts = list(dict.fromkeys((p.prompt, r) for p in pairs for r in (p.chosen, p.rejected)))
     methods: dict[str, Any] = {"teacher-crossencoder-fp32": CrossEncoderMethod(Path(args.teacher), args)}
-    for layers in args.layers:
-        for kind in ("fp32", "int8"):
-            bundle = student_dir(args, layers).parent / f"student-l{layers}-{kind}"
-            if bundle.exists():
-                methods[f"student-l{layers}-{kind}"] = ScorerMethod(bundle, args, dedupe=False)
+    for prefix, counts in (("student", args.layers), ("untrained", args.speed_only)):
+        for layers in counts:
+            for kind in ("fp32", "int8"):
+                bundle = Path(args.work) / f"{prefix}-l{layers}-{kind}"
+                if bundle.exists():
+                    methods[f"{prefix}-l{layers}-{kind}"] = ScorerMethod(bundle, args, dedupe=False)
     for fn in methods.values():  # warm-up: first-call allocations
         fn([texts[0][0]] * 4, [texts[0][1]] * 4)
     seconds = dict.fromkeys(methods, 0.0)
@@ -159,6 +182,8 @@ def main() -> None:
     ap.add_argument("--teacher", default=str(REPO / "runs/demo/custom-academy"))
     ap.add_argument("--layers", type=int, nargs="+", default=[3])
     ap.add_argument("--epochs", type=float, default=2.0)
+    ap.add_argument("--speed-only", type=int, nargs="*", default=[1, 2],
+                    help="layer counts timed on untrained layer-dropped copies of the teacher (speed only)")
     ap.add_argument("--work", default=str(REPO / "runs/distill"), help="where students and bundles go")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32)
@@ -175,6 +200,10 @@ def main() -> None:
             distill_piece(layers, args)
         if "export" not in args.skip:
             export_piece(layers, args)
+    for layers in args.speed_only:
+        if "untrained" not in args.skip:
+            untrained_piece(layers, args)
+            export_piece(layers, args, "untrained")
     if "eval" not in args.skip:
         eval_piece("teacher", Path(args.teacher), args)
         for layers in args.layers:
@@ -213,12 +242,17 @@ def report(args: argparse.Namespace) -> str:
 
     row("teacher", "teacher (6 layers), PyTorch / CrossEncoder fp32", None)
     for layers in args.layers:
-        bundles = load(f"export-l{layers}").get("bundles", {})
+        bundles = load(f"export-student-l{layers}").get("bundles", {})
         row(f"student-l{layers}", f"student {layers} layers, PyTorch checkpoint", None)
         for kind in ("fp32", "int8"):
             b = bundles.get(kind, {})
             note = " (exported with --accept-parity-loss)" if b.get("parity_override") else ""
             row(f"student-l{layers}-{kind}", f"student {layers} layers, {kind} bundle{note}", b.get("size_mb"))
+    for layers in args.speed_only:
+        bundles = load(f"export-untrained-l{layers}").get("bundles", {})
+        for kind in ("fp32", "int8"):
+            row(f"untrained-l{layers}-{kind}", f"{layers} layers, speed only (not distilled), {kind} bundle",
+                bundles.get(kind, {}).get("size_mb"))
     return "\n".join(lines) + "\n"
 
 

@@ -19,6 +19,7 @@ _EXTRA_OF = {
     "matplotlib": "plot",
     "tensorboard": "tensorboard",
     "wandb": "wandb",
+    "openvino": "openvino",
     "starlette": "serve",
     "uvicorn": "serve",
     "ray": "ray",

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from lite_rm.bundle import BundleError, Manifest, read_manifest
 from lite_rm.data.formats import render_messages
 from lite_rm.data.text import bad_text
 from lite_rm.encoding import EncodedPairs, encode_pairs, length_batches, load_tokenizer, pad_batch, pad_id_of
+from lite_rm.runtimes import RuntimeLoadError, open_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,8 @@ class Scorer:
     """Scores (prompt, response) pairs with an exported bundle on the CPU.
 
     Safe to share between threads: onnxruntime sessions and ``tokenizers`` tokenizers allow concurrent
-    calls, and a Scorer keeps no per-call state. It never changes the lists it is given.
+    calls (OpenVINO gets an infer request per call), and a Scorer keeps no per-call state. It never
+    changes the lists it is given.
 
     Args:
         bundle: the bundle folder written by ``lite-rm export``.
@@ -82,6 +83,8 @@ class Scorer:
         providers: onnxruntime execution providers (default: CPU).
         verify: check the files' SHA-256 against the manifest when opening (reads the whole model).
         dedupe: score identical (prompt, response) pairs of one call once.
+        backend: ``onnxruntime`` (the parity-checked scores) or ``openvino`` (optional extra; bf16 on
+            CPUs with native bf16, faster there: :mod:`lite_rm.runtimes`).
 
     Raises:
         BundleError: missing or corrupted bundle files, or a manifest of an unknown format version.
@@ -95,6 +98,7 @@ class Scorer:
         providers: Sequence[str] | None = None,
         verify: bool = False,
         dedupe: bool = True,
+        backend: str = "onnxruntime",
     ) -> None:
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads: expected a positive integer or None, found {threads!r}")
@@ -110,30 +114,14 @@ class Scorer:
             raise BundleError(f"{self.manifest.tokenizer_path}: not a valid tokenizer file ({err})") from None
         self._pad_id = pad_id_of(self._tokenizer)
 
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        # The graph was fused offline at export; ENABLE_ALL still adds the CPU layout passes and costs
-        # little at load time (measured in bench/SCORING.md, cold start).
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
-            self._session = ort.InferenceSession(
-                str(self.manifest.model_path), sess_options=options,
-                providers=list(providers) if providers else ["CPUExecutionProvider"],
-            )
-        except Exception as err:  # onnxruntime raises its own exception types for a bad protobuf
-            raise BundleError(
-                f"{self.manifest.model_path}: onnxruntime cannot load it ({str(err).strip()[:300]}); the "
-                "bundle is corrupted or was made for a newer onnxruntime, export it again"
-            ) from None
+            self._runtime = open_runtime(self.manifest.model_path, backend, threads, providers)
+        except RuntimeLoadError as err:
+            raise BundleError(f"{self.manifest.model_path}: {err}; the bundle is corrupted or was made for a newer "
+                              "runtime, export it again") from None
+        self.backend = backend
         # Feed exactly what the graph asks for, by name (some exports drop token_type_ids).
-        self._input_names = [i.name for i in self._session.get_inputs()]
-        known = {"input_ids", "attention_mask", "token_type_ids"}
-        unknown = [n for n in self._input_names if n not in known]
-        if unknown:
-            raise BundleError(f"{self.manifest.model_path}: the model wants inputs {unknown}; expected {sorted(known)}")
-        self._output_name = self._session.get_outputs()[0].name
+        self._input_names = self._runtime.input_names
         logger.debug("opened %s (%s, inputs %s)", bundle, self.manifest.precision, self._input_names)
 
     def __repr__(self) -> str:
@@ -252,8 +240,7 @@ class Scorer:
         scores = np.empty(len(encoded), dtype=np.float32)
         for idx in length_batches(encoded.lengths(), self.batch_size):
             batch = pad_batch(encoded, idx.tolist(), self._pad_id)
-            feed = {name: batch[name] for name in self._input_names}
-            out = self._session.run([self._output_name], feed)[0]
-            scores[idx] = np.asarray(out, dtype=np.float32).reshape(len(idx), -1)[:, 0]
+            out = self._runtime.run({name: batch[name] for name in self._input_names})
+            scores[idx] = out
         return scores
 

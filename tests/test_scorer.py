@@ -209,3 +209,26 @@ def test_rank(scorer: Scorer) -> None:
     assert tie.indices == [0, 1, 2]  # equal scores keep the order given
     with pytest.raises(ValueError, match="top_k"):
         scorer.rank("p", ["a"], top_k=0)
+
+
+def test_openvino_backend_scores_like_onnxruntime(bundle: Path, tmp_path: Path) -> None:
+    """The optional OpenVINO engine runs the same graph: bf16 rounding (on CPUs with native bf16) only."""
+    from click.testing import CliRunner
+
+    from lite_rm.cli import main
+
+    prompts = [f"question {i}?" for i in range(12)]
+    responses = [f"answer {i} " * (i % 4 + 1) for i in range(12)]
+    ort_scores = Scorer(bundle).score_pairs(prompts, responses)
+    ov = Scorer(bundle, backend="openvino", threads=1)
+    assert ov.backend == "openvino"
+    np.testing.assert_allclose(ov.score_pairs(prompts, responses), ort_scores, atol=0.05)
+    with pytest.raises(ValueError, match="expected one of onnxruntime, openvino"):
+        Scorer(bundle, backend="tvm")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in zip(prompts, responses)))
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(main, ["score", str(bundle), "-i", str(rows), "-o", str(out), "--backend", "openvino"])
+    assert result.exit_code == 0, result.output
+    scored = [json.loads(line)["score"] for line in out.read_text().splitlines()]
+    np.testing.assert_allclose(scored, ort_scores, atol=0.05)

@@ -10,19 +10,27 @@ from typing import Any
 import click
 
 from lite_rm.cli import fail
-from lite_rm.cli.options import data_source_options, json_option, parse_columns, threads_option, verify_option
+from lite_rm.cli.options import (
+    backend_option,
+    data_source_options,
+    json_option,
+    parse_columns,
+    threads_option,
+    verify_option,
+)
 
 OUTPUT_SUFFIXES = (".json", ".md")
 PROGRESS_CHUNK = 1024  # texts scored between progress updates (large: each call sorts its texts by length)
 
 
-def _bundle_score_fn(model: Path, threads: int, batch_size: int, verify: bool) -> Any:
+def _bundle_score_fn(model: Path, threads: int, batch_size: int, verify: bool, backend: str) -> Any:
     from lite_rm.bundle import BundleError
+    from lite_rm.extras import MissingExtraError
     from lite_rm.scorer import Scorer
 
     try:
-        return Scorer(model, threads=threads, batch_size=batch_size, verify=verify).score_pairs
-    except (BundleError, ValueError, OSError) as err:
+        return Scorer(model, threads=threads, batch_size=batch_size, verify=verify, backend=backend).score_pairs
+    except (BundleError, MissingExtraError, ValueError, OSError) as err:
         fail(f"{model}: cannot load the bundle ({err})")
 
 
@@ -48,10 +56,11 @@ def _checkpoint_score_fn(model: Path, bf16: bool | None, threads: int, batch_siz
     return torch_score_fn(reward_model, tokenizer, rule, resolve_bf16("auto" if bf16 is None else bf16), batch_size)
 
 
-def _score_fn(model: Path, bf16: bool | None, threads: int, batch_size: int, verify: bool) -> tuple[Any, str]:
+def _score_fn(model: Path, bf16: bool | None, threads: int, batch_size: int, verify: bool,
+              backend: str = "onnxruntime") -> tuple[Any, str]:
     """A scoring function for a bundle (torch-free) or a checkpoint (torch), and what it is."""
     if (model / "manifest.json").is_file():
-        return _bundle_score_fn(model, threads, batch_size, verify), "bundle"
+        return _bundle_score_fn(model, threads, batch_size, verify, backend), "bundle"
     if not (model / "config.json").is_file():
         fail(f"{model}: expected a checkpoint folder (config.json, weights, tokenizer) or an ONNX bundle folder "
              "(manifest.json, model.onnx)")
@@ -123,10 +132,11 @@ def _write_outputs(outputs: tuple[str, ...], payload: dict[str, Any], table: str
 @threads_option("scoring")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, help="Texts per forward pass.")
 @verify_option
+@backend_option
 def eval_command(model: str, data: tuple[str, ...], data_format: str | None, split: str | None,
                  columns: tuple[str, ...], skip_invalid: bool, domains: tuple[str, ...], data_dir: str | None,
                  name: str | None, outputs: tuple[str, ...], as_json: bool, bf16: bool | None, threads: int,
-                 batch_size: int, verify: bool) -> None:
+                 batch_size: int, verify: bool, backend: str) -> None:
     """Pairwise accuracy of MODEL (a checkpoint or an ONNX bundle folder) on preference sets.
 
     \b
@@ -152,7 +162,7 @@ def eval_command(model: str, data: tuple[str, ...], data_format: str | None, spl
         else:
             sets = default_eval_sets(resolve_data_dir(data_dir), chosen_domains)
         loaded = {s.name: s.load() for s in sets}  # bad data fails before the model is loaded
-        score, kind = _score_fn(Path(model), bf16, resolve_threads(threads), batch_size, verify)
+        score, kind = _score_fn(Path(model), bf16, resolve_threads(threads), batch_size, verify, backend)
         results = evaluate(_with_progress(score), sets, loaded)
     except (DataError, FileNotFoundError) as err:
         fail(err)

@@ -53,3 +53,8 @@ json_option = click.option("--json", "as_json", is_flag=True,
 verify_option = click.option("--verify", is_flag=True,
                              help="Check every bundle file's SHA-256 against the manifest before loading "
                                   "(reads every byte; catches a tampered or corrupted copy).")
+
+backend_option = click.option(
+    "--backend", type=click.Choice(["onnxruntime", "openvino"]), default="onnxruntime", show_default=True,
+    help="Engine that runs the bundle: onnxruntime (the parity-checked scores) or openvino (extra [openvino]; "
+         "bf16 on CPUs with native bf16, faster there; see bench/SCORING.md).")

@@ -8,7 +8,14 @@ from typing import Any
 import click
 
 from lite_rm.cli import fail
-from lite_rm.cli.options import data_source_options, json_option, parse_columns, threads_option, verify_option
+from lite_rm.cli.options import (
+    backend_option,
+    data_source_options,
+    json_option,
+    parse_columns,
+    threads_option,
+    verify_option,
+)
 
 # The flags of earlier versions: each is --column FIELD=NAME.
 _LEGACY_FIELDS = {"prompt_field": "prompt", "response_field": "response", "a_field": "a", "b_field": "b"}
@@ -40,6 +47,7 @@ def _legacy_field_options(func):  # type: ignore[no-untyped-def]
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar of rows with rows/s.")
 @json_option
 @verify_option
+@backend_option
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: score a folder or glob of shards (-i) into a folder (-o, one NAME.jsonl per shard) on a "
                    "Ray cluster; finished shards are skipped on a rerun. Needs lite-rm[ray].")
@@ -50,8 +58,8 @@ def _legacy_field_options(func):  # type: ignore[no-untyped-def]
 @_legacy_field_options
 def score(bundle: str, input_path: str, output_path: str, data_format: str | None, split: str | None,
           columns: tuple[str, ...], skip_invalid: bool, kind: str | None, domain: str | None, resume: bool,
-          threads: int, batch_size: int, progress: bool, as_json: bool, verify: bool, engine: str,
-          address: str | None, workers: int, **legacy: str | None) -> None:
+          threads: int, batch_size: int, progress: bool, as_json: bool, verify: bool, backend: str,
+          engine: str, address: str | None, workers: int, **legacy: str | None) -> None:
     """Score (prompt, response) rows, or give P(a preferred over b) for (prompt, a, b) rows and for
     preference records (a = chosen, b = rejected: the share where a wins is the pairwise accuracy).
 
@@ -61,6 +69,7 @@ def score(bundle: str, input_path: str, output_path: str, data_format: str | Non
     from lite_rm.batch_scoring import score_file
     from lite_rm.bundle import BundleError
     from lite_rm.data import DataError
+    from lite_rm.extras import MissingExtraError
     from lite_rm.scorer import Scorer
     from lite_rm.threads import resolve_threads
 
@@ -79,7 +88,8 @@ def score(bundle: str, input_path: str, output_path: str, data_format: str | Non
                       domain=domain, skip_invalid=skip_invalid)
         return
     try:
-        scorer = Scorer(bundle, threads=resolve_threads(threads), batch_size=batch_size, verify=verify)
+        scorer = Scorer(bundle, threads=resolve_threads(threads), batch_size=batch_size, verify=verify,
+                        backend=backend)
         report = score_file(
             scorer, input_path, output_path, kind=kind, data_format=data_format, columns=mapping, split=split,
             domain=domain, skip_invalid=skip_invalid, resume=resume, chunk_size=max(256, 8 * batch_size),
@@ -90,7 +100,7 @@ def score(bundle: str, input_path: str, output_path: str, data_format: str | Non
             ". The rows before it are written: fix it (or use --skip-invalid) and rerun with --resume")
         fail(f"{err}{hint}")
         return
-    except (BundleError, OutputError, FileNotFoundError, ValueError, OSError) as err:
+    except (BundleError, OutputError, MissingExtraError, FileNotFoundError, ValueError, OSError) as err:
         fail(err)
         return
     except KeyboardInterrupt:
