@@ -196,7 +196,7 @@ def folder_mb(path: Path) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default="runs/demo/custom-academy")
-    ap.add_argument("--presets", default="auto,blockwise,blockwise_w8", help="int8 presets measured besides the default")
+    ap.add_argument("--presets", default="auto,blockwise,blockwise_w8", help="int8 presets measured too")
     ap.add_argument("--texts", type=int, default=680, help="distinct DSP test texts to time")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32)

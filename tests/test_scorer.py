@@ -226,7 +226,7 @@ def test_openvino_backend_scores_like_onnxruntime(bundle: Path, tmp_path: Path) 
     with pytest.raises(ValueError, match="expected one of onnxruntime, openvino"):
         Scorer(bundle, backend="tvm")
     rows = tmp_path / "rows.jsonl"
-    rows.write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in zip(prompts, responses)))
+    rows.write_text("".join(json.dumps({"prompt": p, "response": r}) + "\n" for p, r in zip(prompts, responses, strict=True)))
     out = tmp_path / "out.jsonl"
     result = CliRunner().invoke(main, ["score", str(bundle), "-i", str(rows), "-o", str(out), "--backend", "openvino"])
     assert result.exit_code == 0, result.output
