@@ -14,8 +14,8 @@ unless --redo names it):
                  depend on the weights; no accuracy is reported for them)
   speed          one process, interleaved chunks: sentence-transformers ``CrossEncoder.predict`` fp32 of
                  the TEACHER against the lite-rm Scorer on every student bundle, 2 threads, batch 32,
-                 max length 256, on the distinct (prompt, response) texts of the DSP academy test pairs
-                 (no de-duplication left to do on either side)
+                 max length 256, on the distinct DSP test (prompt, response) texts, de-duplication off
+                 (the texts and timing helpers of bench/score_bench.py)
 
 Then bench/DISTILL.md's table is printed from the JSONs (``--report`` writes bench/results/distill/report.md).
 
@@ -33,12 +33,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "distill"
 sys.path.insert(0, str(REPO / "bench"))
-from score_bench import CrossEncoderMethod, ScorerMethod, folder_mb, machine  # noqa: E402
+# the scoring benchmark's own pieces, so both time the same way (bench/score_bench.py, bench/SCORING.md)
+from score_bench import CrossEncoderFp32, distinct_texts, folder_mb, interleaved, machine, scorer  # noqa: E402
 
 TARGETS = {"speedup_vs_teacher_crossencoder": 8.0, "max_accuracy_drop_pts": 1.0}
 EVAL_SETS = ("helpful", "harmless", "webgpt", "dsp-academy")
@@ -145,34 +144,22 @@ def speed_piece(args: argparse.Namespace) -> None:
     path = piece("speed", args)
     if path is None:
         return
-    from lite_rm.data import load_preferences
-    from lite_rm.data.locations import DSP_TEST, resolve_data_dir
+    from lite_rm.data import resolve_data_dir
 
-    pairs = load_preferences(resolve_data_dir(None) / DSP_TEST, domain="academy").pairs
-    texts = list(dict.fromkeys((p.prompt, r) for p in pairs for r in (p.chosen, p.rejected)))
-    methods: dict[str, Any] = {"teacher-crossencoder-fp32": CrossEncoderMethod(Path(args.teacher), args)}
+    prompts, responses = distinct_texts(resolve_data_dir(None), args.texts)
+    methods: dict[str, Any] = {"teacher-crossencoder-fp32": CrossEncoderFp32(Path(args.teacher), args)}
     for prefix, counts in (("student", args.layers), ("untrained", args.speed_only)):
         for layers in counts:
             for kind in ("fp32", "int8"):
                 bundle = Path(args.work) / f"{prefix}-l{layers}-{kind}"
                 if bundle.exists():
-                    methods[f"{prefix}-l{layers}-{kind}"] = ScorerMethod(bundle, args, dedupe=False)
-    for fn in methods.values():  # warm-up: first-call allocations
-        fn([texts[0][0]] * 4, [texts[0][1]] * 4)
-    seconds = dict.fromkeys(methods, 0.0)
-    scores: dict[str, list[np.ndarray]] = {k: [] for k in methods}
+                    methods[f"{prefix}-l{layers}-{kind}"] = scorer(bundle, args, dedupe=False)
     load_before = os.getloadavg()
-    for start in range(0, len(texts), args.chunk):
-        chunk = texts[start:start + args.chunk]
-        prompts, responses = [t[0] for t in chunk], [t[1] for t in chunk]
-        for key, fn in methods.items():
-            t = time.perf_counter()
-            scores[key].append(np.asarray(fn(prompts, responses), dtype=np.float64))
-            seconds[key] += time.perf_counter() - t
-        print(f"  {min(start + args.chunk, len(texts))}/{len(texts)} texts", flush=True)
-    rows = {k: {"texts_per_s": len(texts) / s, "speedup_vs_teacher_crossencoder":
-                seconds["teacher-crossencoder-fp32"] / s} for k, s in seconds.items()}
-    save(path, {"texts": len(texts), "threads": args.threads, "batch_size": args.batch_size,
+    seconds = interleaved(methods, prompts, responses, args.chunk)
+    base = seconds["teacher-crossencoder-fp32"]
+    rows = {k: {"texts_per_s": len(prompts) / s, "speedup_vs_teacher_crossencoder": base / s}
+            for k, s in seconds.items()}
+    save(path, {"texts": len(prompts), "threads": args.threads, "batch_size": args.batch_size,
                 "max_length": args.max_length, "chunk": args.chunk, "rows": rows,
                 "load_average_before_after": [load_before, os.getloadavg()], "machine": machine()}, args)
 
@@ -188,7 +175,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=256)
-    ap.add_argument("--chunk", type=int, default=64, help="texts per interleaved timing chunk")
+    ap.add_argument("--texts", type=int, default=680, help="distinct DSP test texts to time (as score_bench.py)")
+    ap.add_argument("--chunk", type=int, default=85, help="texts per interleaved timing chunk")
     ap.add_argument("--skip", nargs="*", default=[], help="pieces to skip: distill export eval speed")
     ap.add_argument("--redo", nargs="*", default=[], help="piece names to run again (e.g. speed eval-teacher)")
     args = ap.parse_args()

@@ -98,38 +98,11 @@ class CrossEncoderFp32:
                                              activation_fn=self.identity, show_progress_bar=False))
 
 
-class OpenVinoBf16:
-    """The fp32 bundle's graph run by OpenVINO with bf16 inference precision (AMX), an exploratory row."""
-
-    def __init__(self, bundle: Path, args: argparse.Namespace) -> None:
-        import openvino as ov
-
-        from lite_rm.bundle import read_manifest
-        from lite_rm.encoding import load_tokenizer
-
-        manifest = read_manifest(bundle)
-        self.rule, self.tokenizer = manifest.input_rule, load_tokenizer(manifest.tokenizer_path)
-        self.model = ov.Core().compile_model(str(manifest.model_path), "CPU", {
-            "INFERENCE_PRECISION_HINT": "bf16", "INFERENCE_NUM_THREADS": args.threads, "NUM_STREAMS": 1})
-        self.names = [i.get_any_name() for i in self.model.inputs]
-        self.request, self.batch_size = self.model.create_infer_request(), args.batch_size
-
-    def __call__(self, prompts: list[str], responses: list[str]) -> np.ndarray:
-        from lite_rm.encoding import encode_pairs, length_batches, pad_batch
-
-        encoded = encode_pairs(self.tokenizer, prompts, responses, self.rule)
-        out = np.empty(len(prompts), dtype=np.float32)
-        for idx in length_batches(encoded.lengths(), self.batch_size):
-            batch = pad_batch(encoded, idx.tolist(), 0)
-            result = self.request.infer({n: batch[n] for n in self.names})
-            out[idx] = np.asarray(result[self.model.outputs[0]]).reshape(len(idx), -1)[:, 0]
-        return out
-
-
-def scorer(bundle: Path, args: argparse.Namespace, dedupe: bool = False) -> Any:
+def scorer(bundle: Path, args: argparse.Namespace, dedupe: bool = False, backend: str = "onnxruntime") -> Any:
     from lite_rm.scorer import Scorer
 
-    return Scorer(bundle, threads=args.threads, batch_size=args.batch_size, dedupe=dedupe).score_pairs
+    return Scorer(bundle, threads=args.threads, batch_size=args.batch_size, dedupe=dedupe,
+                  backend=backend).score_pairs
 
 
 def interleaved(methods: dict[str, Any], prompts: list[str], responses: list[str], chunk: int) -> dict[str, float]:
@@ -146,15 +119,16 @@ def interleaved(methods: dict[str, Any], prompts: list[str], responses: list[str
     return seconds
 
 
-def test_scores(name: str, bundle: Path, data: Path, work: Path, args: argparse.Namespace) -> dict[str, np.ndarray]:
-    """Chosen-minus-rejected score differences of a bundle on every test set (cached per bundle file)."""
+def test_scores(bundle: Path, data: Path, work: Path, args: argparse.Namespace, backend: str = "onnxruntime"
+                ) -> dict[str, np.ndarray]:
+    """Chosen-minus-rejected score differences of a bundle on every test set (cached per model file)."""
     from lite_rm.data import load_preferences
     from lite_rm.files import file_digest
 
-    cache = work / f"test-scores-{name}-{file_digest(bundle / 'model.onnx')[:12]}.npz"
+    cache = work / f"test-scores-{backend}-{file_digest(bundle / 'model.onnx')[:12]}.npz"
     if cache.exists():
         return dict(np.load(cache))
-    score = scorer(bundle, args, dedupe=True)  # the same scores, faster: fidelity is not timed
+    score = scorer(bundle, args, dedupe=True, backend=backend)  # the same scores, faster: fidelity is not timed
     out = {}
     for set_name, (rel, domain) in TEST_SETS.items():
         pairs = load_preferences(data / rel, domain=domain).pairs
@@ -177,10 +151,11 @@ def fidelity(diffs: dict[str, np.ndarray], ref: dict[str, np.ndarray], scale: fl
             "flipped_p_fp32": np.round(np.sort(p0[flipped]), 3).tolist()}
 
 
-def cold_start(bundle: Path, args: argparse.Namespace, repeats: int = 3) -> dict[str, float]:
+def cold_start(bundle: Path, args: argparse.Namespace, engine: str, repeats: int = 3) -> dict[str, float]:
     """Median import + open + first score in a fresh interpreter, and its peak RSS."""
     code = ("import time; t=time.perf_counter(); from lite_rm.scorer import Scorer; "
-            f"s=Scorer({str(bundle)!r}, threads={args.threads}); s.score('How do I boil an egg?', ['Boil it.']); "
+            f"s=Scorer({str(bundle)!r}, threads={args.threads}, backend={engine!r}); "
+            "s.score('How do I boil an egg?', ['Boil it.']); "
             "cold=time.perf_counter()-t; import json; "
             "hwm=next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')); "
             "print(json.dumps({'cold': cold, 'rss': hwm}))")
@@ -190,7 +165,9 @@ def cold_start(bundle: Path, args: argparse.Namespace, repeats: int = 3) -> dict
 
 
 def folder_mb(path: Path) -> float:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
+    """The bundle's files (its manifest's list), not plots or other files a user put beside them."""
+    files = json.loads((path / "manifest.json").read_text())["files"]
+    return sum((path / name).stat().st_size for name in files) / 1e6
 
 
 def main() -> None:
@@ -202,7 +179,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--chunk", type=int, default=85, help="texts per interleaved timing chunk")
-    ap.add_argument("--openvino", action="store_true", help="also time OpenVINO bf16 on the fp32 graph")
+    ap.add_argument("--openvino", action="store_true", help="also the fp32 bundle on the OpenVINO engine (bf16)")
     ap.add_argument("--work", default="bench/.work/score")
     ap.add_argument("--reuse", action="store_true", help="reuse bundles already in --work")
     ap.add_argument("--output", default="bench/scoring_results")
@@ -218,10 +195,12 @@ def main() -> None:
     load_before = os.getloadavg()
 
     prompts, responses = distinct_texts(data, args.texts)
-    methods: dict[str, Any] = {"crossencoder-fp32": CrossEncoderFp32(ckpt, args)}
-    methods.update({name: scorer(folder, args) for name, folder in folders.items()})
+    # row -> (bundle, engine); the OpenVINO row runs the fp32 bundle's graph in bf16
+    engines = {name: (name, "onnxruntime") for name in folders}
     if args.openvino:
-        methods["openvino-bf16"] = OpenVinoBf16(folders["fp32"], args)
+        engines["fp32-openvino"] = ("fp32", "openvino")
+    methods: dict[str, Any] = {"crossencoder-fp32": CrossEncoderFp32(ckpt, args)}
+    methods.update({row: scorer(folders[b], args, backend=e) for row, (b, e) in engines.items()})
     seconds = interleaved(methods, prompts, responses, args.chunk)
 
     dsp = load_preferences(data / "dsp/test.json", domain="academy").pairs  # texts repeat across pairs
@@ -230,18 +209,18 @@ def main() -> None:
     dedupe = interleaved({"crossencoder-fp32": methods["crossencoder-fp32"],
                           "default": scorer(folders["default"], args, dedupe=True)}, dp, dr, 2 * args.chunk)
 
-    ref = test_scores("fp32", folders["fp32"], data, work, args)
+    ref = test_scores(folders["fp32"], data, work, args)
     scale = manifests["fp32"]["calibration"]["scale"]
     rows: dict[str, Any] = {}
     for key in methods:
         row: dict[str, Any] = {"texts_per_s": len(prompts) / seconds[key],
                                "speedup": seconds["crossencoder-fp32"] / seconds[key]}
-        if key in folders:
-            row |= fidelity(test_scores(key, folders[key], data, work, args), ref, scale)
-            row |= {"size_mb": folder_mb(folders[key]) - folder_mb(folders[key] / "plots")
-                    if (folders[key] / "plots").exists() else folder_mb(folders[key]),
-                    "preset": (manifests[key].get("quantization") or {}).get("name", "fp32"),
-                    "export_parity": manifests[key]["parity"], **cold_start(folders[key], args)}
+        if key in engines:
+            name, engine = engines[key]
+            row |= fidelity(test_scores(folders[name], data, work, args, engine), ref, scale)
+            row |= {"size_mb": folder_mb(folders[name]), "engine": engine,
+                    "preset": (manifests[name].get("quantization") or {}).get("name", "fp32"),
+                    "export_parity": manifests[name]["parity"], **cold_start(folders[name], args, engine)}
         rows[key] = row
     result = {"command": "python bench/score_bench.py " + " ".join(sys.argv[1:]), "machine": machine(),
               "checkpoint": str(ckpt), "texts": len(prompts), "threads": args.threads, "batch_size": args.batch_size,
@@ -263,14 +242,15 @@ def markdown(r: dict[str, Any]) -> str:
              f"{m['python']}, onnxruntime {m['onnxruntime']}, torch {m['torch']}  ",
              f"Checkpoint `{r['checkpoint']}`; {r['texts']} distinct DSP test texts, {r['threads']} threads, batch "
              f"{r['batch_size']}, max length {r['max_length']}, no de-duplication on either side.", "",
-             "| method | preset | texts/s | × CrossEncoder fp32 | mean test accuracy | accuracy change vs fp32 (pt) "
-             "| order agreement, all / confident pairs | size MB | cold start s |",
+             "| method | preset, engine | texts/s | × CrossEncoder fp32 | mean test accuracy "
+             "| accuracy change vs fp32 (pt) | order agreement, all / confident pairs | size MB | cold start s |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     base = rows.get("fp32", {}).get("mean_accuracy")
     for key, row in rows.items():
         if "mean_accuracy" in row:
             change = (row["mean_accuracy"] - base) * 100 if base is not None else float("nan")
-            lines.append(f"| {key} | {row['preset']} | {row['texts_per_s']:.1f} | {row['speedup']:.2f} | "
+            lines.append(f"| {key} | {row['preset']}, {row['engine']} | {row['texts_per_s']:.1f} | "
+                         f"{row['speedup']:.2f} | "
                          f"{row['mean_accuracy']:.3f} | {change:+.2f} | {row['agreement']:.3f} / "
                          f"{row['confident_agreement']:.3f} | {row['size_mb']:.1f} | {row['cold_s']:.2f} |")
         else:
