@@ -19,7 +19,7 @@ unless --redo names it):
 
 Then bench/DISTILL.md's table is printed from the JSONs (``--report`` writes bench/results/distill/report.md).
 
-    .venv/bin/python bench/distill_bench.py --layers 3 --epochs 2
+    .venv/bin/python bench/distill_bench.py --layers 3 --epochs 1
 """
 
 from __future__ import annotations
@@ -120,7 +120,8 @@ def export_piece(layers: int, args: argparse.Namespace, prefix: str = "student")
             run([*cmd, "--accept-parity-loss"])
             override = True
         manifest = json.loads((out / "manifest.json").read_text())
-        bundles[kind] = {"bundle": str(out), "size_mb": folder_mb(out), "model_onnx_mb": folder_mb(out / "model.onnx"),
+        bundles[kind] = {"bundle": str(out), "size_mb": folder_mb(out),
+                         "model_onnx_mb": (out / "model.onnx").stat().st_size / 1e6,
                          "quantization": manifest.get("quantization"), "parity": manifest.get("parity"),
                          "parity_override": override}
     save(path, {"layers": layers, "bundles": bundles}, args)
@@ -168,7 +169,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--teacher", default=str(REPO / "runs/demo/custom-academy"))
     ap.add_argument("--layers", type=int, nargs="+", default=[3])
-    ap.add_argument("--epochs", type=float, default=2.0)
+    ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--speed-only", type=int, nargs="*", default=[1, 2],
                     help="layer counts timed on untrained layer-dropped copies of the teacher (speed only)")
     ap.add_argument("--work", default=str(REPO / "runs/distill"), help="where students and bundles go")

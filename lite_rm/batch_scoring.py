@@ -234,7 +234,7 @@ def score_file(
     adapter = _Rows(columns, data_format, domain)
     total = count_records(input_path, kind) if progress else None
     with open_output(output_path, resume=resume) as out, \
-            tqdm(rows, total=total, unit="rows", disable=not progress, dynamic_ncols=True, desc="scoring") as bar:
+            tqdm(rows, total=total, unit="records", disable=not progress, dynamic_ncols=True, desc="scoring") as bar:
         report.resumed_after_line = out.resume.line
         t0 = time.perf_counter()
         _score_chunks(scorer, _items(bar, adapter, report, skip_invalid, _ResumeFilter(out.resume)), report, out,

@@ -67,7 +67,13 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
 @click.option("--max-steps", type=int, help="Stop every stage after this many steps (quick runs).")
 @click.option("--seed", type=int, help="Seed for data order, masking, dropout and head initialization.")
 @click.option("--max-length", type=int, help="Token budget of the input rule.")
-@click.option("--bf16/--no-bf16", default=None, help="bfloat16 autocast on CPU. [default: auto]")
+@click.option("--bf16/--no-bf16", default=None,
+              help="bfloat16 autocast. [default: auto: on a GPU that supports it, on a CPU with native bf16]")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]),
+              help="Where to train: auto = CUDA when available, else Apple MPS, else the CPU. [default: auto]")
+@click.option("--processes", type=click.IntRange(min=1),
+              help="Training processes on this machine (PyTorch DDP: one per GPU, or gloo processes on the CPU); "
+                   "every step's batch is shared out, so results match one process. [default: 1]")
 @click.option("--dropout", type=click.Choice(["all", "hidden", "off"]),
               help="Dropout while training: the encoder's own (all), none on attention (hidden), none (off).")
 @click.option("--threads", type=click.IntRange(min=0), help="Torch threads (0: as many as free cores). [default: 0]")
@@ -86,7 +92,8 @@ def train(config_file: str | None, output: str | None, model: str | None, data_d
           listwise: bool | None, imitation_coef: float | None, replay_share: float | None,
           l2sp_coef: float | None, freeze_layers: int | None, freeze_embeddings: bool | None,
           interpolate: str | None, epochs: float | None, max_steps: int | None, seed: int | None,
-          max_length: int | None, bf16: bool | None, dropout: str | None, threads: int | None,
+          max_length: int | None, bf16: bool | None, device: str | None, processes: int | None,
+          dropout: str | None, threads: int | None,
           report_to: tuple[str, ...], settings: tuple[str, ...], resume: bool, overwrite: bool, as_json: bool) -> None:
     """Train a reward model in three stages: base (MLM), general (GRFT), custom (CRFT).
 
@@ -141,7 +148,8 @@ def train(config_file: str | None, output: str | None, model: str | None, data_d
                   "custom.replay_share": replay_share, "custom.l2sp_coef": l2sp_coef,
                   "custom.freeze_layers": freeze_layers, "custom.freeze_embeddings": freeze_embeddings,
                   "custom.interpolate": interpolate, "seed": seed, "max_length": max_length, "bf16": bf16,
-                  "dropout": dropout, "threads": threads, "report_to": list(report_to) or None}
+                  "device": device, "processes": processes, "dropout": dropout, "threads": threads,
+                  "report_to": list(report_to) or None}
         overrides.update({k: v for k, v in simple.items() if v is not None})
         for stage in ("base", "general", "custom"):
             if epochs is not None and stage != "base":
@@ -162,11 +170,12 @@ def train(config_file: str | None, output: str | None, model: str | None, data_d
         return
 
     from lite_rm.data import DataError
+    from lite_rm.training.parallel import ParallelRunError
     from lite_rm.training.pipeline import train as run_training
 
     try:
         results = run_training(config, resume=resume, overwrite=overwrite)
-    except (FileExistsError, FileNotFoundError, DataError, ValueError) as err:
+    except (FileExistsError, FileNotFoundError, DataError, ValueError, ParallelRunError) as err:
         fail(err)
         return
     out = Path(config.output_dir)

@@ -31,6 +31,7 @@ from lite_rm.training.metrics import REPORTERS
 STAGES = ("base", "general", "custom")
 DROPOUT_CHOICES = ("all", "hidden", "off")
 INTERPOLATE_CHOICES = ("off", "auto")
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 T = TypeVar("T")
 
@@ -288,7 +289,13 @@ class TrainConfig:
             checkpoint in ``output_dir`` when present, else from ``model``.
         seed: seeds data order, masking, dropout and head initialization; same seed, same run.
         max_length: the input rule's token budget for (prompt, response).
-        bf16: bfloat16 autocast on CPU: ``auto`` (on when the CPU has native bf16), true, false.
+        bf16: bfloat16 autocast: ``auto`` (on a GPU that supports it, on a CPU with native bf16), true,
+            false.
+        device: where training runs: ``auto`` (CUDA when available, else Apple MPS, else the CPU),
+            ``cpu``, ``cuda`` (``cuda:N``), ``mps``. Checkpoints and resumable states do not depend on it.
+        processes: training processes on this machine (data parallel, PyTorch DDP: one per GPU, or
+            gloo processes on the CPU); each takes its share of every step's batch, so the effective
+            batch stays ``batch_size``. Ignored under ``torchrun``, which sets the processes itself.
         dropout: dropout while training: ``all`` (the encoder's own rates), ``hidden`` (no dropout of
             attention probabilities, which on CPU forces PyTorch's slow unfused attention: steps take
             about twice as long), ``off`` (none). Checkpoints keep the encoder's own rates.
@@ -316,6 +323,8 @@ class TrainConfig:
     # TRL's preference trainers (DPO among them) turn dropout off by default too.
     dropout: str = "off"
     threads: int = 0
+    device: str = "auto"
+    processes: int = 1
     log_every: int = 20
     save_every: int = 50
     eval_sets: dict[str, str] = field(default_factory=dict)
@@ -342,6 +351,9 @@ class TrainConfig:
         _check(self.dropout in DROPOUT_CHOICES, "dropout", " or ".join(repr(c) for c in DROPOUT_CHOICES),
                self.dropout)
         _non_negative("threads", self.threads, integer=True)
+        _check(isinstance(self.device, str) and self.device.split(":", 1)[0] in DEVICE_CHOICES, "device",
+               f"one of {', '.join(DEVICE_CHOICES)} (cuda:N for one GPU)", self.device)
+        _positive("processes", self.processes, integer=True)
         _positive("log_every", self.log_every, integer=True)
         _non_negative("save_every", self.save_every, integer=True)
         _check(isinstance(self.eval_sets, dict) and all(isinstance(v, str) for v in self.eval_sets.values()),

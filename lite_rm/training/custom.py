@@ -17,10 +17,17 @@ import torch
 
 from lite_rm.encoding import load_tokenizer, pad_batch, pad_id_of
 from lite_rm.training import mlm as mlm_lib
-from lite_rm.training import steps
+from lite_rm.training import parallel, steps
 from lite_rm.training.batching import PairData, add_replay, encode_preferences, plan_epochs
 from lite_rm.training.loop import StepFn, run_loop
-from lite_rm.training.modeling import autocast, load_reward_model, save_checkpoint, to_torch, trainable_state
+from lite_rm.training.modeling import (
+    autocast,
+    load_reward_model,
+    save_checkpoint,
+    to_device,
+    to_torch,
+    trainable_state,
+)
 from lite_rm.training.preservation import L2SP, choose_alpha, freeze, interpolate
 from lite_rm.training.stages import (
     EvalFn,
@@ -110,12 +117,25 @@ def setup_preservation(ctx: StageContext, model: Any, start: str, mlm_source: st
     l2sp = L2SP(model, cfg.l2sp_coef) if cfg.l2sp_coef > 0 else None
     keep = Preservation(frozen, l2sp, None, None, {"model": model}, list(model.named_parameters()))
     if cfg.imitation_coef > 0:
-        keep.mlm = mlm_lib.share_encoder(mlm_lib.load_mlm(mlm_source or start, seed, ctx.config.dropout), model)
+        mlm = mlm_lib.load_mlm(mlm_source or start, seed, ctx.config.dropout)
+        keep.mlm = mlm_lib.share_encoder(mlm, model).to(ctx.device)
         keep.masker = mlm_lib.Masker(hf_tokenizer(start), ctx.config.base.mlm_probability)
         head_ids = {id(p) for p in mlm_lib.mlm_head_parameters(keep.mlm, model)}
         keep.modules["mlm"] = keep.mlm
         keep.named += [(n, p) for n, p in keep.mlm.named_parameters() if id(p) in head_ids]
     return keep
+
+
+def imitation_loss(ctx: StageContext, mlm: Any, masker: mlm_lib.Masker, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The masked-LM loss on a CPU batch of preferred responses (response tokens only), computed on the
+    stage's device (0 when nothing got masked). Masks are drawn on the CPU: torch's CPU RNG, resumable."""
+    inputs, labels = masker(batch["input_ids"], batch.get("token_type_ids"), response_only=True)
+    if not (labels != -100).any():
+        return torch.zeros((), requires_grad=True, device=ctx.device)
+    on = to_device(batch | {"input_ids": inputs, "labels": labels}, ctx.device)
+    with autocast(ctx.bf16, ctx.device.type):
+        return mlm_lib.masked_lm_loss(mlm, on["input_ids"], on["attention_mask"], on.get("token_type_ids"),
+                                      on["labels"])
 
 
 def custom_step(ctx: StageContext, model: Any, data: CustomData, keep: Preservation, pad_id: int) -> StepFn:
@@ -132,8 +152,7 @@ def custom_step(ctx: StageContext, model: Any, data: CustomData, keep: Preservat
         loss, metrics = done.loss, done.metrics
         if keep.mlm is not None and keep.masker is not None:
             batch = to_torch(pad_batch(done.texts, done.preferred_rows, pad_id))
-            with autocast(ctx.bf16):
-                imitation = mlm_lib.mlm_loss(keep.mlm, batch, keep.masker, response_only=True)
+            imitation = imitation_loss(ctx, keep.mlm, keep.masker, batch)
             loss = loss + coef * imitation
             metrics["mlm"] = float(imitation.detach())
         if keep.l2sp is not None:
@@ -212,9 +231,10 @@ def run_custom(
     pad_id = pad_id_of(tokenizer)
     data = load_custom_data(ctx, target, tokenizer)
 
-    model = load_reward_model(start, ctx.config.seed, ctx.config.dropout)
+    model = load_reward_model(start, ctx.config.seed, ctx.config.dropout).to(ctx.device)
     start_state = trainable_state(model)
-    start_valid = check_start(model, data.valid, pad_id, ctx, target, start) if len(data.valid) else None
+    main = parallel.is_main()  # with several processes, only process 0 checks, interpolates and writes
+    start_valid = check_start(model, data.valid, pad_id, ctx, target, start) if len(data.valid) and main else None
     keep = setup_preservation(ctx, model, start, mlm_source)
 
     def validate() -> float:
@@ -228,6 +248,8 @@ def run_custom(
     summary = summary_of(result) | {"train_pairs": len(data.train), "valid_pairs": len(data.valid),
                                     "frozen": len(keep.frozen), "listwise": data.listwise,
                                     "start_valid": start_valid}
+    if not main:
+        return summary
     if cfg.interpolate != "off":
         summary["interpolation"] = interpolate_toward_start(ctx, model, start_state, data, pad_id)
         logger.info("custom %s: interpolation alpha %.2f", target, summary["interpolation"]["alpha"])

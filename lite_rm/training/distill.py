@@ -75,7 +75,7 @@ class DistillConfig(OptimConfig):
     layers: int = 3
     keep: str = "first"
     pair_coef: float = 1.0
-    epochs: float = 2.0  # what bench/DISTILL.md measured (about 25 minutes on 2 shared cores)
+    epochs: float = 2.0  # bench/DISTILL.md measured 1 (all the shared CPU allowed); more passes fit better
     lr: float = 1e-4
     batch_size: int = 32
     threads: int = 0

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from lite_rm.training import parallel
 from lite_rm.training.config import OptimConfig
 from lite_rm.training.metrics import StageMetrics, report_to_of_run
 from lite_rm.training.state import LoopState, has_state, load_state, save_state
@@ -213,6 +214,8 @@ def run_loop(
         param_groups(named_params, optim.weight_decay, optim.lr, optim.head_lr_scale), lr=optim.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(optim.warmup * total), max(total, 1))
     eval_every = optim.eval_every or steps_per_epoch
+    main = parallel.is_main()  # with several processes, process 0 logs, validates and saves
+    runner = parallel.distributed_step(modules, step_fn) if parallel.active() else step_fn
     loop, result = LoopState(), LoopResult()
     if resume and has_state(state_dir):
         loop = load_state(state_dir, modules, optimizer, scheduler)
@@ -221,32 +224,36 @@ def run_loop(
 
     for module in modules.values():
         module.train()
-    sink = _open_metrics(state_dir, report_to, loop.step)  # after resuming: it drops rows past loop.step
-    bar = tqdm(total=total, initial=loop.step, desc=desc, disable=None, leave=False)
+    sink = _open_metrics(state_dir, report_to, loop.step) if main else None  # drops rows past loop.step
+    bar = tqdm(total=total, initial=loop.step, desc=desc, disable=None if main else True, leave=False)
     window = _Window()
     try:
         while loop.step < total and not result.stopped_early:
             started = time.perf_counter()
-            loss, step_metrics, n_pairs = step_fn(plan[loop.step])
+            item, counts = parallel.shard(plan[loop.step], parallel.rank(), parallel.world_size())
+            loss, step_metrics, n_pairs = runner(item)
+            # several processes: weigh each one's loss by its share of the step's pairs (DDP averages)
+            loss, n_pairs, step_loss = parallel.weigh_loss(loss, n_pairs, counts)
             loss.backward()
             _optimizer_step(optimizer, scheduler, named_params, optim, after_step)
             loop.step += 1
             loop.pairs_done += n_pairs
             result.train_seconds += time.perf_counter() - started
-            window.add({"loss": float(loss.detach()), **step_metrics}, n_pairs)
+            window.add({"loss": step_loss, **step_metrics}, n_pairs)
             bar.update(1)
 
             if loop.step % log_every == 0 or loop.step == total:
                 row = window.row(loop.step, scheduler.get_last_lr()[0])
                 result.log.append(row)
-                _show(bar, row, desc, total, sink)
+                if main:
+                    _show(bar, row, desc, total, sink)
                 window = _Window()
             if validate is not None and (loop.step % eval_every == 0 or loop.step == total):
-                _validated(loop, result, validate(), modules, optim.patience, desc)
+                _validated(loop, result, parallel.broadcast_metric(validate), modules, optim.patience, desc)
                 if sink is not None:
                     sink.log("valid", result.valid[-1])
                 window.start = time.perf_counter()  # validation time is not training throughput
-            if save_every and loop.step % save_every == 0 and loop.step < total and not result.stopped_early:
+            if main and save_every and loop.step % save_every == 0 and loop.step < total and not result.stopped_early:
                 loop.result = asdict(result)
                 save_state(state_dir, modules, optimizer, scheduler, loop)
     finally:

@@ -29,14 +29,67 @@ def cpu_has_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def resolve_bf16(setting: Any) -> bool:
-    """``auto`` -> whether the CPU has native bf16; true/false as given."""
-    return cpu_has_bf16() if setting == "auto" else bool(setting)
+def resolve_bf16(setting: Any, device: str | torch.device = "cpu") -> bool:
+    """``auto`` -> whether ``device`` computes bf16 natively (a CUDA GPU that supports it, a CPU with
+    AVX-512 BF16 or AMX; never MPS); true/false as given."""
+    if setting != "auto":
+        return bool(setting)
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return cpu_has_bf16() if kind == "cpu" else False
 
 
-def autocast(enabled: bool) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CPU (matmuls in bf16, reductions and the loss in float32)."""
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+def mps_available() -> bool:
+    """Whether Apple's Metal backend is usable (PyTorch builds without it have no ``torch.backends.mps``)."""
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def resolve_device(setting: str, local_rank: int = 0) -> torch.device:
+    """The device of ``--device``: ``auto`` is CUDA when available, else MPS, else the CPU.
+
+    Args:
+        setting: ``auto``, ``cpu``, ``cuda`` (``cuda:N`` allowed) or ``mps``.
+        local_rank: this process's index on its machine; with several processes on CUDA each takes
+            the GPU of its index.
+
+    Raises:
+        ConfigError: an unknown device, or one this machine does not have (the message names the
+            ``device`` key and what is available).
+    """
+    from lite_rm.training.config import DEVICE_CHOICES, ConfigError
+
+    kind = setting.split(":", 1)[0]
+    if kind not in DEVICE_CHOICES:
+        raise ConfigError(f"config key 'device': expected one of {', '.join(DEVICE_CHOICES)}, found {setting!r}")
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "mps" if mps_available() else "cpu"
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"config key 'device': {setting!r} asked for, but torch finds no CUDA GPU here "
+                              f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); "
+                              "use --device cpu or auto")
+        index = int(setting.split(":", 1)[1]) if ":" in setting else local_rank
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"config key 'device': GPU {index} asked for, but this machine has "
+                              f"{torch.cuda.device_count()} (one process per GPU)")
+        return torch.device("cuda", index)
+    if kind == "mps" and not mps_available():
+        raise ConfigError(f"config key 'device': {setting!r} asked for, but torch finds no Apple MPS device "
+                          "here; use --device cpu or auto")
+    return torch.device(kind)
+
+
+def autocast(enabled: bool, device_type: str = "cpu") -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast (matmuls in bf16, reductions and the loss in float32) on ``device_type``."""
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def device_of(model: Any) -> torch.device:
+    """Where a model's weights are (the CPU for a model without parameters)."""
+    first = next(iter(model.parameters()), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 # The dropout keys of BERT-family configs (BERT, MiniLM, RoBERTa, XLM-R, ELECTRA): attention
@@ -102,14 +155,23 @@ def load_reward_model(path: str | Path, seed: int, dropout: str = "all") -> Any:
     return model
 
 
-def to_torch(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(v) for k, v in batch.items()}
+def to_torch(batch: dict[str, np.ndarray], device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    """A padded numpy batch as tensors, on ``device`` (``None``: the CPU)."""
+    tensors = {k: torch.from_numpy(v) for k, v in batch.items()}
+    return tensors if device is None else to_device(tensors, device)
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device | str) -> dict[str, torch.Tensor]:
+    """Every tensor of a batch on ``device`` (non-blocking from the CPU to a GPU)."""
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 def score_ids(model: Any, texts: EncodedPairs, ids: Sequence[int], pad_id: int, bf16: bool) -> torch.Tensor:
-    """Rewards of the given texts in one forward pass (dynamic padding), shape ``(len(ids),)``."""
-    batch = to_torch(pad_batch(texts, list(ids), pad_id))
-    with autocast(bf16):
+    """Rewards of the given texts in one forward pass (dynamic padding), shape ``(len(ids),)``, on the
+    model's device (the batch is moved there)."""
+    device = device_of(model)
+    batch = to_torch(pad_batch(texts, list(ids), pad_id), device)
+    with autocast(bf16, device.type):
         logits = model(**batch).logits
     return logits.float().squeeze(-1)
 
@@ -124,7 +186,7 @@ def score_all(
     ids = list(range(len(texts))) if ids is None else list(ids)
     out = np.zeros(len(ids), dtype=np.float32)
     for rows in length_batches([len(texts.input_ids[i]) for i in ids], batch_size, longest_first=True):
-        out[rows] = score_ids(model, texts, [ids[r] for r in rows], pad_id, bf16).numpy()
+        out[rows] = score_ids(model, texts, [ids[r] for r in rows], pad_id, bf16).cpu().numpy()
     model.train(was_training)
     return out
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -36,7 +37,10 @@ from lite_rm.training.config import TrainConfig
 logger = logging.getLogger(__name__)
 
 # Keys that may differ between an interrupted run and its resumption without changing the result.
-_RESUME_FREE_KEYS = {"output_dir", "threads", "log_every", "save_every", "eval_batch_size", "report_to"}
+# device and processes: the state is device-independent and the effective batch does not depend on
+# the number of processes (results agree within float rounding, tests/test_parallel.py).
+_RESUME_FREE_KEYS = {"output_dir", "threads", "log_every", "save_every", "eval_batch_size", "report_to",
+                     "device", "processes"}
 
 
 def stage_folders(config: TrainConfig) -> dict[str, Path]:
@@ -123,29 +127,49 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
 
     Raises:
         FileExistsError: the output folder holds a run and neither ``resume`` nor ``overwrite``.
-        ValueError: resuming with a different configuration, or bad data.
+        ValueError: resuming with a different configuration, bad data, or a device this machine lacks.
+        ParallelRunError: with ``processes`` > 1, a training process failed.
     """
     require("torch")
+    from lite_rm.training import parallel
+    from lite_rm.training.modeling import resolve_device
+
+    device = resolve_device(config.device, parallel.local_rank())  # a missing GPU fails before anything runs
+    if config.processes > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        _check_resumable(Path(config.output_dir), config, resume, overwrite)  # its errors here, once
+        parallel.launch(config, resume, overwrite, config.processes)
+        return json.loads((Path(config.output_dir) / "results.json").read_text(encoding="utf-8"))
+    with parallel.session(device):
+        return _train(config, resume, overwrite, device)
+
+
+def _train(config: TrainConfig, resume: bool, overwrite: bool, device: Any) -> dict[str, Any]:
+    """:func:`train` in this process (one of several when a process group is joined)."""
     from lite_rm.evaluation import default_eval_sets, eval_sets_from, evaluate, write_results
+    from lite_rm.training import parallel
     from lite_rm.training.custom import run_custom
     from lite_rm.training.metrics import publish
     from lite_rm.training.modeling import resolve_bf16, torch_score_fn, torch_threads
     from lite_rm.training.stages import StageContext, run_base, run_general
 
     run = Path(config.output_dir)
-    _check_resumable(run, config, resume, overwrite)
-    run.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run / "config.json", config.to_json() + "\n")
+    main = parallel.is_main()  # with several processes, process 0 checks and writes, the others wait
+    if main:
+        _check_resumable(run, config, resume, overwrite)
+        run.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run / "config.json", config.to_json() + "\n")
+    parallel.barrier()
 
     data_dir = resolve_data_dir(config.data_dir or None) if _needs_data_dir(config) else Path(".")
     rule = InputRule(max_length=config.max_length)
-    bf16 = resolve_bf16(config.bf16)
-    threads = resolve_threads(config.threads)
-    ctx = StageContext(config, data_dir, rule, bf16, resume, run)
+    bf16 = resolve_bf16(config.bf16, device)
+    # processes on one machine share its cores
+    threads = max(1, resolve_threads(config.threads) // parallel.local_world_size())
+    ctx = StageContext(config, data_dir, rule, bf16, resume, run, device)
     sets = eval_sets_from(config.eval_sets) if config.eval_sets else default_eval_sets(data_dir)
     loaded = {s.name: s.load() for s in sets}
-    logger.info("run %s: stages %s, bf16 %s, %d threads, evaluation sets %s", run, config.stages, bf16, threads,
-                [s.name for s in sets])
+    logger.info("run %s: stages %s, device %s x %d processes, bf16 %s, %d threads, evaluation sets %s", run,
+                config.stages, device, parallel.world_size(), bf16, threads, [s.name for s in sets])
 
     def evaluator(start: str) -> Any:
         def run_eval(model: Any) -> dict[str, Any]:
@@ -177,10 +201,13 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
                     run_general(ctx, current, folder, evaluator(current))
                 else:
                     run_custom(ctx, name[len("custom-"):], current, folder, mlm_source, evaluator(current))
-                shutil.rmtree(ctx.state_dir(name), ignore_errors=True)
+                parallel.barrier()  # process 0 has written the checkpoint
+                if main:
+                    shutil.rmtree(ctx.state_dir(name), ignore_errors=True)
                 meta = read_meta(folder)
                 timings[name] = round(time.perf_counter() - started, 1)
-            publish(run, name, folder)  # RUN/.metrics/<name>.jsonl -> RUN/<name>/metrics.jsonl
+            if main:
+                publish(run, name, folder)  # RUN/.metrics/<name>.jsonl -> RUN/<name>/metrics.jsonl
             summaries[name] = meta.get("training", {})
             if meta.get("metrics"):
                 rows[name] = meta["metrics"]
@@ -190,8 +217,10 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
                 current = str(folder)  # custom models all start from the last earlier stage
 
     extra = {"training": summaries, "general_kept": general_kept(rows), "stage_seconds": timings, "threads": threads,
-             "bf16": bf16, "config": config.to_dict()}
-    md, js = write_results(run, rows, extra)
-    logger.info("results: %s, %s", md, js)
-    shutil.rmtree(run / ".state", ignore_errors=True)
-    return json.loads(js.read_text(encoding="utf-8"))
+             "bf16": bf16, "device": str(device), "processes": parallel.world_size(), "config": config.to_dict()}
+    if main:
+        md, js = write_results(run, rows, extra)
+        logger.info("results: %s, %s", md, js)
+        shutil.rmtree(run / ".state", ignore_errors=True)
+    parallel.barrier()
+    return json.loads((run / "results.json").read_text(encoding="utf-8"))

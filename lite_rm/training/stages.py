@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,11 @@ from lite_rm.data import PreferencePair, load_preferences, split_by_prompt
 from lite_rm.data.locations import DSP_TRAIN, GENERAL_TRAIN
 from lite_rm.encoding import InputRule, encode_pairs, load_tokenizer, pad_batch, pad_id_of
 from lite_rm.training import mlm as mlm_lib
-from lite_rm.training import steps
+from lite_rm.training import parallel, steps
 from lite_rm.training.batching import PairData, encode_preferences, plan_epochs
 from lite_rm.training.config import TrainConfig
 from lite_rm.training.loop import LoopResult, run_loop
-from lite_rm.training.modeling import autocast, load_reward_model, save_checkpoint, to_torch
+from lite_rm.training.modeling import autocast, load_reward_model, save_checkpoint, to_device, to_torch
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class StageContext:
     bf16: bool
     resume: bool
     run_dir: Path
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def state_dir(self, stage: str) -> Path:
         return self.run_dir / ".state" / stage
@@ -165,22 +166,25 @@ def run_base(ctx: StageContext, start: str, out: Path) -> dict[str, Any]:
     plan, per_epoch = plan_epochs(data, cfg.batch_size, cfg.epochs, seed)
     logger.info("base: MLM on %d texts, %d steps", len(unique), len(plan))
 
-    model = mlm_lib.load_mlm(start, seed, ctx.config.dropout)
+    model = mlm_lib.load_mlm(start, seed, ctx.config.dropout).to(ctx.device)
     masker = mlm_lib.Masker(hf_tokenizer(start), cfg.mlm_probability)
     pad_id = pad_id_of(tokenizer)
 
     def step(units: list[int]) -> tuple[torch.Tensor, dict[str, float], int]:
         batch = to_torch(pad_batch(encoded, units, pad_id))
-        inputs, labels = masker(batch["input_ids"])
-        with autocast(ctx.bf16):
-            loss = mlm_lib.masked_lm_loss(model, inputs, batch["attention_mask"], batch["token_type_ids"], labels)
+        inputs, labels = masker(batch["input_ids"])  # on the CPU: the masks draw from torch's CPU RNG
+        batch = to_device(batch | {"input_ids": inputs, "labels": labels}, ctx.device)
+        with autocast(ctx.bf16, ctx.device.type):
+            loss = mlm_lib.masked_lm_loss(model, batch["input_ids"], batch["attention_mask"],
+                                          batch["token_type_ids"], batch["labels"])
         return loss, {}, len(units)
 
     result = run_loop(modules={"mlm": model}, named_params=list(model.named_parameters()), plan=plan,
                       step_fn=step, optim=cfg, steps_per_epoch=per_epoch, **loop_args(ctx, "base"))
     summary = summary_of(result) | {"texts": len(unique)}
-    save_checkpoint(model, hf_tokenizer(start), out, ctx.rule, stage="base", base_model=str(start),
-                    training=summary)
+    if parallel.is_main():
+            save_checkpoint(model, hf_tokenizer(start), out, ctx.rule, stage="base", base_model=str(start),
+                        training=summary)
     return summary
 
 
@@ -201,7 +205,7 @@ def run_general(ctx: StageContext, start: str, out: Path, evaluate: EvalFn | Non
     unit_fractions = [fractions[u[0]] for u in data.units]
     plan, per_epoch = plan_epochs(data, cfg.batch_size, cfg.epochs, seed, unit_fractions)
     logger.info("general: %d train pairs, %d validation pairs, %d steps", len(train), len(valid), len(plan))
-    model = load_reward_model(start, seed, ctx.config.dropout)
+    model = load_reward_model(start, seed, ctx.config.dropout).to(ctx.device)
 
     def step(units: list[int]) -> tuple[torch.Tensor, dict[str, float], int]:
         done = steps.reward_step(model, [steps.StepSource(data, units)], pad_id, ctx.bf16)
@@ -216,10 +220,11 @@ def run_general(ctx: StageContext, start: str, out: Path, evaluate: EvalFn | Non
                       step_fn=step, optim=cfg, steps_per_epoch=per_epoch, validate=validate,
                       **loop_args(ctx, "general"))
     summary = summary_of(result) | {"train_pairs": len(train), "valid_pairs": len(valid)}
-    metrics = evaluate(model) if evaluate else {}
-    split = ValidationSplit(seed, tuple(general_held_out(ctx)))
-    save_checkpoint(model, hf_tokenizer(start), out, ctx.rule, stage="general", base_model=str(start),
-                    training=summary, metrics=metrics, validation_split=split.to_dict())
+    if parallel.is_main():  # one process evaluates and writes; the pipeline waits for it
+        metrics = evaluate(model) if evaluate else {}
+        split = ValidationSplit(seed, tuple(general_held_out(ctx)))
+        save_checkpoint(model, hf_tokenizer(start), out, ctx.rule, stage="general", base_model=str(start),
+                        training=summary, metrics=metrics, validation_split=split.to_dict())
     return summary
 
 

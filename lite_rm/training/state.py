@@ -53,8 +53,9 @@ class LoopState:
 
 
 def _flatten(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    # clone: safetensors refuses tensors that share memory (tied embeddings) and wants contiguous ones
-    return {f"{prefix}/{k}": v.detach().clone().contiguous() for k, v in tensors.items()}
+    # clone: safetensors refuses tensors that share memory (tied embeddings) and wants contiguous ones;
+    # cpu: the state is the same file whichever device trained (load_state copies onto the model's)
+    return {f"{prefix}/{k}": v.detach().cpu().clone().contiguous() for k, v in tensors.items()}
 
 
 def _unflatten(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -70,7 +71,7 @@ def _optimizer_parts(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.
     for index, values in sd["state"].items():
         for key, value in values.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"optimizer/{index}/{key}"] = value.detach().clone().contiguous()
+                tensors[f"optimizer/{index}/{key}"] = value.detach().cpu().clone().contiguous()
             else:
                 other.setdefault(str(index), {})[key] = value
     return tensors, {"param_groups": sd["param_groups"], "other": other}
@@ -99,6 +100,8 @@ def save_state(
     from safetensors.torch import save_file
 
     tensors: dict[str, torch.Tensor] = {"rng": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # dropout on a GPU draws from its RNG
+        tensors["cuda_rng"] = torch.cuda.get_rng_state()
     for name, module in modules.items():
         tensors |= _flatten(f"module/{name}", module.state_dict())
     for name, weights in (loop.best or {}).items():
@@ -144,6 +147,8 @@ def load_state(
         _load_optimizer(optimizer, tensors, saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         torch.set_rng_state(tensors["rng"])
+        if "cuda_rng" in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors["cuda_rng"])
         best = {name: _unflatten(tensors, f"best/{name}") for name in saved["best_modules"]} or None
         return LoopState(int(saved["step"]), int(saved["pairs_done"]), int(saved["bad_evals"]), best,
                          dict(saved["result"]))

@@ -84,10 +84,11 @@ def _gather(tables: list[tuple[EncodedPairs, list[int]]]) -> EncodedPairs:
 def _listwise_loss(source: StepSource, rewards: torch.Tensor, local: dict[int, int]) -> _SourceLoss:
     lists = [[local[t] for t in source.data.lists[u]] for u in source.units]  # type: ignore[index]
     width = max(len(x) for x in lists)
-    idx = torch.tensor([x + [0] * (width - len(x)) for x in lists])
-    mask = torch.tensor([[True] * len(x) + [False] * (width - len(x)) for x in lists])
+    device = rewards.device  # index and mask where the rewards are (a GPU)
+    idx = torch.tensor([x + [0] * (width - len(x)) for x in lists], device=device)
+    mask = torch.tensor([[True] * len(x) + [False] * (width - len(x)) for x in lists], device=device)
     scores = rewards[idx]
-    loss = listwise_softmax_loss(scores, mask, torch.zeros(len(lists), dtype=torch.long))
+    loss = listwise_softmax_loss(scores, mask, torch.zeros(len(lists), dtype=torch.long, device=device))
     # the metrics see a list as its preferred response against each other one
     chosen = torch.cat([scores[j, :1].expand(len(x) - 1) for j, x in enumerate(lists)])
     rejected = torch.cat([scores[j, 1:len(x)] for j, x in enumerate(lists)])
@@ -97,8 +98,8 @@ def _listwise_loss(source: StepSource, rewards: torch.Tensor, local: dict[int, i
 def _pairwise_loss(source: StepSource, rewards: torch.Tensor, local: dict[int, int]) -> _SourceLoss:
     data = source.data
     pair_ids = [p for u in source.units for p in data.units[u]]
-    ci = torch.tensor([local[int(data.pairs[p, 0])] for p in pair_ids])
-    ri = torch.tensor([local[int(data.pairs[p, 1])] for p in pair_ids])
+    ci = torch.tensor([local[int(data.pairs[p, 0])] for p in pair_ids], device=rewards.device)
+    ri = torch.tensor([local[int(data.pairs[p, 1])] for p in pair_ids], device=rewards.device)
     chosen, rejected = rewards[ci], rewards[ri]
     return _SourceLoss(bradley_terry_loss(chosen, rejected), len(pair_ids), chosen, rejected,
                        sorted(set(ci.tolist())))
