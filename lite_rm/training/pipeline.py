@@ -163,8 +163,9 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, device: Any) -> d
     data_dir = resolve_data_dir(config.data_dir or None) if _needs_data_dir(config) else Path(".")
     rule = InputRule(max_length=config.max_length)
     bf16 = resolve_bf16(config.bf16, device)
-    # processes on one machine share its cores
-    threads = max(1, resolve_threads(config.threads) // parallel.local_world_size())
+    threads = resolve_threads(config.threads)
+    if config.threads == 0:  # "the free cores": processes on one machine share them
+        threads = max(1, threads // parallel.local_world_size())
     ctx = StageContext(config, data_dir, rule, bf16, resume, run, device)
     sets = eval_sets_from(config.eval_sets) if config.eval_sets else default_eval_sets(data_dir)
     loaded = {s.name: s.load() for s in sets}
