@@ -100,11 +100,3 @@ def masked_lm_loss(
     where = labels != -100
     logits = head(hidden[where])
     return torch.nn.functional.cross_entropy(logits.float(), labels[where])
-
-
-def mlm_loss(mlm: Any, batch: dict[str, torch.Tensor], masker: Masker, response_only: bool) -> torch.Tensor:
-    """Masked-LM loss of a padded batch (0 when nothing got masked)."""
-    inputs, labels = masker(batch["input_ids"], batch.get("token_type_ids"), response_only)
-    if not (labels != -100).any():
-        return torch.zeros((), requires_grad=True)
-    return masked_lm_loss(mlm, inputs, batch["attention_mask"], batch.get("token_type_ids"), labels)
