@@ -65,6 +65,11 @@ def save(path: Path, data: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"wrote {path.relative_to(REPO)}", flush=True)
 
 
+def kinds(args: argparse.Namespace) -> list[str]:
+    """The bundles of every student: fp32, the default ``--int8``, and each forced ``--preset``."""
+    return ["fp32", "int8", *(f"int8-{p}" for p in args.presets)]
+
+
 def student_dir(args: argparse.Namespace, layers: int, prefix: str = "student") -> Path:
     return Path(args.work) / f"{prefix}-l{layers}"
 
@@ -106,13 +111,16 @@ def export_piece(layers: int, args: argparse.Namespace, prefix: str = "student")
         return
     student = student_dir(args, layers, prefix)
     bundles: dict[str, Any] = {}
-    for kind in ("fp32", "int8"):
+    for kind in kinds(args):
         out = student.parent / f"{student.name}-{kind}"
         cmd = [LITE_RM, "export", str(student), "-o", str(out), "--threads", str(args.threads)]
         cmd += ["--int8"] if kind == "int8" else []
-        override = False
+        # a forced preset is exported even when it fails parity, to measure it (marked in the JSON)
+        cmd += ["--int8", "--preset", kind[5:], "--accept-parity-loss"] if kind.startswith("int8-") else []
+        override = kind.startswith("int8-")
         try:
-            run(cmd)
+            if not (out / "manifest.json").exists():  # a bundle written by an earlier run is reused
+                run(cmd)
         except subprocess.CalledProcessError:
             if kind != "int8":
                 raise
@@ -151,7 +159,7 @@ def speed_piece(args: argparse.Namespace) -> None:
     methods: dict[str, Any] = {"teacher-crossencoder-fp32": CrossEncoderFp32(Path(args.teacher), args)}
     for prefix, counts in (("student", args.layers), ("untrained", args.speed_only)):
         for layers in counts:
-            for kind in ("fp32", "int8"):
+            for kind in kinds(args):
                 bundle = Path(args.work) / f"{prefix}-l{layers}-{kind}"
                 if bundle.exists():
                     methods[f"{prefix}-l{layers}-{kind}"] = scorer(bundle, args, dedupe=False)
@@ -176,6 +184,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--presets", nargs="*", default=["auto"],
+                    help="int8 presets also exported (forced, --accept-parity-loss: to measure) and timed")
     ap.add_argument("--texts", type=int, default=680, help="distinct DSP test texts to time (as score_bench.py)")
     ap.add_argument("--chunk", type=int, default=85, help="texts per interleaved timing chunk")
     ap.add_argument("--skip", nargs="*", default=[], help="pieces to skip: distill export eval speed")
@@ -233,9 +243,9 @@ def report(args: argparse.Namespace) -> str:
     for layers in args.layers:
         bundles = load(f"export-student-l{layers}").get("bundles", {})
         row(f"student-l{layers}", f"student {layers} layers, PyTorch checkpoint", None)
-        for kind in ("fp32", "int8"):
+        for kind in kinds(args):
             b = bundles.get(kind, {})
-            note = " (exported with --accept-parity-loss)" if b.get("parity_override") else ""
+            note = " (forced, --accept-parity-loss)" if b.get("parity_override") else ""
             row(f"student-l{layers}-{kind}", f"student {layers} layers, {kind} bundle{note}", b.get("size_mb"))
     for layers in args.speed_only:
         bundles = load(f"export-untrained-l{layers}").get("bundles", {})
