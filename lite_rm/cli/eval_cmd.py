@@ -10,14 +10,7 @@ from typing import Any
 import click
 
 from lite_rm.cli import fail
-from lite_rm.cli.options import (
-    backend_option,
-    data_source_options,
-    json_option,
-    parse_columns,
-    threads_option,
-    verify_option,
-)
+from lite_rm.cli.options import bundle_options, data_source_options, json_option, parse_columns
 
 OUTPUT_SUFFIXES = (".json", ".md")
 PROGRESS_CHUNK = 1024  # texts scored between progress updates (large: each call sorts its texts by length)
@@ -129,10 +122,8 @@ def _write_outputs(outputs: tuple[str, ...], payload: dict[str, Any], table: str
                    "missing folders are created).")
 @json_option
 @click.option("--bf16/--no-bf16", default=None, help="bfloat16 autocast for checkpoints. [default: auto]")
-@threads_option("scoring")
+@bundle_options("scoring")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, help="Texts per forward pass.")
-@verify_option
-@backend_option
 def eval_command(model: str, data: tuple[str, ...], data_format: str | None, split: str | None,
                  columns: tuple[str, ...], skip_invalid: bool, domains: tuple[str, ...], data_dir: str | None,
                  name: str | None, outputs: tuple[str, ...], as_json: bool, bf16: bool | None, threads: int,

@@ -58,3 +58,10 @@ backend_option = click.option(
     "--backend", type=click.Choice(["onnxruntime", "openvino"]), default="onnxruntime", show_default=True,
     help="Engine that runs the bundle: onnxruntime (the parity-checked scores) or openvino (extra [openvino]; "
          "bf16 on CPUs with native bf16, faster there; see bench/SCORING.md).")
+
+
+def bundle_options(what: str) -> Callable[[F], F]:
+    """``--threads``, ``--verify`` and ``--backend``: how a command opens and runs a bundle."""
+    def decorate(func: F) -> F:
+        return threads_option(what)(verify_option(backend_option(func)))
+    return decorate

@@ -8,14 +8,7 @@ from typing import Any
 import click
 
 from lite_rm.cli import fail
-from lite_rm.cli.options import (
-    backend_option,
-    data_source_options,
-    json_option,
-    parse_columns,
-    threads_option,
-    verify_option,
-)
+from lite_rm.cli.options import bundle_options, data_source_options, json_option, parse_columns
 
 # The flags of earlier versions: each is --column FIELD=NAME.
 _LEGACY_FIELDS = {"prompt_field": "prompt", "response_field": "response", "a_field": "a", "b_field": "b"}
@@ -42,12 +35,10 @@ def _legacy_field_options(func):  # type: ignore[no-untyped-def]
               help="The input's file type when its name does not say (default: from the content).")
 @click.option("--domain", default=None, help="For DSP data: the domain whose response is preferred.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUTPUT.partial.")
-@threads_option("onnxruntime")
+@bundle_options("onnxruntime")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Pairs per model call.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar of rows with rows/s.")
 @json_option
-@verify_option
-@backend_option
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: score a folder or glob of shards (-i) into a folder (-o, one NAME.jsonl per shard) on a "
                    "Ray cluster; finished shards are skipped on a rerun. Needs lite-rm[ray].")
