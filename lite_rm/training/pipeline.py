@@ -143,14 +143,36 @@ def train(config: TrainConfig, resume: bool = False, overwrite: bool = False) ->
         return _train(config, resume, overwrite, device)
 
 
-def _train(config: TrainConfig, resume: bool, overwrite: bool, device: Any) -> dict[str, Any]:
-    """:func:`train` in this process (one of several when a process group is joined)."""
-    from lite_rm.evaluation import default_eval_sets, eval_sets_from, evaluate, write_results
+def _run_stage(ctx: Any, name: str, folder: Path, start: str, mlm_source: str | None, evaluate: Any) -> None:
+    """Train one stage from ``start`` into ``folder`` (process 0 writes it), then drop its resumable state."""
     from lite_rm.training import parallel
     from lite_rm.training.custom import run_custom
+    from lite_rm.training.stages import run_base, run_general
+
+    logger.info("stage %s: from %s", name, start)
+    stage = name.split("-")[0]
+    if stage == "base":
+        run_base(ctx, start, folder)
+    elif stage == "general":
+        run_general(ctx, start, folder, evaluate)
+    else:
+        run_custom(ctx, name[len("custom-"):], start, folder, mlm_source, evaluate)
+    parallel.barrier()  # process 0 has written the checkpoint
+    if parallel.is_main():
+        shutil.rmtree(ctx.state_dir(name), ignore_errors=True)
+
+
+def _train(config: TrainConfig, resume: bool, overwrite: bool, device: Any) -> dict[str, Any]:
+    """:func:`train` in this process (one of several when a process group is joined).
+
+    Over 60 lines: the run's set-up, one loop over the stages (each trained by :func:`_run_stage`), then
+    the results, read top to bottom.
+    """
+    from lite_rm.evaluation import default_eval_sets, eval_sets_from, evaluate, write_results
+    from lite_rm.training import parallel
     from lite_rm.training.metrics import publish
     from lite_rm.training.modeling import resolve_bf16, torch_score_fn, torch_threads
-    from lite_rm.training.stages import StageContext, run_base, run_general
+    from lite_rm.training.stages import StageContext
 
     run = Path(config.output_dir)
     main = parallel.is_main()  # with several processes, process 0 checks and writes, the others wait
@@ -193,20 +215,10 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, device: Any) -> d
             started = time.perf_counter()
             if resume and is_complete(folder):
                 logger.info("stage %s: complete in %s, skipped", name, folder)
-                meta = read_meta(folder)
             else:
-                logger.info("stage %s: from %s", name, current)
-                if stage == "base":
-                    run_base(ctx, current, folder)
-                elif stage == "general":
-                    run_general(ctx, current, folder, evaluator(current))
-                else:
-                    run_custom(ctx, name[len("custom-"):], current, folder, mlm_source, evaluator(current))
-                parallel.barrier()  # process 0 has written the checkpoint
-                if main:
-                    shutil.rmtree(ctx.state_dir(name), ignore_errors=True)
-                meta = read_meta(folder)
+                _run_stage(ctx, name, folder, current, mlm_source, evaluator(current))
                 timings[name] = round(time.perf_counter() - started, 1)
+            meta = read_meta(folder)
             if main:
                 publish(run, name, folder)  # RUN/.metrics/<name>.jsonl -> RUN/<name>/metrics.jsonl
             summaries[name] = meta.get("training", {})
