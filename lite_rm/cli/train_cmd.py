@@ -32,6 +32,58 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
     return out
 
 
+# flags that set one config key as given (None: not given)
+_KEYS = {
+    "output": "output_dir", "model": "model", "data_dir": "data_dir", "custom_data": "custom.data",
+    "data_format": "custom.data_format", "split": "custom.data_split", "listwise": "custom.listwise",
+    "imitation_coef": "custom.imitation_coef", "replay_share": "custom.replay_share",
+    "l2sp_coef": "custom.l2sp_coef", "freeze_layers": "custom.freeze_layers",
+    "freeze_embeddings": "custom.freeze_embeddings", "interpolate": "custom.interpolate", "seed": "seed",
+    "max_length": "max_length", "bf16": "bf16", "device": "device", "processes": "processes",
+    "dropout": "dropout", "threads": "threads",
+}
+
+
+def _flag_overrides(flags: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """Config keys set by the command's flags (``data``: the config file, for --skip-base's stage list)."""
+    out = {key: flags[name] for name, key in _KEYS.items() if flags.get(name) is not None}
+    stage_list = [s.strip() for s in flags["stages"].split(",") if s.strip()] if flags.get("stages") else None
+    if flags.get("skip_base"):
+        stage_list = [s for s in (stage_list or data.get("stages") or ["base", "general", "custom"]) if s != "base"]
+    lists = {"stages": stage_list, "custom.domains": list(flags["domains"]) or None,
+             "custom.data_columns": parse_columns(flags["columns"]) or None,
+             "custom.skip_invalid": flags.get("skip_invalid") or None, "report_to": list(flags["report_to"]) or None,
+             "general.sets": _pairs(flags["general_sets"], "--general-set") or None,
+             "eval_sets": _pairs(flags["eval_sets"], "--eval-set") or None}
+    out.update({k: v for k, v in lists.items() if v is not None})
+    if flags.get("proportions"):
+        given = _pairs(flags["proportions"], "--proportion")
+        out["general.proportions"] = {k: _parse_value(v) for k, v in given.items()}
+    for stage in ("base", "general", "custom"):
+        if flags.get("epochs") is not None and stage != "base":
+            out[f"{stage}.epochs"] = flags["epochs"]
+        if flags.get("max_steps") is not None:
+            out[f"{stage}.max_steps"] = flags["max_steps"]
+    return out
+
+
+def _config(config_file: str | None, flags: dict[str, Any], settings: tuple[str, ...]) -> Any:
+    """The run's :class:`TrainConfig`: the config file, then the flags, then ``--set KEY=VALUE``."""
+    from lite_rm.training.config import TrainConfig
+    from lite_rm.training.config_files import read_config_file, set_key
+
+    data: dict[str, Any] = read_config_file(config_file) if config_file else {}
+    overrides = _flag_overrides(flags, data)
+    for key, value in _pairs(settings, "--set").items():
+        overrides[key] = _parse_value(value)
+    for key, value in overrides.items():
+        if key.startswith("general.proportions.") and key.count(".") == 2:
+            data.setdefault("general", {}).setdefault("proportions", {})[key.split(".")[2]] = value
+        else:
+            set_key(data, key, value)
+    return TrainConfig.from_dict(data)
+
+
 @click.command(context_settings={"show_default": True})
 @click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False),
               help="A TOML or YAML config file (keys as in TrainConfig; flags override it).")
@@ -85,16 +137,8 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in the output folder.")
 @click.option("--overwrite", is_flag=True, help="Start again even if the output folder holds a run.")
 @json_option
-def train(config_file: str | None, output: str | None, model: str | None, data_dir: str | None,
-          stages: str | None, skip_base: bool, domains: tuple[str, ...], custom_data: str | None,
-          data_format: str | None, split: str | None, columns: tuple[str, ...], skip_invalid: bool,
-          general_sets: tuple[str, ...], proportions: tuple[str, ...], eval_sets: tuple[str, ...],
-          listwise: bool | None, imitation_coef: float | None, replay_share: float | None,
-          l2sp_coef: float | None, freeze_layers: int | None, freeze_embeddings: bool | None,
-          interpolate: str | None, epochs: float | None, max_steps: int | None, seed: int | None,
-          max_length: int | None, bf16: bool | None, device: str | None, processes: int | None,
-          dropout: str | None, threads: int | None,
-          report_to: tuple[str, ...], settings: tuple[str, ...], resume: bool, overwrite: bool, as_json: bool) -> None:
+def train(config_file: str | None, settings: tuple[str, ...], resume: bool, overwrite: bool, as_json: bool,
+          **flags: Any) -> None:
     """Train a reward model in three stages: base (MLM), general (GRFT), custom (CRFT).
 
     Each stage writes a Hugging Face checkpoint into the output folder (base/, general/,
@@ -107,63 +151,13 @@ def train(config_file: str | None, output: str | None, model: str | None, data_d
       lite-rm train -o runs/biz --skip-base --domain business --l2sp-coef 0.01
       lite-rm train -c my.toml --resume
     """
-    # Over 60 lines on purpose: every flag's mapping to its config key is here, in one place.
     from lite_rm.extras import MissingExtraError, require
-    from lite_rm.training.config import ConfigError, TrainConfig
-    from lite_rm.training.config_files import read_config_file, set_key
+    from lite_rm.training.config import ConfigError
     from lite_rm.training.metrics import check_reporters
 
     try:
         require("torch")
-        data: dict[str, Any] = read_config_file(config_file) if config_file else {}
-        overrides: dict[str, Any] = {}
-        if output:
-            overrides["output_dir"] = output
-        if model:
-            overrides["model"] = model
-        if data_dir:
-            overrides["data_dir"] = data_dir
-        stage_list = None
-        if stages:
-            stage_list = [s.strip() for s in stages.split(",") if s.strip()]
-        if skip_base:
-            stage_list = [s for s in (stage_list or data.get("stages") or ["base", "general", "custom"]) if s != "base"]
-        if stage_list is not None:
-            overrides["stages"] = stage_list
-        if domains:
-            overrides["custom.domains"] = list(domains)
-        if custom_data:
-            overrides["custom.data"] = custom_data
-        read = {"custom.data_format": data_format, "custom.data_split": split,
-                "custom.data_columns": parse_columns(columns) or None, "custom.skip_invalid": skip_invalid or None}
-        overrides.update({k: v for k, v in read.items() if v is not None})
-        if general_sets:
-            overrides["general.sets"] = _pairs(general_sets, "--general-set")
-        if proportions:
-            given = _pairs(proportions, "--proportion")
-            overrides["general.proportions"] = {k: _parse_value(v) for k, v in given.items()}
-        if eval_sets:
-            overrides["eval_sets"] = _pairs(eval_sets, "--eval-set")
-        simple = {"custom.listwise": listwise, "custom.imitation_coef": imitation_coef,
-                  "custom.replay_share": replay_share, "custom.l2sp_coef": l2sp_coef,
-                  "custom.freeze_layers": freeze_layers, "custom.freeze_embeddings": freeze_embeddings,
-                  "custom.interpolate": interpolate, "seed": seed, "max_length": max_length, "bf16": bf16,
-                  "device": device, "processes": processes, "dropout": dropout, "threads": threads,
-                  "report_to": list(report_to) or None}
-        overrides.update({k: v for k, v in simple.items() if v is not None})
-        for stage in ("base", "general", "custom"):
-            if epochs is not None and stage != "base":
-                overrides[f"{stage}.epochs"] = epochs
-            if max_steps is not None:
-                overrides[f"{stage}.max_steps"] = max_steps
-        for key, value in _pairs(settings, "--set").items():
-            overrides[key] = _parse_value(value)
-        for key, value in overrides.items():
-            if key.startswith("general.proportions.") and key.count(".") == 2:
-                data.setdefault("general", {}).setdefault("proportions", {})[key.split(".")[2]] = value
-            else:
-                set_key(data, key, value)
-        config = TrainConfig.from_dict(data)
+        config = _config(config_file, flags, settings)
         check_reporters(config.report_to)  # a missing library fails now, not after the first stage
     except (ConfigError, MissingExtraError) as err:
         fail(err)

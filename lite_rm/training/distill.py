@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -235,11 +236,56 @@ def _fidelity(student: Any, valid: PairData, teacher_valid: np.ndarray, pad_id: 
             "teacher_accuracy": pairwise_accuracy(teacher_valid[c], teacher_valid[r])}
 
 
+def _prepare_output(teacher: Path, output: Path, state_dir: Path, resume: bool, overwrite: bool
+                    ) -> dict[str, Any] | None:
+    """Check the teacher and the output folder; the finished student's summary when resuming one."""
+    if not (teacher / "config.json").is_file():
+        raise FileNotFoundError(f"teacher {teacher}: expected a checkpoint folder (config.json, weights, "
+                                "tokenizer), found none")
+    if output.exists() and not overwrite:
+        if resume and (output / "lite_rm.json").is_file():  # finished before: nothing left to do
+            return dict(read_meta(output).get("training", {}))
+        raise FileExistsError(f"{output} already exists; pass --overwrite to replace it (or --resume to keep it)")
+    if overwrite or not resume:
+        shutil.rmtree(state_dir, ignore_errors=True)
+    return None
+
+
+def _distill_step(student: Any, data: PairData, targets: torch.Tensor, pad_id: int, bf16: bool,
+                  pair_coef: float) -> Callable[[list[int]], tuple[torch.Tensor, dict[str, float], int]]:
+    """A :func:`run_loop` step: the student's rewards of a batch's texts against the teacher's."""
+    def step(units: list[int]) -> tuple[torch.Tensor, dict[str, float], int]:
+        pair_ids = [p for u in units for p in data.units[u]]
+        rows = sorted({int(t) for p in pair_ids for t in data.pairs[p]})
+        local = {t: i for i, t in enumerate(rows)}
+        rewards = score_ids(student, data.texts, rows, pad_id, bf16)
+        chosen = torch.tensor([local[int(data.pairs[p, 0])] for p in pair_ids])
+        rejected = torch.tensor([local[int(data.pairs[p, 1])] for p in pair_ids])
+        loss, metrics = distill_loss(rewards, targets[rows], chosen, rejected, pair_coef)
+        return loss, metrics, len(pair_ids)
+    return step
+
+
+def _save_student(student: Any, teacher: Path, output: Path, split: ValidationSplit, summary: dict[str, Any],
+                  config: DistillConfig, keep: list[int], teacher_layers: int) -> None:
+    """The student as a normal checkpoint: the teacher's input rule and held-out split, and where it came from."""
+    from lite_rm.training.stages import hf_tokenizer
+
+    meta = read_meta(teacher)
+    save_checkpoint(student, hf_tokenizer(teacher), output, input_rule_of(teacher), stage="distill",
+                    base_model=str(teacher), domains=meta.get("domains", []), training=summary,
+                    validation_split=split.to_dict(),
+                    teacher={"path": str(teacher.resolve()), "digest": folder_digest(teacher),
+                             "layers": teacher_layers, "stage": meta.get("stage")},
+                    distill=asdict(config) | {"kept_layers": keep})
+
+
 def distill(teacher: str | Path, output: str | Path, layers: int = 3, *, data_dir: str | Path | None = None,
             resume: bool = False, overwrite: bool = False, **settings: Any) -> dict[str, Any]:
     """Distill ``teacher`` into a ``layers``-layer student saved at ``output``.
 
-    Over 60 lines: the steps read in order (check, data, teacher scores, student, loop, save).
+    The steps read in order: check the folders, load the split data, score it with the teacher, shrink
+    the teacher into the student, train it (:func:`lite_rm.training.loop.run_loop`), save it.
 
     Args:
         teacher: a lite-rm reward checkpoint whose ``lite_rm.json`` records a ``validation_split``.
@@ -261,72 +307,49 @@ def distill(teacher: str | Path, output: str | Path, layers: int = 3, *, data_di
     """
     config = DistillConfig(layers=layers, **settings)
     teacher, output = Path(teacher), Path(output)
-    if not (teacher / "config.json").is_file():
-        raise FileNotFoundError(f"teacher {teacher}: expected a checkpoint folder (config.json, weights, "
-                                "tokenizer), found none")
     state_dir = output.parent / ".state" / f"distill-{output.name}"
-    if output.exists() and not overwrite:
-        if resume and (output / "lite_rm.json").is_file():  # finished before: nothing left to do
-            return dict(read_meta(output).get("training", {}))
-        raise FileExistsError(f"{output} already exists; pass --overwrite to replace it (or --resume to keep it)")
-    if overwrite or not resume:
-        shutil.rmtree(state_dir, ignore_errors=True)
+    finished = _prepare_output(teacher, output, state_dir, resume, overwrite)
+    if finished is not None:
+        return finished
     recorded = validation_split_of(teacher)
     if recorded is None:
         raise ValueError(f"teacher {teacher}: its lite_rm.json records no validation_split, so its training "
                          "and held-out pairs are unknown; retrain it with this lite-rm version")
     split = relocate(recorded, data_dir)
-    rule = input_rule_of(teacher)
-    bf16 = resolve_bf16(config.bf16)
+    rule, bf16, batch = input_rule_of(teacher), resolve_bf16(config.bf16), config.eval_batch_size
     with torch_threads(resolve_threads(config.threads)):
         model = load_reward_model(teacher, config.seed, config.dropout)
-        keep = kept_layers(len(_layer_list(model)), config.layers, config.keep)
         teacher_layers = len(_layer_list(model))
+        keep = kept_layers(teacher_layers, config.layers, config.keep)
         tokenizer = load_tokenizer(teacher)
         pad_id = pad_id_of(tokenizer)
         train_pairs, valid_pairs = split_pairs(split)
         if not train_pairs:
             raise ValueError(f"teacher {teacher}: its recorded training sets hold no training pairs")
-        data = encode_preferences(tokenizer, rule, train_pairs)
-        valid = encode_preferences(tokenizer, rule, valid_pairs)
-        t_train, t_valid = _teacher_scores(model, data, valid, pad_id, bf16, config.eval_batch_size,
-                                           state_dir / TEACHER_SCORES)
+        data, valid = encode_preferences(tokenizer, rule, train_pairs), encode_preferences(tokenizer, rule, valid_pairs)
+        t_train, t_valid = _teacher_scores(model, data, valid, pad_id, bf16, batch, state_dir / TEACHER_SCORES)
         student = shrink(model, keep)  # the teacher's weights, layers dropped: the teacher itself is gone now
-        start = _fidelity(student, valid, t_valid, pad_id, bf16, config.eval_batch_size)
+        start = _fidelity(student, valid, t_valid, pad_id, bf16, batch)
         plan, per_epoch = plan_epochs(data, config.batch_size, config.epochs, config.seed)
         logger.info("distill: %d -> %d layers (kept %s), %d training texts, %d steps", teacher_layers,
                     len(keep), keep, len(data.texts), len(plan))
-        targets = torch.from_numpy(t_train)
-
-        def step(units: list[int]) -> tuple[torch.Tensor, dict[str, float], int]:
-            pair_ids = [p for u in units for p in data.units[u]]
-            rows = sorted({int(t) for p in pair_ids for t in data.pairs[p]})
-            local = {t: i for i, t in enumerate(rows)}
-            rewards = score_ids(student, data.texts, rows, pad_id, bf16)
-            chosen = torch.tensor([local[int(data.pairs[p, 0])] for p in pair_ids])
-            rejected = torch.tensor([local[int(data.pairs[p, 1])] for p in pair_ids])
-            loss, metrics = distill_loss(rewards, targets[rows], chosen, rejected, config.pair_coef)
-            return loss, metrics, len(pair_ids)
 
         def validate() -> float:  # higher is better: the negative held-out MSE against the teacher
-            return -_fidelity(student, valid, t_valid, pad_id, bf16, config.eval_batch_size)["mse"]
+            return -_fidelity(student, valid, t_valid, pad_id, bf16, batch)["mse"]
 
         result = run_loop(modules={"model": student}, named_params=list(student.named_parameters()), plan=plan,
-                          step_fn=step, optim=config, steps_per_epoch=per_epoch,
+                          step_fn=_distill_step(student, data, torch.from_numpy(t_train), pad_id, bf16,
+                                                config.pair_coef),
+                          optim=config, steps_per_epoch=per_epoch,
                           validate=validate if len(valid.texts) else None, state_dir=state_dir, resume=resume,
                           log_every=config.log_every, save_every=config.save_every, desc="distill",
                           report_to=[])
-        end = _fidelity(student, valid, t_valid, pad_id, bf16, config.eval_batch_size)
-    from lite_rm.training.stages import hf_tokenizer, summary_of
+        end = _fidelity(student, valid, t_valid, pad_id, bf16, batch)
+    from lite_rm.training.stages import summary_of
 
     summary = summary_of(result) | {"train_pairs": len(train_pairs), "train_texts": len(data.texts),
                                     "valid_pairs": len(valid_pairs), "held_out_start": start, "held_out": end}
-    meta = read_meta(teacher)
-    save_checkpoint(student, hf_tokenizer(teacher), output, rule, stage="distill", base_model=str(teacher),
-                    domains=meta.get("domains", []), training=summary, validation_split=split.to_dict(),
-                    teacher={"path": str(teacher.resolve()), "digest": folder_digest(teacher),
-                             "layers": teacher_layers, "stage": meta.get("stage")},
-                    distill=asdict(config) | {"kept_layers": keep})
+    _save_student(student, teacher, output, split, summary, config, keep, teacher_layers)
     shutil.rmtree(state_dir, ignore_errors=True)
     return summary
 

@@ -148,17 +148,78 @@ def _show(bar: Any, row: dict[str, float], desc: str, total: int, sink: StageMet
         sink.log("train", row)
 
 
-def _optimizer_step(
-    optimizer: torch.optim.Optimizer, scheduler: Any, named_params: Sequence[tuple[str, torch.nn.Parameter]],
-    optim: OptimConfig, after_step: Callable[[float], None] | None,
-) -> None:
-    if optim.max_grad_norm:
-        torch.nn.utils.clip_grad_norm_([p for _, p in named_params if p.requires_grad], optim.max_grad_norm)
-    optimizer.step()
-    if after_step is not None:
-        after_step(optimizer.param_groups[0]["lr"] / optim.lr)
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
+@dataclass
+class _Training:
+    """One stage's optimizer, schedule and counters: the pieces of :func:`run_loop`, named."""
+
+    modules: dict[str, torch.nn.Module]
+    named_params: Sequence[tuple[str, torch.nn.Parameter]]
+    optim: OptimConfig
+    total: int
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    loop: LoopState = field(default_factory=LoopState)
+    result: LoopResult = field(default_factory=LoopResult)
+    window: _Window = field(default_factory=_Window)
+
+    @classmethod
+    def start(cls, modules: dict[str, torch.nn.Module], named_params: Sequence[tuple[str, torch.nn.Parameter]],
+              optim: OptimConfig, total: int, state_dir: Path, resume: bool, desc: str) -> _Training:
+        """AdamW with the linear warm-up/decay schedule, resumed from ``state_dir`` when asked and there."""
+        from transformers import get_linear_schedule_with_warmup
+
+        optimizer = torch.optim.AdamW(
+            param_groups(named_params, optim.weight_decay, optim.lr, optim.head_lr_scale), lr=optim.lr)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(optim.warmup * total), max(total, 1))
+        run = cls(modules, named_params, optim, total, optimizer, scheduler)
+        if resume and has_state(state_dir):
+            run.loop = load_state(state_dir, modules, optimizer, scheduler)
+            run.result = LoopResult(**run.loop.result)
+            logger.info("%s: resumed at step %d of %d", desc, run.loop.step, total)
+        for module in modules.values():
+            module.train()
+        return run
+
+    def step(self, item: Any, runner: StepFn, after_step: Callable[[float], None] | None) -> None:
+        """Forward, backward and optimizer step on this process's share of one plan item."""
+        started = time.perf_counter()
+        share, counts = parallel.shard(item, parallel.rank(), parallel.world_size())
+        loss, step_metrics, n_pairs = runner(share)
+        # several processes: weigh each one's loss by its share of the step's pairs (DDP averages)
+        loss, n_pairs, step_loss = parallel.weigh_loss(loss, n_pairs, counts)
+        loss.backward()
+        if self.optim.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_([p for _, p in self.named_params if p.requires_grad],
+                                           self.optim.max_grad_norm)
+        self.optimizer.step()
+        if after_step is not None:
+            after_step(self.optimizer.param_groups[0]["lr"] / self.optim.lr)
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.loop.step += 1
+        self.loop.pairs_done += n_pairs
+        self.result.train_seconds += time.perf_counter() - started
+        self.window.add({"loss": step_loss, **step_metrics}, n_pairs)
+
+    def due(self, every: int) -> bool:
+        """Whether a cadence of ``every`` steps falls on this step (the last step always counts)."""
+        return self.loop.step % every == 0 or self.loop.step == self.total
+
+    def log_row(self) -> dict[str, float]:
+        row = self.window.row(self.loop.step, self.scheduler.get_last_lr()[0])
+        self.result.log.append(row)
+        self.window = _Window()
+        return row
+
+    def finish(self) -> LoopResult:
+        """The result, with the best validated weights (if any validation ran) back in the modules."""
+        self.result.steps = self.loop.step
+        self.result.pairs_per_s = (self.loop.pairs_done / self.result.train_seconds
+                                   if self.result.train_seconds else 0.0)
+        if self.loop.best is not None:
+            for name, module in self.modules.items():
+                module.load_state_dict(self.loop.best[name])
+        return self.result
 
 
 def run_loop(
@@ -180,8 +241,8 @@ def run_loop(
 ) -> LoopResult:
     """Train ``modules`` over ``plan`` with AdamW and a linear warm-up/decay schedule.
 
-    Over 60 lines with its signature and this docstring; the body reads as one step (forward,
-    optimizer step, log, validate, save) and its helpers (:class:`_Window`, :func:`_validated`).
+    The body reads as one step (:meth:`_Training.step`), then logging, validation and saving on their
+    cadences.
 
     Args:
         modules: everything whose weights the state holds (the reward model, an MLM head).
@@ -207,62 +268,33 @@ def run_loop(
         The :class:`LoopResult`; the modules hold the best validated weights (or the last ones).
     """
     from tqdm.auto import tqdm
-    from transformers import get_linear_schedule_with_warmup
 
     total = len(plan) if not optim.max_steps else min(len(plan), optim.max_steps)
-    optimizer = torch.optim.AdamW(
-        param_groups(named_params, optim.weight_decay, optim.lr, optim.head_lr_scale), lr=optim.lr)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(optim.warmup * total), max(total, 1))
+    run = _Training.start(modules, named_params, optim, total, state_dir, resume, desc)
+    loop, result = run.loop, run.result
     eval_every = optim.eval_every or steps_per_epoch
     main = parallel.is_main()  # with several processes, process 0 logs, validates and saves
     runner = parallel.distributed_step(modules, step_fn) if parallel.active() else step_fn
-    loop, result = LoopState(), LoopResult()
-    if resume and has_state(state_dir):
-        loop = load_state(state_dir, modules, optimizer, scheduler)
-        result = LoopResult(**loop.result)
-        logger.info("%s: resumed at step %d of %d", desc, loop.step, total)
-
-    for module in modules.values():
-        module.train()
     sink = _open_metrics(state_dir, report_to, loop.step) if main else None  # drops rows past loop.step
     bar = tqdm(total=total, initial=loop.step, desc=desc, disable=None if main else True, leave=False)
-    window = _Window()
     try:
         while loop.step < total and not result.stopped_early:
-            started = time.perf_counter()
-            item, counts = parallel.shard(plan[loop.step], parallel.rank(), parallel.world_size())
-            loss, step_metrics, n_pairs = runner(item)
-            # several processes: weigh each one's loss by its share of the step's pairs (DDP averages)
-            loss, n_pairs, step_loss = parallel.weigh_loss(loss, n_pairs, counts)
-            loss.backward()
-            _optimizer_step(optimizer, scheduler, named_params, optim, after_step)
-            loop.step += 1
-            loop.pairs_done += n_pairs
-            result.train_seconds += time.perf_counter() - started
-            window.add({"loss": step_loss, **step_metrics}, n_pairs)
+            run.step(plan[loop.step], runner, after_step)
             bar.update(1)
-
-            if loop.step % log_every == 0 or loop.step == total:
-                row = window.row(loop.step, scheduler.get_last_lr()[0])
-                result.log.append(row)
+            if run.due(log_every):
+                row = run.log_row()
                 if main:
                     _show(bar, row, desc, total, sink)
-                window = _Window()
-            if validate is not None and (loop.step % eval_every == 0 or loop.step == total):
+            if validate is not None and run.due(eval_every):
                 _validated(loop, result, parallel.broadcast_metric(validate), modules, optim.patience, desc)
                 if sink is not None:
                     sink.log("valid", result.valid[-1])
-                window.start = time.perf_counter()  # validation time is not training throughput
+                run.window.start = time.perf_counter()  # validation time is not training throughput
             if main and save_every and loop.step % save_every == 0 and loop.step < total and not result.stopped_early:
                 loop.result = asdict(result)
-                save_state(state_dir, modules, optimizer, scheduler, loop)
+                save_state(state_dir, modules, run.optimizer, run.scheduler, loop)
     finally:
         if sink is not None:
             sink.close()
-    bar.close()
-    result.steps = loop.step
-    result.pairs_per_s = loop.pairs_done / result.train_seconds if result.train_seconds else 0.0
-    if loop.best is not None:
-        for name, module in modules.items():
-            module.load_state_dict(loop.best[name])
-    return result
+        bar.close()
+    return run.finish()
