@@ -8,14 +8,15 @@ from __future__ import annotations
 import os
 
 
-def free_cores(sample_seconds: float = 0.5) -> int:
+def free_cores(sample_seconds: float = 0.2) -> int:
     """The cores not busy now (at least 1). With another process on one of two cores, one thread
     trains about twice as fast as two (measured: 3.7 vs 1.8 pairs/s), because two threads wait on
     each other's time slices.
 
     Busy cores are measured over ``sample_seconds`` now, not read from the load average: the load
     average trails by minutes, so a job that has just ended would still count (an idle machine got
-    one thread right after a benchmark).
+    one thread right after a benchmark). The sample is short because every command that takes
+    ``--threads 0`` (``score`` included) waits for it before its first row.
     """
     import psutil
 

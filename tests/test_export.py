@@ -357,3 +357,26 @@ def test_parity_gate_tolerates_near_tie_flips_and_refuses_confident_ones() -> No
     strict = check_parity(reference, near_tie_flips, ExportOptions(max_order_change=0.01, max_accuracy_loss=1.0),
                           "int8", 1.0)
     assert not strict.passed and "flips the preference order of 5.0%" in strict.problems[0]
+
+
+def test_export_cli_gate_flags_reach_the_check(tiny_checkpoint: Path, exported: dict[str, Path]) -> None:
+    """--min-confident-agreement, --confidence-band and --max-order-change are the limits the int8 check
+    holds the candidate to, and the manifest records them; the all-pairs cap is off unless given."""
+    import json
+
+    from lite_rm.cli import main
+
+    out = exported["tmp"] / "cli-gate"
+    args = ["export", str(tiny_checkpoint), "-o", str(out), "--validation", str(exported["valid"]), "--int8",
+            "--preset", "blockwise"]
+    result = CliRunner().invoke(main, [*args, "--min-confident-agreement", "0.95", "--confidence-band", "0.2",
+                                       "--max-order-change", "0", "--accept-parity-loss", "--json"])
+    assert result.exit_code == 0, result.output
+    check = json.loads(result.stdout)["parity"]["int8"]
+    assert (check["min_confident_agreement"], check["confidence_band"], check["max_order_change"]) == (0.95, 0.2, 0.0)
+    assert "confident_agreement" in check and "confident_pairs" in check
+    default = CliRunner().invoke(main, [*args, "--accept-parity-loss", "--json"])
+    assert default.exit_code == 0, default.output
+    assert json.loads(default.stdout)["parity"]["int8"]["max_order_change"] is None
+    bad = CliRunner().invoke(main, [*args, "--confidence-band", "0.5"])
+    assert bad.exit_code == 2 and "--confidence-band" in bad.output

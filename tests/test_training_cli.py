@@ -204,8 +204,10 @@ def test_train_reads_custom_data_like_every_command(tmp_path: Path, tiny_checkpo
                                                    "--column", "rejected=bad"])):
         out = tmp_path / f"run-{source.name}"
         result = _run(["train", "-c", str(config_file), "-o", str(out), "--custom-data", str(source),
-                       "--max-steps", "2", *extra])
+                       "--max-steps", "2", "--json", *extra])
         assert result.exit_code == 0, result.output
+        printed = json.loads(result.stdout)  # --json: results.json on stdout, nothing else there
+        assert printed == json.loads((out / "results.json").read_text())
         split = validation_split_of(next(out.glob("custom-*")))
         assert split is not None
         own = split.sets[0]
