@@ -17,9 +17,6 @@ import asyncio
 import json
 import os
 import platform
-import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,6 +24,8 @@ from typing import Any
 
 import httpx
 import numpy as np
+
+from lite_rm.local_server import LocalServer, start_local_server
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,23 +41,8 @@ def _requests(n: int, max_words: int) -> list[dict[str, Any]]:
             for r in (records * (n // len(records) + 1))[:n]]
 
 
-def _start(bundle: str, threads: int) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-c", "from lite_rm.cli import main; main()", "serve", bundle,
-                             "--host", "127.0.0.1", "--port", str(port), "--threads", str(threads),
-                             "--log-level", "warning"], env={**os.environ, "LITE_RM_API_KEY": ""})
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(150):
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("server did not become healthy in 30 s")
+def _start(bundle: str, threads: int) -> LocalServer:
+    return start_local_server(bundle, "--threads", str(threads), "--log-level", "warning")
 
 
 async def _level(url: str, bodies: list[dict[str, Any]], clients: int, time_limit: float) -> dict[str, Any]:
@@ -118,13 +102,13 @@ def main() -> None:
     args = parser.parse_args()
 
     bodies = _requests(args.requests, args.max_words)
-    proc, url = _start(args.bundle, args.threads)
+    server = _start(args.bundle, args.threads)
+    url = server.url
     try:
         asyncio.run(_level(url, bodies[:4], 1, 30))  # warm up
         levels = [asyncio.run(_level(url, bodies, n, args.time_limit)) for n in (1, 8, 64)]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        server.stop(timeout=30)
     baseline = _in_process(args.bundle, args.threads, bodies)
     import onnxruntime
     import starlette

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from lite_rm.cli import main
+from lite_rm.local_server import LocalServer, start_local_server
 from lite_rm.scorer import Scorer
 
 KEY = "test-key-0123456789"
@@ -49,43 +47,15 @@ def scorer(bundle: Path) -> Scorer:
     return Scorer(bundle, threads=1)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start(bundle: Path, *args: str, key: str | None = KEY) -> tuple[subprocess.Popen[bytes], str]:
     """A ``lite-rm serve`` process on loopback and its URL, once /health answers 200 (30 s at most)."""
-    port = _free_port()
-    env = {**os.environ, "LITE_RM_API_KEY": key or ""}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from lite_rm.cli import main; main()", "serve", str(bundle), "--host", "127.0.0.1",
-         "--port", str(port), "--threads", "1", "--log-level", "warning", *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stdout.read().decode() if proc.stdout else ''}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("server not healthy within 30 s")
+    server = start_local_server(bundle, "--threads", "1", "--log-level", "warning", *args, api_key=key,
+                                capture_output=True)
+    return server.process, server.url
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+    LocalServer(proc, "").stop()
 
 
 @pytest.fixture(scope="module")
