@@ -182,6 +182,13 @@ class Manifest:
     max_positions: int = DEFAULT_MAX_POSITIONS
     domains: list[str] = field(default_factory=list)
     files: dict[str, FileEntry] = field(default_factory=dict)
+    embedding: dict[str, Any] | None = None
+    heads: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def embedding_dim(self) -> int | None:
+        """The size of the graph's ``embedding`` output (``None``: a bundle exported before heads)."""
+        return int(self.embedding["dim"]) if self.embedding else None
 
     @property
     def model_path(self) -> Path:
@@ -200,6 +207,7 @@ class Manifest:
             "max_positions": self.max_positions, "domains": list(self.domains),
             "calibration": self.calibration.to_dict(),
             "files": {name: entry.to_dict() for name, entry in sorted(self.files.items())},
+            "embedding": self.embedding, "heads": dict(sorted(self.heads.items())),
         }
 
     def with_files(self, folder: Path, names: list[str]) -> Manifest:
@@ -242,8 +250,9 @@ class Manifest:
                                     ("quantization", dict, "an object or null"),
                                     ("created_by", str, "a string or null"), ("created_at", str, "a string or null")):
             _optional(data, key, kind, expected)
+        embedding, heads = _embedding(data.get("embedding")), _heads(data.get("heads"))
         return cls(
-            folder=Path(folder), data=dict(data), input_rule=rule,
+            folder=Path(folder), data=dict(data), input_rule=rule, embedding=embedding, heads=heads,
             calibration=Calibration.from_dict(data.get("calibration")),
             model_file=_relative_file("model_file", data.get("model_file", MODEL_FILE)),
             tokenizer_file=_relative_file("tokenizer_file", data.get("tokenizer_file", TOKENIZER_FILE)),
@@ -251,6 +260,26 @@ class Manifest:
             files={_relative_file(f"files[{name!r}]", name): FileEntry.from_dict(name, entry)
                    for name, entry in files.items()},
         )
+
+
+def _embedding(raw: Any) -> dict[str, Any] | None:
+    """``embedding``: ``null`` (no such output) or ``{"output": name, "dim": n, ...}``."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("output"), str):
+        raise _bad("embedding", "null or an object with output and dim", raw)
+    dim = raw.get("dim")
+    if isinstance(dim, bool) or not isinstance(dim, int) or not 0 < dim <= 65536:
+        raise _bad("embedding.dim", "an integer from 1 to 65536", dim)
+    return dict(raw)
+
+
+def _heads(raw: Any) -> dict[str, str]:
+    """``heads``: head name -> its file inside the bundle (each also listed in ``files``)."""
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise _bad("heads", "an object of head name -> file", raw)
+    return {str(name): _relative_file(f"heads[{name!r}]", value) for name, value in raw.items()}
 
 
 def _input_rule(data: dict[str, Any], max_positions: int) -> InputRule:
@@ -326,6 +355,7 @@ def read_manifest(folder: str | Path, verify: bool = False) -> Manifest:
     except BundleError as err:
         raise BundleError(f"{path}: {err}") from None
     names = {manifest.model_file: "model_file", manifest.tokenizer_file: "tokenizer_file"}
+    names.update({file: f"heads[{name!r}]" for name, file in manifest.heads.items()})
     names.update({name: f"files[{name!r}]" for name in manifest.files if name not in names})
     for name, what in names.items():
         fpath = _inside(folder, name, what)

@@ -16,6 +16,9 @@ import numpy as np
 
 BACKENDS = ("onnxruntime", "openvino")
 KNOWN_INPUTS = {"input_ids", "attention_mask", "token_type_ids"}
+SCORE_OUTPUT = "logits"
+# The pooled representation the score's last linear layer reads (bundles exported since heads exist).
+EMBEDDING_OUTPUT = "embedding"
 
 
 class RuntimeLoadError(RuntimeError):
@@ -23,13 +26,24 @@ class RuntimeLoadError(RuntimeError):
 
 
 class Runtime(Protocol):
-    """A loaded graph: the inputs it wants (by name) and one call per padded batch."""
+    """A loaded graph: the inputs it wants and the outputs it has (by name), one call per padded batch."""
 
     input_names: list[str]
+    output_names: list[str]
 
-    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        """The reward per row of the batch, ``(rows,)`` float32."""
+    def run(self, feed: dict[str, np.ndarray], outputs: Sequence[str] = (SCORE_OUTPUT,)) -> list[np.ndarray]:
+        """The named outputs for the batch, float32: ``logits`` as ``(rows,)``, ``embedding`` as ``(rows, dim)``."""
         ...
+
+
+def _shaped(name: str, value: object) -> np.ndarray:
+    out = np.asarray(value, dtype=np.float32)
+    return out.reshape(len(out), -1)[:, 0] if name == SCORE_OUTPUT else out.reshape(len(out), -1)
+
+
+def score_output_of(names: list[str]) -> str:
+    """The graph output holding the score: ``logits`` (Optimum's name), else the first output."""
+    return SCORE_OUTPUT if SCORE_OUTPUT in names else names[0]
 
 
 class OnnxRuntime:
@@ -51,11 +65,12 @@ class OnnxRuntime:
         except Exception as err:  # onnxruntime raises its own exception types for a bad protobuf
             raise RuntimeLoadError(f"onnxruntime cannot load it ({str(err).strip()[:300]})") from None
         self.input_names = [i.name for i in self._session.get_inputs()]
-        self._output = self._session.get_outputs()[0].name
+        self.output_names = [o.name for o in self._session.get_outputs()]
+        self._score = score_output_of(self.output_names)
 
-    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        out = self._session.run([self._output], feed)[0]
-        return np.asarray(out, dtype=np.float32).reshape(len(out), -1)[:, 0]
+    def run(self, feed: dict[str, np.ndarray], outputs: Sequence[str] = (SCORE_OUTPUT,)) -> list[np.ndarray]:
+        names = [self._score if name == SCORE_OUTPUT else name for name in outputs]
+        return [_shaped(name, value) for name, value in zip(outputs, self._session.run(names, feed), strict=True)]
 
 
 class OpenVinoRuntime:
@@ -79,11 +94,14 @@ class OpenVinoRuntime:
             raise RuntimeLoadError(f"OpenVINO cannot load it ({str(err).strip()[:300]})") from None
         self.precision = precision
         self.input_names = [i.get_any_name() for i in self._model.inputs]
+        self._outputs = {o.get_any_name(): o for o in self._model.outputs}
+        self.output_names = list(self._outputs)
+        self._score = score_output_of(self.output_names)
 
-    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+    def run(self, feed: dict[str, np.ndarray], outputs: Sequence[str] = (SCORE_OUTPUT,)) -> list[np.ndarray]:
         result = self._model.create_infer_request().infer(feed)
-        out = np.asarray(result[self._model.outputs[0]], dtype=np.float32)
-        return out.reshape(len(out), -1)[:, 0]
+        return [_shaped(name, result[self._outputs[self._score if name == SCORE_OUTPUT else name]])
+                for name in outputs]
 
 
 def open_runtime(model: Path, backend: str = "onnxruntime", threads: int | None = None,

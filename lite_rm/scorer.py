@@ -26,11 +26,14 @@ from lite_rm.bundle import BundleError, Manifest, read_manifest
 from lite_rm.data.formats import render_messages
 from lite_rm.data.text import bad_text
 from lite_rm.encoding import EncodedPairs, encode_pairs, length_batches, load_tokenizer, pad_batch, pad_id_of
-from lite_rm.runtimes import RuntimeLoadError, open_runtime
+from lite_rm.heads import DEFAULT_HEAD, LinearHead, read_head
+from lite_rm.runtimes import EMBEDDING_OUTPUT, SCORE_OUTPUT, RuntimeLoadError, open_runtime
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 32
+# What a ``head`` argument may be: a head's name (or a head file's path), or a weighted mixture of heads.
+HeadSpec = str | dict[str, float] | None
 
 
 def _check_text(name: str, value: Any) -> str:
@@ -51,6 +54,12 @@ def _check_texts(name: str, value: Any) -> list[str]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise TypeError(f"{name}: expected a list of strings, found {type(value).__name__}")
     return [_check_text(f"{name}[{i}]", text) for i, text in enumerate(value)]  # the caller's list is never touched
+
+
+def _needs(plan: list[tuple[str, float]]) -> list[str]:
+    """The graph outputs a plan of heads reads: ``logits`` for the default head, ``embedding`` for others."""
+    names = {name for name, _ in plan}
+    return [SCORE_OUTPUT] * (DEFAULT_HEAD in names) + [EMBEDDING_OUTPUT] * bool(names - {DEFAULT_HEAD})
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,9 @@ class Scorer:
         dedupe: score identical (prompt, response) pairs of one call once.
         backend: ``onnxruntime`` (the parity-checked scores) or ``openvino`` (optional extra; bf16 on
             CPUs with native bf16, faster there: :mod:`lite_rm.runtimes`).
+        head: which reward every call returns unless it names its own: ``default`` (the bundle's own
+            score), a head of the bundle (:attr:`heads`), the path of a head file (a profile), or a
+            mixture ``{"general": 0.5, "alice": 0.5}`` (see :meth:`score`).
 
     Raises:
         BundleError: missing or corrupted bundle files, or a manifest of an unknown format version.
@@ -99,6 +111,7 @@ class Scorer:
         verify: bool = False,
         dedupe: bool = True,
         backend: str = "onnxruntime",
+        head: HeadSpec = None,
     ) -> None:
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads: expected a positive integer or None, found {threads!r}")
@@ -122,6 +135,9 @@ class Scorer:
         self.backend = backend
         # Feed exactly what the graph asks for, by name (some exports drop token_type_ids).
         self._input_names = self._runtime.input_names
+        self._heads: dict[str, LinearHead] = {}
+        self.head: HeadSpec = None
+        self.head = self._resolve(head)  # checked now, so a bad name fails at open, not at the first call
         logger.debug("opened %s (%s, inputs %s)", bundle, self.manifest.precision, self._input_names)
 
     def __repr__(self) -> str:
@@ -133,12 +149,17 @@ class Scorer:
 
     # -- public API ----------------------------------------------------------------------------------
 
-    def score(self, prompt: str | list[dict[str, str]], responses: Sequence[Any]) -> np.ndarray:
+    def score(self, prompt: str | list[dict[str, str]], responses: Sequence[Any], head: HeadSpec = None
+              ) -> np.ndarray:
         """Scores of several responses to one prompt (higher is preferred).
 
         Args:
             prompt: the prompt or dialogue history: a text, or chat messages ``[{"role", "content"}]``.
             responses: the responses to score.
+            head: which reward (default: the Scorer's ``head``): ``"default"``, a head's name or file, or
+                a mixture ``{name: weight}``, which scores ``sum(weight * scale * head_score)`` with each
+                head's calibration ``scale``, so heads on different scales mix in probability units.
+                Any number of heads costs one encoder pass.
 
         Returns:
             float32 array, one score per response, in the order given.
@@ -147,32 +168,34 @@ class Scorer:
         responses = _check_texts("responses", responses)
         if not responses:
             raise ValueError("responses: empty; give at least one response to score")
-        return self._score([prompt] * len(responses), responses)
+        return self._score([prompt] * len(responses), responses, head)
 
-    def rank(self, prompt: str | list[dict[str, str]], responses: Sequence[Any], top_k: int | None = None
-             ) -> Ranking:
+    def rank(self, prompt: str | list[dict[str, str]], responses: Sequence[Any], top_k: int | None = None,
+             head: HeadSpec = None) -> Ranking:
         """Rank responses to one prompt, best first (equal scores keep the order given).
 
         Args:
             prompt: the prompt, or chat messages.
             responses: the responses to rank.
             top_k: keep only the best ``top_k`` (default: all).
+            head: which reward, as in :meth:`score`.
 
         Returns:
             A :class:`Ranking` of indices into ``responses`` and their scores.
         """
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
             raise ValueError(f"top_k: expected a positive integer or None, found {top_k!r}")
-        scores = self.score(prompt, responses)
+        scores = self.score(prompt, responses, head)
         order = np.argsort(-scores, kind="stable")[:top_k]
         return Ranking([int(i) for i in order], [float(scores[i]) for i in order])
 
-    def score_pairs(self, prompts: Sequence[Any], responses: Sequence[Any]) -> np.ndarray:
+    def score_pairs(self, prompts: Sequence[Any], responses: Sequence[Any], head: HeadSpec = None) -> np.ndarray:
         """Scores of (prompt, response) pairs.
 
         Args:
             prompts: one prompt per pair.
             responses: one response per pair, as many as prompts.
+            head: which reward, as in :meth:`score`.
 
         Returns:
             float32 array, one score per pair, in the order given.
@@ -183,15 +206,16 @@ class Scorer:
             raise ValueError(f"score_pairs: {len(prompts)} prompts but {len(responses)} responses")
         if not prompts:
             raise ValueError("score_pairs: empty input; give at least one (prompt, response) pair")
-        return self._score(prompts, responses)
+        return self._score(prompts, responses, head)
 
-    def preference_probability(self, prompt: Any, a: Any, b: Any) -> float:
-        """Calibrated probability that response ``a`` is preferred over ``b`` for ``prompt``."""
+    def preference_probability(self, prompt: Any, a: Any, b: Any, head: HeadSpec = None) -> float:
+        """Calibrated probability that response ``a`` is preferred over ``b`` for ``prompt`` (by ``head``,
+        as in :meth:`score`)."""
         prompt, a, b = _check_text("prompt", prompt), _check_text("a", a), _check_text("b", b)
-        return float(self._probabilities([prompt], [a], [b])[0])
+        return float(self._probabilities([prompt], [a], [b], head)[0])
 
     def preference_probabilities(
-        self, prompts: Sequence[Any], a: Sequence[Any], b: Sequence[Any]
+        self, prompts: Sequence[Any], a: Sequence[Any], b: Sequence[Any], head: HeadSpec = None
     ) -> np.ndarray:
         """Batched :meth:`preference_probability`: P(a[i] preferred over b[i] | prompts[i]).
 
@@ -203,22 +227,137 @@ class Scorer:
             raise ValueError(f"preference_probabilities: {len(prompts)} prompts, {len(a)} a, {len(b)} b")
         if not prompts:
             raise ValueError("preference_probabilities: empty input; give at least one (prompt, a, b)")
-        return self._probabilities(prompts, a, b)
+        return self._probabilities(prompts, a, b, head)
 
-    def probability_from_scores(self, score_a: np.ndarray, score_b: np.ndarray) -> np.ndarray:
-        """P(a preferred over b) from already computed scores, with the bundle's calibration."""
+    def probability_from_scores(self, score_a: np.ndarray, score_b: np.ndarray, head: HeadSpec = None
+                                ) -> np.ndarray:
+        """P(a preferred over b) from already computed scores of ``head``, with that head's calibration
+        (a mixture's scores are already in probability units)."""
         diff = np.asarray(score_a, dtype=np.float64) - np.asarray(score_b, dtype=np.float64)
-        return 1.0 / (1.0 + np.exp(-self.manifest.calibration.scale * diff))
+        return 1.0 / (1.0 + np.exp(-self._plan(head)[1] * diff))
+
+    # -- heads ------------------------------------------------------------------------------------------
+
+    @property
+    def heads(self) -> list[str]:
+        """The heads this Scorer can score: ``default``, the bundle's heads and loaded head files."""
+        return [DEFAULT_HEAD, *sorted((set(self.manifest.heads) | set(self._heads)) - {DEFAULT_HEAD})]
+
+    def get_head(self, name: str) -> LinearHead:
+        """The linear head ``name`` (``default``: the score's last layer in linear form).
+
+        Raises:
+            BundleError: no such head, a bundle without an embedding output, or a head of another model.
+        """
+        if name in self._heads:
+            return self._heads[name]
+        if name not in self.manifest.heads:
+            raise BundleError(f"head {name!r}: not in {self.manifest.folder} (it has {', '.join(self.heads)}); "
+                              "add one with lite-rm personalize, or give the path of a head file")
+        head = read_head(self.manifest.folder / self.manifest.heads[name])
+        self._heads[name] = self._checked(head, f"{self.manifest.folder / self.manifest.heads[name]}")
+        return head
+
+    def load_head(self, path: str | Path) -> str:
+        """Make a head file (e.g. a per-user profile written by ``personalize``) scorable; returns its name."""
+        head = self._checked(read_head(path), str(path))
+        self._heads[head.name] = head
+        return head.name
+
+    def embed_pairs(self, prompts: Sequence[Any], responses: Sequence[Any]) -> np.ndarray:
+        """The ``embedding`` of each (prompt, response) pair, ``(n, dim)`` float32: what heads read."""
+        prompts, responses = _check_texts("prompts", prompts), _check_texts("responses", responses)
+        if len(prompts) != len(responses):
+            raise ValueError(f"embed_pairs: {len(prompts)} prompts but {len(responses)} responses")
+        if not prompts:
+            raise ValueError("embed_pairs: empty input; give at least one (prompt, response) pair")
+        self._require_embedding("embed_pairs")
+        return self._outputs(prompts, responses, (EMBEDDING_OUTPUT,))[0]
+
+    def personalize(self, prompts: Sequence[Any], chosen: Sequence[Any], rejected: Sequence[Any], name: str,
+                    profile: str | Path | None = None, seed: int = 0) -> Any:
+        """Fit a head from a user's comparisons (see :func:`lite_rm.personalization.personalize`); the head
+        is saved into the bundle, or into ``profile``, and can be scored at once by its ``name``."""
+        from lite_rm.personalization import personalize
+
+        return personalize(self, prompts, chosen, rejected, name, profile=profile, seed=seed)
+
+    def _require_embedding(self, what: str) -> None:
+        if self.manifest.embedding is None or EMBEDDING_OUTPUT not in self._runtime.output_names:
+            raise BundleError(f"{what}: {self.manifest.folder} was exported before heads existed (its graph has no "
+                              f"{EMBEDDING_OUTPUT!r} output); export the checkpoint again with this lite-rm to use "
+                              "heads (its default score works as before)")
+
+    def _checked(self, head: LinearHead, where: str) -> LinearHead:
+        self._require_embedding(f"head {head.name!r}")
+        if head.dim != self.manifest.embedding_dim:
+            raise BundleError(f"{where}: head of {head.dim} dimensions, the bundle's embedding has "
+                              f"{self.manifest.embedding_dim}")
+        backbone = (self.manifest.data.get("source") or {}).get("sha256")
+        if head.backbone and backbone and head.backbone != backbone:
+            raise BundleError(f"{where}: head {head.name!r} was fit on another model (backbone {head.backbone[:12]}, "
+                              f"this bundle's is {backbone[:12]}); fit it again on this bundle")
+        return head
+
+    def _resolve(self, head: HeadSpec) -> HeadSpec:
+        """``head`` with head files loaded (by their name) and names and weights checked."""
+        if head is None:
+            return self.head if self.head is not None else DEFAULT_HEAD
+        if isinstance(head, (str, Path)):
+            text = str(head)
+            if text.endswith(".json") and Path(text).is_file():
+                return self.load_head(text)
+            if text != DEFAULT_HEAD:
+                self.get_head(text)
+            return text
+        if not isinstance(head, dict) or not head:
+            raise TypeError(f"head: expected a head name, a head file or a non-empty {{name: weight}}, found {head!r}")
+        mixture: dict[str, float] = {}
+        for name, weight in head.items():
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not np.isfinite(weight):
+                raise ValueError(f"head[{name!r}]: expected a finite weight, found {weight!r}")
+            resolved = self._resolve(name)
+            mixture[str(resolved)] = mixture.get(str(resolved), 0.0) + float(weight)
+        return mixture
+
+    def _plan(self, head: HeadSpec) -> tuple[list[tuple[str, float]], float]:
+        """The heads to add up with their coefficients, and the probability scale of the result."""
+        resolved = self._resolve(head)
+        if isinstance(resolved, str):
+            return [(resolved, 1.0)], self._scale(resolved)
+        assert isinstance(resolved, dict)
+        return [(name, weight * self._scale(name)) for name, weight in resolved.items()], 1.0
+
+    def _scale(self, name: str) -> float:
+        return self.manifest.calibration.scale if name == DEFAULT_HEAD else self.get_head(name).calibration.scale
 
     # -- internals ------------------------------------------------------------------------------------
 
-    def _probabilities(self, prompts: list[str], a: list[str], b: list[str]) -> np.ndarray:
+    def _probabilities(self, prompts: list[str], a: list[str], b: list[str], head: HeadSpec) -> np.ndarray:
         # One call for both sides so that a and b responses share length-sorted batches.
-        scores = self._score(prompts + prompts, a + b)
+        scores = self._score(prompts + prompts, a + b, head)
         n = len(prompts)
-        return self.probability_from_scores(scores[:n], scores[n:])
+        return self.probability_from_scores(scores[:n], scores[n:], head)
 
-    def _score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+    def _score(self, prompts: list[str], responses: list[str], head: HeadSpec = None) -> np.ndarray:
+        plan, _ = self._plan(head)
+        needs = _needs(plan)
+        return self._combine(plan, dict(zip(needs, self._outputs(prompts, responses, needs), strict=True)))
+
+    def _combine(self, plan: list[tuple[str, float]], outputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The plan's weighted sum; one head with weight 1 returns its own scores untouched (the default
+        head: the graph's ``logits`` as they are)."""
+        def part(name: str) -> np.ndarray:
+            if name == DEFAULT_HEAD:
+                return outputs[SCORE_OUTPUT]
+            return self.get_head(name).scores(outputs[EMBEDDING_OUTPUT])
+
+        if len(plan) == 1 and plan[0][1] == 1.0:
+            return part(plan[0][0])
+        total = sum(coef * part(name).astype(np.float64) for name, coef in plan)
+        return np.asarray(total, dtype=np.float32)
+
+    def _outputs(self, prompts: list[str], responses: list[str], names: Sequence[str]) -> list[np.ndarray]:
         if self.dedupe:
             # Preference data repeats inputs: a response compared with several others (DSP: each preferred
             # response appears in four pairs), best-of-n lists. Score each distinct pair once.
@@ -228,19 +367,28 @@ class Scorer:
             if len(first) < len(prompts):
                 unique_p, unique_r = zip(*first, strict=True) if first else ((), ())
                 encoded = encode_pairs(self._tokenizer, list(unique_p), list(unique_r), self.input_rule)
-                return self.score_encoded(encoded)[where]
+                return [out[where] for out in self.run_encoded(encoded, names)]
         encoded = encode_pairs(self._tokenizer, prompts, responses, self.input_rule)
-        return self.score_encoded(encoded)
+        return self.run_encoded(encoded, names)
 
-    def score_encoded(self, encoded: EncodedPairs) -> np.ndarray:
-        """Scores of already encoded pairs (see :func:`lite_rm.encoding.encode_pairs`).
+    def score_encoded(self, encoded: EncodedPairs, head: HeadSpec = None) -> np.ndarray:
+        """Scores of already encoded pairs (see :func:`lite_rm.encoding.encode_pairs`) by ``head``.
 
         Pairs run in batches of similar length (:func:`lite_rm.encoding.length_batches`).
         """
-        scores = np.empty(len(encoded), dtype=np.float32)
+        plan, _ = self._plan(head)
+        needs = _needs(plan)
+        return self._combine(plan, dict(zip(needs, self.run_encoded(encoded, needs), strict=True)))
+
+    def run_encoded(self, encoded: EncodedPairs, names: Sequence[str] = (SCORE_OUTPUT,)) -> list[np.ndarray]:
+        """The graph's named outputs (``logits`` ``(n,)``, ``embedding`` ``(n, dim)``) for encoded pairs."""
+        results: list[np.ndarray] = []
         for idx in length_batches(encoded.lengths(), self.batch_size):
             batch = pad_batch(encoded, idx.tolist(), self._pad_id)
-            out = self._runtime.run({name: batch[name] for name in self._input_names})
-            scores[idx] = out
-        return scores
+            outs = self._runtime.run({name: batch[name] for name in self._input_names}, names)
+            if not results:
+                results = [np.empty((len(encoded), *out.shape[1:]), dtype=np.float32) for out in outs]
+            for result, out in zip(results, outs, strict=True):
+                result[idx] = out
+        return results
 

@@ -47,14 +47,16 @@ def test_fp32_bundle_contents_and_parity(exported: dict[str, Path], tiny_checkpo
 
     folder = exported["fp32"]
     assert sorted(p.name for p in folder.iterdir()) == [
-        "config.json", "manifest.json", "model.onnx", "special_tokens_map.json", "tokenizer.json",
+        "config.json", "heads", "manifest.json", "model.onnx", "special_tokens_map.json", "tokenizer.json",
         "tokenizer_config.json", "vocab.txt"]
     manifest = read_manifest(folder, verify=True).data
     assert manifest["format_version"] == FORMAT_VERSION
     assert manifest["precision"] == "fp32" and manifest["quantization"] is None
     assert manifest["max_length"] == 128 and manifest["input_rule"]["max_length"] == 128
     assert manifest["max_positions"] == 512
-    assert sorted(manifest["files"]) == sorted(p.name for p in folder.iterdir() if p.name != "manifest.json")
+    assert sorted(manifest["files"]) == sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                                               if p.is_file() and p.name != "manifest.json")
+    assert manifest["heads"] == {"default": "heads/default.json"} and manifest["embedding"]["dim"] == 32
     assert manifest["source"]["sha256"] == folder_digest(tiny_checkpoint)
     parity = manifest["parity"]
     assert parity["passed"] and not parity["overridden"]

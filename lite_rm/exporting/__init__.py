@@ -2,7 +2,9 @@
 
 Steps (all in a scratch folder; the bundle appears in one rename at the end):
 
-1. :func:`~lite_rm.exporting.onnx.onnx_export`: Optimum's ``main_export`` writes the fp32 ONNX graph.
+1. :func:`~lite_rm.exporting.onnx.onnx_export`: Optimum's ``main_export`` writes the fp32 ONNX graph;
+   :func:`~lite_rm.exporting.onnx.add_embedding_output` also names the vector the score's last linear
+   layer reads as the output ``embedding`` (for heads, :mod:`lite_rm.heads`).
 2. :func:`~lite_rm.exporting.onnx.optimize`: ``ORTOptimizer`` fuses it for CPU (attention,
    SkipLayerNormalization, BiasGelu kernels).
 3. With ``int8``, :func:`~lite_rm.exporting.quantization.quantize` applies a preset from
@@ -31,13 +33,22 @@ from lite_rm.bundle import BUNDLE_FORMAT, DEFAULT_MAX_POSITIONS, FORMAT_VERSION,
 from lite_rm.checkpoint import META_FILE, input_rule_of, read_meta
 from lite_rm.encoding import InputRule
 from lite_rm.exporting.calibration import calibrate, fit_temperature
-from lite_rm.exporting.onnx import bundle_tokenizer, max_positions, model_config, onnx_export, optimize
+from lite_rm.exporting.onnx import (
+    add_embedding_output,
+    bundle_tokenizer,
+    max_positions,
+    model_config,
+    onnx_export,
+    optimize,
+)
 from lite_rm.exporting.options import ExportOptions
 from lite_rm.exporting.parity import ParityError, ParityResult, bundle_scores, check_parity, torch_scores
 from lite_rm.exporting.quantization import QuantPreset, quantize
 from lite_rm.exporting.validation import ValidationPairs, checkpoint_domains, validation_pairs
 from lite_rm.exporting.writer import stage_bundle, write_bundle
 from lite_rm.files import folder_digest, scratch_dir
+from lite_rm.heads import DEFAULT_HEAD, LinearHead
+from lite_rm.runtimes import EMBEDDING_OUTPUT
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +80,7 @@ class _Run:
     progress: Progress
     tokenizer: Path = Path()
     raw: Path = Path()
+    embedding: tuple[int, Any, float] | None = None  # (dim, weight, bias) of the score's last layer
     graphs: dict[str, Path] = field(default_factory=dict)
     reference: Any = None
     reference_scale: float = 1.0
@@ -148,15 +160,24 @@ def _base_manifest(checkpoint: Path, rule: InputRule, config: dict[str, Any]) ->
                     input_rule=rule, calibration=Calibration(), max_positions=positions)
 
 
+def _default_head(run: _Run, calibration: Calibration, backbone: str) -> LinearHead | None:
+    """The score's last layer as a linear head on the embedding: the prior of personalized heads."""
+    if run.embedding is None:
+        return None
+    _, weight, bias = run.embedding
+    return LinearHead(DEFAULT_HEAD, weight, bias, calibration, backbone,
+                      {"method": "export", "note": "the checkpoint's own score layer (the graph's logits output)"})
+
+
 def _final_manifest(run: _Run, preset: QuantPreset | None, parity: dict[str, Any], calibration: Calibration,
-                    ) -> Manifest:
+                    backbone: str) -> Manifest:
     meta = read_meta(run.checkpoint)
     data = {
         **run.base.data,
         "created_by": f"lite-rm {_version()}",
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": {
-            "checkpoint": str(run.checkpoint.resolve()), "sha256": folder_digest(run.checkpoint),
+            "checkpoint": str(run.checkpoint.resolve()), "sha256": backbone,
             "model_type": run.config.get("model_type"),
             "lite_rm_meta": meta if (run.checkpoint / META_FILE).exists() else None,
         },
@@ -168,9 +189,12 @@ def _final_manifest(run: _Run, preset: QuantPreset | None, parity: dict[str, Any
         "parity": parity,
         **run.options.extra_manifest,
     }
+    embedding = None if run.embedding is None else {
+        "output": EMBEDDING_OUTPUT, "dim": run.embedding[0],
+        "what": "the vector the score's last linear layer reads (BERT: the pooler's tanh output)"}
     return Manifest(folder=Path(), data=data, input_rule=run.rule, calibration=calibration,
                     precision="int8" if preset else "fp32", max_positions=run.base.max_positions,
-                    domains=checkpoint_domains(meta))
+                    domains=checkpoint_domains(meta), embedding=embedding)
 
 
 def export_bundle(checkpoint: str | Path, output: str | Path, options: ExportOptions | None = None,
@@ -200,6 +224,7 @@ def export_bundle(checkpoint: str | Path, output: str | Path, options: ExportOpt
     with scratch_dir(SCRATCH_PREFIX) as work:
         run = _Run(checkpoint, work, options, rule, config, validation, base, progress or (lambda step: None))
         run.raw = onnx_export(checkpoint, work, config)
+        run.embedding = add_embedding_output(run.raw)
         run.done("ONNX export", "onnx_export_s")
         fp32_model = run.graph(presets[0].attention if presets else "fused")
         run.done("optimize", "optimize_s")
@@ -217,8 +242,11 @@ def export_bundle(checkpoint: str | Path, output: str | Path, options: ExportOpt
         final = int8 or fp32
         calibration = calibrate(final.scores[:n], final.scores[n:])
         run.done("calibration")
-        manifest = write_bundle(output, model, run.tokenizer, _final_manifest(run, preset, parity, calibration),
-                                config)
+        backbone = folder_digest(checkpoint)
+        default_head = _default_head(run, calibration, backbone)
+        manifest = write_bundle(output, model, run.tokenizer,
+                                _final_manifest(run, preset, parity, calibration, backbone), config,
+                                [default_head] if default_head else [])
         run.done("write")
     size_mb = manifest.files[manifest.model_file].bytes / 1e6
     logger.info("wrote %s (%s, %.1f MB)", output, manifest.precision, size_mb)

@@ -14,9 +14,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lite_rm.bundle import TOKENIZER_FILE
 from lite_rm.extras import require
 from lite_rm.files import write_text_atomic
+from lite_rm.runtimes import EMBEDDING_OUTPUT
 
 logger = logging.getLogger(__name__)
 
@@ -159,3 +162,51 @@ def _drop_auto_map(path: Path) -> None:
     if isinstance(data, dict) and "auto_map" in data:
         del data["auto_map"]
         write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def add_embedding_output(model: Path) -> tuple[int, Any, float]:
+    """Make the graph also return ``embedding``: the vector its score's last linear layer reads.
+
+    Edits ``model`` in place (the raw export, before fusion) by naming an existing tensor as a second
+    graph output; no node changes, so the ``logits`` output is computed exactly as before. Heads
+    (:mod:`lite_rm.heads`) are further linear layers on this vector. Why by hand: Optimum's exporter
+    returns the task's outputs only, and the tensor is already in the graph.
+
+    Returns:
+        The embedding's size and that last layer as ``(weight (dim,), bias)``, the default head in
+        linear form.
+
+    Raises:
+        ValueError: the score is not made by a final ``Gemm`` (or ``MatMul`` + ``Add``) with constant
+            weights, so there is no single linear layer to expose.
+    """
+    onnx = require("onnx")
+    numpy_helper = require("onnx.numpy_helper")
+    graph_model = onnx.load(str(model))
+    graph = graph_model.graph
+    score = graph.output[0].name
+    producers = {out: node for node in graph.node for out in node.output}
+    constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    node, bias = producers.get(score), 0.0
+    if node is not None and node.op_type == "Add" and node.input[0] in producers and node.input[1] in constants:
+        bias = float(np.asarray(constants[node.input[1]]).reshape(-1)[0])
+        node = producers[node.input[0]]
+    if node is None or node.op_type not in ("Gemm", "MatMul") or node.input[1] not in constants:
+        raise ValueError(f"{model}: the score {score!r} is not made by a final linear layer with constant weights; "
+                         "cannot expose an embedding for heads")
+    weight = np.asarray(constants[node.input[1]], dtype=np.float32)
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    if node.op_type == "Gemm":
+        weight = weight.T if attrs.get("transB", 0) else weight
+        if len(node.input) > 2 and node.input[2] in constants:
+            bias = float(np.asarray(constants[node.input[2]]).reshape(-1)[0])
+    if weight.ndim != 2 or weight.shape[1] != 1:
+        raise ValueError(f"{model}: the last layer maps to {weight.shape[1:]} outputs; a reward model has one")
+    dim = int(weight.shape[0])
+    graph.output.append(onnx.helper.make_tensor_value_info(
+        EMBEDDING_OUTPUT, onnx.TensorProto.FLOAT, [graph.output[0].type.tensor_type.shape.dim[0].dim_param
+                                                    or "batch_size", dim]))
+    # The embedding tensor gets its public name through an Identity node (its old name stays internal).
+    graph.node.append(onnx.helper.make_node("Identity", [node.input[0]], [EMBEDDING_OUTPUT], name="embedding_output"))
+    onnx.save(graph_model, str(model))
+    return dim, weight[:, 0].copy(), bias

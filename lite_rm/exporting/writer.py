@@ -16,10 +16,11 @@ from typing import Any
 from lite_rm.bundle import MANIFEST_FILE, MODEL_FILE, Manifest, read_manifest
 from lite_rm.exporting.onnx import CONFIG_FILE
 from lite_rm.files import atomic_dir
+from lite_rm.heads import LinearHead, head_file, write_head
 
 
 def stage_bundle(folder: Path, model: Path, tokenizer_dir: Path, manifest: Manifest,
-                 config: dict[str, Any] | None = None) -> Path:
+                 config: dict[str, Any] | None = None, heads: list[LinearHead] | None = None) -> Path:
     """Put bundle files into ``folder`` (copies, so the scratch files stay usable) and write the manifest
     with every file's size and SHA-256.
 
@@ -29,6 +30,7 @@ def stage_bundle(folder: Path, model: Path, tokenizer_dir: Path, manifest: Manif
         tokenizer_dir: the tokenizer files (:func:`lite_rm.exporting.onnx.bundle_tokenizer`).
         manifest: the manifest; its ``files`` are filled in here.
         config: the model config to write as ``config.json`` (omitted when ``None``).
+        heads: linear heads to write into ``heads/`` and list in the manifest.
 
     Returns:
         ``folder``.
@@ -43,14 +45,18 @@ def stage_bundle(folder: Path, model: Path, tokenizer_dir: Path, manifest: Manif
     if config is not None:
         (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         names.append(CONFIG_FILE)
-    manifest = replace(manifest, model_file=MODEL_FILE).with_files(folder, names)
+    for head in heads or []:
+        write_head(folder / head_file(head.name), head)
+        names.append(head_file(head.name))
+    listed = {**manifest.heads, **{head.name: head_file(head.name) for head in heads or []}}
+    manifest = replace(manifest, model_file=MODEL_FILE, heads=listed).with_files(folder, names)
     text = json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n"
     (folder / MANIFEST_FILE).write_text(text, encoding="utf-8")
     return folder
 
 
 def write_bundle(output: str | Path, model: Path, tokenizer_dir: Path, manifest: Manifest,
-                 config: dict[str, Any] | None = None) -> Manifest:
+                 config: dict[str, Any] | None = None, heads: list[LinearHead] | None = None) -> Manifest:
     """Write the bundle into ``output`` atomically (:func:`lite_rm.files.atomic_dir`): an interrupted
     write leaves an existing bundle intact and nothing half-written.
 
@@ -58,6 +64,6 @@ def write_bundle(output: str | Path, model: Path, tokenizer_dir: Path, manifest:
         The manifest as read back from the written bundle (hashes verified).
     """
     with atomic_dir(output) as folder:
-        stage_bundle(folder, model, tokenizer_dir, manifest, config)
+        stage_bundle(folder, model, tokenizer_dir, manifest, config, heads)
         read_manifest(folder, verify=True)  # what a user will load, checked before it replaces anything
     return read_manifest(output)

@@ -1,0 +1,152 @@
+"""Named linear heads on a bundle's shared backbone. Torch-free.
+
+A bundle exported since heads exist has a second graph output, ``embedding``: the pooled vector the
+reward's last linear layer reads. A head is another linear layer on that vector, ``score = e @ weight
++ bias``, kept as a small JSON file (no pickle: an artifact never runs code when loaded) either inside
+the bundle (``heads/NAME.json``, listed in the manifest with its size and hash) or beside an app as a
+per-user profile. Scoring several heads costs one encoder pass: they are a numpy matmul on the embedding.
+
+``default`` is always the bundle's own score (the graph's ``logits`` output, bit-for-bit what the
+trained checkpoint scores); ``heads/default.json`` holds the same layer in linear form, the prior a
+personalized head is regularized toward.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lite_rm.bundle import BundleError, Calibration
+from lite_rm.files import write_text_atomic
+
+HEAD_FORMAT = "lite-rm-head"
+HEAD_FORMAT_VERSION = 1
+HEADS_DIR = "heads"
+DEFAULT_HEAD = "default"
+# A head name is a file name inside the bundle: letters, digits, '.', '_' and '-', not starting with '.'.
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_head_name(name: Any) -> str:
+    """``name`` when it can name a head file, else a ValueError saying what a name may hold."""
+    if not isinstance(name, str) or not _NAME.match(name) or name.endswith(".json"):
+        raise ValueError(f"head name: expected 1-64 letters, digits, '_', '.', '-' (not starting with '.', "
+                         f"no .json suffix), found {name!r}")
+    return name
+
+
+def head_file(name: str) -> str:
+    """The bundle-relative file of head ``name``."""
+    return f"{HEADS_DIR}/{check_head_name(name)}.json"
+
+
+@dataclass(frozen=True)
+class LinearHead:
+    """A linear head on the embedding: ``score = embedding @ weight + bias``.
+
+    Attributes:
+        name: the head's name (``alice``, ``academy``, ``default``).
+        weight: ``(dim,)`` float32.
+        bias: added to every score (cancels in comparisons; kept so scores stay on the head's scale).
+        calibration: turns this head's score differences into probabilities.
+        backbone: the SHA-256 of the checkpoint whose embedding the head reads (``None``: unknown); a
+            head is refused by a bundle of another backbone.
+        provenance: how the head was made (method, comparisons, cross-validated accuracy, ...).
+    """
+
+    name: str
+    weight: np.ndarray
+    bias: float = 0.0
+    calibration: Calibration = field(default_factory=Calibration)
+    backbone: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dim(self) -> int:
+        return int(self.weight.shape[0])
+
+    def scores(self, embedding: np.ndarray) -> np.ndarray:
+        """This head's score per row of ``embedding`` ``(rows, dim)``, float32."""
+        if embedding.ndim != 2 or embedding.shape[1] != self.dim:
+            raise ValueError(f"head {self.name!r}: expects embeddings of {self.dim} dimensions, "
+                             f"found shape {embedding.shape}")
+        return (embedding @ self.weight + np.float32(self.bias)).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": HEAD_FORMAT, "format_version": HEAD_FORMAT_VERSION, "name": self.name,
+                "kind": "linear", "input": "embedding", "dim": self.dim,
+                "weight": [float(v) for v in self.weight], "bias": float(self.bias),
+                "calibration": self.calibration.to_dict(), "backbone": self.backbone,
+                "provenance": self.provenance}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "head") -> LinearHead:
+        """Parse and check a head object.
+
+        Raises:
+            BundleError: naming ``where``, the field, what was expected and what was found.
+        """
+        def bad(key: str, expected: str, found: Any) -> BundleError:
+            text = repr(found)
+            return BundleError(f"{where}: field {key!r}: expected {expected}, found "
+                               f"{text if len(text) <= 80 else text[:77] + '...'}")
+
+        if not isinstance(data, dict) or data.get("format") != HEAD_FORMAT:
+            raise bad("format", repr(HEAD_FORMAT) + " (not a lite-rm head file)",
+                      data.get("format") if isinstance(data, dict) else data)
+        if data.get("format_version") != HEAD_FORMAT_VERSION:
+            raise bad("format_version", f"{HEAD_FORMAT_VERSION} (upgrade lite-rm for newer heads)",
+                      data.get("format_version"))
+        if data.get("kind", "linear") != "linear" or data.get("input", "embedding") != "embedding":
+            raise bad("kind", "a linear head on the embedding", (data.get("kind"), data.get("input")))
+        weight = data.get("weight")
+        if not isinstance(weight, list) or not weight or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in weight):
+            raise bad("weight", "a non-empty list of finite numbers", weight)
+        if data.get("dim", len(weight)) != len(weight):
+            raise bad("dim", f"the length of weight ({len(weight)})", data.get("dim"))
+        bias = data.get("bias", 0.0)
+        if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias):
+            raise bad("bias", "a finite number", bias)
+        backbone, provenance = data.get("backbone"), data.get("provenance", {})
+        if backbone is not None and not isinstance(backbone, str):
+            raise bad("backbone", "a string or null", backbone)
+        if not isinstance(provenance, dict):
+            raise bad("provenance", "an object", provenance)
+        try:
+            name = check_head_name(data.get("name"))
+            calibration = Calibration.from_dict(data.get("calibration"))
+        except (ValueError, BundleError) as err:
+            raise BundleError(f"{where}: {err}") from None
+        return cls(name=name, weight=np.asarray(weight, dtype=np.float32), bias=float(bias),
+                   calibration=calibration, backbone=backbone, provenance=dict(provenance))
+
+
+def read_head(path: str | Path) -> LinearHead:
+    """Load a head file (from a bundle's ``heads/`` or a profile kept by an app).
+
+    Raises:
+        BundleError: missing file, invalid JSON or a malformed field (the message names the file).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{path}: head file not found") from None
+    except (OSError, ValueError, RecursionError) as err:
+        raise BundleError(f"{path}: not a valid head file ({err})") from None
+    return LinearHead.from_dict(data, str(path))
+
+
+def write_head(path: str | Path, head: LinearHead) -> Path:
+    """Write a head file atomically (a temporary name, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(head.to_dict(), indent=1) + "\n")
+    return path
