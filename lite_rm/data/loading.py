@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,8 @@ def load_preferences(
 
     Args:
         source: a path (``.json``, ``.jsonl``, ``.jsonl.gz``, ``.csv``, ``.tsv``, a ``save_to_disk``
-            folder) or a Hugging Face dataset name.
+            folder), a glob of files (``shards/*.jsonl.gz``, read in sorted order) or a Hugging Face
+            dataset name.
         format: one of ``dsp``, ``text-score``, ``hh-rlhf``, ``pairs``, ``hf``; detected when omitted.
         domain: for DSP data, the domain whose response is preferred.
         skip_invalid: skip malformed records (counted in the report) instead of stopping.
@@ -87,27 +88,65 @@ def load_preferences(
     Raises:
         DataError: bad input, or no usable pair at all.
     """
+    report = LoadReport(source=str(source), format="?")
+    lists: list[RankedList] = []
+    pairs = list(iter_preferences(source, report, format=format, domain=domain, skip_invalid=skip_invalid,
+                                  columns=columns, split=split, lists=lists if listwise else None))
+    report.pairs = len(pairs)
+    check_loaded(report)
+    return PreferenceSet(pairs, report, lists if listwise else None)
+
+
+def iter_preferences(
+    source: str | Path,
+    report: LoadReport,
+    *,
+    format: str | None = None,  # noqa: A002 - the natural name for users
+    domain: str | None = None,
+    skip_invalid: bool = False,
+    columns: Mapping[str, str] | None = None,
+    split: str | None = None,
+    lists: list[RankedList] | None = None,
+) -> Iterator[PreferencePair]:
+    """The comparisons of a source one by one, as :func:`load_preferences` reads them (streamed where the
+    reader streams: JSONL/CSV files and globs of them, datasets): the same parsing, the same errors.
+
+    Args:
+        source: as for :func:`load_preferences`.
+        report: counts records, ties, identical responses and skips as they are read (its ``format`` is
+            set from ``format`` or the first record; ``pairs`` is left to the caller).
+        format, domain, skip_invalid, columns, split: as for :func:`load_preferences`.
+        lists: when given, DSP records' listwise views are appended to it.
+
+    Raises:
+        DataError: a bad record (unless skipped), or a source missing or damaged as a whole.
+    """
     if format is not None and format not in (*FORMATS, "hf"):
         raise ValueError(f"unknown format {format!r}; expected one of {', '.join((*FORMATS, 'hf'))}")
-    report = LoadReport(source=str(source), format="?" if format in (None, "hf") else str(format))
-    lists: list[RankedList] = []
+    report.format = "?" if format in (None, "hf") else str(format)
 
     def convert(row: Row, raw: dict[str, Any]) -> list[PreferencePair]:
-        return _pairs_of(map_columns(raw, columns), row.location, report, domain, lists if listwise else None)
+        return _pairs_of(map_columns(raw, columns), row.location, report, domain, lists)
 
     rows = read_rows(source, split=split, hf=format == "hf")
-    pairs = [pair for new in convert_rows(rows, convert, report, skip_invalid=skip_invalid,
-                                          fatal=("no domain", "unknown format")) for pair in new]
-    report.pairs = len(pairs)
-    if not pairs:
+    for new in convert_rows(rows, convert, report, skip_invalid=skip_invalid, fatal=("no domain", "unknown format")):
+        yield from new
+
+
+def check_loaded(report: LoadReport) -> None:
+    """After a load: no usable pair at all is an error; skipped records are a warning.
+
+    Raises:
+        DataError: ``report.pairs`` is 0.
+    """
+    if not report.pairs:
         found = f"{report.records} records"
         if report.ties or report.identical or report.skipped:
             found += f": {report.ties} ties, {report.identical} identical, {report.skipped_total} invalid"
         raise DataError(
-            str(source),
+            report.source,
             f"no usable preference pair; expected at least one comparison with a preference, found {found}",
             "no pairs",
         )
     if report.skipped:
-        logger.warning("%s: %s", source, report.summary())
-    return PreferenceSet(pairs, report, lists if listwise else None)
+        logger.warning("%s: %s", report.source, report.summary())

@@ -5,7 +5,8 @@ through :func:`read_rows`, so they accept and reject the same input.
 Each reader yields :class:`Row` ``(number, location, record)``: the number is the 1-based line a JSONL or
 CSV record starts on (or the item/row number of a JSON list or dataset), the location is ``"FILE line
 N"``, ``"FILE item N"`` or ``"NAME[split] row N"``, so that every later error can name where the bad
-record is. Line-based files are streamed (memory stays flat). File-level damage (a truncated gzip
+record is. Line-based files are streamed (memory stays flat). A glob (``shards/*.jsonl.gz``) reads every
+matching file in sorted order, each located by its own name. File-level damage (a truncated gzip
 stream, invalid JSON in a JSON document) raises :class:`DataError`; damage confined to one record (a
 line that is not JSON, bytes that are not UTF-8, a lone surrogate, a wrong number of CSV columns) is
 yielded in place of the record, so that the caller can stop or skip it. A UTF-8 byte order mark (Excel's
@@ -15,6 +16,7 @@ yielded in place of the record, so that the caller can stop or skip it. A UTF-8 
 from __future__ import annotations
 
 import csv
+import glob
 import gzip
 import io
 import sys
@@ -47,6 +49,26 @@ class Row(NamedTuple):
 def display_name(source: str | Path) -> str:
     """How a source is named in messages (``<stdin>`` for ``-``)."""
     return "<stdin>" if str(source) == STDIN else str(source)
+
+
+def is_glob(source: str | Path) -> bool:
+    """Whether a source is a shard pattern (``*``, ``?`` or ``[`` in a name that is not an existing path)."""
+    text = str(source)
+    return text != STDIN and glob.has_magic(text) and not Path(text).exists()
+
+
+def expand_glob(pattern: str | Path) -> list[Path]:
+    """The files a shard pattern matches, sorted by name (``~`` expanded; ``**`` crosses folders).
+
+    Raises:
+        DataError: no file matches.
+    """
+    text = str(pattern)
+    files = sorted(Path(p) for p in glob.glob(str(Path(text).expanduser()), recursive=True) if Path(p).is_file())
+    if not files:
+        raise DataError(text, "no file matches this pattern; expected one or more preference files "
+                              "(e.g. shards/*.jsonl.gz)", "file not found")
+    return files
 
 
 def is_gzip(path: Path) -> bool:
@@ -207,8 +229,9 @@ def _file_rows(source: str | Path, kind: str | None) -> Iterator[Row]:
             yield from _jsonl(_lines(stream, name, gz), name)
 
 
-def iter_hf_dataset(name: str, split: str | None) -> Iterator[Row]:
-    """Rows of a Hugging Face dataset: a folder written by ``save_to_disk`` or a hub name."""
+def open_hf_dataset(name: str, split: str | None) -> tuple[Any, str]:
+    """A Hugging Face dataset (a ``save_to_disk`` folder or a hub name, from the local cache when offline)
+    and its label in messages. Arrow-backed and memory-mapped: rows are read from disk as iterated."""
     from lite_rm.extras import require
 
     datasets = require("datasets")
@@ -232,9 +255,20 @@ def iter_hf_dataset(name: str, split: str | None) -> Iterator[Row]:
         if split not in ds:
             raise DataError(name, f"split {split!r} not found; the dataset has splits {sorted(ds)}")
         ds = ds[split]
-    label = f"{name}[{split}]" if split else name
+    return ds, f"{name}[{split}]" if split else name
+
+
+def iter_hf_dataset(name: str, split: str | None) -> Iterator[Row]:
+    """Rows of a Hugging Face dataset: a folder written by ``save_to_disk`` or a hub name."""
+    ds, label = open_hf_dataset(name, split)
     for i, row in enumerate(ds, start=1):
         yield Row(i, f"{label} row {i}", dict(row))
+
+
+def is_dataset_source(text: str, hf: bool = False) -> bool:
+    """Whether :func:`read_rows` reads ``text`` as a Hugging Face dataset (a folder or a hub name)."""
+    path = Path(text)
+    return hf or path.is_dir() or (not path.exists() and _looks_like_hub_name(text))
 
 
 def _looks_like_hub_name(source: str) -> bool:
@@ -247,13 +281,15 @@ def read_rows(source: str | Path, *, split: str | None = None, hf: bool = False,
 
     Args:
         source: a file (``.jsonl``, ``.json``, ``.csv``, ``.tsv``, optionally gzip; other names are
-            judged by their content), ``-`` for stdin, a ``save_to_disk`` folder or a dataset name.
+            judged by their content), a glob of such files (read in sorted order), ``-`` for stdin, a
+            ``save_to_disk`` folder or a dataset name.
         split: the split of a Hugging Face dataset (default: ``train`` when present).
         hf: read ``source`` as a Hugging Face dataset whatever it looks like.
         kind: ``jsonl``, ``json``, ``csv`` or ``tsv`` when the name does not say (stdin).
 
     Raises:
-        DataError: the source is missing or damaged as a whole (raised when iterated).
+        DataError: the source is missing or damaged as a whole (raised when iterated), or a glob matches
+            no file (raised at once).
     """
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind: expected one of {', '.join(KINDS)}, found {kind!r}")
@@ -261,7 +297,10 @@ def read_rows(source: str | Path, *, split: str | None = None, hf: bool = False,
     path = Path(source)
     if text == STDIN:
         return _file_rows(source, kind)
-    if hf or path.is_dir() or (not path.exists() and _looks_like_hub_name(text)):
+    if is_glob(text) and not hf:
+        files = expand_glob(text)  # raises now: a pattern matching nothing is a mistake in the command
+        return (row for file in files for row in _file_rows(file, kind))
+    if is_dataset_source(text, hf):
         return iter_hf_dataset(text, split)
     if not path.exists():
         raise DataError(
@@ -282,7 +321,14 @@ def iter_records(path: Path) -> Iterator[RawRecord]:
 
 def count_records(source: str | Path, kind: str | None = None) -> int | None:
     """How many records a line-based file holds (a fast pass, for a progress bar's total): non-blank
-    JSONL lines or CSV rows; None for stdin, JSON documents and datasets, or if the file is damaged."""
+    JSONL lines or CSV rows, summed over a glob's files; None for stdin, JSON documents and datasets, or
+    if a file is damaged."""
+    if is_glob(source):
+        try:
+            counts = [count_records(file, kind) for file in expand_glob(source)]
+        except DataError:
+            return None
+        return None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
     if str(source) == STDIN or not Path(source).is_file():
         return None
     kind = kind or kind_from_name(source)

@@ -15,6 +15,11 @@ def prompt_bucket(prompt: str, seed: int = 0) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
+def in_validation(prompt: str, valid_fraction: float, seed: int = 0) -> bool:
+    """Whether a prompt's items belong to the validation split (see :func:`split_by_prompt`)."""
+    return prompt_bucket(prompt, seed) < valid_fraction
+
+
 def split_by_prompt(
     items: Sequence[T], valid_fraction: float = 0.1, seed: int = 0
 ) -> tuple[list[T], list[T]]:
@@ -31,5 +36,5 @@ def split_by_prompt(
     valid: list[T] = []
     for item in items:
         prompt = item.prompt  # type: ignore[attr-defined]
-        (valid if prompt_bucket(prompt, seed) < valid_fraction else train).append(item)
+        (valid if in_validation(prompt, valid_fraction, seed) else train).append(item)
     return train, valid

@@ -5,14 +5,18 @@ padding; every (prompt, response) text is stored once, so a DSP query's preferre
 its four pairs, is encoded and run through the model once per step.
 
 The whole plan (every step's pairs, for every epoch) is drawn up front from the seed. That makes a
-resumed run take exactly the batches an uninterrupted run would have taken.
+resumed run take exactly the batches an uninterrupted run would have taken. Sets too large to hold are
+planned one buffer at a time (:class:`StreamedPlan`), with the same guarantee.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -168,15 +172,33 @@ def plan_epochs(
     plan: list[list[int]] = []
     steps_per_epoch = 0
     for epoch in range(math.ceil(epochs)):
-        order = _weighted_order(data.n_units, rng, fractions)
         part = min(1.0, epochs - epoch)
-        if part < 1.0:
-            order = order[: max(1, int(round(part * len(order))))]
-        batches = group_by_length(order, lengths, sizes, batch_size, rng)
+        batches = plan_part(lengths, sizes, fractions, part, batch_size, rng)
         if epoch == 0:
-            steps_per_epoch = len(batches) if part == 1.0 else math.ceil(len(batches) / part)
+            steps_per_epoch = epoch_steps(len(batches), part)
         plan.extend(batches)
     return plan, max(1, steps_per_epoch)
+
+
+def epoch_steps(batches: int, part: float) -> int:
+    """Steps of one full epoch from the batches of its first pass (a fractional epoch scaled up)."""
+    return batches if part == 1.0 else math.ceil(batches / part)
+
+
+def plan_part(
+    lengths: np.ndarray, sizes: np.ndarray, fractions: Sequence[float] | None, part: float, batch_size: int,
+    rng: np.random.Generator,
+) -> list[list[int]]:
+    """One pass over some units (all of them, or one streamed buffer): a weighted random order, cut to
+    ``part`` of it (a fractional last epoch), grouped by length into batches.
+
+    The draws from ``rng`` depend only on the number of units, their sizes and fractions, never on
+    their lengths: a streamed plan replays them without tokenizing (:class:`StreamedPlan`).
+    """
+    order = _weighted_order(len(lengths), rng, fractions)
+    if part < 1.0:
+        order = order[: max(1, int(round(part * len(order))))]
+    return group_by_length(order, lengths, sizes, batch_size, rng)
 
 
 def _weighted_order(n_units: int, rng: np.random.Generator, fractions: Sequence[float] | None) -> list[int]:
@@ -219,3 +241,120 @@ def add_replay(
             drawn.append(pool.pop())
         out.append((batch, drawn))
     return out
+
+
+@dataclass(frozen=True)
+class _Buffer:
+    """One streamed buffer: which pairs it reads and which steps its batches are."""
+
+    epoch: int
+    start: tuple[int, ...]  # per set, training pairs read before this buffer in its epoch
+    draws: tuple[int, ...]  # per set, pairs it takes
+    part: float  # share of the buffer's order kept (a fractional last epoch)
+    first_step: int
+    steps: int
+    rng_state: Mapping[str, Any]  # the plan's RNG before this buffer (resuming restores it)
+
+
+class StreamedPlan(Sequence[list[int]]):
+    """The batch plan of sets too large to hold: the sets are read pair by pair, one buffer at a time
+    (:func:`lite_rm.data.streaming.buffer_draws` mixes them), and each buffer is tokenized and planned
+    like a whole in-memory set (:func:`plan_part`: proportions, length grouping, shuffled batches).
+
+    Memory is bounded by the buffer. Every pair is its own unit (pairs sharing a prompt are not kept in
+    one batch; their texts are still encoded once per buffer), so a buffer's number of batches and its
+    draws from the seeded RNG follow from its pair counts alone: the whole plan's length (for the
+    learning-rate schedule) and every buffer's RNG state are worked out up front without tokenizing,
+    and ``plan[k]`` after a resume re-reads only the buffer holding step ``k``. When one buffer holds
+    everything (sets with unique prompts), the plan is the in-memory :func:`plan_epochs` plan.
+
+    ``plan[k]`` returns unit ids of :attr:`data`, the buffer holding step ``k``: read :attr:`data`
+    right after indexing (the training loop does: index, then step).
+    """
+
+    def __init__(self, open_set: Callable[[int, int], Iterator[PreferencePair]], counts: Sequence[int],
+                 fractions: Sequence[float], tokenizer: Tokenizer, rule: InputRule, batch_size: int, epochs: float,
+                 seed: int, buffer_pairs: int):
+        """
+        Args:
+            open_set: ``(set index, skip) -> pairs``: a set's training pairs after the first ``skip``.
+            counts: training pairs per set.
+            fractions: uses per epoch of each set's pairs (proportions).
+            tokenizer, rule: how pairs are encoded.
+            batch_size: pairs per step.
+            epochs: passes over the sets (a fraction allowed).
+            seed: the plan's seed (the same RNG use as :func:`plan_epochs`).
+            buffer_pairs: pairs read, tokenized and grouped at a time.
+        """
+        from lite_rm.data.streaming import buffer_draws
+
+        self.open_set, self.fractions = open_set, list(fractions)
+        self.tokenizer, self.rule, self.batch_size = tokenizer, rule, batch_size
+        rng, mix = np.random.default_rng(seed), np.random.default_rng([seed, 1])
+        self.buffers: list[_Buffer] = []
+        step, self.steps_per_epoch = 0, 0
+        for epoch in range(math.ceil(epochs)):
+            part = min(1.0, epochs - epoch)
+            start = [0] * len(counts)
+            epoch_first = step
+            for draws in buffer_draws(counts, buffer_pairs, mix):
+                state = rng.bit_generator.state
+                n = sum(draws)  # replay the RNG draws with placeholder lengths: they do not depend on them
+                steps = len(plan_part(np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.int64),
+                                      self._unit_fractions(draws), part, batch_size, rng))
+                self.buffers.append(_Buffer(epoch, tuple(start), tuple(draws), part, step, steps, state))
+                start = [a + b for a, b in zip(start, draws, strict=True)]
+                step += steps
+            if epoch == 0:
+                self.steps_per_epoch = max(1, epoch_steps(step - epoch_first, part))
+        self.total = step
+        self.data: PairData | None = None
+        self._current: _Buffer | None = None
+        self._batches: list[list[int]] = []
+        self._readers: dict[int, tuple[int, int, Iterator[PreferencePair]]] = {}  # set -> (epoch, position, it)
+
+    def _unit_fractions(self, draws: Sequence[int]) -> list[float]:
+        return [f for f, n in zip(self.fractions, draws, strict=True) for _ in range(n)]
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __getitem__(self, step: int) -> list[int]:  # type: ignore[override]
+        if not 0 <= step < self.total:
+            raise IndexError(f"step {step} out of range: the plan has {self.total} steps")
+        buffer = self._current
+        if buffer is None or not buffer.first_step <= step < buffer.first_step + buffer.steps:
+            planned = [b for b in self.buffers if b.steps]  # first steps strictly increasing
+            buffer = planned[bisect.bisect_right([b.first_step for b in planned], step) - 1]
+            self._load(buffer)
+        return self._batches[step - buffer.first_step]
+
+    def _read(self, index: int, epoch: int, start: int, n: int) -> list[PreferencePair]:
+        """``n`` training pairs of set ``index`` from position ``start`` (continuing an open reader when
+        it is there, else opening the set again and skipping)."""
+        if n == 0:
+            return []
+        held = self._readers.get(index)
+        if held is None or held[:2] != (epoch, start):
+            held = (epoch, start, self.open_set(index, start))
+        pairs = list(itertools.islice(held[2], n))
+        if len(pairs) < n:
+            raise RuntimeError(f"general set {index}: expected {n} more training pairs after {start}, found "
+                               f"{len(pairs)}; the file changed while training")
+        self._readers[index] = (epoch, start + n, held[2])
+        return pairs
+
+    def _load(self, buffer: _Buffer) -> None:
+        """Read, tokenize and plan one buffer (its RNG restored, so its batches are the same on resume)."""
+        pairs = [p for i, (start, n) in enumerate(zip(buffer.start, buffer.draws, strict=True))
+                 for p in self._read(i, buffer.epoch, start, n)]
+        data = encode_preferences(self.tokenizer, self.rule, pairs)
+        data.units = [[i] for i in range(len(pairs))]
+        rng = np.random.default_rng()
+        rng.bit_generator.state = dict(buffer.rng_state)
+        lengths = np.array([data.unit_length(u) for u in range(data.n_units)], dtype=np.int64)
+        self._batches = plan_part(lengths, np.ones(len(pairs), dtype=np.int64),
+                                  self._unit_fractions(buffer.draws), buffer.part, self.batch_size, rng)
+        if len(self._batches) != buffer.steps:  # cannot happen: batch counts depend on pair counts only
+            raise RuntimeError(f"streamed buffer: planned {buffer.steps} steps, found {len(self._batches)}")
+        self.data, self._current = data, buffer

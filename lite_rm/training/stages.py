@@ -17,12 +17,12 @@ import numpy as np
 import torch
 
 from lite_rm.checkpoint import HeldOutSet, ValidationSplit
-from lite_rm.data import PreferencePair, load_preferences, split_by_prompt
+from lite_rm.data import PreferencePair, load_preferences, split_by_prompt, streaming
 from lite_rm.data.locations import DSP_TRAIN, GENERAL_TRAIN
 from lite_rm.encoding import InputRule, encode_pairs, load_tokenizer, pad_batch, pad_id_of
 from lite_rm.training import mlm as mlm_lib
 from lite_rm.training import parallel, steps
-from lite_rm.training.batching import PairData, encode_preferences, plan_epochs
+from lite_rm.training.batching import PairData, StreamedPlan, encode_preferences, plan_epochs
 from lite_rm.training.config import TrainConfig
 from lite_rm.training.loop import LoopResult, run_loop
 from lite_rm.training.modeling import autocast, load_reward_model, save_checkpoint, to_device, to_torch
@@ -58,10 +58,7 @@ def hf_tokenizer(path: str | Path) -> Any:
 # ---------------------------------------------------------------- data and held-out records
 
 
-def _recorded(source: str | Path) -> str:
-    """A data source as a checkpoint records it: an existing path made absolute, else (a dataset name) as is."""
-    path = Path(source)
-    return str(path.resolve()) if path.exists() else str(source)
+_recorded = streaming.recorded_source
 
 
 def general_sources(ctx: StageContext) -> dict[str, str]:
@@ -95,9 +92,25 @@ def custom_validation_split(ctx: StageContext, target: str) -> ValidationSplit:
     return ValidationSplit(ctx.config.seed, (own, *general))
 
 
+def streams_general(ctx: StageContext) -> bool:
+    """Whether the general sets are streamed (:mod:`lite_rm.data.streaming`): ``general.streaming``
+    (``auto``: when a set is a glob or the sets hold 100k records or more)."""
+    # getattr: the key is proposed for TrainConfig (issue 17); until it is there, "auto"
+    mode = getattr(ctx.config.general, "streaming", streaming.DEFAULT_MODE)
+    return streaming.wants_streaming(general_sources(ctx), mode)
+
+
 def general_pairs(ctx: StageContext) -> tuple[list[PreferencePair], list[float], list[PreferencePair]]:
-    """General training pairs (train split), their per-pair proportion, and the validation pairs."""
+    """General training pairs (train split), their per-pair proportion, and the validation pairs.
+
+    Streamed sets give seeded uniform samples instead (at most ``SAMPLE_MAX_PAIRS`` training and
+    ``VALID_MAX_PAIRS`` validation pairs): what replay and the base stage's text need, in bounded memory.
+    """
     cfg = ctx.config.general
+    if streams_general(ctx):
+        found = streaming.survey(general_sources(ctx), cfg.valid_fraction, ctx.config.seed,
+                                 train_max=streaming.SAMPLE_MAX_PAIRS)
+        return found.train_sample, [1.0] * len(found.train_sample), found.valid
     train: list[PreferencePair] = []
     fractions: list[float] = []
     valid: list[PreferencePair] = []
@@ -191,40 +204,95 @@ def run_base(ctx: StageContext, start: str, out: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------- general
 
 
+@dataclass
+class GeneralData:
+    """The general stage's batches, however they are held.
+
+    Attributes:
+        plan: unit ids per step (a list, or a :class:`StreamedPlan`).
+        steps_per_epoch: steps of one full epoch.
+        source: a step's units -> the data they index.
+        valid: the validation pairs.
+        summary: what the checkpoint records about the data.
+    """
+
+    plan: Any
+    steps_per_epoch: int
+    source: Callable[[list[int]], steps.StepSource]
+    valid: list[PreferencePair]
+    summary: dict[str, Any]
+
+
+def _general_in_memory(ctx: StageContext, tokenizer: Any) -> GeneralData:
+    """Every general pair loaded, encoded and planned up front."""
+    cfg = ctx.config.general
+    train, fractions, valid = general_pairs(ctx)
+    data = encode_preferences(tokenizer, ctx.rule, train)
+    unit_fractions = [fractions[u[0]] for u in data.units]
+    plan, per_epoch = plan_epochs(data, cfg.batch_size, cfg.epochs, ctx.config.seed, unit_fractions)
+    logger.info("general: %d train pairs, %d validation pairs, %d steps", len(train), len(valid), len(plan))
+    return GeneralData(plan, per_epoch, lambda units: steps.StepSource(data, units), valid,
+                       {"train_pairs": len(train), "valid_pairs": len(valid)})
+
+
+def _general_streamed(ctx: StageContext, tokenizer: Any) -> GeneralData:
+    """The general sets read a buffer at a time (:class:`StreamedPlan`); one parsing pass first counts
+    the pairs (for the schedule), checks every record and samples the validation pairs."""
+    cfg, seed = ctx.config.general, ctx.config.seed
+    sources = general_sources(ctx)
+    found = streaming.survey(sources, cfg.valid_fraction, seed)
+    names = list(sources)
+
+    def open_set(index: int, skip: int) -> Any:
+        return streaming.train_stream(sources[names[index]], cfg.valid_fraction, seed, skip)
+
+    buffer = int(getattr(cfg, "buffer_pairs", streaming.BUFFER_PAIRS))  # a proposed key, as streaming
+    plan = StreamedPlan(open_set, [s.train_pairs for s in found.sets],
+                        [float(cfg.proportions.get(n, 1.0)) for n in names], tokenizer, ctx.rule,
+                        cfg.batch_size, cfg.epochs, seed, buffer)
+    logger.info("general: streaming %d train pairs in buffers of %d, %d of %d held-out pairs for validation, "
+                "%d steps", found.train_pairs, buffer, len(found.valid), found.held_out_pairs, len(plan))
+
+    def source(units: list[int]) -> steps.StepSource:
+        if plan.data is None:  # the loop indexes the plan before each step
+            raise RuntimeError("a streamed step ran before its buffer was read")
+        return steps.StepSource(plan.data, units)
+
+    return GeneralData(plan, plan.steps_per_epoch, source, found.valid,
+                       {"train_pairs": found.train_pairs, "valid_pairs": len(found.valid),
+                        "held_out_pairs": found.held_out_pairs, "streamed": True, "buffer_pairs": buffer})
+
+
 def run_general(ctx: StageContext, start: str, out: Path, evaluate: EvalFn | None = None) -> dict[str, Any]:
     """Stage ``general`` (GRFT): Bradley-Terry on the general sets, mixed by proportions.
 
-    ``evaluate`` (model -> metrics) runs before the checkpoint is written; its metrics go into it.
+    Large sets (a glob, 100k records or more) are streamed (:func:`streams_general`); the default sets
+    are loaded whole, as before. ``evaluate`` (model -> metrics) runs before the checkpoint is written;
+    its metrics go into it.
     """
     cfg, seed = ctx.config.general, ctx.config.seed
     tokenizer = load_tokenizer(start)
     pad_id = pad_id_of(tokenizer)
-    train, fractions, valid = general_pairs(ctx)
-    data = encode_preferences(tokenizer, ctx.rule, train)
-    valid_data = encode_preferences(tokenizer, ctx.rule, valid)
-    unit_fractions = [fractions[u[0]] for u in data.units]
-    plan, per_epoch = plan_epochs(data, cfg.batch_size, cfg.epochs, seed, unit_fractions)
-    logger.info("general: %d train pairs, %d validation pairs, %d steps", len(train), len(valid), len(plan))
+    general = _general_streamed(ctx, tokenizer) if streams_general(ctx) else _general_in_memory(ctx, tokenizer)
+    valid_data = encode_preferences(tokenizer, ctx.rule, general.valid)
     model = load_reward_model(start, seed, ctx.config.dropout).to(ctx.device)
 
     def step(units: list[int]) -> tuple[torch.Tensor, dict[str, float], int]:
-        done = steps.reward_step(model, [steps.StepSource(data, units)], pad_id, ctx.bf16)
+        done = steps.reward_step(model, [general.source(units)], pad_id, ctx.bf16)
         return done.loss, done.metrics, done.pairs
 
     validate = None
-    if len(valid):
+    if len(general.valid):
         def validate() -> float:
             return steps.pair_accuracy(model, valid_data, pad_id, ctx.bf16, ctx.config.eval_batch_size)
 
-    result = run_loop(modules={"model": model}, named_params=list(model.named_parameters()), plan=plan,
-                      step_fn=step, optim=cfg, steps_per_epoch=per_epoch, validate=validate,
+    result = run_loop(modules={"model": model}, named_params=list(model.named_parameters()), plan=general.plan,
+                      step_fn=step, optim=cfg, steps_per_epoch=general.steps_per_epoch, validate=validate,
                       **loop_args(ctx, "general"))
-    summary = summary_of(result) | {"train_pairs": len(train), "valid_pairs": len(valid)}
+    summary = summary_of(result) | general.summary
     if parallel.is_main():  # one process evaluates and writes; the pipeline waits for it
         metrics = evaluate(model) if evaluate else {}
         split = ValidationSplit(seed, tuple(general_held_out(ctx)))
         save_checkpoint(model, hf_tokenizer(start), out, ctx.rule, stage="general", base_model=str(start),
                         training=summary, metrics=metrics, validation_split=split.to_dict())
     return summary
-
-
