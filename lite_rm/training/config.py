@@ -32,6 +32,7 @@ STAGES = ("base", "general", "custom")
 DROPOUT_CHOICES = ("all", "hidden", "off")
 INTERPOLATE_CHOICES = ("off", "auto")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+POOLING_CHOICES = ("cls", "mean")
 
 T = TypeVar("T")
 
@@ -296,6 +297,10 @@ class TrainConfig:
         processes: training processes on this machine (data parallel, PyTorch DDP: one per GPU, or
             gloo processes on the CPU); each takes its share of every step's batch, so the effective
             batch stays ``batch_size``. Ignored under ``torchrun``, which sets the processes itself.
+        pooling: what the reward head reads: ``cls`` (the ``[CLS]`` token through the encoder's pooler,
+            as ``AutoModelForSequenceClassification`` does) or ``mean`` (the masked mean of the last
+            hidden states, as sentence embedders are trained). Applies when a stage starts a new head;
+            a reward checkpoint keeps the pooling it was trained with (recorded in its config.json).
         dropout: dropout while training: ``all`` (the encoder's own rates), ``hidden`` (no dropout of
             attention probabilities, which on CPU forces PyTorch's slow unfused attention: steps take
             about twice as long), ``off`` (none). Checkpoints keep the encoder's own rates.
@@ -322,6 +327,7 @@ class TrainConfig:
     # on CPU), with validation accuracy within noise of "all" (bench/TRAINING.md, "Dropout");
     # TRL's preference trainers (DPO among them) turn dropout off by default too.
     dropout: str = "off"
+    pooling: str = "cls"
     threads: int = 0
     device: str = "auto"
     processes: int = 1
@@ -350,6 +356,8 @@ class TrainConfig:
         _check(self.bf16 in ("auto", True, False), "bf16", "'auto', true or false", self.bf16)
         _check(self.dropout in DROPOUT_CHOICES, "dropout", " or ".join(repr(c) for c in DROPOUT_CHOICES),
                self.dropout)
+        _check(self.pooling in POOLING_CHOICES, "pooling", " or ".join(repr(c) for c in POOLING_CHOICES),
+               self.pooling)
         _non_negative("threads", self.threads, integer=True)
         _check(isinstance(self.device, str) and self.device.split(":", 1)[0] in DEVICE_CHOICES, "device",
                f"one of {', '.join(DEVICE_CHOICES)} (cuda:N for one GPU)", self.device)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import types
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from lite_rm.checkpoint import write_meta
 from lite_rm.encoding import EncodedPairs, InputRule, encode_pairs, length_batches, pad_batch, pad_id_of
 from lite_rm.evaluation import ScoreFn
 from lite_rm.files import atomic_dir
-from lite_rm.training.config import DROPOUT_CHOICES
+from lite_rm.training.config import DROPOUT_CHOICES, POOLING_CHOICES
 
 logger = logging.getLogger(__name__)
 
@@ -141,18 +142,105 @@ def load_pretrained(auto_class: Any, path: str | Path, seed: int, dropout: str, 
     return model
 
 
-def load_reward_model(path: str | Path, seed: int, dropout: str = "all") -> Any:
+def load_reward_model(path: str | Path, seed: int, dropout: str = "all", pooling: str | None = None) -> Any:
     """A one-label sequence-classification model from a checkpoint, encoder or MLM folder.
 
     The seed is set first: loading an encoder creates a randomly initialized head. ``dropout`` as in
     :func:`dropout_overrides` (for training; inference runs without dropout anyway).
+
+    Args:
+        path: the folder (or hub id) to load.
+        seed: set before loading.
+        dropout: ``all``, ``hidden`` or ``off``.
+        pooling: what a new head reads (``cls`` or ``mean``, see :func:`use_pooling`); ``None``: what
+            the folder records (``cls`` when it records nothing). A reward checkpoint always keeps the
+            pooling its head was trained with; asking for another one logs a warning.
+
+    Raises:
+        ValueError: not a one-label model, an unknown pooling, or mean pooling on a head that is not a
+            linear layer on the pooled vector.
     """
     from transformers import AutoModelForSequenceClassification
 
     model = load_pretrained(AutoModelForSequenceClassification, path, seed, dropout, num_labels=1)
     if model.config.num_labels != 1:
         raise ValueError(f"{path}: expected a reward model with one label, found {model.config.num_labels}")
+    recorded = getattr(model.config, POOLING_KEY, None)
+    trained_head = any(a.endswith("ForSequenceClassification") for a in model.config.architectures or ())
+    chosen = pooling or recorded or "cls"
+    if trained_head and pooling is not None and pooling != (recorded or "cls"):
+        # the head's weights were fitted to one representation: reading another would score nonsense
+        logger.warning("%s: its reward head was trained with pooling %r; keeping it (config asked for %r)",
+                       path, recorded or "cls", pooling)
+        chosen = recorded or "cls"
+    use_pooling(model, chosen, where=str(path))
     return model
+
+
+# config.json key recording a reward checkpoint's pooling; absent means "cls" (every checkpoint before it)
+POOLING_KEY = "lite_rm_pooling"
+
+
+def pooling_of(model_or_config: Any) -> str:
+    """The pooling a model (or its config) scores with: ``cls`` or ``mean``."""
+    config = getattr(model_or_config, "config", model_or_config)
+    return str(getattr(config, POOLING_KEY, None) or "cls")
+
+
+def use_pooling(model: Any, pooling: str, where: str = "model") -> Any:
+    """Make a loaded sequence-classification model score with ``pooling``, in place.
+
+    ``cls`` is the model's own forward (BERT: ``[CLS]`` -> pooler dense + tanh -> dropout ->
+    classifier). ``mean`` replaces the instance's forward with the masked mean of the encoder's last
+    hidden states -> the model's dropout -> the same classifier, and records ``lite_rm_pooling =
+    "mean"`` in the config so that ``save_pretrained`` writes it to config.json; the class, the
+    weights (the unused pooler included) and ``architectures`` stay as they are, so the folder is
+    still a plain Hugging Face checkpoint.
+
+    Raises:
+        ValueError: an unknown pooling, or (``mean``) a model whose ``classifier`` is not a linear
+            layer on a hidden-size vector (RoBERTa/ELECTRA-style heads, DistilBERT's pre-classifier).
+    """
+    if pooling not in POOLING_CHOICES:
+        raise ValueError(f"{where}: pooling: expected one of {', '.join(POOLING_CHOICES)}, found {pooling!r}")
+    model.__dict__.pop("forward", None)  # back to the class's forward
+    if pooling == "cls":
+        if hasattr(model.config, POOLING_KEY):
+            delattr(model.config, POOLING_KEY)
+        return model
+    head = getattr(model, "classifier", None)
+    hidden = getattr(model.config, "hidden_size", None)
+    if not isinstance(head, torch.nn.Linear) or head.in_features != hidden or hasattr(model, "pre_classifier"):
+        raise ValueError(
+            f"{where}: pooling 'mean' needs a BERT-style head (classifier = Linear(hidden_size, 1) on the "
+            f"pooled vector); {type(model).__name__} has {type(head).__name__} ({type(model.config).__name__}); "
+            "use pooling = \"cls\" for this encoder"
+        )
+    setattr(model.config, POOLING_KEY, "mean")
+    model.forward = types.MethodType(_mean_pooled_forward, model)
+    return model
+
+
+def _mean_pooled_forward(
+    self: Any, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+    **kwargs: Any,
+) -> Any:
+    """The sequence-classification forward with mean pooling (bound to a model by :func:`use_pooling`)."""
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    if kwargs.pop("labels", None) is not None:
+        raise TypeError("mean pooling returns logits only; compute the loss from them (labels not supported)")
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}  # DistilBERT-like bases lack token_type_ids
+    outputs = self.base_model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+    hidden = outputs[0].float()  # sum in float32 even under bf16 autocast
+    if attention_mask is None:
+        attention_mask = torch.ones(hidden.shape[:2], device=hidden.device)
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+    dropout = getattr(self, "dropout", None)
+    if dropout is not None:
+        pooled = dropout(pooled)
+    return SequenceClassifierOutput(logits=self.classifier(pooled))
 
 
 def to_torch(batch: dict[str, np.ndarray], device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
