@@ -176,3 +176,23 @@ def test_a_streamed_run_killed_mid_epoch_resumes_where_it_stopped(tmp_path: Path
     assert all(torch.equal(a[k], b[k]) for k in a)
     # the resumed run took the steps after the saved state (5, 6, ...), not the epoch from its start
     assert len(seen) == 5 + straight["training"]["general"]["steps"] - 4
+
+
+def test_a_saved_dataset_folder_streams_like_its_file(tmp_path: Path) -> None:
+    """Hugging Face datasets stream from disk (a save_to_disk folder here; a hub name from the local
+    cache), through the same parsing."""
+    from datasets import Dataset
+
+    path = write_pairs(tmp_path / "p.jsonl", 30)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    folder = tmp_path / "saved"
+    Dataset.from_list(rows).save_to_disk(str(folder))
+    assert streaming.source_records(str(folder)) == 30
+    assert streaming.wants_streaming({"a": str(folder)}, threshold=30)
+    found = streaming.survey({"a": str(folder)}, 0.2, seed=1)
+    from_file = streaming.survey({"a": str(path)}, 0.2, seed=1)
+    assert found.train_pairs == from_file.train_pairs > 0
+    assert [(p.prompt, p.chosen, p.rejected) for p in found.valid] == \
+        [(p.prompt, p.chosen, p.rejected) for p in from_file.valid] != []
+    streamed = [p.prompt for p in streaming.train_stream(str(folder), 0.2, 1, skip=3)]
+    assert streamed == [p.prompt for p in streaming.train_stream(str(path), 0.2, 1)][3:]
