@@ -13,10 +13,13 @@ personalized head is regularized toward.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
-from dataclasses import dataclass, field
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +45,7 @@ def check_head_name(name: Any) -> str:
 
 
 def head_file(name: str) -> str:
-    """The bundle-relative file of head ``name``."""
+    """The bundle-relative file of head ``name`` as export writes it (later saves add a unique suffix)."""
     return f"{HEADS_DIR}/{check_head_name(name)}.json"
 
 
@@ -150,3 +153,53 @@ def write_head(path: str | Path, head: LinearHead) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(head.to_dict(), indent=1) + "\n")
     return path
+
+
+def save_into_bundle(folder: str | Path, head: LinearHead) -> Path:
+    """Add (or replace) ``head`` in a bundle, so that an interrupted write leaves the bundle as it was.
+
+    The head goes to a new file name first; the manifest (listing it with size and hash) is then
+    replaced in one rename; only after that is a replaced head's old file removed. An exclusive lock on
+    ``heads/.lock`` keeps two writers from losing each other's heads.
+
+    Returns:
+        The head file written.
+
+    Raises:
+        BundleError: not a bundle, or one without an embedding output.
+    """
+    from lite_rm.bundle import MANIFEST_FILE, FileEntry, read_manifest
+
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if manifest.embedding is None:
+        raise BundleError(f"{folder} was exported before heads existed (no embedding output); export it again")
+    (folder / HEADS_DIR).mkdir(exist_ok=True)
+    with _exclusive(folder / HEADS_DIR / ".lock"):
+        manifest = read_manifest(folder)  # again, under the lock: another writer may have added a head
+        name = f"{HEADS_DIR}/{check_head_name(head.name)}-{uuid.uuid4().hex[:8]}.json"
+        write_head(folder / name, head)
+        old = manifest.heads.get(head.name)
+        files = {k: v for k, v in manifest.files.items() if k != old}
+        files[name] = FileEntry.of(folder / name)
+        updated = replace(manifest, heads={**manifest.heads, head.name: name}, files=files)
+        write_text_atomic(folder / MANIFEST_FILE, json.dumps(updated.to_dict(), indent=2, sort_keys=True) + "\n")
+        if old and old != name:
+            (folder / old).unlink(missing_ok=True)
+    return folder / name
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (``fcntl.flock``, waiting for it); skipped where there is no fcntl."""
+    with open(path, "a", encoding="utf-8") as file:
+        try:
+            import fcntl
+        except ImportError:  # Windows: one writer at a time is up to the user
+            yield
+            return
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(file.fileno(), fcntl.LOCK_UN)

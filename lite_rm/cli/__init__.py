@@ -23,6 +23,7 @@ COMMANDS = {
     "plot": "lite_rm.cli.plot_cmd:plot",
     "serve": "lite_rm.cli.serve_cmd:serve",
     "distill": "lite_rm.cli.distill_cmd:distill",
+    "personalize": "lite_rm.cli.personalize_cmd:personalize",
 }
 
 

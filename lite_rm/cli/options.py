@@ -65,3 +65,31 @@ def bundle_options(what: str) -> Callable[[F], F]:
     def decorate(func: F) -> F:
         return threads_option(what)(verify_option(backend_option(func)))
     return decorate
+
+
+def head_option(func: F) -> F:
+    """``--head``: which reward of a bundle to use (see :meth:`lite_rm.scorer.Scorer.score`)."""
+    return click.option(
+        "--head", "heads", multiple=True, metavar="NAME|FILE|NAME=WEIGHT",
+        help="Score with this head of the bundle (default: its own score), a head file (a profile from "
+             "lite-rm personalize --profile), or a mixture: repeat NAME=WEIGHT, e.g. --head default=0.5 "
+             "--head alice=0.5.")(func)
+
+
+def parse_heads(values: tuple[str, ...]) -> str | dict[str, float] | None:
+    """``--head`` values as a Scorer ``head``: none, one name or file, or ``{name: weight}``."""
+    if not values:
+        return None
+    if len(values) == 1 and "=" not in values[0]:
+        return values[0]
+    mixture: dict[str, float] = {}
+    for value in values:
+        name, sep, weight = value.rpartition("=")
+        try:
+            mixture[name] = float(weight)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise click.BadParameter(f"{value!r}: expected NAME=WEIGHT (a number) when several heads are mixed",
+                                     param_hint="--head")
+    return mixture

@@ -8,7 +8,14 @@ from typing import Any
 import click
 
 from lite_rm.cli import fail
-from lite_rm.cli.options import bundle_options, data_source_options, json_option, parse_columns
+from lite_rm.cli.options import (
+    bundle_options,
+    data_source_options,
+    head_option,
+    json_option,
+    parse_columns,
+    parse_heads,
+)
 
 # The flags of earlier versions: each is --column FIELD=NAME.
 _LEGACY_FIELDS = {"prompt_field": "prompt", "response_field": "response", "a_field": "a", "b_field": "b"}
@@ -36,6 +43,7 @@ def _legacy_field_options(func):  # type: ignore[no-untyped-def]
 @click.option("--domain", default=None, help="For DSP data: the domain whose response is preferred.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUTPUT.partial.")
 @bundle_options("onnxruntime")
+@head_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Pairs per model call.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar of rows with rows/s.")
 @json_option
@@ -49,8 +57,8 @@ def _legacy_field_options(func):  # type: ignore[no-untyped-def]
 @_legacy_field_options
 def score(bundle: str, input_path: str, output_path: str, data_format: str | None, split: str | None,
           columns: tuple[str, ...], skip_invalid: bool, kind: str | None, domain: str | None, resume: bool,
-          threads: int, batch_size: int, progress: bool, as_json: bool, verify: bool, backend: str,
-          engine: str, address: str | None, workers: int, **legacy: str | None) -> None:
+          threads: int, heads: tuple[str, ...], batch_size: int, progress: bool, as_json: bool, verify: bool,
+          backend: str, engine: str, address: str | None, workers: int, **legacy: str | None) -> None:
     """Score (prompt, response) rows, or give P(a preferred over b) for (prompt, a, b) rows and for
     preference records (a = chosen, b = rejected: the share where a wins is the pairwise accuracy).
 
@@ -70,7 +78,10 @@ def score(bundle: str, input_path: str, output_path: str, data_format: str | Non
     for dest, ours in _LEGACY_FIELDS.items():
         if legacy.get(dest):
             mapping.setdefault(ours, str(legacy[dest]))
+    head = parse_heads(heads)
     if engine == "ray":
+        if head is not None:
+            raise click.UsageError("--head is not supported with --engine ray yet; score with the local engine")
         if output_path == "-" or input_path == "-" or resume:
             raise click.UsageError("--engine ray reads a folder or glob of shards (-i) and writes a folder (-o); "
                                    "stdin/stdout and --resume do not apply (a rerun resumes by itself)")
@@ -80,7 +91,7 @@ def score(bundle: str, input_path: str, output_path: str, data_format: str | Non
         return
     try:
         scorer = Scorer(bundle, threads=resolve_threads(threads), batch_size=batch_size, verify=verify,
-                        backend=backend)
+                        backend=backend, head=head)
         report = score_file(
             scorer, input_path, output_path, kind=kind, data_format=data_format, columns=mapping, split=split,
             domain=domain, skip_invalid=skip_invalid, resume=resume, chunk_size=max(256, 8 * batch_size),

@@ -1,0 +1,60 @@
+"""``lite-rm personalize``: fit a user's head from a few comparisons on a bundle. Torch-free (scikit-learn)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from lite_rm.cli import fail
+from lite_rm.cli.options import data_source_options, json_option, parse_columns, threads_option
+
+
+@click.command("personalize")
+@click.argument("bundle", type=click.Path(path_type=str))
+@click.option("-c", "--comparisons", required=True, type=click.Path(path_type=str),
+              help="The user's comparisons, in any preference format lite-rm reads (prompt/chosen/rejected "
+                   "JSONL, text/score, HH-RLHF, DSP with --domain, a dataset folder or name).")
+@click.option("-n", "--name", required=True, help="The head's name (then: lite-rm score --head NAME).")
+@click.option("--profile", type=click.Path(path_type=str), default=None,
+              help="Write the head to this file (a per-user profile an app keeps) instead of into the bundle.")
+@click.option("--domain", default=None, help="For DSP data: the domain whose response is preferred.")
+@data_source_options
+@threads_option("encoding the comparisons")
+@click.option("--seed", type=int, default=0, show_default=True, help="Recorded in the head's provenance.")
+@json_option
+def personalize(bundle: str, comparisons: str, name: str, profile: str | None, domain: str | None,
+                data_format: str | None, split: str | None, columns: tuple[str, ...], skip_invalid: bool,
+                threads: int, seed: int, as_json: bool) -> None:
+    """Fit a head for one user (or domain) from their comparisons, on the bundle's frozen embedding.
+
+    A logistic regression on embedding differences, regularized toward the bundle's own score, with the
+    penalty chosen by cross-validation grouped by prompt; under a second for 100 comparisons once they
+    are encoded. The head is saved atomically into BUNDLE (heads/, listed in the manifest) or --profile.
+    """
+    from lite_rm.bundle import BundleError
+    from lite_rm.data import DataError, load_preferences
+    from lite_rm.extras import MissingExtraError
+    from lite_rm.heads import check_head_name
+    from lite_rm.scorer import Scorer
+    from lite_rm.threads import resolve_threads
+
+    try:
+        check_head_name(name)
+        data = load_preferences(comparisons, format=data_format, domain=domain, skip_invalid=skip_invalid,
+                                columns=parse_columns(columns), split=split)
+        scorer = Scorer(bundle, threads=resolve_threads(threads))
+        pairs = data.pairs
+        report = scorer.personalize([p.prompt for p in pairs], [p.chosen for p in pairs],
+                                    [p.rejected for p in pairs], name, profile=profile, seed=seed)
+    except (DataError, BundleError, MissingExtraError, FileNotFoundError, ValueError, OSError) as err:
+        fail(err)
+        return
+    result = {"name": name, "bundle": bundle, "source": comparisons, "skipped": data.report.skipped_total,
+              **report.to_dict()}
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"head {name!r}: {report.comparisons} comparisons, cross-validated accuracy {report.cv_accuracy:.3f} "
+               f"({report.folds} folds by {report.groups}), default head weight {report.prior_weight:+.2f}, "
+               f"fit {report.fit_s:.2f} s (+{report.embed_s:.1f} s encoding) -> {report.path}", err=True)

@@ -1,0 +1,230 @@
+"""Heads on the shared backbone and personalization: the default head is the bundle's score, named heads
+and mixtures score as claimed, a personalized head learns a separable preference, writes are atomic,
+and old bundles fail clearly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from lite_rm.bundle import MANIFEST_FILE, BundleError, read_manifest
+from lite_rm.cli import main
+from lite_rm.heads import LinearHead, read_head, save_into_bundle, write_head
+from lite_rm.personalization import MIN_COMPARISONS, fit_head
+from lite_rm.scorer import Scorer
+
+PROMPTS = [f"Question number {i}: what should I do about topic {i % 7}?" for i in range(24)]
+GOOD = [f"Here is a careful, detailed and polite answer about topic {i % 7}." for i in range(24)]
+BAD = [f"lol idk {i}" for i in range(24)]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Path:
+    from lite_rm.exporting import export_bundle
+
+    tmp = tmp_path_factory.mktemp("heads")
+    valid = tmp / "valid.jsonl"
+    valid.write_text("".join(json.dumps({"prompt": p, "chosen": g, "rejected": b}) + "\n"
+                             for p, g, b in zip(PROMPTS, GOOD, BAD, strict=True)))
+    out = tmp / "bundle"
+    export_bundle(tiny_checkpoint, out, validation=valid)
+    return out
+
+
+@pytest.fixture
+def fresh(bundle: Path, tmp_path: Path) -> Path:
+    """A copy of the bundle a test may change."""
+    return Path(shutil.copytree(bundle, tmp_path / "bundle"))
+
+
+def _head(scorer: Scorer, name: str, seed: int, bias: float = 0.0) -> LinearHead:
+    weight = np.random.default_rng(seed).normal(size=scorer.manifest.embedding_dim).astype(np.float32)
+    return LinearHead(name, weight, bias, backbone=scorer.manifest.data["source"]["sha256"])
+
+
+def test_default_head_is_the_graph_score_and_its_linear_form_matches(bundle: Path) -> None:
+    scorer = Scorer(bundle, threads=1)
+    plain = scorer.score_pairs(PROMPTS, GOOD)
+    assert np.array_equal(scorer.score_pairs(PROMPTS, GOOD, head="default"), plain)
+    linear = scorer.get_head("default").scores(scorer.embed_pairs(PROMPTS, GOOD))
+    np.testing.assert_allclose(linear, plain, atol=1e-5)
+    assert scorer.heads == ["default"]
+
+
+def test_named_heads_and_mixtures_score_as_claimed(fresh: Path) -> None:
+    scorer = Scorer(fresh, threads=1)
+    save_into_bundle(fresh, _head(scorer, "alice", 1, bias=0.5))
+    scorer = Scorer(fresh, threads=1)
+    assert scorer.heads == ["alice", "default"] or scorer.heads == ["default", "alice"]
+    emb = scorer.embed_pairs(PROMPTS, GOOD)
+    alice = scorer.get_head("alice")
+    np.testing.assert_allclose(scorer.score_pairs(PROMPTS, GOOD, head="alice"), emb @ alice.weight + 0.5, rtol=1e-5)
+    assert not np.allclose(scorer.score_pairs(PROMPTS, GOOD, head="alice"), scorer.score_pairs(PROMPTS, GOOD))
+    default, scale = scorer.score_pairs(PROMPTS, GOOD), scorer.manifest.calibration.scale
+    mixed = scorer.score_pairs(PROMPTS, GOOD, head={"default": 0.3, "alice": 0.7})
+    np.testing.assert_allclose(mixed, 0.3 * scale * default + 0.7 * (emb @ alice.weight + 0.5), rtol=1e-4, atol=1e-5)
+    # the constructor's head is every call's default; probabilities use that head's calibration (scale 1)
+    as_alice = Scorer(fresh, threads=1, head="alice")
+    p = as_alice.preference_probability(PROMPTS[0], GOOD[0], BAD[0])
+    s = as_alice.score(PROMPTS[0], [GOOD[0], BAD[0]])
+    assert p == pytest.approx(1 / (1 + np.exp(-(float(s[0]) - float(s[1])))), rel=1e-5)
+    with pytest.raises(BundleError, match="not in"):
+        scorer.score(PROMPTS[0], GOOD[:2], head="bob")
+    with pytest.raises(ValueError, match="finite weight"):
+        scorer.score(PROMPTS[0], GOOD[:2], head={"alice": float("nan")})
+
+
+def test_fit_head_separates_a_separable_set_and_refuses_too_few() -> None:
+    rng = np.random.default_rng(0)
+    true = rng.normal(size=16)
+    diffs = rng.normal(size=(60, 16))
+    diffs[diffs @ true < 0] *= -1  # every comparison agrees with the true direction
+    prior = LinearHead("default", rng.normal(size=16).astype(np.float32))
+    head, report = fit_head(diffs, prior, "u", groups=[i // 3 for i in range(60)])
+    assert report.train_accuracy == 1.0 and report.cv_accuracy >= 0.8
+    held_out = rng.normal(size=(200, 16))
+    assert np.mean(np.sign(held_out @ head.weight) == np.sign(held_out @ true)) > 0.85
+    with pytest.raises(ValueError, match=f"at least {MIN_COMPARISONS}"):
+        fit_head(diffs[:3], prior, "u")
+
+
+def test_few_comparisons_stay_close_to_the_default_head() -> None:
+    rng = np.random.default_rng(1)
+    prior = LinearHead("default", rng.normal(size=32).astype(np.float32))
+    diffs = rng.normal(size=(5, 32))
+    diffs[diffs @ prior.weight < 0] *= -1  # five choices that agree with the general reward
+    head, report = fit_head(diffs, prior, "u")
+    cosine = head.weight @ prior.weight / np.linalg.norm(head.weight) / np.linalg.norm(prior.weight)
+    assert cosine > 0.95 and report.prior_weight > 0
+
+
+def test_personalize_cli_then_score_with_the_head(fresh: Path, tmp_path: Path) -> None:
+    comparisons = tmp_path / "mine.jsonl"
+    # the user prefers the short answers the general model dislikes
+    comparisons.write_text("".join(json.dumps({"prompt": p, "chosen": b, "rejected": g}) + "\n"
+                                   for p, g, b in zip(PROMPTS, GOOD, BAD, strict=True)))
+    runner = CliRunner()
+    result = runner.invoke(main, ["personalize", str(fresh), "-c", str(comparisons), "-n", "alice", "--json",
+                                  "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["comparisons"] == 24 and report["train_accuracy"] == 1.0 and report["groups"] == "prompt"
+    manifest = read_manifest(fresh, verify=True)
+    assert "alice" in manifest.heads
+    head = read_head(fresh / manifest.heads["alice"])
+    assert head.provenance["comparisons"] == 24 and head.provenance["cv_accuracy"] == report["cv_accuracy"]
+    scorer = Scorer(fresh, threads=1, head="alice")
+    assert np.all(scorer.score_pairs(PROMPTS, BAD) > scorer.score_pairs(PROMPTS, GOOD))
+    out = tmp_path / "scores.jsonl"
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"prompt": PROMPTS[0], "response": BAD[0]}) + "\n")
+    result = runner.invoke(main, ["score", str(fresh), "-i", str(rows), "-o", str(out), "--head", "alice",
+                                  "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["score"] == pytest.approx(float(scorer.score_pairs(PROMPTS[:1], BAD[:1])[0]),
+                                                                   rel=1e-5)
+    # a second fit of the same name replaces the first; the old file goes
+    result = runner.invoke(main, ["personalize", str(fresh), "-c", str(comparisons), "-n", "alice", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert len(list((fresh / "heads").glob("alice-*.json"))) == 1
+
+
+def test_personalize_errors_are_clear(fresh: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    few = tmp_path / "few.jsonl"
+    few.write_text("".join(json.dumps({"prompt": p, "chosen": g, "rejected": b}) + "\n"
+                           for p, g, b in zip(PROMPTS[:3], GOOD, BAD, strict=False)))
+    result = runner.invoke(main, ["personalize", str(fresh), "-c", str(few), "-n", "alice"])
+    assert result.exit_code == 1 and result.exception is None or isinstance(result.exception, SystemExit)
+    assert "at least 4" in result.output
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(few.read_text() + '{"prompt": "p", "chosen": 3, "rejected": "x"}\n')
+    result = runner.invoke(main, ["personalize", str(fresh), "-c", str(bad), "-n", "alice"])
+    assert result.exit_code == 1 and "bad.jsonl" in result.output and "line 4" in result.output
+    result = runner.invoke(main, ["personalize", str(fresh), "-c", str(few), "-n", "../evil"])
+    assert result.exit_code == 1 and "head name" in result.output
+
+
+def test_personalize_profile_never_imports_torch(bundle: Path, tmp_path: Path) -> None:
+    profile = tmp_path / "alice.json"
+    code = (
+        "import sys\n"
+        "from lite_rm import Scorer\n"
+        f"s = Scorer({str(bundle)!r}, threads=1)\n"
+        f"r = s.personalize({PROMPTS!r}, {BAD!r}, {GOOD!r}, 'alice', profile={str(profile)!r})\n"
+        f"print(s.score({PROMPTS[0]!r}, ['a', 'b'], head='alice').tolist(), r.fit_s)\n"
+        "heavy = [m for m in ('torch', 'transformers', 'optimum') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert read_head(profile).name == "alice"
+    assert "alice" not in read_manifest(bundle).heads  # a profile leaves the bundle alone
+    scorer = Scorer(bundle, threads=1)
+    assert scorer.load_head(profile) == "alice" and "alice" in scorer.heads
+
+
+def test_interrupted_head_write_leaves_the_bundle_as_it_was(fresh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lite_rm.heads as heads
+
+    scorer = Scorer(fresh, threads=1)
+    save_into_bundle(fresh, _head(scorer, "alice", 1))
+    before = (fresh / MANIFEST_FILE).read_text()
+    old_file = read_manifest(fresh).heads["alice"]
+
+    def crash(path: Path, text: str) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(heads, "write_text_atomic", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_into_bundle(fresh, _head(scorer, "alice", 2))
+    assert (fresh / MANIFEST_FILE).read_text() == before
+    manifest = read_manifest(fresh, verify=True)
+    assert manifest.heads["alice"] == old_file
+    assert np.array_equal(read_head(fresh / old_file).weight, _head(scorer, "alice", 1).weight)
+
+
+def test_head_of_another_model_or_size_is_refused(bundle: Path, tmp_path: Path) -> None:
+    scorer = Scorer(bundle, threads=1)
+    other = _head(scorer, "bob", 3)
+    write_head(tmp_path / "bob.json", LinearHead("bob", other.weight, backbone="0" * 64))
+    with pytest.raises(BundleError, match="another model"):
+        scorer.load_head(tmp_path / "bob.json")
+    write_head(tmp_path / "small.json", LinearHead("small", other.weight[:5]))
+    with pytest.raises(BundleError, match="5 dimensions"):
+        scorer.load_head(tmp_path / "small.json")
+    (tmp_path / "junk.json").write_text('{"format": "lite-rm-head", "format_version": 1, "name": "x", "weight": "no"}')
+    with pytest.raises(BundleError, match="junk.json.*weight"):
+        scorer.load_head(tmp_path / "junk.json")
+
+
+def test_old_bundle_without_embedding_still_scores_and_explains(fresh: Path) -> None:
+    import onnx
+
+    from lite_rm.bundle import FileEntry
+
+    model = onnx.load(str(fresh / "model.onnx"))
+    keep = [o for o in model.graph.output if o.name != "embedding"]
+    del model.graph.output[:]
+    model.graph.output.extend(keep)
+    onnx.save(model, str(fresh / "model.onnx"))
+    data = json.loads((fresh / MANIFEST_FILE).read_text())
+    for key in ("embedding", "heads"):
+        data.pop(key)
+    data["files"] = {k: v for k, v in data["files"].items() if not k.startswith("heads/")}
+    data["files"]["model.onnx"] = FileEntry.of(fresh / "model.onnx").to_dict()
+    (fresh / MANIFEST_FILE).write_text(json.dumps(data))
+    shutil.rmtree(fresh / "heads")
+    scorer = Scorer(fresh, threads=1)
+    assert scorer.score(PROMPTS[0], GOOD[:2]).shape == (2,)
+    with pytest.raises(BundleError, match="exported before heads"):
+        scorer.embed_pairs(PROMPTS[:1], GOOD[:1])
+    with pytest.raises(BundleError, match="exported before heads"):
+        save_into_bundle(fresh, LinearHead("x", np.ones(32, dtype=np.float32)))
