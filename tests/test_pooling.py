@@ -121,3 +121,31 @@ def test_a_stage_trains_and_records_the_configured_pooling(tmp_path: Path, tiny_
     for stage in ("general", "custom-academy"):  # custom starts from the mean-pooled general model
         assert json.loads((run / stage / "config.json").read_text()).get("lite_rm_pooling") == "mean", stage
         assert pooling_of(load_reward_model(run / stage, seed=0)) == "mean"
+
+
+def test_optimum_exports_the_mean_pooled_forward(tmp_path: Path) -> None:
+    """Optimum traces the model's forward as bound on the instance: the ONNX graph scores like mean
+    pooling, not like the class's CLS forward (what lite_rm/exporting needs for a mean checkpoint)."""
+    pytest.importorskip("optimum.exporters.onnx")
+    import onnxruntime as ort
+    import torch
+    from optimum.exporters.onnx import onnx_export_from_model
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from lite_rm.training.modeling import use_pooling
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=200, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        num_labels=1)).eval()
+    ids = np.array([[1, 5, 9, 2, 0, 0], [1, 7, 8, 9, 10, 2]], dtype=np.int64)
+    feed = {"input_ids": ids, "attention_mask": (ids != 0).astype(np.int64), "token_type_ids": np.zeros_like(ids)}
+    with torch.no_grad():
+        cls = model(**{k: torch.from_numpy(v) for k, v in feed.items()}).logits[:, 0].numpy()
+        use_pooling(model, "mean")
+        mean = model(**{k: torch.from_numpy(v) for k, v in feed.items()}).logits[:, 0].numpy()
+    onnx_export_from_model(model, tmp_path, task="text-classification", do_validation=False)
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"))
+    exported = session.run(None, {i.name: feed[i.name] for i in session.get_inputs()})[0][:, 0]
+    assert np.allclose(exported, mean, atol=1e-5) and not np.allclose(exported, cls, atol=1e-3)
+    assert json.loads((tmp_path / "config.json").read_text())["lite_rm_pooling"] == "mean"

@@ -223,15 +223,20 @@ def use_pooling(model: Any, pooling: str, where: str = "model") -> Any:
 
 def _mean_pooled_forward(
     self: Any, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-    **kwargs: Any,
+    token_type_ids: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
+    inputs_embeds: torch.Tensor | None = None, labels: torch.Tensor | None = None,
 ) -> Any:
-    """The sequence-classification forward with mean pooling (bound to a model by :func:`use_pooling`)."""
+    """The sequence-classification forward with mean pooling (bound to a model by :func:`use_pooling`).
+
+    Named arguments, not ``**kwargs``: exporters (Optimum) match their inputs to this signature.
+    """
     from transformers.modeling_outputs import SequenceClassifierOutput
 
-    if kwargs.pop("labels", None) is not None:
+    if labels is not None:
         raise TypeError("mean pooling returns logits only; compute the loss from them (labels not supported)")
-    kwargs = {k: v for k, v in kwargs.items() if v is not None}  # DistilBERT-like bases lack token_type_ids
-    outputs = self.base_model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+    given = {"token_type_ids": token_type_ids, "position_ids": position_ids, "inputs_embeds": inputs_embeds}
+    outputs = self.base_model(input_ids=input_ids, attention_mask=attention_mask,
+                              **{k: v for k, v in given.items() if v is not None})
     hidden = outputs[0].float()  # sum in float32 even under bf16 autocast
     if attention_mask is None:
         attention_mask = torch.ones(hidden.shape[:2], device=hidden.device)
