@@ -15,7 +15,9 @@ Steps (all in a scratch folder; the bundle appears in one rename at the end):
    ``fp32_tolerance``; int8 keeps the order of ``min_confident_agreement`` of the pairs PyTorch is
    confident about and loses at most ``max_accuracy_loss`` of accuracy. The first int8 preset that
    passes is kept; if none does, export fails, unless ``accept_parity_loss`` (the manifest says so).
-5. :func:`~lite_rm.exporting.calibration.calibrate`: a temperature fitted on the validation pairs.
+5. :func:`~lite_rm.exporting.calibration.calibrate`: a temperature fitted on the validation pairs;
+   :func:`~lite_rm.exporting.heads.checkpoint_heads`: a multi-task checkpoint's heads, each calibrated on
+   its domain's held-out pairs.
 6. :func:`~lite_rm.exporting.writer.write_bundle`: the atomic write of the folder.
 """
 
@@ -33,6 +35,7 @@ from lite_rm.bundle import BUNDLE_FORMAT, DEFAULT_MAX_POSITIONS, FORMAT_VERSION,
 from lite_rm.checkpoint import META_FILE, input_rule_of, read_meta
 from lite_rm.encoding import InputRule
 from lite_rm.exporting.calibration import calibrate, fit_temperature
+from lite_rm.exporting.heads import checkpoint_heads
 from lite_rm.exporting.onnx import (
     add_embedding_output,
     bundle_tokenizer,
@@ -243,10 +246,13 @@ def export_bundle(checkpoint: str | Path, output: str | Path, options: ExportOpt
         calibration = calibrate(final.scores[:n], final.scores[n:])
         run.done("calibration")
         backbone = folder_digest(checkpoint)
+        final_manifest = _final_manifest(run, preset, parity, calibration, backbone)
         default_head = _default_head(run, calibration, backbone)
-        manifest = write_bundle(output, model, run.tokenizer,
-                                _final_manifest(run, preset, parity, calibration, backbone), config,
-                                [default_head] if default_head else [])
+        heads = [default_head] if default_head else []
+        if default_head:
+            heads += checkpoint_heads(checkpoint, model, run.tokenizer, final_manifest, work, backbone,
+                                      options.threads)
+        manifest = write_bundle(output, model, run.tokenizer, final_manifest, config, heads)
         run.done("write")
     size_mb = manifest.files[manifest.model_file].bytes / 1e6
     logger.info("wrote %s (%s, %.1f MB)", output, manifest.precision, size_mb)

@@ -203,6 +203,8 @@ class CustomStageConfig(OptimConfig):
         interpolate_tolerance: with ``auto``, the largest drop of general validation accuracy
             (vs. the general model) accepted, and at least one standard error of that accuracy (a
             smaller drop is noise); among those alphas the best custom accuracy wins.
+        multitask: train ONE model for all ``domains`` (``custom-multitask/``): a head per domain on a
+            shared encoder, the general pairs training the general head (:mod:`lite_rm.training.multitask`).
     """
 
     domains: list[str] = field(default_factory=lambda: ["academy"])
@@ -232,6 +234,7 @@ class CustomStageConfig(OptimConfig):
     freeze_embeddings: bool = False
     freeze_layers: int = 0
     interpolate_tolerance: float = 0.01
+    multitask: bool = False
 
     def __post_init__(self) -> None:
         self._validate("custom")
@@ -263,6 +266,16 @@ class CustomStageConfig(OptimConfig):
         ok = value in INTERPOLATE_CHOICES or (isinstance(value, (int, float)) and _number(value) and 0 <= value <= 1)
         _check(ok, "custom.interpolate", "'off', 'auto' or a number in [0, 1]", self.interpolate)
         _fraction("custom.interpolate_tolerance", self.interpolate_tolerance, upper_open=False)
+        _boolean("custom.multitask", self.multitask)
+        if self.multitask:
+            combined = (("custom.data", bool(self.data)), ("interpolate = auto", self.interpolate == "auto"),
+                        ("imitation_coef", self.imitation_coef > 0), ("l2sp_coef", self.l2sp_coef > 0),
+                        ("freeze_embeddings", self.freeze_embeddings), ("freeze_layers", self.freeze_layers > 0))
+            unsupported = [key for key, on in combined if on]
+            _check(not unsupported and len(self.domains) >= 2, "custom.multitask",
+                   "two or more custom.domains, without custom.data, interpolate = auto, imitation_coef, "
+                   "l2sp_coef or freezing (not combined with multitask yet)",
+                   f"{len(self.domains)} domain(s)" + (f", {', '.join(unsupported)}" if unsupported else ""))
 
     def load_options(self) -> dict[str, Any]:
         """How :attr:`data` is read: keyword arguments of :func:`lite_rm.data.load_preferences`."""
@@ -274,7 +287,7 @@ class CustomStageConfig(OptimConfig):
         """Names of the custom models this config trains (``custom-<name>`` folders)."""
         if self.data:
             return [Path(self.data).name.split(".")[0]]
-        return list(self.domains)
+        return ["multitask"] if self.multitask else list(self.domains)
 
 
 @dataclass

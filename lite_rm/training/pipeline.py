@@ -147,6 +147,7 @@ def _run_stage(ctx: Any, name: str, folder: Path, start: str, mlm_source: str | 
     """Train one stage from ``start`` into ``folder`` (process 0 writes it), then drop its resumable state."""
     from lite_rm.training import parallel
     from lite_rm.training.custom import run_custom
+    from lite_rm.training.multitask import run_multitask
     from lite_rm.training.stages import run_base, run_general
 
     logger.info("stage %s: from %s", name, start)
@@ -155,6 +156,8 @@ def _run_stage(ctx: Any, name: str, folder: Path, start: str, mlm_source: str | 
         run_base(ctx, start, folder)
     elif stage == "general":
         run_general(ctx, start, folder, evaluate)
+    elif ctx.config.custom.multitask:
+        run_multitask(ctx, list(ctx.config.custom.domains), start, folder, evaluate)
     else:
         run_custom(ctx, name[len("custom-"):], start, folder, mlm_source, evaluate)
     parallel.barrier()  # process 0 has written the checkpoint
@@ -195,10 +198,10 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, device: Any) -> d
                 config.stages, device, parallel.world_size(), bf16, threads, [s.name for s in sets])
 
     def evaluator(start: str) -> Any:
-        def run_eval(model: Any) -> dict[str, Any]:
+        def run_eval(model: Any, only: list[str] | None = None) -> dict[str, Any]:
             started = time.perf_counter()
             score = torch_score_fn(model, load_tokenizer(start), rule, bf16, config.eval_batch_size)
-            metrics = evaluate(score, sets, loaded)
+            metrics = evaluate(score, [s for s in sets if only is None or s.name in only], loaded)
             logger.info("evaluated in %.0fs: %s", time.perf_counter() - started,
                         ", ".join(f"{k} {v['acc']:.3f}" for k, v in metrics.items()))
             return metrics

@@ -29,7 +29,7 @@ from lite_rm.training.modeling import autocast, load_reward_model, save_checkpoi
 
 logger = logging.getLogger(__name__)
 
-EvalFn = Callable[[Any], dict[str, Any]]
+EvalFn = Callable[..., dict[str, Any]]  # (model, only: set names | None = None) -> metrics by set
 
 
 @dataclass

@@ -1,0 +1,52 @@
+"""The heads step: the checkpoint's own heads (``custom.multitask``) shipped beside the graph, each
+calibrated on its domain's held-out pairs as scored by the exported graph."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from lite_rm.bundle import Calibration, Manifest
+from lite_rm.checkpoint import META_FILE, read_meta, validation_split_of
+from lite_rm.exporting.calibration import calibrate
+from lite_rm.exporting.writer import stage_bundle
+from lite_rm.heads import LinearHead
+
+
+def checkpoint_heads(checkpoint: Path, model: Path, tokenizer_dir: Path, base: Manifest, work: Path,
+                     backbone: str, threads: int | None = None) -> list[LinearHead]:
+    """The heads recorded in the checkpoint's ``lite_rm.json`` (none for a one-head model), calibrated.
+
+    Args:
+        checkpoint: the checkpoint folder.
+        model: the graph being shipped (with its ``embedding`` output).
+        tokenizer_dir: the bundle's tokenizer files.
+        base: the manifest so far (input rule, embedding).
+        work: a scratch folder.
+        backbone: the checkpoint's digest, recorded in every head.
+
+    Raises:
+        BundleError: a malformed head record (naming the checkpoint file and the head).
+    """
+    from lite_rm.scorer import Scorer
+
+    records: dict[str, Any] = read_meta(checkpoint).get("heads") or {}
+    if not records:
+        return []
+    heads = [LinearHead.from_dict(data, f"{checkpoint / META_FILE} heads[{name!r}]") for name, data in records.items()]
+    split = validation_split_of(checkpoint)
+    held = split.held_out() if split else {}
+    scorer = Scorer(stage_bundle(work / "heads-check", model, tokenizer_dir, base), threads=threads)
+    out = []
+    for head in heads:
+        pairs = held.get(head.name, [])
+        calibration = Calibration()
+        if pairs:
+            n = len(pairs)
+            embedded = scorer.embed_pairs([p.prompt for p in pairs] * 2,
+                                          [p.chosen for p in pairs] + [p.rejected for p in pairs])
+            scores = head.scores(embedded)
+            calibration = calibrate(scores[:n], scores[n:])
+        out.append(replace(head, calibration=calibration, backbone=backbone))
+    return out
