@@ -56,7 +56,7 @@ def test_fp32_bundle_contents_and_parity(exported: dict[str, Path], tiny_checkpo
     assert manifest["max_positions"] == 512
     assert sorted(manifest["files"]) == sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
                                                if p.is_file() and p.name != "manifest.json")
-    assert manifest["heads"] == {"default": "heads/default.json"} and manifest["embedding"]["dim"] == 32
+    assert manifest["heads"] == {"default": "heads/default.json"} and manifest["embedding"]["dim"] == 64
     assert manifest["source"]["sha256"] == folder_digest(tiny_checkpoint)
     parity = manifest["parity"]
     assert parity["passed"] and not parity["overridden"]

@@ -58,6 +58,27 @@ def test_default_head_is_the_graph_score_and_its_linear_form_matches(bundle: Pat
     assert scorer.heads == ["default"]
 
 
+def test_embedding_is_the_pooler_output_and_the_masked_mean_of_the_last_hidden_states(
+        bundle: Path, tiny_checkpoint: Path) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from lite_rm.encoding import encode_pairs, pad_batch
+
+    scorer = Scorer(bundle, threads=1)
+    assert scorer.manifest.embedding_dim == 64 and len(scorer.manifest.embedding["parts"]) == 2
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_checkpoint).eval()
+    encoded = encode_pairs(scorer._tokenizer, PROMPTS[:3], [GOOD[0], BAD[1], GOOD[2] * 3], scorer.input_rule)
+    batch = {k: torch.from_numpy(v) for k, v in pad_batch(encoded, [0, 1, 2], 0).items()}
+    with torch.no_grad():
+        out = model.bert(**batch)
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    mean = (out.last_hidden_state * mask).sum(1) / mask.sum(1)
+    expected = torch.cat([out.pooler_output, mean], dim=1).numpy()
+    got = scorer.embed_pairs(PROMPTS[:3], [GOOD[0], BAD[1], GOOD[2] * 3])
+    np.testing.assert_allclose(got, expected, atol=1e-4)  # padding in a batch does not leak into the mean
+
+
 def test_named_heads_and_mixtures_score_as_claimed(fresh: Path) -> None:
     scorer = Scorer(fresh, threads=1)
     save_into_bundle(fresh, _head(scorer, "alice", 1, bias=0.5))

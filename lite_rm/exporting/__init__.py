@@ -83,7 +83,7 @@ class _Run:
     progress: Progress
     tokenizer: Path = Path()
     raw: Path = Path()
-    embedding: tuple[int, Any, float] | None = None  # (dim, weight, bias) of the score's last layer
+    embedding: tuple[int, Any, float, list[str]] | None = None  # (dim, default head weight, bias, parts)
     graphs: dict[str, Path] = field(default_factory=dict)
     reference: Any = None
     reference_scale: float = 1.0
@@ -167,7 +167,7 @@ def _default_head(run: _Run, calibration: Calibration, backbone: str) -> LinearH
     """The score's last layer as a linear head on the embedding: the prior of personalized heads."""
     if run.embedding is None:
         return None
-    _, weight, bias = run.embedding
+    _, weight, bias, _ = run.embedding
     return LinearHead(DEFAULT_HEAD, weight, bias, calibration, backbone,
                       {"method": "export", "note": "the checkpoint's own score layer (the graph's logits output)"})
 
@@ -193,8 +193,7 @@ def _final_manifest(run: _Run, preset: QuantPreset | None, parity: dict[str, Any
         **run.options.extra_manifest,
     }
     embedding = None if run.embedding is None else {
-        "output": EMBEDDING_OUTPUT, "dim": run.embedding[0],
-        "what": "the vector the score's last linear layer reads (BERT: the pooler's tanh output)"}
+        "output": EMBEDDING_OUTPUT, "dim": run.embedding[0], "parts": run.embedding[3]}
     return Manifest(folder=Path(), data=data, input_rule=run.rule, calibration=calibration,
                     precision="int8" if preset else "fp32", max_positions=run.base.max_positions,
                     domains=checkpoint_domains(meta), embedding=embedding)

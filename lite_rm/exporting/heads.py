@@ -7,11 +7,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lite_rm.bundle import Calibration, Manifest
 from lite_rm.checkpoint import META_FILE, read_meta, validation_split_of
 from lite_rm.exporting.calibration import calibrate
 from lite_rm.exporting.writer import stage_bundle
 from lite_rm.heads import LinearHead
+
+
+def _widened(head: LinearHead, dim: int | None) -> LinearHead:
+    """A training head reads the score layer's input, the embedding's first part: zeros for the rest."""
+    if dim is None or head.dim == dim:
+        return head
+    if head.dim > dim:
+        raise ValueError(f"head {head.name!r} has {head.dim} weights, more than the embedding's {dim}")
+    return replace(head, weight=np.concatenate([head.weight, np.zeros(dim - head.dim, dtype=np.float32)]))
 
 
 def checkpoint_heads(checkpoint: Path, model: Path, tokenizer_dir: Path, base: Manifest, work: Path,
@@ -34,7 +45,8 @@ def checkpoint_heads(checkpoint: Path, model: Path, tokenizer_dir: Path, base: M
     records: dict[str, Any] = read_meta(checkpoint).get("heads") or {}
     if not records:
         return []
-    heads = [LinearHead.from_dict(data, f"{checkpoint / META_FILE} heads[{name!r}]") for name, data in records.items()]
+    heads = [_widened(LinearHead.from_dict(data, f"{checkpoint / META_FILE} heads[{name!r}]"), base.embedding_dim)
+             for name, data in records.items()]
     split = validation_split_of(checkpoint)
     held = split.held_out() if split else {}
     scorer = Scorer(stage_bundle(work / "heads-check", model, tokenizer_dir, base), threads=threads)

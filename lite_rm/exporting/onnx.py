@@ -164,26 +164,47 @@ def _drop_auto_map(path: Path) -> None:
         write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def add_embedding_output(model: Path) -> tuple[int, Any, float]:
-    """Make the graph also return ``embedding``: the vector its score's last linear layer reads.
+def add_embedding_output(model: Path) -> tuple[int, Any, float, list[str]]:
+    """Make the graph also return ``embedding``: what heads (:mod:`lite_rm.heads`) read.
 
-    Edits ``model`` in place (the raw export, before fusion) by naming an existing tensor as a second
-    graph output; no node changes, so the ``logits`` output is computed exactly as before. Heads
-    (:mod:`lite_rm.heads`) are further linear layers on this vector. Why by hand: Optimum's exporter
-    returns the task's outputs only, and the tensor is already in the graph.
+    The embedding is the vector the score's last linear layer reads (BERT: the pooler's output),
+    followed, when the graph has a CLS pooler, by the attention-masked mean of the last hidden states:
+    the sentence-embedding view the default encoder was trained for, which lets a head on a frozen
+    backbone learn styles the pooler's reward-tuned vector does not keep (bench/PERSONALIZE.md). Edits
+    ``model`` in place (the raw export, before fusion) by adding nodes beside the existing ones, so the
+    ``logits`` output is computed exactly as before. Why by hand: Optimum's exporter returns the task's
+    outputs only.
 
     Returns:
-        The embedding's size and that last layer as ``(weight (dim,), bias)``, the default head in
-        linear form.
+        The embedding's size, the score layer as ``(weight (dim,), bias)`` on it (zero on the mean
+        part: the default head in linear form), and what each part of the vector is.
 
     Raises:
         ValueError: the score is not made by a final ``Gemm`` (or ``MatMul`` + ``Add``) with constant
             weights, so there is no single linear layer to expose.
     """
     onnx = require("onnx")
-    numpy_helper = require("onnx.numpy_helper")
     graph_model = onnx.load(str(model))
     graph = graph_model.graph
+    pooled, weight, bias = _score_layer(onnx, graph, model)
+    parts, inputs = ["the score layer's input"], [pooled]
+    hidden = _pooler_hidden_state(graph, pooled)
+    if hidden is not None and any(i.name == "attention_mask" for i in graph.input):
+        graph.node.extend(_masked_mean_nodes(onnx, graph, hidden, "embedding_mean"))
+        parts.append("mean of the last hidden states over the attention mask")
+        inputs.append("embedding_mean")
+        weight = np.concatenate([weight, np.zeros_like(weight)])
+    dim = int(weight.shape[0])
+    batch = graph.output[0].type.tensor_type.shape.dim[0].dim_param or "batch_size"
+    graph.output.append(onnx.helper.make_tensor_value_info(EMBEDDING_OUTPUT, onnx.TensorProto.FLOAT, [batch, dim]))
+    graph.node.append(onnx.helper.make_node("Concat", inputs, [EMBEDDING_OUTPUT], axis=1, name="embedding_output"))
+    onnx.save(graph_model, str(model))
+    return dim, weight, bias, parts
+
+
+def _score_layer(onnx: Any, graph: Any, model: Path) -> tuple[str, Any, float]:
+    """The input tensor, weight ``(dim,)`` and bias of the linear layer that makes the first output."""
+    numpy_helper = require("onnx.numpy_helper")
     score = graph.output[0].name
     producers = {out: node for node in graph.node for out in node.output}
     constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
@@ -202,11 +223,34 @@ def add_embedding_output(model: Path) -> tuple[int, Any, float]:
             bias = float(np.asarray(constants[node.input[2]]).reshape(-1)[0])
     if weight.ndim != 2 or weight.shape[1] != 1:
         raise ValueError(f"{model}: the last layer maps to {weight.shape[1:]} outputs; a reward model has one")
-    dim = int(weight.shape[0])
-    graph.output.append(onnx.helper.make_tensor_value_info(
-        EMBEDDING_OUTPUT, onnx.TensorProto.FLOAT, [graph.output[0].type.tensor_type.shape.dim[0].dim_param
-                                                    or "batch_size", dim]))
-    # The embedding tensor gets its public name through an Identity node (its old name stays internal).
-    graph.node.append(onnx.helper.make_node("Identity", [node.input[0]], [EMBEDDING_OUTPUT], name="embedding_output"))
-    onnx.save(graph_model, str(model))
-    return dim, weight[:, 0].copy(), bias
+    return node.input[0], weight[:, 0].copy(), bias
+
+
+def _pooler_hidden_state(graph: Any, pooled: str) -> str | None:
+    """The last hidden states a CLS pooler reads (``Gather`` of position 0 on axis 1), walking back a few
+    nodes from the score layer's input; ``None`` when the graph pools otherwise (mean pooling)."""
+    producers = {out: node for node in graph.node for out in node.output}
+    tensor = pooled
+    for _ in range(4):
+        node = producers.get(tensor)
+        if node is None:
+            return None
+        if node.op_type == "Gather" and any(a.name == "axis" and a.i == 1 for a in node.attribute):
+            return str(node.input[0])
+        tensor = node.input[0]
+    return None
+
+
+def _masked_mean_nodes(onnx: Any, graph: Any, hidden: str, out: str) -> list[Any]:
+    """Nodes computing ``sum(hidden * mask, 1) / sum(mask, 1)`` into ``out`` (opset 13+ axes inputs)."""
+    helper = onnx.helper
+    graph.initializer.extend([onnx.numpy_helper.from_array(np.array([-1], dtype=np.int64), "embedding_axis_last"),
+                              onnx.numpy_helper.from_array(np.array([1], dtype=np.int64), "embedding_axis_seq")])
+    return [
+        helper.make_node("Cast", ["attention_mask"], ["embedding_mask"], to=onnx.TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["embedding_mask", "embedding_axis_last"], ["embedding_mask3"]),
+        helper.make_node("Mul", [hidden, "embedding_mask3"], ["embedding_masked"]),
+        helper.make_node("ReduceSum", ["embedding_masked", "embedding_axis_seq"], ["embedding_sum"], keepdims=0),
+        helper.make_node("ReduceSum", ["embedding_mask3", "embedding_axis_seq"], ["embedding_count"], keepdims=0),
+        helper.make_node("Div", ["embedding_sum", "embedding_count"], [out]),
+    ]
