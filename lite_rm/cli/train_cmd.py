@@ -100,8 +100,10 @@ def _config(config_file: str | None, flags: dict[str, Any], settings: tuple[str,
               help="Preference data to customize on instead of DSP: a file, a datasets folder or a hub dataset "
                    "name (read with --format/--split/--column/--skip-invalid).")
 @data_source_options
-@click.option("--general-set", "general_sets", multiple=True, metavar="NAME=FILE",
-              help="A general preference set (repeatable; replaces the default helpful/harmless/WebGPT).")
+@click.option("--general-set", "general_sets", multiple=True, metavar="NAME=SOURCE",
+              help="A general preference set: a file, a glob of shards (e.g. big='shards/*.jsonl.gz', quoted), "
+                   "a datasets folder or a hub dataset name (repeatable; replaces the default "
+                   "helpful/harmless/WebGPT). Large sets are streamed.")
 @click.option("--proportion", "proportions", multiple=True, metavar="NAME=X",
               help="Uses per epoch of a general set's pairs (repeatable; 1 = once).")
 @click.option("--eval-set", "eval_sets", multiple=True, metavar="NAME=FILE",

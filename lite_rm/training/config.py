@@ -154,10 +154,16 @@ class GeneralStageConfig(OptimConfig):
         proportions: name -> how many times each of that set's pairs is used per epoch (1.0: once;
             0.5: a random half; 2.0: twice). Sets not named get 1.0. This is the mixing of
             "general preference enrichment".
+        streaming: ``auto`` (stream when a set is a glob of shards or the sets hold 100,000 records or
+            more), ``on`` or ``off``: read the general sets a buffer at a time so memory does not grow
+            with them (:mod:`lite_rm.data.streaming`, bench/MEMORY.md).
+        buffer_pairs: pairs tokenized and grouped by length at a time when streaming.
     """
 
     sets: dict[str, str] = field(default_factory=dict)
     proportions: dict[str, float] = field(default_factory=dict)
+    streaming: str = "auto"
+    buffer_pairs: int = 8192
     # 1e-4 rather than the usual 2e-5..4e-5: at 4e-5 one epoch leaves the loss at log 2 (bench/TRAINING.md)
     lr: float = 1e-4
     valid_fraction: float = 0.05
@@ -173,6 +179,8 @@ class GeneralStageConfig(OptimConfig):
         if self.sets:
             unknown = sorted(set(self.proportions) - set(self.sets))
             _check(not unknown, "general.proportions", f"names among {sorted(self.sets)}", unknown)
+        _check(self.streaming in ("auto", "on", "off"), "general.streaming", "'auto', 'on' or 'off'", self.streaming)
+        _positive("general.buffer_pairs", self.buffer_pairs, integer=True)
 
 
 @dataclass

@@ -95,8 +95,7 @@ def custom_validation_split(ctx: StageContext, target: str) -> ValidationSplit:
 def streams_general(ctx: StageContext) -> bool:
     """Whether the general sets are streamed (:mod:`lite_rm.data.streaming`): ``general.streaming``
     (``auto``: when a set is a glob or the sets hold 100k records or more)."""
-    # getattr: the key is proposed for TrainConfig (issue 17); until it is there, "auto"
-    mode = getattr(ctx.config.general, "streaming", streaming.DEFAULT_MODE)
+    mode = ctx.config.general.streaming
     return streaming.wants_streaming(general_sources(ctx), mode)
 
 
@@ -246,7 +245,7 @@ def _general_streamed(ctx: StageContext, tokenizer: Any) -> GeneralData:
     def open_set(index: int, skip: int) -> Any:
         return streaming.train_stream(sources[names[index]], cfg.valid_fraction, seed, skip)
 
-    buffer = int(getattr(cfg, "buffer_pairs", streaming.BUFFER_PAIRS))  # a proposed key, as streaming
+    buffer = cfg.buffer_pairs
     plan = StreamedPlan(open_set, [s.train_pairs for s in found.sets],
                         [float(cfg.proportions.get(n, 1.0)) for n in names], tokenizer, ctx.rule,
                         cfg.batch_size, cfg.epochs, seed, buffer)
