@@ -40,7 +40,7 @@ _KEYS = {
     "l2sp_coef": "custom.l2sp_coef", "freeze_layers": "custom.freeze_layers",
     "freeze_embeddings": "custom.freeze_embeddings", "interpolate": "custom.interpolate", "seed": "seed",
     "max_length": "max_length", "bf16": "bf16", "device": "device", "processes": "processes",
-    "dropout": "dropout", "threads": "threads",
+    "dropout": "dropout", "threads": "threads", "multitask": "custom.multitask",
 }
 
 
@@ -96,6 +96,9 @@ def _config(config_file: str | None, flags: dict[str, Any], settings: tuple[str,
               help="Comma-separated stages to run, e.g. 'general,custom'. [default: base,general,custom]")
 @click.option("--skip-base", is_flag=True, help="Run general and custom only (start from the encoder as is).")
 @click.option("--domain", "domains", multiple=True, help="DSP domain to customize for (repeatable). [default: academy]")
+@click.option("--multitask/--one-model-per-domain", default=None,
+              help="Train ONE model for all --domain values: a head per domain on a shared encoder "
+                   "(custom-multitask/). [default: one model per domain]")
 @click.option("--custom-data", metavar="SOURCE",
               help="Preference data to customize on instead of DSP: a file, a datasets folder or a hub dataset "
                    "name (read with --format/--split/--column/--skip-invalid).")
