@@ -151,6 +151,10 @@ def test_personalize_cli_then_score_with_the_head(fresh: Path, tmp_path: Path) -
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["score"] == pytest.approx(float(scorer.score_pairs(PROMPTS[:1], BAD[:1])[0]),
                                                                    rel=1e-5)
+    result = runner.invoke(main, ["eval", str(fresh), "--data", f"mine={comparisons}", "--head", "alice", "--json",
+                                  "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["results"]["bundle"]["mine"]["acc"] == 1.0
     # a second fit of the same name replaces the first; the old file goes
     result = runner.invoke(main, ["personalize", str(fresh), "-c", str(comparisons), "-n", "alice", "--threads", "1"])
     assert result.exit_code == 0, result.output

@@ -10,19 +10,28 @@ from typing import Any
 import click
 
 from lite_rm.cli import fail
-from lite_rm.cli.options import bundle_options, data_source_options, json_option, parse_columns
+from lite_rm.cli.options import (
+    bundle_options,
+    data_source_options,
+    head_option,
+    json_option,
+    parse_columns,
+    parse_heads,
+)
 
 OUTPUT_SUFFIXES = (".json", ".md")
 PROGRESS_CHUNK = 1024  # texts scored between progress updates (large: each call sorts its texts by length)
 
 
-def _bundle_score_fn(model: Path, threads: int, batch_size: int, verify: bool, backend: str) -> Any:
+def _bundle_score_fn(model: Path, threads: int, batch_size: int, verify: bool, backend: str, head: Any = None
+                     ) -> Any:
     from lite_rm.bundle import BundleError
     from lite_rm.extras import MissingExtraError
     from lite_rm.scorer import Scorer
 
     try:
-        return Scorer(model, threads=threads, batch_size=batch_size, verify=verify, backend=backend).score_pairs
+        return Scorer(model, threads=threads, batch_size=batch_size, verify=verify, backend=backend,
+                      head=head).score_pairs
     except (BundleError, MissingExtraError, ValueError, OSError) as err:
         fail(f"{model}: cannot load the bundle ({err})")
 
@@ -50,10 +59,12 @@ def _checkpoint_score_fn(model: Path, bf16: bool | None, threads: int, batch_siz
 
 
 def _score_fn(model: Path, bf16: bool | None, threads: int, batch_size: int, verify: bool,
-              backend: str = "onnxruntime") -> tuple[Any, str]:
+              backend: str = "onnxruntime", head: Any = None) -> tuple[Any, str]:
     """A scoring function for a bundle (torch-free) or a checkpoint (torch), and what it is."""
     if (model / "manifest.json").is_file():
-        return _bundle_score_fn(model, threads, batch_size, verify, backend), "bundle"
+        return _bundle_score_fn(model, threads, batch_size, verify, backend, head), "bundle"
+    if head is not None:
+        fail("--head applies to bundles (heads live in exported bundles); export the checkpoint first")
     if not (model / "config.json").is_file():
         fail(f"{model}: expected a checkpoint folder (config.json, weights, tokenizer) or an ONNX bundle folder "
              "(manifest.json, model.onnx)")
@@ -123,11 +134,12 @@ def _write_outputs(outputs: tuple[str, ...], payload: dict[str, Any], table: str
 @json_option
 @click.option("--bf16/--no-bf16", default=None, help="bfloat16 autocast for checkpoints. [default: auto]")
 @bundle_options("scoring")
+@head_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, help="Texts per forward pass.")
 def eval_command(model: str, data: tuple[str, ...], data_format: str | None, split: str | None,
                  columns: tuple[str, ...], skip_invalid: bool, domains: tuple[str, ...], data_dir: str | None,
                  name: str | None, outputs: tuple[str, ...], as_json: bool, bf16: bool | None, threads: int,
-                 batch_size: int, verify: bool, backend: str) -> None:
+                 heads: tuple[str, ...], batch_size: int, verify: bool, backend: str) -> None:
     """Pairwise accuracy of MODEL (a checkpoint or an ONNX bundle folder) on preference sets.
 
     \b
@@ -153,7 +165,8 @@ def eval_command(model: str, data: tuple[str, ...], data_format: str | None, spl
         else:
             sets = default_eval_sets(resolve_data_dir(data_dir), chosen_domains)
         loaded = {s.name: s.load() for s in sets}  # bad data fails before the model is loaded
-        score, kind = _score_fn(Path(model), bf16, resolve_threads(threads), batch_size, verify, backend)
+        score, kind = _score_fn(Path(model), bf16, resolve_threads(threads), batch_size, verify, backend,
+                                parse_heads(heads))
         results = evaluate(_with_progress(score), sets, loaded)
     except (DataError, FileNotFoundError) as err:
         fail(err)
