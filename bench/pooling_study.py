@@ -6,13 +6,15 @@ resumable:
   cls         the ``make demo`` run (``lite-rm train -o runs/demo --resume``; trained when absent)
   mean        ``lite-rm train -o runs/pool-mean --set pooling=mean --resume`` with the cls run's config,
               starting from a copy of its base checkpoint (so the base stage is not trained again)
+  seed N      (--extra-seeds) the general stage of both poolings again with seed N, same base copy:
+              runs/pool-sN-cls and runs/pool-sN-mean
   validation  the final general and custom checkpoints of both runs scored on the validation pairs
               their lite_rm.json records (the pairs no stage trained on); cached under
               bench/results/pooling/
 
 Writes bench/pooling_results.json and bench/pooling_results.md (the table of bench/POOLING.md):
 
-    .venv/bin/python bench/pooling_study.py             # about 25 min on an idle 2-core CPU if runs/pool-mean is absent
+    .venv/bin/python bench/pooling_study.py             # about 1 h 15 min on an idle 2-core CPU without runs/pool-*
     .venv/bin/python bench/pooling_study.py --threads 1 # leave a core free
 """
 
@@ -71,24 +73,26 @@ def ensure_cls(run_dir: Path) -> None:
         run([LITE_RM, "train", "-o", str(run_dir), "--resume"])
 
 
-def ensure_mean(cls_dir: Path, run_dir: Path, threads: int) -> None:
-    """The mean-pooled run: the cls run's config and base checkpoint, ``--set pooling=mean``."""
+def ensure_variant(cls_dir: Path, run_dir: Path, threads: int, pooling: str, seed: int | None = None) -> None:
+    """A run with the cls run's config and base checkpoint, ``--set pooling=POOLING`` (and, for an
+    extra seed, ``--set seed=SEED`` with the general stage only)."""
     if (run_dir / "results.json").is_file():
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     config = json.loads((cls_dir / "config.json").read_text())
-    config_file = run_dir.parent / f"{run_dir.name}.toml"  # outside the run folder: the run writes its own
+    config_file = run_dir.parent / "pool-config.toml"  # outside the run folders: a run writes its own
     config_file.write_text(to_toml(config))
     if "base" in config["stages"] and not (run_dir / "base").is_dir():
         shutil.copytree(cls_dir / "base", run_dir / "base")  # same MLM-adapted encoder: base is skipped
     base_config = run_dir / "base" / "config.json"
-    if base_config.is_file():
+    if pooling == "mean" and base_config.is_file():
         # lite-rm versions whose stages do not pass the pooling key yet read it from the start folder
         data = json.loads(base_config.read_text())
         data["lite_rm_pooling"] = "mean"
         base_config.write_text(json.dumps(data, indent=2) + "\n")
-    run([LITE_RM, "train", "-o", str(run_dir), "--config", str(config_file), "--set", "pooling=mean",
-         "--threads", str(threads), "--resume"])
+    extra = [] if seed is None else ["--stages", "base,general", "--set", f"seed={seed}"]
+    run([LITE_RM, "train", "-o", str(run_dir), "--config", str(config_file), "--set", f"pooling={pooling}",
+         *extra, "--threads", str(threads), "--resume"])
 
 
 def validation(folder: Path, threads: int, redo: bool) -> dict[str, Any]:
@@ -123,7 +127,8 @@ def summary(run_dir: Path, threads: int, redo: bool) -> dict[str, Any]:
     """Per stage: the loop's validation, the final checkpoint's validation, the test accuracies."""
     results = json.loads((run_dir / "results.json").read_text())
     out: dict[str, Any] = {"run": str(run_dir.relative_to(REPO)) if run_dir.is_relative_to(REPO) else str(run_dir),
-                           "pooling": results["config"].get("pooling", "cls"), "stages": {}}
+                           "pooling": results["config"].get("pooling", "cls"), "seed": results["config"]["seed"],
+                           "stages": {}}
     for stage, row in results["results"].items():
         training = results["training"].get(stage, {})
         out["stages"][stage] = {
@@ -170,6 +175,8 @@ def main() -> None:
     ap.add_argument("--cls-run", default=str(REPO / "runs/demo"), help="the CLS-pooled run (make demo)")
     ap.add_argument("--mean-run", default=str(REPO / "runs/pool-mean"), help="where the mean-pooled run goes")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for training and validation")
+    ap.add_argument("--extra-seeds", type=int, nargs="*", default=[1],
+                    help="seeds of extra general-stage-only runs of both poolings (runs/pool-s<SEED>-<pooling>)")
     ap.add_argument("--redo-validation", action="store_true", help="score the validation pairs again")
     args = ap.parse_args()
     command = "python bench/pooling_study.py " + " ".join(sys.argv[1:])
@@ -177,11 +184,20 @@ def main() -> None:
     print(json.dumps({"command": command, "machine": machine()}, indent=2), flush=True)
     cls_dir, mean_dir = Path(args.cls_run).resolve(), Path(args.mean_run).resolve()
     ensure_cls(cls_dir)
-    ensure_mean(cls_dir, mean_dir, args.threads)
+    ensure_variant(cls_dir, mean_dir, args.threads, "mean")
     runs = {"cls": summary(cls_dir, args.threads, args.redo_validation),
             "mean": summary(mean_dir, args.threads, args.redo_validation)}
-    text = table(runs)
-    data = {"command": command, "machine": machine(), "noise_sd": NOISE, "runs": runs}
+    text = f"Seed {runs['cls']['seed']}, general and custom stages:\n\n" + table(runs)
+    seeds: dict[str, Any] = {}
+    for seed in args.extra_seeds:  # the general stage again with another seed: its own held-out pairs
+        pair = {}
+        for pooling in ("cls", "mean"):
+            folder = mean_dir.parent / f"pool-s{seed}-{pooling}"
+            ensure_variant(cls_dir, folder, args.threads, pooling, seed)
+            pair[pooling] = summary(folder, args.threads, args.redo_validation)
+        seeds[str(seed)] = pair
+        text += f"\nSeed {seed}, general stage only:\n\n" + table(pair)
+    data = {"command": command, "machine": machine(), "noise_sd": NOISE, "runs": runs, "extra_seeds": seeds}
     (REPO / "bench" / "pooling_results.json").write_text(json.dumps(data, indent=2) + "\n")
     (REPO / "bench" / "pooling_results.md").write_text(text)
     print(text)
