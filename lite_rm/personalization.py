@@ -99,9 +99,9 @@ def fit_head(diffs: np.ndarray, prior: LinearHead, name: str, groups: Sequence[A
     if n < MIN_COMPARISONS:
         raise ValueError(f"personalize: {n} comparison(s) given; at least {MIN_COMPARISONS} are needed to fit and "
                          "cross-validate a head (give more of the user's choices)")
-    started = time.perf_counter()
     model_selection = require("sklearn.model_selection", extra="personalize")
     linear_model = require("sklearn.linear_model", extra="personalize")
+    started = time.perf_counter()  # after the imports: scikit-learn loads once per process (about 2 s)
     keys = list(groups) if groups is not None else list(range(n))
     distinct = {k: i for i, k in enumerate(dict.fromkeys(keys))}
     group_ids = np.array([distinct[k] for k in keys])
