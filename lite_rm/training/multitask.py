@@ -10,6 +10,7 @@ encoder pass (:mod:`lite_rm.heads`). The heads start as copies of the general mo
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import random
 from dataclasses import dataclass
@@ -140,8 +141,10 @@ def run_multitask(ctx: StageContext, domains: list[str], start: str, out: Path,
         return float(np.mean([steps.pair_accuracy(views[d], data[d].valid, pad_id, ctx.bf16,
                                                   ctx.config.eval_batch_size) for d in domains]))
 
+    # validate after eval_every steps of EACH domain, the cadence of a one-domain run
+    optim = dataclasses.replace(cfg, eval_every=cfg.eval_every * len(domains))
     result = run_loop(modules={"model": model, "heads": heads}, named_params=list(both.named_parameters()),
-                      plan=interleave(data, ctx.config.seed), step_fn=step, optim=cfg,
+                      plan=interleave(data, ctx.config.seed), step_fn=step, optim=optim,
                       steps_per_epoch=sum(d.steps_per_epoch for d in data.values()), validate=validate,
                       **loop_args(ctx, f"custom-{NAME}"))
     summary = summary_of(result) | {"domains": domains, "replay_share": share,
