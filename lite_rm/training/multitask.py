@@ -23,21 +23,12 @@ import torch
 
 from lite_rm.checkpoint import ValidationSplit
 from lite_rm.encoding import load_tokenizer, pad_id_of
-from lite_rm.training import parallel, steps
+from lite_rm.training import parallel, stages, steps
 from lite_rm.training.batching import PairData, add_replay, encode_preferences, plan_epochs
 from lite_rm.training.loop import run_loop
 from lite_rm.training.modeling import load_reward_model, save_checkpoint, trainable_state
 from lite_rm.training.preservation import interpolate
-from lite_rm.training.stages import (
-    EvalFn,
-    StageContext,
-    custom_data,
-    custom_validation_split,
-    general_pairs,
-    hf_tokenizer,
-    loop_args,
-    summary_of,
-)
+from lite_rm.training.stages import EvalFn, StageContext
 
 logger = logging.getLogger(__name__)
 
@@ -88,10 +79,10 @@ def load_data(ctx: StageContext, domains: list[str], tokenizer: Any) -> tuple[di
     """Every domain's encoded data and plan (with general replay), and the general pairs replayed."""
     cfg, seed = ctx.config.custom, ctx.config.seed
     share = cfg.replay_share or DEFAULT_REPLAY
-    general = encode_preferences(tokenizer, ctx.rule, general_pairs(ctx)[0])
+    general = encode_preferences(tokenizer, ctx.rule, stages.general_pairs(ctx)[0])
     out = {}
     for i, domain in enumerate(domains):
-        train, lists, valid = custom_data(ctx, domain)
+        train, lists, valid = stages.custom_data(ctx, domain)
         data = encode_preferences(tokenizer, ctx.rule, train, lists)
         plan, per_epoch = plan_epochs(data, cfg.batch_size, cfg.epochs, seed + i)
         out[domain] = DomainData(data, encode_preferences(tokenizer, ctx.rule, valid),
@@ -146,8 +137,8 @@ def run_multitask(ctx: StageContext, domains: list[str], start: str, out: Path,
     result = run_loop(modules={"model": model, "heads": heads}, named_params=list(both.named_parameters()),
                       plan=interleave(data, ctx.config.seed), step_fn=step, optim=optim,
                       steps_per_epoch=sum(d.steps_per_epoch for d in data.values()), validate=validate,
-                      **loop_args(ctx, f"custom-{NAME}"))
-    summary = summary_of(result) | {"domains": domains, "replay_share": share,
+                      **stages.loop_args(ctx, f"custom-{NAME}"))
+    summary = stages.summary_of(result) | {"domains": domains, "replay_share": share,
                                     "train_pairs": {d: len(v.train) for d, v in data.items()},
                                     "valid_pairs": {d: len(v.valid) for d, v in data.items()}}
     if not parallel.is_main():
@@ -165,7 +156,7 @@ def run_multitask(ctx: StageContext, domains: list[str], start: str, out: Path,
                                   float(layers[d].bias.detach().float().cpu()[0]),
                                   provenance={"method": "multitask", "train_pairs": len(data[d].train)}).to_dict()
                     for d in domains}
-    save_checkpoint(model, hf_tokenizer(start), out, ctx.rule, stage="custom", base_model=str(start),
+    save_checkpoint(model, stages.hf_tokenizer(start), out, ctx.rule, stage="custom", base_model=str(start),
                     domains=domains, multitask=True, heads=head_records, training=summary, metrics=metrics,
                     validation_split=validation_split(ctx, domains).to_dict())
     return summary
@@ -173,7 +164,7 @@ def run_multitask(ctx: StageContext, domains: list[str], start: str, out: Path,
 
 def validation_split(ctx: StageContext, domains: list[str]) -> ValidationSplit:
     """Every domain's held-out pairs (named by the domain) and the general sets'."""
-    splits = [custom_validation_split(ctx, d) for d in domains]
+    splits = [stages.custom_validation_split(ctx, d) for d in domains]
     own = [s for split in splits for s in split.sets if s.domain]
     general = [s for s in splits[0].sets if not s.domain]
     return ValidationSplit(ctx.config.seed, (*own, *general))
