@@ -253,3 +253,23 @@ def test_old_bundle_without_embedding_still_scores_and_explains(fresh: Path) -> 
         scorer.embed_pairs(PROMPTS[:1], GOOD[:1])
     with pytest.raises(BundleError, match="exported before heads"):
         save_into_bundle(fresh, LinearHead("x", np.ones(32, dtype=np.float32)))
+
+
+def test_a_mean_pooled_checkpoint_exports_with_its_pooling(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from lite_rm.encoding import InputRule
+    from lite_rm.exporting import export_bundle
+    from lite_rm.training.modeling import load_reward_model, save_checkpoint, use_pooling
+
+    model = use_pooling(load_reward_model(tiny_checkpoint, seed=0), "mean")
+    checkpoint = save_checkpoint(model, AutoTokenizer.from_pretrained(tiny_checkpoint), tmp_path / "mean", InputRule(max_length=128))
+    valid = tmp_path / "valid.jsonl"
+    valid.write_text("".join(json.dumps({"prompt": p, "chosen": g, "rejected": b}) + "\n"
+                             for p, g, b in zip(PROMPTS, GOOD, BAD, strict=True)))
+    manifest = export_bundle(checkpoint, tmp_path / "bundle", validation=valid)  # fp32 parity vs the mean-pooled model
+    assert manifest["parity"]["fp32"]["passed"]
+    scorer = Scorer(tmp_path / "bundle", threads=1)
+    assert scorer.manifest.embedding_dim == 32  # the mean is the score layer's input: one part
+    np.testing.assert_allclose(scorer.get_head("default").scores(scorer.embed_pairs(PROMPTS, GOOD)),
+                               scorer.score_pairs(PROMPTS, GOOD), atol=1e-5)

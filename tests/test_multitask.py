@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from test_training_support import DOMAIN_WORD, synthetic_config
 
 from lite_rm.training.config import TrainConfig

@@ -88,10 +88,18 @@ def onnx_export(checkpoint: Path, work: Path, config: dict[str, Any] | None = No
     """
     exporters = require("optimum.exporters.onnx")
     out = work / "raw"
+    config = config if config is not None else model_config(checkpoint)
     # do_validation=False: lite-rm's own parity check is stricter and runs on real pairs.
-    exporters.main_export(str(checkpoint), output=out, task="text-classification", do_validation=False,
-                          local_files_only=True, trust_remote_code=False)
-    _sanitize_config(out, config if config is not None else model_config(checkpoint))
+    if config.get("lite_rm_pooling", "cls") != "cls":
+        # lite-rm's mean-pooled forward is not the architecture's own: export the loaded model
+        from lite_rm.training.modeling import load_reward_model
+
+        model = load_reward_model(checkpoint, seed=0).eval()
+        exporters.onnx_export_from_model(model, out, task="text-classification", do_validation=False)
+    else:
+        exporters.main_export(str(checkpoint), output=out, task="text-classification", do_validation=False,
+                              local_files_only=True, trust_remote_code=False)
+    _sanitize_config(out, config)
     return out / "model.onnx"
 
 

@@ -131,6 +131,10 @@ def torch_scores(checkpoint: Path, tokenizer_path: Path, prompts: list[str], res
     transformers = require("transformers")
     model = transformers.AutoModelForSequenceClassification.from_pretrained(
         str(checkpoint), trust_remote_code=False, local_files_only=True).eval()
+    if getattr(model.config, "lite_rm_pooling", "cls") != "cls":  # score as trained (lite-rm's mean pooling)
+        from lite_rm.training.modeling import pooling_of, use_pooling
+
+        use_pooling(model, pooling_of(model.config))
     tokenizer = load_tokenizer(tokenizer_path)
     encoded = encode_pairs(tokenizer, prompts, responses, rule)
     out = np.empty(len(encoded), dtype=np.float64)
