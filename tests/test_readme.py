@@ -25,7 +25,7 @@ def _command_lines() -> list[tuple[str, list[str]]]:
     found = []
     for doc in DOCS:
         for block in _blocks(doc, "(?:bash|console)"):
-            for line in block.splitlines():
+            for line in block.replace("\\\n", " ").splitlines():  # a continued line is one command
                 line = line.removeprefix("$ ").strip()
                 if "lite-rm " not in line or line.startswith(("#", "make ")):
                     continue
