@@ -10,7 +10,7 @@ resumable:
               runs/pool-sN-cls and runs/pool-sN-mean
   validation  the final general and custom checkpoints of both runs scored on the validation pairs
               their lite_rm.json records (the pairs no stage trained on); cached under
-              bench/results/pooling/
+              runs/pool-validation/
 
 Writes bench/pooling_results.json and bench/pooling_results.md (the table of bench/POOLING.md):
 
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-CACHE = REPO / "bench" / "results" / "pooling"
+CACHE = REPO / "runs" / "pool-validation"  # a cache beside the runs (not in git); the numbers land in the JSON
 sys.path.insert(0, str(REPO / "bench"))
 from score_bench import machine  # noqa: E402
 
