@@ -107,7 +107,6 @@ def test_pooling_is_a_checked_config_key(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
-@pytest.mark.xfail(strict=True, reason="needs stages.py and custom.py to pass config.pooling to load_reward_model")
 def test_a_stage_trains_and_records_the_configured_pooling(tmp_path: Path, tiny_checkpoint: Path) -> None:
     from test_training_support import synthetic_config
 

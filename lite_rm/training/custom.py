@@ -231,7 +231,7 @@ def run_custom(
     pad_id = pad_id_of(tokenizer)
     data = load_custom_data(ctx, target, tokenizer)
 
-    model = load_reward_model(start, ctx.config.seed, ctx.config.dropout).to(ctx.device)
+    model = load_reward_model(start, ctx.config.seed, ctx.config.dropout, ctx.config.pooling).to(ctx.device)
     start_state = trainable_state(model)
     main = parallel.is_main()  # with several processes, only process 0 checks, interpolates and writes
     start_valid = check_start(model, data.valid, pad_id, ctx, target, start) if len(data.valid) and main else None

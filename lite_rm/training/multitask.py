@@ -109,7 +109,7 @@ def run_multitask(ctx: StageContext, domains: list[str], start: str, out: Path,
     tokenizer = load_tokenizer(start)
     pad_id = pad_id_of(tokenizer)
     data, general, share = load_data(ctx, domains, tokenizer)
-    model = load_reward_model(start, ctx.config.seed, ctx.config.dropout).to(ctx.device)
+    model = load_reward_model(start, ctx.config.seed, ctx.config.dropout, ctx.config.pooling).to(ctx.device)
     layers = {d: copy.deepcopy(score_layer(model)) for d in domains}
     heads = torch.nn.ModuleDict(layers)
     views = {d: HeadView(model, layers[d]) for d in domains}

@@ -274,7 +274,7 @@ def run_general(ctx: StageContext, start: str, out: Path, evaluate: EvalFn | Non
     pad_id = pad_id_of(tokenizer)
     general = _general_streamed(ctx, tokenizer) if streams_general(ctx) else _general_in_memory(ctx, tokenizer)
     valid_data = encode_preferences(tokenizer, ctx.rule, general.valid)
-    model = load_reward_model(start, seed, ctx.config.dropout).to(ctx.device)
+    model = load_reward_model(start, seed, ctx.config.dropout, ctx.config.pooling).to(ctx.device)
 
     def step(units: list[int]) -> tuple[torch.Tensor, dict[str, float], int]:
         done = steps.reward_step(model, [general.source(units)], pad_id, ctx.bf16)
