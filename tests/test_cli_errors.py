@@ -50,6 +50,10 @@ def _cases(tmp_path: Path, tiny_checkpoint: Path, data_dir: Path) -> list[list[s
         ["plot", str(bundle)],
         ["serve", str(tmp_path / "no-bundle")],
         ["serve", str(bundle), "--host", "0.0.0.0"],
+        ["personalize", str(bundle), "-c", str(bad_jsonl), "-n", "alice"],
+        ["personalize", str(tmp_path / "no-bundle"), "-c", str(data_dir / "general/webgpt.test.json"), "-n", "alice"],
+        ["personalize", str(bundle), "-c", str(data_dir / "general/webgpt.test.json"), "-n", "a/b"],
+        ["score", str(bundle), "-i", str(bad_jsonl), "-o", str(tmp_path / "s.jsonl"), "--head", "a=x", "--head", "b=1"],
     ]
 
 
@@ -61,10 +65,11 @@ def test_bad_input_never_escapes_as_an_exception(tmp_path: Path, tiny_checkpoint
         assert result.exception is None or isinstance(result.exception, SystemExit), (args, repr(result.exception))
         assert "Traceback" not in result.output and result.output.strip(), args
         verbs.add(args[0])
-    assert verbs == {"data", "train", "eval", "export", "score", "plot", "serve"}
+    assert verbs == {"data", "train", "eval", "export", "score", "plot", "serve", "personalize"}
 
 
-@pytest.mark.parametrize("verb", ["data", "train", "eval", "export", "score", "plot", "serve"])
+@pytest.mark.parametrize("verb", ["data", "train", "eval", "export", "score", "plot", "serve", "distill",
+                                  "personalize"])
 def test_help_of_every_verb(verb: str) -> None:
     result = CliRunner().invoke(main, [verb, "--help"])
     assert result.exit_code == 0 and result.exception is None, result.output
