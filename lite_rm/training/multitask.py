@@ -134,7 +134,10 @@ def run_multitask(ctx: StageContext, domains: list[str], start: str, out: Path,
 
     # validate after eval_every steps of EACH domain, the cadence of a one-domain run
     optim = dataclasses.replace(cfg, eval_every=cfg.eval_every * len(domains))
-    result = run_loop(modules={"model": model, "heads": heads}, named_params=list(both.named_parameters()),
+    # the domain heads are named as part of the reward head, so custom.head_lr_scale applies to them too
+    named = [*model.named_parameters(), *((f"classifier.{d}.{n}", p) for d in domains
+                                          for n, p in layers[d].named_parameters())]
+    result = run_loop(modules={"model": model, "heads": heads}, named_params=named,
                       plan=interleave(data, ctx.config.seed), step_fn=step, optim=optim,
                       steps_per_epoch=sum(d.steps_per_epoch for d in data.values()), validate=validate,
                       **stages.loop_args(ctx, f"custom-{NAME}"))
