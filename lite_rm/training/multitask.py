@@ -113,8 +113,7 @@ def run_multitask(ctx: StageContext, domains: list[str], start: str, out: Path,
     layers = {d: copy.deepcopy(score_layer(model)) for d in domains}
     heads = torch.nn.ModuleDict(layers)
     views = {d: HeadView(model, layers[d]) for d in domains}
-    both = torch.nn.ModuleDict({"model": model, "heads": heads})
-    start_state = trainable_state(both)
+    start_state = trainable_state(model)
 
     def step(item: tuple[str, list[int], list[int]]) -> tuple[torch.Tensor, dict[str, float], int]:
         domain, units, replay = item
@@ -146,9 +145,11 @@ def run_multitask(ctx: StageContext, domains: list[str], start: str, out: Path,
                                     "valid_pairs": {d: len(v.valid) for d, v in data.items()}}
     if not parallel.is_main():
         return summary
+    # interpolation pulls the shared model (encoder and general head) toward the general model; the domain
+    # heads keep what they learned (their start, a copy of the general head, opposes some domains)
     alpha = float(cfg.interpolate) if cfg.interpolate != "off" else 1.0
-    both.load_state_dict(interpolate(start_state, trainable_state(both), alpha))
-    summary["interpolation"] = {"alpha": alpha}
+    model.load_state_dict(interpolate(start_state, trainable_state(model), alpha))
+    summary["interpolation"] = {"alpha": alpha, "applies_to": "encoder and general head"}
     summary["valid_by_head"] = {d: steps.pair_accuracy(views[d], data[d].valid, pad_id, ctx.bf16,
                                                        ctx.config.eval_batch_size) for d in domains}
     metrics = evaluate(model) if evaluate else {}
