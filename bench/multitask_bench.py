@@ -3,7 +3,8 @@
 Pieces (each skipped when its output exists):
 
   train    ``lite-rm train -o RUN --model runs/demo/general --stages custom --domain academy --domain
-           business --domain entertainment --domain literature --multitask --epochs 1`` (resumable)
+           business --domain entertainment --domain literature --multitask --epochs 1 --set
+           custom.head_lr_scale=30`` (resumable; bench/MULTITASK.md says why these settings)
   export   ``lite-rm export RUN/custom-multitask --output RUN/bundle --int8`` (the default chain)
   eval     each domain's test pairs scored by its own head, the general sets by the general head (and by
            each domain head), with the Scorer
@@ -40,7 +41,7 @@ def ensure(run: Path) -> Path:
     if not (run / "custom-multitask" / "lite_rm.json").exists():
         subprocess.run([LITE_RM, "train", "-o", str(run), "--model", str(REPO / "runs/demo/general"), "--stages",
                         "custom", *[a for d in DOMAINS for a in ("--domain", d)], "--multitask", "--epochs", "1",
-                        "--resume"], check=True)
+                        "--set", "custom.head_lr_scale=30", "--resume"], check=True)
     bundle = run / "bundle"
     if not (bundle / "manifest.json").exists():
         subprocess.run([LITE_RM, "export", str(run / "custom-multitask"), "--output", str(bundle), "--int8"],
