@@ -166,6 +166,8 @@ def personalize(scorer: Any, prompts: Sequence[Any], chosen: Sequence[Any], reje
         The fit's report, with ``path`` the head file written.
     """
     check_head_name(name)
+    if name == DEFAULT_HEAD:
+        raise ValueError(f"personalize: {DEFAULT_HEAD!r} is the bundle's own score; give the head another name")
     if not (len(prompts) == len(chosen) == len(rejected)):
         raise ValueError(f"personalize: {len(prompts)} prompts, {len(chosen)} chosen, {len(rejected)} rejected; "
                          "expected one of each per comparison")

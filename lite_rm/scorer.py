@@ -305,8 +305,8 @@ class Scorer:
             return self.head if self.head is not None else DEFAULT_HEAD
         if isinstance(head, (str, Path)):
             text = str(head)
-            if text.endswith(".json") and Path(text).is_file():
-                return self.load_head(text)
+            if text.endswith(".json"):
+                return self.load_head(text)  # a missing file is a BundleError naming it
             if text != DEFAULT_HEAD:
                 self.get_head(text)
             return text

@@ -175,6 +175,13 @@ def test_personalize_errors_are_clear(fresh: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1 and "bad.jsonl" in result.output and "line 4" in result.output
     result = runner.invoke(main, ["personalize", str(fresh), "-c", str(few), "-n", "../evil"])
     assert result.exit_code == 1 and "head name" in result.output
+    enough = tmp_path / "enough.jsonl"
+    enough.write_text("".join(json.dumps({"prompt": p, "chosen": g, "rejected": b}) + "\n"
+                              for p, g, b in zip(PROMPTS, GOOD, BAD, strict=True)))
+    result = runner.invoke(main, ["personalize", str(fresh), "-c", str(enough), "-n", "default"])
+    assert result.exit_code == 1 and "bundle's own score" in result.output
+    with pytest.raises(BundleError, match="missing.json: head file not found"):
+        Scorer(fresh, threads=1, head=str(tmp_path / "missing.json"))
 
 
 def test_personalize_profile_never_imports_torch(bundle: Path, tmp_path: Path) -> None:
