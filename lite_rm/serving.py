@@ -282,13 +282,16 @@ class RewardServer:
         threads: onnxruntime threads (None: its default).
         batch_size: pairs per model call inside one scoring call.
         verify: check the bundle's SHA-256 digests when loading.
+        head: the reward every request gets (a head's name or file, or a mixture; see
+            :meth:`lite_rm.scorer.Scorer.score`); ``None``: the bundle's own score.
     """
 
     def __init__(self, bundle: str | Path, *, api_key: str | None = None, limits: ServeLimits | None = None,
-                 threads: int | None = None, batch_size: int = 32, verify: bool = False) -> None:
+                 threads: int | None = None, batch_size: int = 32, verify: bool = False, head: Any = None) -> None:
         self.bundle, self.limits = str(bundle), limits or ServeLimits()
         self._expected = f"Bearer {api_key}".encode() if api_key else None
-        self._scorer_args: dict[str, Any] = {"threads": threads, "batch_size": batch_size, "verify": verify}
+        self._scorer_args: dict[str, Any] = {"threads": threads, "batch_size": batch_size, "verify": verify,
+                                             "head": head}
         self.scorer: Scorer | None = None
         self.batcher: Batcher | None = None
         self.load_error: str | None = None
@@ -336,7 +339,8 @@ class RewardServer:
         return JSONResponse({
             "status": "ready", "bundle": self.bundle, "precision": manifest.precision,
             "max_length": self.scorer.max_length, "calibration_scale": manifest.calibration.scale,
-            "domains": manifest.domains, "max_rows": self.limits.max_rows,
+            "domains": manifest.domains, "head": self.scorer.head, "heads": self.scorer.heads,
+            "max_rows": self.limits.max_rows,
             "max_body_bytes": self.limits.max_body_bytes,
             "model_calls": self.batcher.calls if self.batcher else 0,
             "pairs_scored": self.batcher.pairs if self.batcher else 0,

@@ -193,3 +193,35 @@ def test_health_is_503_until_loaded(bundle: Path) -> None:
             return health.status_code, score.status_code
 
     assert asyncio.run(ask()) == (503, 503)
+
+
+def test_a_server_scores_with_the_head_it_was_given(bundle: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from lite_rm.heads import LinearHead, save_into_bundle
+    from lite_rm.serving import RewardServer
+
+    copy = Path(shutil.copytree(bundle, tmp_path / "bundle"))
+    plain = Scorer(copy, threads=1)
+    weight = np.linspace(-1, 1, plain.manifest.embedding_dim or 0).astype(np.float32)
+    save_into_bundle(copy, LinearHead("alice", weight, backbone=plain.manifest.data["source"]["sha256"]))
+    server = RewardServer(copy, threads=1, head="alice")
+
+    async def ask() -> tuple[dict, dict]:
+        app = server.app()
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+                for _ in range(600):  # the model loads in the background
+                    health = (await client.get("/health")).json()
+                    if health["status"] != "loading":
+                        break
+                    await asyncio.sleep(0.05)
+                scores = (await client.post("/score", json={"prompt": "q?", "responses": ["a", "bb"]})).json()
+                return health, scores
+
+    health, scores = asyncio.run(ask())
+    assert health["head"] == "alice" and "alice" in health["heads"]
+    expected = Scorer(copy, threads=1, head="alice").score("q?", ["a", "bb"])
+    np.testing.assert_allclose(scores["scores"], expected, rtol=1e-5)
+    result = CliRunner().invoke(main, ["serve", str(copy), "--head", "bob"])
+    assert result.exit_code == 1 and "'bob'" in result.output

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from lite_rm.cli import fail
-from lite_rm.cli.options import threads_option, verify_option
+from lite_rm.cli.options import head_option, parse_heads, threads_option, verify_option
 
 
 @click.command("serve")
@@ -28,11 +28,12 @@ from lite_rm.cli.options import threads_option, verify_option
               help="Pairs per onnxruntime run inside a model call.")
 @threads_option("onnxruntime")
 @verify_option
+@head_option
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True, help="Uvicorn's log level.")
 def serve(bundle: str, host: str, port: int, api_key: str | None, max_body_bytes: int, max_rows: int,
           batch_window_ms: float, max_batch_pairs: int, batch_size: int, threads: int, verify: bool,
-          log_level: str) -> None:
+          heads: tuple[str, ...], log_level: str) -> None:
     """Serve BUNDLE over HTTP: POST /score, POST /preference, POST /openrlhf, GET /health.
 
     Concurrent requests are scored together (dynamic batching). Stops on Ctrl-C or SIGTERM after
@@ -50,14 +51,19 @@ def serve(bundle: str, host: str, port: int, api_key: str | None, max_body_bytes
     if not is_loopback(host) and api_key is None:
         fail(f"--host {host}: refusing to listen on a non-loopback address without an API key; give --api-key "
              "or set LITE_RM_API_KEY (clients then send 'Authorization: Bearer KEY'), or keep --host 127.0.0.1")
+    head = parse_heads(heads)
     try:
         read_manifest(bundle, verify=verify)  # a wrong path fails here, before the server starts
-    except (BundleError, OSError) as err:
+        if head is not None:
+            from lite_rm.scorer import Scorer
+
+            Scorer(bundle, threads=1, head=head)  # so does an unknown head
+    except (BundleError, OSError, ValueError, TypeError) as err:
         fail(err)
     limits = ServeLimits(max_body_bytes=max_body_bytes, max_rows=max_rows, batch_window_ms=batch_window_ms,
                          max_batch_pairs=max_batch_pairs)
     server = RewardServer(bundle, api_key=api_key, limits=limits, threads=resolve_threads(threads),
-                          batch_size=batch_size)
+                          batch_size=batch_size, head=head)
     # Uvicorn handles SIGINT/SIGTERM: it stops accepting, finishes the requests in flight, then runs the
     # app's shutdown, which scores whatever is still queued.
     uvicorn.run(server.app(), host=host, port=port, log_level=log_level, access_log=log_level == "debug")
