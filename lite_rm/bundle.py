@@ -31,7 +31,8 @@ SUPPORTED_VERSIONS = (1,)
 DEFAULT_MAX_POSITIONS = 512
 PRECISIONS = ("fp32", "int8")
 
-__all__ = ["BundleError", "Calibration", "FileEntry", "Manifest", "file_digest", "file_entry", "read_manifest"]
+__all__ = ["BundleError", "Calibration", "FileEntry", "Manifest", "file_digest", "file_entry", "read_manifest",
+           "show_value"]
 
 
 class BundleError(ValueError):
@@ -39,10 +40,11 @@ class BundleError(ValueError):
 
 
 def _bad(name: str, expected: str, found: Any) -> BundleError:
-    return BundleError(f"manifest {name}: expected {expected}, found {_show(found)}")
+    return BundleError(f"manifest {name}: expected {expected}, found {show_value(found)}")
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A value for an error message: its repr, cut to 80 characters."""
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
@@ -228,8 +230,9 @@ class Manifest:
         version = data.get("format_version")
         if isinstance(version, bool) or version not in SUPPORTED_VERSIONS:
             raise BundleError(
-                f"manifest format_version: bundle format version {_show(version)} is not supported by this lite-rm "
-                f"(it reads {', '.join(map(str, SUPPORTED_VERSIONS))}); upgrade lite-rm or export the bundle again")
+                f"manifest format_version: bundle format version {show_value(version)} is not supported by this "
+                f"lite-rm (it reads {', '.join(map(str, SUPPORTED_VERSIONS))}); upgrade lite-rm or export the bundle "
+                "again")
         max_positions = data.get("max_positions", DEFAULT_MAX_POSITIONS)
         if isinstance(max_positions, bool) or not isinstance(max_positions, int) or max_positions < 8:
             raise _bad("max_positions", "an integer >= 8", max_positions)

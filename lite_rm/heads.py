@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from lite_rm.bundle import BundleError, Calibration
+from lite_rm.bundle import BundleError, Calibration, show_value
 from lite_rm.files import write_text_atomic
 
 HEAD_FORMAT = "lite-rm-head"
@@ -96,9 +96,7 @@ class LinearHead:
             BundleError: naming ``where``, the field, what was expected and what was found.
         """
         def bad(key: str, expected: str, found: Any) -> BundleError:
-            text = repr(found)
-            return BundleError(f"{where}: field {key!r}: expected {expected}, found "
-                               f"{text if len(text) <= 80 else text[:77] + '...'}")
+            return BundleError(f"{where}: field {key!r}: expected {expected}, found {show_value(found)}")
 
         if not isinstance(data, dict) or data.get("format") != HEAD_FORMAT:
             raise bad("format", repr(HEAD_FORMAT) + " (not a lite-rm head file)",

@@ -63,3 +63,14 @@ def test_multitask_refuses_what_it_does_not_combine_with(tmp_path: Path, tiny_ch
     with pytest.raises(ConfigError, match="l2sp_coef"):
         TrainConfig.from_dict(synthetic_config(tmp_path, tiny_checkpoint, **{
             "custom.multitask": True, "custom.domains": ["academy", "business"], "custom.l2sp_coef": 0.1}))
+
+
+def test_train_multitask_flag_sets_the_key(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from lite_rm.cli import main
+
+    # one domain is not a multi-task run: the flag reached custom.multitask and its check
+    result = CliRunner().invoke(main, ["train", "-o", str(tmp_path / "run"), "--multitask", "--domain", "academy"])
+    assert result.exit_code == 1 and "custom.multitask" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

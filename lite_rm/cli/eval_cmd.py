@@ -16,7 +16,6 @@ from lite_rm.cli.options import (
     head_option,
     json_option,
     parse_columns,
-    parse_heads,
 )
 
 OUTPUT_SUFFIXES = (".json", ".md")
@@ -139,7 +138,7 @@ def _write_outputs(outputs: tuple[str, ...], payload: dict[str, Any], table: str
 def eval_command(model: str, data: tuple[str, ...], data_format: str | None, split: str | None,
                  columns: tuple[str, ...], skip_invalid: bool, domains: tuple[str, ...], data_dir: str | None,
                  name: str | None, outputs: tuple[str, ...], as_json: bool, bf16: bool | None, threads: int,
-                 heads: tuple[str, ...], batch_size: int, verify: bool, backend: str) -> None:
+                 head: Any, batch_size: int, verify: bool, backend: str) -> None:
     """Pairwise accuracy of MODEL (a checkpoint or an ONNX bundle folder) on preference sets.
 
     \b
@@ -166,7 +165,7 @@ def eval_command(model: str, data: tuple[str, ...], data_format: str | None, spl
             sets = default_eval_sets(resolve_data_dir(data_dir), chosen_domains)
         loaded = {s.name: s.load() for s in sets}  # bad data fails before the model is loaded
         score, kind = _score_fn(Path(model), bf16, resolve_threads(threads), batch_size, verify, backend,
-                                parse_heads(heads))
+                                head)
         results = evaluate(_with_progress(score), sets, loaded)
     except (DataError, FileNotFoundError) as err:
         fail(err)

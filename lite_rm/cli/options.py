@@ -68,9 +68,11 @@ def bundle_options(what: str) -> Callable[[F], F]:
 
 
 def head_option(func: F) -> F:
-    """``--head``: which reward of a bundle to use (see :meth:`lite_rm.scorer.Scorer.score`)."""
+    """``--head``: which reward of a bundle to use (see :meth:`lite_rm.scorer.Scorer.score`); the command
+    gets ``head``, already a Scorer ``head`` (:func:`parse_heads`)."""
     return click.option(
-        "--head", "heads", multiple=True, metavar="NAME|FILE|NAME=WEIGHT",
+        "--head", "head", multiple=True, metavar="NAME|FILE|NAME=WEIGHT",
+        callback=lambda ctx, param, values: parse_heads(values),
         help="Score with this head of the bundle (default: its own score), a head file (a profile from "
              "lite-rm personalize --profile), or a mixture: repeat NAME=WEIGHT, e.g. --head default=0.5 "
              "--head alice=0.5.")(func)

@@ -14,7 +14,6 @@ from lite_rm.cli.options import (
     head_option,
     json_option,
     parse_columns,
-    parse_heads,
 )
 
 # The flags of earlier versions: each is --column FIELD=NAME.
@@ -57,7 +56,7 @@ def _legacy_field_options(func):  # type: ignore[no-untyped-def]
 @_legacy_field_options
 def score(bundle: str, input_path: str, output_path: str, data_format: str | None, split: str | None,
           columns: tuple[str, ...], skip_invalid: bool, kind: str | None, domain: str | None, resume: bool,
-          threads: int, heads: tuple[str, ...], batch_size: int, progress: bool, as_json: bool, verify: bool,
+          threads: int, head: Any, batch_size: int, progress: bool, as_json: bool, verify: bool,
           backend: str, engine: str, address: str | None, workers: int, **legacy: str | None) -> None:
     """Score (prompt, response) rows, or give P(a preferred over b) for (prompt, a, b) rows and for
     preference records (a = chosen, b = rejected: the share where a wins is the pairwise accuracy).
@@ -78,7 +77,6 @@ def score(bundle: str, input_path: str, output_path: str, data_format: str | Non
     for dest, ours in _LEGACY_FIELDS.items():
         if legacy.get(dest):
             mapping.setdefault(ours, str(legacy[dest]))
-    head = parse_heads(heads)
     if engine == "ray":
         if head is not None:
             raise click.UsageError("--head is not supported with --engine ray yet; score with the local engine")

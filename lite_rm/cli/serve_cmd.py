@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from lite_rm.cli import fail
-from lite_rm.cli.options import head_option, parse_heads, threads_option, verify_option
+from lite_rm.cli.options import head_option, threads_option, verify_option
 
 
 @click.command("serve")
@@ -33,7 +35,7 @@ from lite_rm.cli.options import head_option, parse_heads, threads_option, verify
               show_default=True, help="Uvicorn's log level.")
 def serve(bundle: str, host: str, port: int, api_key: str | None, max_body_bytes: int, max_rows: int,
           batch_window_ms: float, max_batch_pairs: int, batch_size: int, threads: int, verify: bool,
-          heads: tuple[str, ...], log_level: str) -> None:
+          head: Any, log_level: str) -> None:
     """Serve BUNDLE over HTTP: POST /score, POST /preference, POST /openrlhf, GET /health.
 
     Concurrent requests are scored together (dynamic batching). Stops on Ctrl-C or SIGTERM after
@@ -51,7 +53,6 @@ def serve(bundle: str, host: str, port: int, api_key: str | None, max_body_bytes
     if not is_loopback(host) and api_key is None:
         fail(f"--host {host}: refusing to listen on a non-loopback address without an API key; give --api-key "
              "or set LITE_RM_API_KEY (clients then send 'Authorization: Bearer KEY'), or keep --host 127.0.0.1")
-    head = parse_heads(heads)
     try:
         read_manifest(bundle, verify=verify)  # a wrong path fails here, before the server starts
         if head is not None:

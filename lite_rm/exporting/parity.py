@@ -128,13 +128,10 @@ def torch_scores(checkpoint: Path, tokenizer_path: Path, prompts: list[str], res
                  rule: InputRule, batch_size: int = 32) -> np.ndarray:
     """Scores of the PyTorch checkpoint on the same encoded inputs the Scorer builds (the reference)."""
     torch = require("torch")
-    transformers = require("transformers")
-    model = transformers.AutoModelForSequenceClassification.from_pretrained(
-        str(checkpoint), trust_remote_code=False, local_files_only=True).eval()
-    if getattr(model.config, "lite_rm_pooling", "cls") != "cls":  # score as trained (lite-rm's mean pooling)
-        from lite_rm.training.modeling import pooling_of, use_pooling
+    require("transformers")
+    from lite_rm.training.modeling import load_reward_model
 
-        use_pooling(model, pooling_of(model.config))
+    model = load_reward_model(checkpoint, seed=0).eval()  # with the pooling the checkpoint records
     tokenizer = load_tokenizer(tokenizer_path)
     encoded = encode_pairs(tokenizer, prompts, responses, rule)
     out = np.empty(len(encoded), dtype=np.float64)
