@@ -118,7 +118,7 @@ def score_shard(scorer: Scorer, shard: Path, output_dir: Path, options: ShardOpt
     report = score_file(scorer, source, output, kind="jsonl" if source != shard else None,
                         data_format=options.data_format, columns=options.columns, domain=options.domain,
                         skip_invalid=options.skip_invalid, resume=resume,
-                        chunk_size=max(256, 8 * options.batch_size), progress=False)
+                        chunk_size=max(256, 8 * scorer.batch_size), progress=False)
     if source != shard:
         source.unlink()
     result.update(rows=report.rows, seconds=round(report.seconds, 3), status="scored")

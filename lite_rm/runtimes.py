@@ -79,13 +79,13 @@ class OpenVinoRuntime:
     An infer request is not thread-safe, so each call makes its own (cheap next to a batch).
     """
 
-    def __init__(self, model: Path, threads: int | None) -> None:
+    def __init__(self, model: Path, threads: int | None, streams: int = 1) -> None:
         from lite_rm.extras import require
 
         ov = require("openvino", extra="openvino")
         core = ov.Core()
         precision = "bf16" if "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES") else "f32"
-        config: dict[str, object] = {"INFERENCE_PRECISION_HINT": precision, "NUM_STREAMS": 1}
+        config: dict[str, object] = {"INFERENCE_PRECISION_HINT": precision, "NUM_STREAMS": streams}
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = threads
         try:
@@ -105,8 +105,11 @@ class OpenVinoRuntime:
 
 
 def open_runtime(model: Path, backend: str = "onnxruntime", threads: int | None = None,
-                 providers: Sequence[str] | None = None) -> Runtime:
-    """Load a bundle's graph with the named engine.
+                 providers: Sequence[str] | None = None, streams: int = 1) -> Runtime:
+    """Load a bundle's graph with the named engine, for ``streams`` concurrent calls of ``threads`` in all.
+
+    onnxruntime gets ``threads // streams`` intra-op threads (each concurrent ``run`` computes on its
+    caller's thread and that many helpers); OpenVINO gets ``streams`` streams sharing ``threads``.
 
     Raises:
         ValueError: an unknown backend (the message lists the valid ones).
@@ -115,8 +118,9 @@ def open_runtime(model: Path, backend: str = "onnxruntime", threads: int | None 
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {', '.join(BACKENDS)}, found {backend!r}")
-    runtime: Runtime = OnnxRuntime(model, threads, providers) if backend == "onnxruntime" \
-        else OpenVinoRuntime(model, threads)
+    per_call = None if threads is None else max(1, threads // streams)
+    runtime: Runtime = OnnxRuntime(model, per_call, providers) if backend == "onnxruntime" \
+        else OpenVinoRuntime(model, threads, streams)
     unknown = [n for n in runtime.input_names if n not in KNOWN_INPUTS]
     if unknown:
         raise RuntimeLoadError(f"the model wants inputs {unknown}; expected {sorted(KNOWN_INPUTS)}")

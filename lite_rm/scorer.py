@@ -15,7 +15,9 @@ must never import torch: a test checks it in a fresh interpreter.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,10 @@ from lite_rm.runtimes import EMBEDDING_OUTPUT, SCORE_OUTPUT, RuntimeLoadError, o
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 32
+# One text per model call on one thread per core (``streams``): the fastest way measured for every kind of
+# bundle on 2 cores, and it makes a dynamic-int8 text's score independent of the other texts of a call,
+# whose shared activation scale otherwise moves it (bench/SCORING.md, "Threads and batching").
+DEFAULT_BATCH_SIZE = 1
 # What a ``head`` argument may be: a head's name (or a head file's path), or a weighted mixture of heads.
 HeadSpec = str | dict[str, float] | None
 
@@ -87,8 +92,11 @@ class Scorer:
 
     Args:
         bundle: the bundle folder written by ``lite-rm export``.
-        threads: onnxruntime intra-op threads (``None``: onnxruntime's default, one per physical core).
-        batch_size: pairs per model call; pairs are sorted by length first so a batch pads little.
+        threads: CPU threads in all (``None``: one per core this process may use).
+        batch_size: pairs per model call (``None``: ``DEFAULT_BATCH_SIZE``, 1); pairs are sorted by length
+            first so a batch pads little.
+        streams: model calls run at once, each on ``threads // streams`` threads (``None``: ``threads``,
+            i.e. one thread per call). Large batches run faster on one stream of all threads.
         providers: onnxruntime execution providers (default: CPU).
         verify: check the files' SHA-256 against the manifest when opening (reads the whole model).
         dedupe: score identical (prompt, response) pairs of one call once.
@@ -106,17 +114,22 @@ class Scorer:
         self,
         bundle: str | Path,
         threads: int | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = None,
         providers: Sequence[str] | None = None,
         verify: bool = False,
         dedupe: bool = True,
         backend: str = "onnxruntime",
         head: HeadSpec = None,
+        streams: int | None = None,
     ) -> None:
-        if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"threads: expected a positive integer or None, found {threads!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
+        for name, value in (("threads", threads), ("streams", streams)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name}: expected a positive integer or None, found {value!r}")
+        batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, found {batch_size!r}")
+        threads = threads or _usable_cores()
+        self.streams = streams or threads
         self.manifest: Manifest = read_manifest(bundle, verify=verify)
         self.input_rule = self.manifest.input_rule
         self.batch_size = batch_size
@@ -128,7 +141,7 @@ class Scorer:
         self._pad_id = pad_id_of(self._tokenizer)
 
         try:
-            self._runtime = open_runtime(self.manifest.model_path, backend, threads, providers)
+            self._runtime = open_runtime(self.manifest.model_path, backend, threads, providers, self.streams)
         except RuntimeLoadError as err:
             raise BundleError(f"{self.manifest.model_path}: {err}; the bundle is corrupted or was made for a newer "
                               "runtime, export it again") from None
@@ -382,13 +395,26 @@ class Scorer:
 
     def run_encoded(self, encoded: EncodedPairs, names: Sequence[str] = (SCORE_OUTPUT,)) -> list[np.ndarray]:
         """The graph's named outputs (``logits`` ``(n,)``, ``embedding`` ``(n, dim)``) for encoded pairs."""
-        results: list[np.ndarray] = []
-        for idx in length_batches(encoded.lengths(), self.batch_size):
+        batches = length_batches(encoded.lengths(), self.batch_size)
+
+        def run(idx: np.ndarray) -> list[np.ndarray]:
             batch = pad_batch(encoded, idx.tolist(), self._pad_id)
-            outs = self._runtime.run({name: batch[name] for name in self._input_names}, names)
+            return self._runtime.run({name: batch[name] for name in self._input_names}, names)
+
+        streams = min(self.streams, len(batches))
+        if streams > 1:  # the engines release the GIL and allow concurrent calls; a pool per call: nothing to leak
+            with ThreadPoolExecutor(streams) as pool:
+                outputs = list(pool.map(run, batches))
+        else:
+            outputs = [run(idx) for idx in batches]
+        results: list[np.ndarray] = []
+        for idx, outs in zip(batches, outputs, strict=True):
             if not results:
                 results = [np.empty((len(encoded), *out.shape[1:]), dtype=np.float32) for out in outs]
             for result, out in zip(results, outs, strict=True):
                 result[idx] = out
         return results
 
+
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -280,14 +280,15 @@ class RewardServer:
         api_key: required as ``Authorization: Bearer KEY`` on every request but ``/health`` (None: no auth).
         limits: request limits and batching settings.
         threads: onnxruntime threads (None: its default).
-        batch_size: pairs per model call inside one scoring call.
+        batch_size: pairs per model call inside one scoring call (``None``: the Scorer's default).
         verify: check the bundle's SHA-256 digests when loading.
         head: the reward every request gets (a head's name or file, or a mixture; see
             :meth:`lite_rm.scorer.Scorer.score`); ``None``: the bundle's own score.
     """
 
     def __init__(self, bundle: str | Path, *, api_key: str | None = None, limits: ServeLimits | None = None,
-                 threads: int | None = None, batch_size: int = 32, verify: bool = False, head: Any = None) -> None:
+                 threads: int | None = None, batch_size: int | None = None, verify: bool = False,
+                 head: Any = None) -> None:
         self.bundle, self.limits = str(bundle), limits or ServeLimits()
         self._expected = f"Bearer {api_key}".encode() if api_key else None
         self._scorer_args: dict[str, Any] = {"threads": threads, "batch_size": batch_size, "verify": verify,

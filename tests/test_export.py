@@ -82,6 +82,23 @@ def test_int8_graph_is_quantized_and_override_is_marked(exported: dict[str, Path
     assert (exported["int8"] / "model.onnx").stat().st_size < (exported["fp32"] / "model.onnx").stat().st_size / 2
 
 
+def test_dynamic_int8_scores_do_not_depend_on_the_other_texts(exported: dict[str, Path], data_dir: Path) -> None:
+    """Dynamic int8 shares one activation scale per model call: the Scorer's default (one text per call)
+    gives every text the score it gets alone, where a batch of 32 moves it with its neighbours."""
+    from lite_rm.data import load_preferences
+    from lite_rm.scorer import Scorer
+
+    pairs = load_preferences(data_dir / "dsp" / "test.json", domain="academy").pairs[:24]
+    prompts, responses = [p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    alone = np.array([Scorer(exported["int8"], threads=1).score_pairs(prompts[i:i + 1], responses[i:i + 1])[0]
+                      for i in range(0, len(prompts), 6)])
+    default = Scorer(exported["int8"], threads=2, dedupe=False).score_pairs(prompts, responses)[::6]
+    np.testing.assert_array_equal(default, alone)
+    batched = Scorer(exported["int8"], threads=2, streams=1, batch_size=32, dedupe=False).score_pairs(
+        prompts, responses)[::6]
+    assert not np.array_equal(batched, alone)  # the effect the default avoids
+
+
 def test_default_blockwise_int8_keeps_orders(exported: dict[str, Path], tiny_checkpoint: Path) -> None:
     import onnx
 
@@ -138,7 +155,8 @@ def test_presets() -> None:
     assert load_preset("blockwise_w8").accuracy_level == 0
     from lite_rm.exporting import ExportOptions
 
-    assert [p.name for p in ExportOptions(int8=True).resolved_presets()] == ["blockwise", "blockwise_w8"]
+    default_chain = [p.name for p in ExportOptions(int8=True).resolved_presets()]
+    assert default_chain == [detect_preset(), "blockwise", "blockwise_w8"]  # "auto" resolved for this CPU
     with pytest.raises(ValueError, match="block_size"):
         QuantPreset(name="bad", method="blockwise", block_size=100)
     assert detect_preset() in available_presets()

@@ -173,6 +173,20 @@ def test_constructor_argument_errors(bundle: Path) -> None:
         Scorer(bundle, threads=0)
     with pytest.raises(ValueError, match="batch_size"):
         Scorer(bundle, batch_size=0)
+    with pytest.raises(ValueError, match="streams"):
+        Scorer(bundle, streams=0)
+
+
+def test_streams_and_batch_size_do_not_change_scores(bundle: Path) -> None:
+    """Concurrent calls (the default: one per thread, one text each) give the scores of one serial stream."""
+    prompts, responses = PROMPTS * 5, RESPONSES[1:] * 5 + RESPONSES[:1] * 5
+    default = Scorer(bundle, threads=2, dedupe=False)
+    assert default.streams == 2 and default.batch_size == 1
+    serial = Scorer(bundle, threads=2, streams=1, batch_size=32, dedupe=False).score_pairs(prompts, responses)
+    np.testing.assert_allclose(default.score_pairs(prompts, responses), serial, atol=1e-5)
+    np.testing.assert_allclose(Scorer(bundle, threads=3, streams=3, batch_size=4).score_pairs(prompts, responses),
+                               serial, atol=1e-5)
+    assert Scorer(bundle).streams >= 1  # threads=None: one stream per usable core
 
 
 def test_chat_messages_render_as_in_training(scorer: Scorer, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ OUTPUT_SUFFIXES = (".json", ".md")
 PROGRESS_CHUNK = 1024  # texts scored between progress updates (large: each call sorts its texts by length)
 
 
-def _bundle_score_fn(model: Path, threads: int, batch_size: int, verify: bool, backend: str, head: Any = None
+def _bundle_score_fn(model: Path, threads: int, batch_size: int | None, verify: bool, backend: str, head: Any = None
                      ) -> Any:
     from lite_rm.bundle import BundleError
     from lite_rm.extras import MissingExtraError
@@ -57,7 +57,7 @@ def _checkpoint_score_fn(model: Path, bf16: bool | None, threads: int, batch_siz
     return torch_score_fn(reward_model, tokenizer, rule, resolve_bf16("auto" if bf16 is None else bf16), batch_size)
 
 
-def _score_fn(model: Path, bf16: bool | None, threads: int, batch_size: int, verify: bool,
+def _score_fn(model: Path, bf16: bool | None, threads: int, batch_size: int | None, verify: bool,
               backend: str = "onnxruntime", head: Any = None) -> tuple[Any, str]:
     """A scoring function for a bundle (torch-free) or a checkpoint (torch), and what it is."""
     if (model / "manifest.json").is_file():
@@ -67,7 +67,7 @@ def _score_fn(model: Path, bf16: bool | None, threads: int, batch_size: int, ver
     if not (model / "config.json").is_file():
         fail(f"{model}: expected a checkpoint folder (config.json, weights, tokenizer) or an ONNX bundle folder "
              "(manifest.json, model.onnx)")
-    return _checkpoint_score_fn(model, bf16, threads, batch_size), "checkpoint"
+    return _checkpoint_score_fn(model, bf16, threads, batch_size or 64), "checkpoint"
 
 
 def _with_progress(score: Any) -> Any:
@@ -134,11 +134,12 @@ def _write_outputs(outputs: tuple[str, ...], payload: dict[str, Any], table: str
 @click.option("--bf16/--no-bf16", default=None, help="bfloat16 autocast for checkpoints. [default: auto]")
 @bundle_options("scoring")
 @head_option
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, help="Texts per forward pass.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Texts per forward pass [default: 64 for a checkpoint, the Scorer's 1 for a bundle].")
 def eval_command(model: str, data: tuple[str, ...], data_format: str | None, split: str | None,
                  columns: tuple[str, ...], skip_invalid: bool, domains: tuple[str, ...], data_dir: str | None,
                  name: str | None, outputs: tuple[str, ...], as_json: bool, bf16: bool | None, threads: int,
-                 head: Any, batch_size: int, verify: bool, backend: str) -> None:
+                 head: Any, batch_size: int | None, verify: bool, backend: str) -> None:
     """Pairwise accuracy of MODEL (a checkpoint or an ONNX bundle folder) on preference sets.
 
     \b

@@ -43,7 +43,8 @@ def _legacy_field_options(func):  # type: ignore[no-untyped-def]
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from OUTPUT.partial.")
 @bundle_options("onnxruntime")
 @head_option
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Pairs per model call.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Pairs per model call [default: 1, the Scorer's: one text per call on each thread].")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar of rows with rows/s.")
 @json_option
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
@@ -56,7 +57,7 @@ def _legacy_field_options(func):  # type: ignore[no-untyped-def]
 @_legacy_field_options
 def score(bundle: str, input_path: str, output_path: str, data_format: str | None, split: str | None,
           columns: tuple[str, ...], skip_invalid: bool, kind: str | None, domain: str | None, resume: bool,
-          threads: int, head: Any, batch_size: int, progress: bool, as_json: bool, verify: bool,
+          threads: int, head: Any, batch_size: int | None, progress: bool, as_json: bool, verify: bool,
           backend: str, engine: str, address: str | None, workers: int, **legacy: str | None) -> None:
     """Score (prompt, response) rows, or give P(a preferred over b) for (prompt, a, b) rows and for
     preference records (a = chosen, b = rejected: the share where a wins is the pairwise accuracy).
@@ -68,7 +69,7 @@ def score(bundle: str, input_path: str, output_path: str, data_format: str | Non
     from lite_rm.bundle import BundleError
     from lite_rm.data import DataError
     from lite_rm.extras import MissingExtraError
-    from lite_rm.scorer import Scorer
+    from lite_rm.scorer import DEFAULT_BATCH_SIZE, Scorer
     from lite_rm.threads import resolve_threads
 
     if as_json and output_path == "-":
@@ -84,7 +85,8 @@ def score(bundle: str, input_path: str, output_path: str, data_format: str | Non
             raise click.UsageError("--engine ray reads a folder or glob of shards (-i) and writes a folder (-o); "
                                    "stdin/stdout and --resume do not apply (a rerun resumes by itself)")
         _score_on_ray(bundle, input_path, output_path, address, workers, as_json, verify,
-                      threads=threads or 1, batch_size=batch_size, data_format=data_format, columns=mapping,
+                      threads=threads or 1, batch_size=batch_size or DEFAULT_BATCH_SIZE, data_format=data_format,
+                      columns=mapping,
                       domain=domain, skip_invalid=skip_invalid)
         return
     try:
@@ -92,7 +94,7 @@ def score(bundle: str, input_path: str, output_path: str, data_format: str | Non
                         backend=backend, head=head)
         report = score_file(
             scorer, input_path, output_path, kind=kind, data_format=data_format, columns=mapping, split=split,
-            domain=domain, skip_invalid=skip_invalid, resume=resume, chunk_size=max(256, 8 * batch_size),
+            domain=domain, skip_invalid=skip_invalid, resume=resume, chunk_size=max(256, 8 * scorer.batch_size),
             progress=progress,
         )
     except DataError as err:

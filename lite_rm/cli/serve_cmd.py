@@ -26,15 +26,15 @@ from lite_rm.cli.options import head_option, threads_option, verify_option
               help="How long to wait for more requests to score together after one arrives.")
 @click.option("--max-batch-pairs", type=click.IntRange(min=1), default=256, show_default=True,
               help="Most pairs scored in one model call across requests.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Pairs per onnxruntime run inside a model call.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Pairs per onnxruntime run inside a model call [default: 1, the Scorer's].")
 @threads_option("onnxruntime")
 @verify_option
 @head_option
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True, help="Uvicorn's log level.")
 def serve(bundle: str, host: str, port: int, api_key: str | None, max_body_bytes: int, max_rows: int,
-          batch_window_ms: float, max_batch_pairs: int, batch_size: int, threads: int, verify: bool,
+          batch_window_ms: float, max_batch_pairs: int, batch_size: int | None, threads: int, verify: bool,
           head: Any, log_level: str) -> None:
     """Serve BUNDLE over HTTP: POST /score, POST /preference, POST /openrlhf, GET /health.
 
