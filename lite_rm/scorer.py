@@ -15,7 +15,6 @@ must never import torch: a test checks it in a fresh interpreter.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,12 +29,13 @@ from lite_rm.data.text import bad_text
 from lite_rm.encoding import EncodedPairs, encode_pairs, length_batches, load_tokenizer, pad_batch, pad_id_of
 from lite_rm.heads import DEFAULT_HEAD, LinearHead, read_head
 from lite_rm.runtimes import EMBEDDING_OUTPUT, SCORE_OUTPUT, RuntimeLoadError, open_runtime
+from lite_rm.threads import usable_cores
 
 logger = logging.getLogger(__name__)
 
 # One text per model call on one thread per core (``streams``): the fastest way measured for every kind of
 # bundle on 2 cores, and it makes a dynamic-int8 text's score independent of the other texts of a call,
-# whose shared activation scale otherwise moves it (bench/SCORING.md, "Threads and batching").
+# whose shared activation scale otherwise moves it (bench/threads_results.md).
 DEFAULT_BATCH_SIZE = 1
 # What a ``head`` argument may be: a head's name (or a head file's path), or a weighted mixture of heads.
 HeadSpec = str | dict[str, float] | None
@@ -128,7 +128,7 @@ class Scorer:
         batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, found {batch_size!r}")
-        threads = threads or _usable_cores()
+        threads = threads or usable_cores()
         self.streams = streams or threads
         self.manifest: Manifest = read_manifest(bundle, verify=verify)
         self.input_rule = self.manifest.input_rule
@@ -414,7 +414,3 @@ class Scorer:
             for result, out in zip(results, outs, strict=True):
                 result[idx] = out
         return results
-
-
-def _usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -279,7 +279,7 @@ class RewardServer:
         bundle: the bundle folder.
         api_key: required as ``Authorization: Bearer KEY`` on every request but ``/health`` (None: no auth).
         limits: request limits and batching settings.
-        threads: onnxruntime threads (None: its default).
+        threads: CPU threads for scoring (None: the Scorer's default, one per usable core).
         batch_size: pairs per model call inside one scoring call (``None``: the Scorer's default).
         verify: check the bundle's SHA-256 digests when loading.
         head: the reward every request gets (a head's name or file, or a mixture; see
