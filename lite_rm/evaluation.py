@@ -87,7 +87,31 @@ def pairwise_accuracy(chosen: np.ndarray, rejected: np.ndarray) -> float:
     diff = np.asarray(chosen, dtype=np.float64) - np.asarray(rejected, dtype=np.float64)
     if diff.size == 0:
         return float("nan")
-    return float(np.mean((diff > 0) + 0.5 * (diff == 0)))
+    return float(np.mean(pair_correctness(diff)))
+
+
+def pair_correctness(diff: np.ndarray) -> np.ndarray:
+    """Per pair: 1 when the preferred response scores higher, 0.5 for a tie, 0 otherwise (the rule of
+    :func:`pairwise_accuracy`)."""
+    diff = np.asarray(diff, dtype=np.float64)
+    return (diff > 0) + 0.5 * (diff == 0)
+
+
+def paired_accuracy_interval(a: np.ndarray, b: np.ndarray, confidence: float = 0.95, resamples: int = 2000,
+                             seed: int = 0) -> tuple[float, float]:
+    """Paired-bootstrap interval of mean(a) - mean(b) for two models' per-pair correctness on the same pairs.
+
+    The same resampled pairs score both models, so pairs both get right (or wrong) cancel: the interval is
+    as wide as the models' disagreements make it, not as wide as each accuracy's own noise.
+    """
+    delta = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if delta.size == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = delta[rng.integers(0, delta.size, size=(resamples, delta.size))].mean(axis=1)
+    tail = (1.0 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return (float(low), float(high))
 
 
 def evaluate(score: ScoreFn, sets: Sequence[EvalSet], loaded: dict[str, list[PreferencePair]] | None = None

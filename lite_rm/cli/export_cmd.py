@@ -67,13 +67,19 @@ def _default_preset() -> str:
               help="Largest pairwise-accuracy drop allowed for int8 (0.01 = 1 point).")
 @click.option("--accept-parity-loss", is_flag=True,
               help="Write the bundle even if the parity check fails (the manifest records it).")
+@click.option("--teacher-bundle", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="For a distilled student (lite-rm distill): its teacher's bundle; the student must pass the "
+                   "fidelity gate against it on the held-out pairs (see docs/distill.md).")
+@click.option("--if-unfaithful", type=click.Choice(["fail", "teacher", "keep"]), default="fail", show_default=True,
+              help="When the student fails the gate: write nothing, write the teacher's bundle in its place, "
+                   "or write the student anyway (marked).")
 @threads_option("onnxruntime in the parity check")
 @json_option
 def export(checkpoint: str, output: str, int8: bool, preset: str, per_channel: bool | None, static: bool | None,
            exclude_nodes: tuple[str, ...], exclude_last_layers: int | None, optimization_level: int,
            validation: str | None, validation_domain: str | None, validation_pairs: int, data_dir: str | None,
            min_confident_agreement: float, confidence_band: float, max_order_change: float | None,
-           max_accuracy_loss: float, accept_parity_loss: bool,
+           max_accuracy_loss: float, accept_parity_loss: bool, teacher_bundle: str | None, if_unfaithful: str,
            threads: int, as_json: bool) -> None:
     """Export CHECKPOINT to a scoring bundle: model.onnx, tokenizer.json, manifest.json (plus config.json
     and the tokenizer configs, so Optimum and sentence-transformers load the folder too).
@@ -86,7 +92,7 @@ def export(checkpoint: str, output: str, int8: bool, preset: str, per_channel: b
     from lite_rm.threads import resolve_threads
 
     try:
-        from lite_rm.exporting import ExportOptions, ParityError, export_bundle, export_steps
+        from lite_rm.exporting import ExportOptions, FidelityError, ParityError, export_bundle, export_steps
 
         options = ExportOptions(
             int8=int8, preset=preset, per_channel=per_channel, static=static, exclude_nodes=exclude_nodes,
@@ -95,10 +101,11 @@ def export(checkpoint: str, output: str, int8: bool, preset: str, per_channel: b
             data_dir=data_dir, min_confident_agreement=min_confident_agreement, confidence_band=confidence_band,
             max_order_change=max_order_change, max_accuracy_loss=max_accuracy_loss,
             accept_parity_loss=accept_parity_loss, threads=resolve_threads(threads),
+            teacher_bundle=teacher_bundle, if_unfaithful=if_unfaithful,
         )
         with _progress_bar(export_steps(options)) as step_done:
             manifest = export_bundle(checkpoint, output, options, progress=step_done)
-    except (MissingExtraError, ParityError, DataError, OSError, ValueError) as err:
+    except (MissingExtraError, ParityError, FidelityError, DataError, OSError, ValueError) as err:
         fail(err)
         return
     summary = export_summary(output, manifest)
@@ -134,6 +141,8 @@ def export_summary(output: str, manifest: dict[str, Any]) -> dict[str, Any]:
         "model_bytes": manifest["files"][manifest["model_file"]]["bytes"],
         "quantization": (manifest.get("quantization") or {}).get("name"),
         "parity": manifest["parity"], "calibration": manifest["calibration"],
+        "fidelity": manifest.get("fidelity") or (manifest.get("distilled_student") or {}).get("fidelity"),
+        "shipped": "teacher" if manifest.get("distilled_student") else "exported",
     }
 
 
@@ -156,6 +165,15 @@ def _summary_lines(summary: dict[str, Any]) -> list[str]:
                      f"accuracy {q['accuracy']:.3f} ({-q['accuracy_loss'] * 100:+.1f} pt)")
     lines.append(f"  calibration: temperature {cal['temperature']:.3g}, "
                  f"ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}")
+    fidelity = summary.get("fidelity")
+    if fidelity:
+        verdict = "passes" if fidelity["passed"] else "FAILS"
+        lines.append(f"  student vs teacher: {verdict} the fidelity gate: confident-pair agreement "
+                     f"{fidelity['confident_agreement']:.3f} ({fidelity['confident_pairs']} pairs); "
+                     + ", ".join(f"{k} {v['student_accuracy']:.3f} vs {v['teacher_accuracy']:.3f}"
+                                 for k, v in fidelity["sets"].items()))
+    if summary.get("shipped") == "teacher":
+        lines.append("  the student failed the gate: this bundle is a copy of the TEACHER's bundle")
     return lines
 
 

@@ -35,6 +35,7 @@ from lite_rm.bundle import BUNDLE_FORMAT, DEFAULT_MAX_POSITIONS, FORMAT_VERSION,
 from lite_rm.checkpoint import META_FILE, input_rule_of, read_meta
 from lite_rm.encoding import InputRule
 from lite_rm.exporting.calibration import calibrate, fit_temperature
+from lite_rm.exporting.fidelity import FidelityError, FidelityResult, check_fidelity
 from lite_rm.exporting.heads import checkpoint_heads
 from lite_rm.exporting.onnx import (
     add_embedding_output,
@@ -48,14 +49,14 @@ from lite_rm.exporting.options import ExportOptions
 from lite_rm.exporting.parity import ParityError, ParityResult, bundle_scores, check_parity, torch_scores
 from lite_rm.exporting.quantization import QuantPreset, quantize
 from lite_rm.exporting.validation import ValidationPairs, checkpoint_domains, validation_pairs
-from lite_rm.exporting.writer import stage_bundle, write_bundle
+from lite_rm.exporting.writer import stage_bundle, write_bundle, write_teacher_in_place
 from lite_rm.files import folder_digest, scratch_dir
 from lite_rm.heads import DEFAULT_HEAD, LinearHead
 from lite_rm.runtimes import EMBEDDING_OUTPUT
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ExportOptions", "ParityError", "ParityResult", "export_bundle", "export_steps", "torch_scores",
+__all__ = ["ExportOptions", "FidelityError", "ParityError", "ParityResult", "export_bundle", "export_steps", "torch_scores",
            "validation_pairs"]
 
 Progress = Callable[[str], None]
@@ -66,7 +67,8 @@ def export_steps(options: ExportOptions) -> list[str]:
     """The names of the steps :func:`export_bundle` reports to its ``progress`` callback, in order
     (the int8 steps after the first preset that passes are skipped)."""
     presets = [f"int8 {p.name}" for p in options.resolved_presets()] if options.int8 else []
-    return ["ONNX export", "optimize", "reference scores", "fp32 check", *presets, "calibration", "write"]
+    gate = ["fidelity gate"] if options.teacher_bundle else []
+    return ["ONNX export", "optimize", "reference scores", "fp32 check", *presets, "calibration", *gate, "write"]
 
 
 @dataclass
@@ -154,6 +156,38 @@ def _parity_record(run: _Run, fp32: ParityResult, int8: ParityResult | None, att
     return record
 
 
+def _fidelity(run: _Run, student_scores: Any) -> FidelityResult:
+    """The student's final scores against its teacher's bundle on the same held-out pairs."""
+    from lite_rm.scorer import Scorer
+
+    teacher = Scorer(run.options.teacher_bundle, threads=run.options.threads)
+    t = teacher.score_pairs(*run.texts)
+    n = len(run.validation.pairs)
+    result = check_fidelity(t[:n] - t[n:], student_scores[:n] - student_scores[n:], run.validation.set_names,
+                            teacher.manifest.calibration.scale, run.options.min_confident_agreement,
+                            run.options.confidence_band, run.options.seed)
+    run.done("fidelity gate")
+    return result
+
+
+def _fidelity_record(run: _Run, result: FidelityResult) -> dict[str, Any]:
+    """The manifest's ``fidelity``; raises :class:`FidelityError` when it failed and ``if_unfaithful`` is ``fail``."""
+    from lite_rm.bundle import read_manifest
+    from lite_rm.files import file_digest
+
+    teacher = read_manifest(run.options.teacher_bundle)
+    record = {**result.to_dict(), "teacher_bundle": str(Path(run.options.teacher_bundle).resolve()),
+              "teacher_model_sha256": file_digest(teacher.model_path), "validation": run.validation.to_dict()}
+    if not result.passed and run.options.if_unfaithful == "fail":
+        raise FidelityError("the student fails the fidelity gate against its teacher: " + "; ".join(result.problems)
+                            + f". Nothing was written; ship the teacher's bundle ({run.options.teacher_bundle}), "
+                            "distill longer or keep more layers; --if-unfaithful teacher writes the teacher's "
+                            "bundle in its place, --if-unfaithful keep writes the student anyway (marked).")
+    for problem in result.problems:
+        logger.warning("student fails the fidelity gate: %s", problem)
+    return record
+
+
 def _base_manifest(checkpoint: Path, rule: InputRule, config: dict[str, Any]) -> Manifest:
     positions = max_positions(config) or DEFAULT_MAX_POSITIONS
     if rule.max_length > positions:
@@ -173,7 +207,7 @@ def _default_head(run: _Run, calibration: Calibration, backbone: str) -> LinearH
 
 
 def _final_manifest(run: _Run, preset: QuantPreset | None, parity: dict[str, Any], calibration: Calibration,
-                    backbone: str) -> Manifest:
+                    backbone: str, fidelity: dict[str, Any] | None = None) -> Manifest:
     meta = read_meta(run.checkpoint)
     data = {
         **run.base.data,
@@ -190,6 +224,7 @@ def _final_manifest(run: _Run, preset: QuantPreset | None, parity: dict[str, Any
         },
         "quantization": preset.to_dict() if preset else None,
         "parity": parity,
+        **({"fidelity": fidelity} if fidelity else {}),
         **run.options.extra_manifest,
     }
     embedding = None if run.embedding is None else {
@@ -244,8 +279,15 @@ def export_bundle(checkpoint: str | Path, output: str | Path, options: ExportOpt
         final = int8 or fp32
         calibration = calibrate(final.scores[:n], final.scores[n:])
         run.done("calibration")
+        fidelity = _fidelity_record(run, _fidelity(run, final.scores)) if options.teacher_bundle else None
+        if fidelity and not fidelity["passed"] and options.if_unfaithful == "teacher":
+            manifest = write_teacher_in_place(output, options.teacher_bundle, {
+                "checkpoint": str(checkpoint.resolve()), "fidelity": fidelity})
+            run.done("write")
+            logger.warning("wrote the teacher's bundle %s to %s in the student's place", options.teacher_bundle, output)
+            return manifest.to_dict()
         backbone = folder_digest(checkpoint)
-        final_manifest = _final_manifest(run, preset, parity, calibration, backbone)
+        final_manifest = _final_manifest(run, preset, parity, calibration, backbone, fidelity)
         default_head = _default_head(run, calibration, backbone)
         heads = [default_head] if default_head else []
         if default_head:

@@ -15,6 +15,7 @@ DEFAULT_PRESET = "auto,blockwise,blockwise_w8"
 # ORTOptimizer level 2 = basic + extended fusions; 99 adds layout passes that make the saved graph
 # specific to the exporting machine's CPU, so a bundle would not travel (onnxruntime warns about it).
 DEFAULT_OPTIMIZATION_LEVEL = 2
+IF_UNFAITHFUL = ("fail", "teacher", "keep")
 
 
 @dataclass
@@ -47,6 +48,11 @@ class ExportOptions:
         accept_parity_loss: write the bundle even if the checks fail (marked in the manifest).
         threads: onnxruntime threads for the checks (``None``: onnxruntime's default).
         seed: the validation sample's seed.
+        teacher_bundle: for a distilled student: its teacher's bundle, against which the student must
+            pass the fidelity gate (:mod:`lite_rm.exporting.fidelity`) on the held-out pairs.
+        if_unfaithful: what a student that fails the gate does: ``fail`` (nothing is written), ``teacher``
+            (the teacher's bundle is written in its place, the student's figures in its manifest) or
+            ``keep`` (the student is written anyway, marked ``fidelity.passed: false``).
         extra_manifest: extra top-level manifest keys (benchmarks record their settings there).
     """
 
@@ -69,6 +75,8 @@ class ExportOptions:
     accept_parity_loss: bool = False
     threads: int | None = None
     seed: int = 0
+    teacher_bundle: str | Path | None = None
+    if_unfaithful: str = "fail"
     extra_manifest: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -82,6 +90,8 @@ class ExportOptions:
                 raise ValueError(f"{name}: expected a share in [0, 1], found {value!r}")
         if not 0.0 <= self.confidence_band < 0.5:
             raise ValueError(f"confidence_band: expected a number in [0, 0.5), found {self.confidence_band!r}")
+        if self.if_unfaithful not in IF_UNFAITHFUL:
+            raise ValueError(f"if_unfaithful: expected one of {', '.join(IF_UNFAITHFUL)}, found {self.if_unfaithful!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ValueError(f"threads: expected a positive integer or None, found {self.threads!r}")
 

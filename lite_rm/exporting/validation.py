@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +33,13 @@ class ValidationPairs:
         source: a description for the manifest.
         held_out: ``True``: the checkpoint's recorded held-out split; ``False``: the fallback sample
             (may overlap training); ``None``: a file the user gave.
+        set_names: the evaluation set of each pair (the recorded set's name, a DSP domain or the file).
     """
 
     pairs: list[PreferencePair]
     source: str
     held_out: bool | None
+    set_names: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "pairs": len(self.pairs), "held_out": self.held_out}
@@ -51,7 +53,12 @@ def checkpoint_domains(meta: dict[str, Any]) -> list[str]:
     return [d for d in found if d in DSP_DOMAINS]
 
 
-def _recorded(checkpoint: Path) -> tuple[list[PreferencePair], str] | None:
+def _set_name(pair: PreferencePair) -> str:
+    """A pair's set when none was recorded: its DSP domain, else its file's name."""
+    return pair.domain or Path(pair.source.split("#")[0].rsplit(":", 1)[0]).name or "validation"
+
+
+def _recorded(checkpoint: Path) -> tuple[list[PreferencePair], str, list[str]] | None:
     split = validation_split_of(checkpoint)
     if split is None:
         return None
@@ -62,7 +69,8 @@ def _recorded(checkpoint: Path) -> tuple[list[PreferencePair], str] | None:
     if not pairs:
         raise ValueError(f"{checkpoint}: its recorded validation split holds no pairs; give --validation FILE")
     parts = ", ".join(f"{s.name} ({s.valid_fraction:.0%} of prompts)" for s in split.sets if s.valid_fraction)
-    return pairs, f"held-out split of the training data, seed {split.seed}: {parts}"
+    return pairs, f"held-out split of the training data, seed {split.seed}: {parts}", \
+        [name for name in names for _ in held[name]]
 
 
 def _fallback(checkpoint: Path, options: ExportOptions) -> tuple[list[PreferencePair], str]:
@@ -98,11 +106,13 @@ def validation_pairs(checkpoint: str | Path, options: ExportOptions) -> Validati
         pairs = load_preferences(options.validation, domain=options.validation_domain).pairs
         source, held_out = str(options.validation), None
     elif (recorded := _recorded(checkpoint)) is not None:
-        (pairs, source), held_out = recorded, True
+        (pairs, source, names), held_out = recorded, True
     else:
         (pairs, source), held_out = _fallback(checkpoint, options), False
+    if held_out is not True:
+        names = [_set_name(p) for p in pairs]
     if len(pairs) > options.validation_pairs:
         # Domain pairs come first and the sample keeps file order, so both kinds stay represented.
         keep = sorted(random.Random(options.seed).sample(range(len(pairs)), options.validation_pairs))
-        pairs = [pairs[i] for i in keep]
-    return ValidationPairs(pairs, source, held_out)
+        pairs, names = [pairs[i] for i in keep], [names[i] for i in keep]
+    return ValidationPairs(pairs, source, held_out, names)

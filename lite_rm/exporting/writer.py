@@ -67,3 +67,21 @@ def write_bundle(output: str | Path, model: Path, tokenizer_dir: Path, manifest:
         stage_bundle(folder, model, tokenizer_dir, manifest, config, heads)
         read_manifest(folder, verify=True)  # what a user will load, checked before it replaces anything
     return read_manifest(output)
+
+
+def write_teacher_in_place(output: str | Path, teacher_bundle: str | Path, record: dict[str, Any]) -> Manifest:
+    """Write a copy of ``teacher_bundle`` into ``output`` atomically, its manifest carrying ``record`` (a
+    student's failed fidelity gate) under ``distilled_student``: the teacher ships, and says why.
+
+    Returns:
+        The manifest as read back from the written bundle (hashes verified).
+    """
+    teacher = read_manifest(teacher_bundle, verify=True)
+    with atomic_dir(output) as folder:
+        for name in teacher.files:
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(teacher.folder / name, folder / name)
+        data = teacher.to_dict() | {"distilled_student": record}
+        (folder / MANIFEST_FILE).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        read_manifest(folder, verify=True)
+    return read_manifest(output)
