@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lite_rm.evaluation import paired_accuracy_interval, pair_correctness, pairwise_accuracy
+from lite_rm.evaluation import pair_correctness, paired_accuracy_interval, pairwise_accuracy
 from lite_rm.exporting.fidelity import check_fidelity
 
 
@@ -101,7 +101,7 @@ def gate_setup(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, 
     valid = tmp / "valid.jsonl"  # chosen = what the teacher prefers
     valid.write_text("".join(json.dumps({"prompt": p.prompt, "chosen": p.chosen if x > y else p.rejected,
                                          "rejected": p.rejected if x > y else p.chosen}) + "\n"
-                             for p, x, y in zip(pairs, a, b) if x != y))
+                             for p, x, y in zip(pairs, a, b, strict=True) if x != y))
     export_bundle(tiny_checkpoint, teacher_bundle, validation=valid)  # calibrated on the same pairs
     reversed_student = tmp / "reversed"
     shutil.copytree(tiny_checkpoint, reversed_student)

@@ -56,8 +56,8 @@ from lite_rm.runtimes import EMBEDDING_OUTPUT
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ExportOptions", "FidelityError", "ParityError", "ParityResult", "export_bundle", "export_steps", "torch_scores",
-           "validation_pairs"]
+__all__ = ["ExportOptions", "FidelityError", "ParityError", "ParityResult", "export_bundle", "export_steps",
+           "torch_scores", "validation_pairs"]
 
 Progress = Callable[[str], None]
 SCRATCH_PREFIX = "lite-rm-export-"

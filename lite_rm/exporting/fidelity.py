@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from lite_rm.evaluation import paired_accuracy_interval, pair_correctness
+from lite_rm.evaluation import pair_correctness, paired_accuracy_interval
 
 
 @dataclass(frozen=True)
