@@ -156,11 +156,11 @@ def _parity_record(run: _Run, fp32: ParityResult, int8: ParityResult | None, att
     return record
 
 
-def _fidelity(run: _Run, student_scores: Any) -> FidelityResult:
+def _fidelity(run: _Run, student_scores: Any, teacher_bundle: Path) -> FidelityResult:
     """The student's final scores against its teacher's bundle on the same held-out pairs."""
     from lite_rm.scorer import Scorer
 
-    teacher = Scorer(run.options.teacher_bundle, threads=run.options.threads)
+    teacher = Scorer(teacher_bundle, threads=run.options.threads)
     t = teacher.score_pairs(*run.texts)
     n = len(run.validation.pairs)
     result = check_fidelity(t[:n] - t[n:], student_scores[:n] - student_scores[n:], run.validation.set_names,
@@ -170,17 +170,17 @@ def _fidelity(run: _Run, student_scores: Any) -> FidelityResult:
     return result
 
 
-def _fidelity_record(run: _Run, result: FidelityResult) -> dict[str, Any]:
+def _fidelity_record(run: _Run, result: FidelityResult, teacher_bundle: Path) -> dict[str, Any]:
     """The manifest's ``fidelity``; raises :class:`FidelityError` when it failed and ``if_unfaithful`` is ``fail``."""
     from lite_rm.bundle import read_manifest
     from lite_rm.files import file_digest
 
-    teacher = read_manifest(run.options.teacher_bundle)
-    record = {**result.to_dict(), "teacher_bundle": str(Path(run.options.teacher_bundle).resolve()),
+    teacher = read_manifest(teacher_bundle)
+    record = {**result.to_dict(), "teacher_bundle": str(teacher_bundle.resolve()),
               "teacher_model_sha256": file_digest(teacher.model_path), "validation": run.validation.to_dict()}
     if not result.passed and run.options.if_unfaithful == "fail":
         raise FidelityError("the student fails the fidelity gate against its teacher: " + "; ".join(result.problems)
-                            + f". Nothing was written; ship the teacher's bundle ({run.options.teacher_bundle}), "
+                            + f". Nothing was written; ship the teacher's bundle ({teacher_bundle}), "
                             "distill longer or keep more layers; --if-unfaithful teacher writes the teacher's "
                             "bundle in its place, --if-unfaithful keep writes the student anyway (marked).")
     for problem in result.problems:
@@ -279,12 +279,13 @@ def export_bundle(checkpoint: str | Path, output: str | Path, options: ExportOpt
         final = int8 or fp32
         calibration = calibrate(final.scores[:n], final.scores[n:])
         run.done("calibration")
-        fidelity = _fidelity_record(run, _fidelity(run, final.scores)) if options.teacher_bundle else None
-        if fidelity and not fidelity["passed"] and options.if_unfaithful == "teacher":
-            manifest = write_teacher_in_place(output, options.teacher_bundle, {
+        teacher = Path(options.teacher_bundle) if options.teacher_bundle else None
+        fidelity = _fidelity_record(run, _fidelity(run, final.scores, teacher), teacher) if teacher else None
+        if teacher and fidelity and not fidelity["passed"] and options.if_unfaithful == "teacher":
+            manifest = write_teacher_in_place(output, teacher, {
                 "checkpoint": str(checkpoint.resolve()), "fidelity": fidelity})
             run.done("write")
-            logger.warning("wrote the teacher's bundle %s to %s in the student's place", options.teacher_bundle, output)
+            logger.warning("wrote the teacher's bundle %s to %s in the student's place", teacher, output)
             return manifest.to_dict()
         backbone = folder_digest(checkpoint)
         final_manifest = _final_manifest(run, preset, parity, calibration, backbone, fidelity)
