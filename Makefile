@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine (see README):
-#   make demo   - the main job: train the three stages on the default data, export --int8, score
+#   make demo   - the main job: train the three stages, distill a student, export --int8, score
 #   make test   - the test suite
 PYTHON ?= python3
 VENV := .venv
@@ -25,14 +25,20 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# The main job on the default data (training about 13 min on an idle 2-core CPU, plus set-up, export,
-# scoring and evaluation; resumable: run it again after an interruption). DEMO_FLAGS can shorten it, e.g.
+# The main job on the default data: train the teacher (three stages), export its int8 bundle, distill a smaller
+# student from it and export the student's int8 bundle as RUN/bundle -- if it passes the fidelity gate against
+# the teacher's bundle; else RUN/bundle is a copy of the teacher's (docs/distill.md). Resumable: run it again
+# after an interruption. DEMO_FLAGS can shorten training, DISTILL_FLAGS the distillation, e.g.
 #   make demo DEMO_FLAGS="--set base.max_texts=256 --set general.epochs=0.5 --set custom.epochs=1"
 demo: $(STAMP)
 	$(BIN)/lite-rm data check ../shared/data/general/helpful.train.json ../shared/data/general/helpful.test.json \
 		../shared/data/dsp/train.json ../shared/data/dsp/test.json
 	$(BIN)/lite-rm train -o $(RUN) --resume $(DEMO_FLAGS)
-	test -f $(RUN)/bundle/manifest.json || $(BIN)/lite-rm export $(RUN)/custom-academy --output $(RUN)/bundle --int8
+	test -f $(RUN)/bundle-teacher/manifest.json || $(BIN)/lite-rm export $(RUN)/custom-academy \
+		--output $(RUN)/bundle-teacher --int8
+	$(BIN)/lite-rm distill $(RUN)/custom-academy -o $(RUN)/student --resume $(DISTILL_FLAGS)
+	test -f $(RUN)/bundle/manifest.json || $(BIN)/lite-rm export $(RUN)/student --output $(RUN)/bundle --int8 \
+		--teacher-bundle $(RUN)/bundle-teacher --if-unfaithful teacher
 	$(BIN)/lite-rm score $(RUN)/bundle --input ../shared/data/dsp/test.json --domain academy \
 		--output $(RUN)/dsp-test-scores.jsonl
 	$(BIN)/lite-rm eval $(RUN)/bundle
