@@ -15,10 +15,10 @@ from lite_rm.cli.options import json_option
 @click.command(context_settings={"show_default": True})
 @click.argument("teacher", type=click.Path(path_type=str))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=str), help="The student's checkpoint folder.")
-@click.option("--layers", type=click.IntRange(min=1), default=3, help="Encoder layers the student keeps.")
+@click.option("--layers", type=click.IntRange(min=1), default=2, help="Encoder layers the student keeps.")
 @click.option("--keep", type=click.Choice(["first", "spread"]), default="first",
               help="Which of the teacher's layers: the lowest ones, or evenly spaced ending with the last.")
-@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=2.0,
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=1.0,
               help="Passes over the teacher's training texts.")
 @click.option("--max-steps", type=click.IntRange(min=0), default=0, help="Stop after this many steps (0: no limit).")
 @click.option("--lr", type=float, default=1e-4, help="Peak learning rate (AdamW, linear warm-up and decay).")
@@ -51,7 +51,7 @@ def distill(teacher: str, output: str, layers: int, keep: str, epochs: float, ma
     \b
     Examples:
       lite-rm distill runs/demo/custom-academy -o runs/demo/student-l3
-      lite-rm distill runs/demo/custom-academy -o runs/demo/student-l2 --layers 2 --epochs 4
+      lite-rm distill runs/demo/custom-academy -o runs/demo/student-l3 --layers 3 --epochs 2
     """
     from lite_rm.extras import MissingExtraError, require
 

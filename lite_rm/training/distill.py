@@ -73,10 +73,11 @@ class DistillConfig(OptimConfig):
         save_every: save the resumable state every this many steps (0: never mid-run).
     """
 
-    layers: int = 3
+    # 2 layers, 1 epoch: the student of `make demo` (bench/DISTILL.md: speed and fidelity per depth)
+    layers: int = 2
     keep: str = "first"
     pair_coef: float = 1.0
-    epochs: float = 2.0  # bench/DISTILL.md measured 1 (all the shared CPU allowed); more passes fit better
+    epochs: float = 1.0
     lr: float = 1e-4
     batch_size: int = 32
     threads: int = 0
@@ -280,7 +281,7 @@ def _save_student(student: Any, teacher: Path, output: Path, split: ValidationSp
                     distill=asdict(config) | {"kept_layers": keep})
 
 
-def distill(teacher: str | Path, output: str | Path, layers: int = 3, *, data_dir: str | Path | None = None,
+def distill(teacher: str | Path, output: str | Path, layers: int = DistillConfig.layers, *, data_dir: str | Path | None = None,
             resume: bool = False, overwrite: bool = False, **settings: Any) -> dict[str, Any]:
     """Distill ``teacher`` into a ``layers``-layer student saved at ``output``.
 
