@@ -1,19 +1,25 @@
-"""Scoring benchmark: the bundle a user gets from `make demo` + `lite-rm export --int8`, against
-sentence-transformers ``CrossEncoder.predict`` (PyTorch fp32) on the same checkpoint.
+"""Scoring benchmark: the bundle `make demo` ships against sentence-transformers' own paths, in one run.
 
 Like for like, in ONE process: the same distinct (prompt, response) texts of DSP test data (every
-response of the first queries, so no text repeats and de-duplication cannot help either side), the same
-threads, batch size and max length; every chunk of texts is scored by each method in turn and each
-method's time is summed over the chunks, so load from other jobs slows all methods alike. The Scorer's
-de-duplication (a feature CrossEncoder lacks) is timed on its own row, on DSP preference pairs where
-texts repeat. Fidelity is measured on the test splits (DSP academy, helpful, harmless, WebGPT) against
-the fp32 bundle: accuracy, order agreement on all pairs and on the pairs the fp32 model is confident
-about (calibrated P(a preferred) outside 0.4-0.6). Cold start and peak memory come from fresh
-interpreters.
+response of the first queries, so no text repeats and de-duplication cannot help either side), the
+same threads (CrossEncoder's torch/onnxruntime/OpenVINO threads and the Scorer's), max length 256,
+de-duplication off, every chunk of texts scored by each method in turn (load from other jobs slows
+all methods alike). Rows:
 
-    .venv/bin/python bench/score_bench.py            # runs/demo/custom-academy, trained by make demo if absent
+- CrossEncoder fp32 (PyTorch) at its default batch 32 and at its best batch;
+- CrossEncoder ``backend="onnx"`` fp32 and its ``export_dynamic_quantized_onnx_model`` int8 (the
+  config for this CPU), ``backend="openvino"`` fp32 and its ``export_static_quantized_openvino_model``
+  int8 (calibrated on the teacher's own training texts; needs ``optimum-intel``), each at its best batch;
+- lite-rm: the teacher's int8 bundle and the default bundle (``RUN/bundle``: the distilled student when
+  it passed the fidelity gate), each opened as ``Scorer(bundle, dedupe=False)`` -- its defaults.
 
-Writes bench/scoring_results.json, bench/scoring_results.md and bench/scoring_speed_accuracy.png.
+Accuracy of each model on the DSP academy test pairs and the general test sets, with its order
+agreement with the teacher (PyTorch) on all pairs and on the pairs the teacher is confident about.
+
+    .venv/bin/python bench/score_bench.py --run runs/demo     # after `make demo`
+
+Writes bench/results/scoring/<cpu family>.json, .md and .png (one file per CPU family: amx,
+avx512_vnni, avx2; a run never overwrites another family's figures).
 """
 
 from __future__ import annotations
@@ -26,55 +32,54 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-TARGETS = {"speedup": 4.0, "confident_agreement": 0.99, "accuracy_change_pts": 0.5, "bundle_mb": 25.0, "cold_s": 0.5}
+OUT = REPO / "bench/results/scoring"
+TARGETS = {"speedup_vs_crossencoder_b32": 5.0, "speedup_vs_fastest_peer": 2.0, "teacher_speedup": 3.0,
+           "bundle_mb": 25.0, "cold_s": 0.5}
 TEST_SETS = {"dsp-academy": ("dsp/test.json", "academy"), "helpful": ("general/helpful.test.json", None),
              "harmless": ("general/harmless.test.json", None), "webgpt": ("general/webgpt.test.json", None)}
+BATCHES = (1, 4, 8, 16, 32)
+Score = Callable[[list[str], list[str]], np.ndarray]
+
+
+def cpu_family() -> str:
+    """The CPU family results are filed under: its best int8 instructions."""
+    flags = set()
+    try:
+        flags = set(next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split())
+    except (OSError, StopIteration):
+        pass
+    for family in ("amx_tile", "avx512_vnni", "avx2"):
+        if family in flags:
+            return family.replace("_tile", "")
+    return platform.machine()
 
 
 def machine() -> dict[str, Any]:
-    import onnxruntime
-    import torch
+    from importlib.metadata import PackageNotFoundError, version
 
     try:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
     except (OSError, StopIteration):
-        cpu = platform.processor()
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "platform": platform.platform()}
-
-
-def run(cmd: list[str]) -> None:
-    print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
-
-
-def demo_checkpoint(path: Path) -> Path:
-    """The checkpoint `make demo` trains (trained here, resumably, when absent)."""
-    if not (path / "config.json").exists():
-        run([str(BIN / "lite-rm"), "train", "-o", str(path.parent), "--resume"])
-    return path
-
-
-def bundles(ckpt: Path, work: Path, presets: list[str], reuse: bool) -> dict[str, Path]:
-    """fp32, the DEFAULT `lite-rm export --int8` (no other flag), and each preset forced (written even
-    when it fails the parity check, to measure it)."""
-    lite_rm = str(BIN / "lite-rm")
-    wanted = {"fp32": [], "default": ["--int8"],
-              **{p: ["--int8", "--preset", p, "--accept-parity-loss"] for p in presets}}
-    out = {}
-    for name, flags in wanted.items():
-        folder = work / f"bundle-{name}"
-        if not (reuse and (folder / "manifest.json").exists()):
-            run([lite_rm, "export", str(ckpt), "-o", str(folder), *flags])
-        out[name] = folder
-    return out
+        cpu, flags = platform.processor(), []
+    versions = {}
+    for name in ("lite-rm", "onnxruntime", "torch", "sentence-transformers", "transformers", "openvino",
+                 "optimum", "optimum-intel", "tokenizers"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "avx512_bf16")
+    return {"cpu": cpu, "family": cpu_family(), "flags": [f for f in wanted if f in flags],
+            "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "versions": versions}
 
 
 def distinct_texts(data: Path, n: int) -> tuple[list[str], list[str]]:
@@ -83,29 +88,92 @@ def distinct_texts(data: Path, n: int) -> tuple[list[str], list[str]]:
     return [p for p, _ in pairs], [r for _, r in pairs]
 
 
-class CrossEncoderFp32:
-    def __init__(self, ckpt: Path, args: argparse.Namespace) -> None:
-        import torch
-        from sentence_transformers import CrossEncoder
+class Peer:
+    """A CrossEncoder on one backend, predicting raw logits at a given batch size."""
 
-        torch.set_num_threads(args.threads)
-        self.identity = torch.nn.Identity()
-        self.model = CrossEncoder(str(ckpt), max_length=args.max_length, device="cpu")
-        self.batch_size = args.batch_size
+    def __init__(self, model: Any, batch_size: int = 32) -> None:
+        import torch
+
+        self.model, self.batch_size, self.identity = model, batch_size, torch.nn.Identity()
 
     def __call__(self, prompts: list[str], responses: list[str]) -> np.ndarray:
         return np.asarray(self.model.predict(list(zip(prompts, responses, strict=True)), batch_size=self.batch_size,
-                                             activation_fn=self.identity, show_progress_bar=False))
+                                             activation_fn=self.identity, show_progress_bar=False), dtype=np.float64)
+
+    def best_batch(self, prompts: list[str], responses: list[str]) -> int:
+        """The fastest of BATCHES on these texts (after one warm-up pass)."""
+        times = {}
+        self(prompts[:8], responses[:8])
+        for b in BATCHES:
+            self.batch_size = b
+            t = time.perf_counter()
+            self(prompts, responses)
+            times[b] = time.perf_counter() - t
+        self.batch_size = min(times, key=times.__getitem__)
+        return self.batch_size
 
 
-def scorer(bundle: Path, args: argparse.Namespace, dedupe: bool = False, backend: str = "onnxruntime") -> Any:
+def peers(ckpt: Path, work: Path, args: argparse.Namespace, texts: tuple[list[str], list[str]]
+          ) -> tuple[dict[str, Peer], dict[str, str]]:
+    """The sentence-transformers rows (exported once into ``work``); rows that cannot be built say why."""
+    import torch
+    from sentence_transformers import CrossEncoder
+    from sentence_transformers.backend import export_dynamic_quantized_onnx_model
+
+    torch.set_num_threads(args.threads)
+    kwargs = {"max_length": args.max_length, "device": "cpu"}
+    rows: dict[str, Peer] = {"CE fp32, batch 32": Peer(CrossEncoder(str(ckpt), **kwargs))}
+    rows["CE fp32, best batch"] = Peer(CrossEncoder(str(ckpt), **kwargs))
+    skipped: dict[str, str] = {}
+    onnx_dir = work / "ce-onnx"
+    if not (onnx_dir / "onnx/model.onnx").exists():
+        CrossEncoder(str(ckpt), backend="onnx", **kwargs).save_pretrained(str(onnx_dir))
+    config = "avx512_vnni" if cpu_family() in ("amx", "avx512_vnni") else "avx2"
+    qfile = f"onnx/model_qint8_{config}.onnx"
+    if not (onnx_dir / qfile).exists():
+        export_dynamic_quantized_onnx_model(CrossEncoder(str(onnx_dir), backend="onnx", **kwargs), config,
+                                            str(onnx_dir))
+    rows["CE onnx fp32"] = Peer(CrossEncoder(str(onnx_dir), backend="onnx", **kwargs))
+    rows[f"CE onnx int8 ({config})"] = Peer(CrossEncoder(str(onnx_dir), backend="onnx",
+                                                        model_kwargs={"file_name": qfile}, **kwargs))
+    try:
+        rows.update(openvino_peers(ckpt, work, kwargs, texts))
+    except ImportError as err:
+        skipped["CE openvino"] = f"not installed: {err}"
+    return rows, skipped
+
+
+def openvino_peers(ckpt: Path, work: Path, kwargs: dict[str, Any], texts: tuple[list[str], list[str]]
+                   ) -> dict[str, Peer]:
+    """CrossEncoder on OpenVINO, fp32 and its static int8 export (calibrated on local texts: offline)."""
+    import optimum.intel  # noqa: F401 - the ImportError that skips these rows
+    from sentence_transformers import CrossEncoder
+    from sentence_transformers.backend import export_static_quantized_openvino_model
+
+    ov_dir = work / "ce-openvino"
+    if not (ov_dir / "openvino/openvino_model.xml").exists():
+        CrossEncoder(str(ckpt), backend="openvino", **kwargs).save_pretrained(str(ov_dir))
+    qfile = "openvino/openvino_model_qint8_quantized.xml"
+    if not (ov_dir / qfile).exists():
+        calib = work / "calibration"  # a local dataset folder: load_dataset(folder) needs no hub
+        calib.mkdir(exist_ok=True)
+        rows = [{"text": f"{p} {r}"} for p, r in zip(*texts, strict=True)]
+        (calib / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        export_static_quantized_openvino_model(CrossEncoder(str(ov_dir), backend="openvino", **kwargs), None,
+                                               str(ov_dir), dataset_name=str(calib), dataset_config_name="default",
+                                               dataset_split="train", column_name="text")
+    return {"CE openvino fp32": Peer(CrossEncoder(str(ov_dir), backend="openvino", **kwargs)),
+            "CE openvino int8 (static)": Peer(CrossEncoder(str(ov_dir), backend="openvino",
+                                                           model_kwargs={"file_name": qfile}, **kwargs))}
+
+
+def bundle_scorer(bundle: Path, threads: int) -> Score:
     from lite_rm.scorer import Scorer
 
-    return Scorer(bundle, threads=args.threads, batch_size=args.batch_size, dedupe=dedupe,
-                  backend=backend).score_pairs
+    return Scorer(bundle, threads=threads, dedupe=False).score_pairs  # its defaults otherwise
 
 
-def interleaved(methods: dict[str, Any], prompts: list[str], responses: list[str], chunk: int) -> dict[str, float]:
+def interleaved(methods: dict[str, Score], prompts: list[str], responses: list[str], chunk: int) -> dict[str, float]:
     """Seconds per method over the same chunks, each chunk scored by every method in turn."""
     for fn in methods.values():  # warm-up: first-call allocations
         fn(prompts[:4], responses[:4])
@@ -119,167 +187,178 @@ def interleaved(methods: dict[str, Any], prompts: list[str], responses: list[str
     return seconds
 
 
-def test_scores(bundle: Path, data: Path, work: Path, args: argparse.Namespace, backend: str = "onnxruntime"
-                ) -> dict[str, np.ndarray]:
-    """Chosen-minus-rejected score differences of a bundle on every test set (cached per model file)."""
+def test_diffs(key: str, score: Score, data: Path, work: Path) -> dict[str, np.ndarray]:
+    """Chosen-minus-rejected scores on every test set (cached per row: resumable)."""
     from lite_rm.data import load_preferences
-    from lite_rm.files import file_digest
 
-    cache = work / f"test-scores-{backend}-{file_digest(bundle / 'model.onnx')[:12]}.npz"
+    cache = work / f"test-diffs-{key.replace(' ', '_').replace('/', '_')}.npz"
     if cache.exists():
         return dict(np.load(cache))
-    score = scorer(bundle, args, dedupe=True, backend=backend)  # the same scores, faster: fidelity is not timed
     out = {}
     for set_name, (rel, domain) in TEST_SETS.items():
         pairs = load_preferences(data / rel, domain=domain).pairs
         prompts = [p.prompt for p in pairs]
-        both = score(prompts + prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs]).astype(np.float64)
+        both = score(prompts + prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs])
+        both = np.asarray(both, dtype=np.float64)
         out[set_name] = both[:len(pairs)] - both[len(pairs):]
+        print(f"  accuracy {key} {set_name}", flush=True)
     np.savez(cache, **out)
     return out
 
 
 def fidelity(diffs: dict[str, np.ndarray], ref: dict[str, np.ndarray], scale: float) -> dict[str, Any]:
-    """Accuracy per set and agreement with the fp32 bundle, overall and on its confident pairs."""
+    """Accuracy per set (ties count half) and order agreement with the teacher, overall and where it is confident."""
     d, d0 = np.concatenate(list(diffs.values())), np.concatenate(list(ref.values()))
-    p0 = 1 / (1 + np.exp(-scale * d0))
-    confident, flipped = np.abs(p0 - 0.5) > 0.1, (d > 0) != (d0 > 0)
+    confident, flipped = np.abs(1 / (1 + np.exp(-scale * d0)) - 0.5) > 0.1, (d > 0) != (d0 > 0)
     accuracy = {k: float(np.mean(v > 0) + 0.5 * np.mean(v == 0)) for k, v in diffs.items()}
-    return {"accuracy": accuracy, "mean_accuracy": float(np.mean(list(accuracy.values()))),
-            "agreement": float(1 - flipped.mean()), "confident_share": float(confident.mean()),
-            "confident_agreement": float(1 - flipped[confident].mean()),
-            "flipped_p_fp32": np.round(np.sort(p0[flipped]), 3).tolist()}
+    return {"accuracy": accuracy, "pairs": {k: len(v) for k, v in diffs.items()},
+            "agreement": float(1 - flipped.mean()), "confident_pairs": int(confident.sum()),
+            "confident_agreement": float(1 - flipped[confident].mean())}
 
 
-def cold_start(bundle: Path, args: argparse.Namespace, engine: str, repeats: int = 3) -> dict[str, float]:
+def cold_start(bundle: Path, threads: int, repeats: int = 3) -> dict[str, float]:
     """Median import + open + first score in a fresh interpreter, and its peak RSS."""
     code = ("import time; t=time.perf_counter(); from lite_rm.scorer import Scorer; "
-            f"s=Scorer({str(bundle)!r}, threads={args.threads}, backend={engine!r}); "
-            "s.score('How do I boil an egg?', ['Boil it.']); "
-            "cold=time.perf_counter()-t; import json; "
+            f"s=Scorer({str(bundle)!r}, threads={threads}); s.score('How do I boil an egg?', ['Boil it.']); "
+            "cold=time.perf_counter()-t; import json, sys; "
             "hwm=next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')); "
-            "print(json.dumps({'cold': cold, 'rss': hwm}))")
+            "print(json.dumps({'cold': cold, 'rss': hwm, 'torch': 'torch' in sys.modules}))")
     runs = [json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                       check=True).stdout.strip().splitlines()[-1]) for _ in range(repeats)]
-    return {"cold_s": statistics.median(r["cold"] for r in runs), "peak_rss_mb": max(r["rss"] for r in runs) / 1024}
+    return {"cold_s": statistics.median(r["cold"] for r in runs), "peak_rss_mb": max(r["rss"] for r in runs) / 1024,
+            "imports_torch": any(r["torch"] for r in runs)}
 
 
-def folder_mb(path: Path) -> float:
-    """The bundle's files (its manifest's list), not plots or other files a user put beside them."""
+def batch_drift(bundle: Path, threads: int, prompts: list[str], responses: list[str]) -> float:
+    """Largest |score at batch 1 - score at batch 32| on these texts (dynamic int8 quantizes per batch)."""
+    from lite_rm.scorer import Scorer
+
+    one = Scorer(bundle, threads=threads, dedupe=False).score_pairs(prompts, responses)
+    many = Scorer(bundle, threads=threads, dedupe=False, batch_size=32, streams=1).score_pairs(prompts, responses)
+    return float(np.max(np.abs(one - many)))
+
+
+def bundle_mb(path: Path) -> float:
     files = json.loads((path / "manifest.json").read_text())["files"]
     return sum((path / name).stat().st_size for name in files) / 1e6
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default="runs/demo/custom-academy")
-    ap.add_argument("--presets", default="auto,blockwise,blockwise_w8", help="int8 presets measured too")
-    ap.add_argument("--texts", type=int, default=680, help="distinct DSP test texts to time")
+    ap.add_argument("--run", default="runs/demo", help="a `make demo` run folder")
+    ap.add_argument("--texts", type=int, default=600, help="distinct DSP test texts to time")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=256)
-    ap.add_argument("--chunk", type=int, default=85, help="texts per interleaved timing chunk")
-    ap.add_argument("--openvino", action="store_true", help="also the fp32 bundle on the OpenVINO engine (bf16)")
+    ap.add_argument("--chunk", type=int, default=60, help="texts per interleaved timing chunk")
     ap.add_argument("--work", default="bench/.work/score")
-    ap.add_argument("--reuse", action="store_true", help="reuse bundles already in --work")
-    ap.add_argument("--output", default="bench/scoring_results")
     args = ap.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from lite_rm.data import load_preferences, resolve_data_dir
+    from lite_rm.data import resolve_data_dir
 
-    work, data = Path(args.work), resolve_data_dir(None)
+    run_dir, work, data = Path(args.run), Path(args.work), resolve_data_dir(None)
     work.mkdir(parents=True, exist_ok=True)
-    ckpt = demo_checkpoint(Path(args.checkpoint))
-    folders = bundles(ckpt, work, [p for p in args.presets.split(",") if p], args.reuse)
-    manifests = {k: json.loads((v / "manifest.json").read_text()) for k, v in folders.items()}
+    ckpt, teacher, default = run_dir / "custom-academy", run_dir / "bundle-teacher", run_dir / "bundle"
+    for path in (ckpt / "config.json", teacher / "manifest.json", default / "manifest.json"):
+        if not path.exists():
+            sys.exit(f"{path} not found: run `make demo` first")
+    manifests = {"teacher": json.loads((teacher / "manifest.json").read_text()),
+                 "default": json.loads((default / "manifest.json").read_text())}
+    prompts, responses = distinct_texts(data, args.texts)
     load_before = os.getloadavg()
 
-    prompts, responses = distinct_texts(data, args.texts)
-    # row -> (bundle, engine); the OpenVINO row runs the fp32 bundle's graph in bf16
-    engines = {name: (name, "onnxruntime") for name in folders}
-    if args.openvino:
-        engines["fp32-openvino"] = ("fp32", "openvino")
-    methods: dict[str, Any] = {"crossencoder-fp32": CrossEncoderFp32(ckpt, args)}
-    methods.update({row: scorer(folders[b], args, backend=e) for row, (b, e) in engines.items()})
+    ce, skipped = peers(ckpt, work, args, (prompts[:300], responses[:300]))
+    probe = (prompts[:64], responses[:64])
+    best = {key: peer.best_batch(*probe) for key, peer in ce.items() if key != "CE fp32, batch 32"}
+    ce["CE fp32, batch 32"].batch_size = 32
+    methods: dict[str, Score] = dict(ce)
+    methods["lite-rm teacher bundle"] = bundle_scorer(teacher, args.threads)
+    methods["lite-rm default bundle"] = bundle_scorer(default, args.threads)
     seconds = interleaved(methods, prompts, responses, args.chunk)
+    load_after = os.getloadavg()
 
-    dsp = load_preferences(data / "dsp/test.json", domain="academy").pairs  # texts repeat across pairs
-    dp = [p.prompt for p in dsp] * 2
-    dr = [p.chosen for p in dsp] + [p.rejected for p in dsp]
-    dedupe = interleaved({"crossencoder-fp32": methods["crossencoder-fp32"],
-                          "default": scorer(folders["default"], args, dedupe=True)}, dp, dr, 2 * args.chunk)
-
-    ref = test_scores(folders["fp32"], data, work, args)
-    scale = manifests["fp32"]["calibration"]["scale"]
+    # accuracy: one pass per distinct model (the fp32 CE rows share the teacher's weights)
+    ref = test_diffs("teacher-pytorch", ce["CE fp32, batch 32"], data, work)
+    scale = manifests["teacher"]["calibration"]["scale"]
+    model_of = {"CE fp32, batch 32": "teacher-pytorch", "CE fp32, best batch": "teacher-pytorch",
+                "CE onnx fp32": "teacher-pytorch", "CE openvino fp32": "teacher-pytorch"}
+    base = seconds["CE fp32, batch 32"]
+    fastest_peer = min(seconds[k] for k in ce)
     rows: dict[str, Any] = {}
-    for key in methods:
-        row: dict[str, Any] = {"texts_per_s": len(prompts) / seconds[key],
-                               "speedup": seconds["crossencoder-fp32"] / seconds[key]}
-        if key in engines:
-            name, engine = engines[key]
-            row |= fidelity(test_scores(folders[name], data, work, args, engine), ref, scale)
-            row |= {"size_mb": folder_mb(folders[name]), "engine": engine,
-                    "preset": (manifests[name].get("quantization") or {}).get("name", "fp32"),
-                    "export_parity": manifests[name]["parity"], **cold_start(folders[name], args, engine)}
+    for key, fn in methods.items():
+        row: dict[str, Any] = {"texts_per_s": len(prompts) / seconds[key], "speedup": base / seconds[key],
+                               "vs_fastest_peer": fastest_peer / seconds[key], "batch_size": best.get(key, 32)}
+        diffs = ref if model_of.get(key) == "teacher-pytorch" else test_diffs(key, fn, data, work)
+        row |= fidelity(diffs, ref, scale)
+        if key.startswith("lite-rm"):
+            folder = teacher if "teacher" in key else default
+            m = manifests["teacher" if "teacher" in key else "default"]
+            row |= {"batch_size": "Scorer default", "size_mb": bundle_mb(folder), **cold_start(folder, args.threads),
+                    "preset": (m.get("quantization") or {}).get("name", "fp32"),
+                    "layers": (m.get("source", {}).get("lite_rm_meta") or {}).get("distill", {}).get("layers", 6),
+                    "fidelity": m.get("fidelity") or m.get("distilled_student", {}).get("fidelity"),
+                    "score_drift_batch1_vs_32": batch_drift(folder, args.threads, prompts[:120], responses[:120])}
         rows[key] = row
+    family = cpu_family()
     result = {"command": "python bench/score_bench.py " + " ".join(sys.argv[1:]), "machine": machine(),
-              "checkpoint": str(ckpt), "texts": len(prompts), "threads": args.threads, "batch_size": args.batch_size,
-              "max_length": args.max_length, "load_average_before_after": [load_before, os.getloadavg()],
-              "rows": rows, "dedupe": {"pairs": len(dsp), "speedup": dedupe["crossencoder-fp32"] / dedupe["default"],
-                                       "pairs_per_s": len(dsp) / dedupe["default"]},
-              "targets": TARGETS}
-    Path(args.output + ".json").write_text(json.dumps(result, indent=2) + "\n")
-    Path(args.output + ".md").write_text(markdown(result))
-    chart(result, Path(args.output).parent / "scoring_speed_accuracy.png")
+              "run": str(run_dir), "texts": len(prompts), "threads": args.threads, "max_length": args.max_length,
+              "load_average_before_after": [load_before[0], load_after[0]], "rows": rows, "skipped": skipped,
+              "targets": TARGETS, "date": time.strftime("%Y-%m-%d")}
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{family}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (OUT / f"{family}.md").write_text(markdown(result))
+    chart(result, OUT / f"{family}.png")
     print(markdown(result))
 
 
 def markdown(r: dict[str, Any]) -> str:
     m, rows = r["machine"], r["rows"]
-    lines = ["# Scoring benchmark", "", f"Command: `{r['command']}`  ",
-             f"Machine: {m['cpu']}, {m['cores']} cores (load average before/after "
-             f"{r['load_average_before_after'][0][0]:.1f}/{r['load_average_before_after'][1][0]:.1f}), Python "
-             f"{m['python']}, onnxruntime {m['onnxruntime']}, torch {m['torch']}  ",
-             f"Checkpoint `{r['checkpoint']}`; {r['texts']} distinct DSP test texts, {r['threads']} threads, batch "
-             f"{r['batch_size']}, max length {r['max_length']}, no de-duplication on either side.", "",
-             "| method | preset, engine | texts/s | × CrossEncoder fp32 | mean test accuracy "
-             "| accuracy change vs fp32 (pt) | order agreement, all / confident pairs | size MB | cold start s |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    base = rows.get("fp32", {}).get("mean_accuracy")
+    v = m["versions"]
+    lines = [f"# Scoring: lite-rm against sentence-transformers ({m['family']})", "",
+             f"Command: `{r['command']}` ({r['date']})  ",
+             f"Machine: {m['cpu']} ({', '.join(m['flags'])}), {m['cores']} cores, load average before/after "
+             f"{r['load_average_before_after'][0]:.1f}/{r['load_average_before_after'][1]:.1f}  ",
+             "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val) + "  ",
+             f"Run `{r['run']}`; {r['texts']} distinct DSP test texts, {r['threads']} threads everywhere, max length "
+             f"{r['max_length']}, no de-duplication; CE = sentence-transformers `CrossEncoder.predict` of the "
+             "teacher checkpoint; lite-rm bundles at the Scorer's defaults.", "",
+             "| method | batch | texts/s | × CE fp32 b32 | × fastest CE | " + " | ".join(TEST_SETS)
+             + " | agreement with teacher, all / confident | MB | cold s |",
+             "| --- | --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in TEST_SETS) + " | ---: | ---: | ---: |"]
     for key, row in rows.items():
-        if "mean_accuracy" in row:
-            change = (row["mean_accuracy"] - base) * 100 if base is not None else float("nan")
-            lines.append(f"| {key} | {row['preset']}, {row['engine']} | {row['texts_per_s']:.1f} | "
-                         f"{row['speedup']:.2f} | "
-                         f"{row['mean_accuracy']:.3f} | {change:+.2f} | {row['agreement']:.3f} / "
-                         f"{row['confident_agreement']:.3f} | {row['size_mb']:.1f} | {row['cold_s']:.2f} |")
-        else:
-            lines.append(f"| {key} | — | {row['texts_per_s']:.1f} | {row['speedup']:.2f} | | | | | |")
-    d = r["dedupe"]
-    lines += ["", f"De-duplication (a Scorer feature CrossEncoder lacks), on its own: the default bundle scores "
-              f"the {d['pairs']} DSP academy test pairs, where preferred responses repeat, {d['speedup']:.2f}× as fast "
-              f"as CrossEncoder fp32 ({d['pairs_per_s']:.1f} pairs/s).", ""]
-    acc = ["| method | " + " | ".join(TEST_SETS) + " |", "|---" * (len(TEST_SETS) + 1) + "|"]
+        acc = " | ".join(f"{row['accuracy'][s]:.3f}" for s in TEST_SETS)
+        size = f"{row['size_mb']:.1f}" if "size_mb" in row else ""
+        cold = f"{row['cold_s']:.2f}" if "cold_s" in row else ""
+        lines.append(f"| {key} | {row['batch_size']} | {row['texts_per_s']:.1f} | {row['speedup']:.2f} | "
+                     f"{row['vs_fastest_peer']:.2f} | {acc} | {row['agreement']:.3f} / "
+                     f"{row['confident_agreement']:.3f} | {size} | {cold} |")
+    first = next(iter(rows.values()))
+    lines += ["", "Test pairs per set: " + ", ".join(f"{k} {n}" for k, n in first["pairs"].items())
+              + f"; confident pairs (teacher's calibrated P outside 0.4-0.6): {first['confident_pairs']}."]
     for key, row in rows.items():
-        if "accuracy" in row:
-            acc.append(f"| {key} | " + " | ".join(f"{row['accuracy'][s]:.3f}" for s in TEST_SETS) + " |")
-    return "\n".join(lines + ["Test accuracy per set:", ""] + acc) + "\n"
+        if "score_drift_batch1_vs_32" in row:
+            lines.append(f"- {key}: {row['layers']} layers, preset {row['preset']}, torch imported: "
+                         f"{row['imports_torch']}, peak RSS {row['peak_rss_mb']:.0f} MB, largest score change "
+                         f"between batch 1 and batch 32: {row['score_drift_batch1_vs_32']:.3f}.")
+    for key, why in r["skipped"].items():
+        lines.append(f"- {key}: not measured ({why}).")
+    return "\n".join(lines) + "\n"
 
 
 def chart(r: dict[str, Any], path: Path) -> None:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.4, 4.2))
+    fig = Figure(figsize=(6.8, 4.4))
     ax = fig.add_subplot()
     for i, (key, row) in enumerate(r["rows"].items()):
-        if "mean_accuracy" in row:
-            ax.scatter(row["speedup"], row["mean_accuracy"])
-            ax.annotate(key, (row["speedup"], row["mean_accuracy"]), fontsize=8, xytext=(4, 4 if i % 2 else -11),
-                        textcoords="offset points")  # alternate above/below: equal bundles share a point
-    ax.axvline(r["targets"]["speedup"], linestyle=":", color="grey")
-    ax.set_xlabel("× CrossEncoder fp32 (distinct texts, same process)")
+        mean = float(np.mean(list(row["accuracy"].values())))
+        ax.scatter(row["speedup"], mean, marker="o" if key.startswith("lite-rm") else "x")
+        ax.annotate(key, (row["speedup"], mean), fontsize=7, xytext=(4, 4 if i % 2 else -10),
+                    textcoords="offset points")
+    ax.axvline(r["targets"]["speedup_vs_crossencoder_b32"], linestyle=":", color="grey")
+    ax.set_xscale("log")
+    ax.set_xlabel("× CrossEncoder fp32 at batch 32 (same texts, same process)")
     ax.set_ylabel("mean test accuracy (4 sets)")
-    ax.set_title("lite-rm bundles: speed vs accuracy")
+    ax.set_title(f"speed vs accuracy, {r['machine']['family']}: {r['machine']['cpu']}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
