@@ -72,7 +72,7 @@ def bundles(ckpt: Path, work: Path, presets: list[str], reuse: bool) -> dict[str
     for name, flags in wanted.items():
         folder = work / f"bundle-{name}"
         if not (reuse and (folder / "manifest.json").exists()):
-            run([lite_rm, "export", str(ckpt), "-o", str(folder), *flags])
+            run([lite_rm, "export", str(ckpt), "-o", str(folder), "--overwrite", *flags])  # not reused: replaced
         out[name] = folder
     return out
 
