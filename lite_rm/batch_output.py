@@ -131,7 +131,7 @@ def _lock(file: IO[str], partial: Path, output: Path) -> None:
 
 
 def _cell(value: Any) -> Any:
-    return json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else value
+    return json.dumps(value, ensure_ascii=False, allow_nan=False) if isinstance(value, (list, dict)) else value
 
 
 class _Partial:
@@ -164,7 +164,7 @@ class _Partial:
     def write(self, rows: list[dict[str, Any]]) -> None:
         try:
             if self.fmt == "jsonl":
-                self.file.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+                self.file.write("".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows))
             else:
                 if self.csv is None:
                     self.csv = csv.DictWriter(self.file, fieldnames=list(rows[0]), extrasaction="ignore",
@@ -201,7 +201,7 @@ class _Stdout:
     resume = ResumePoint()
 
     def write(self, rows: list[dict[str, Any]]) -> None:
-        sys.stdout.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        sys.stdout.write("".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows))
         sys.stdout.flush()
 
     def commit(self) -> None:

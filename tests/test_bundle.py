@@ -75,7 +75,7 @@ def test_reads_a_version_1_manifest_of_the_previous_code(tmp_path: Path) -> None
     ("format_version", True, "format_version: bundle format version True is not supported"),
     ("parity", "passed", "manifest parity: expected an object or null"),
     ("files", {"model.onnx": {"bytes": -1}}, "files['model.onnx'].bytes: expected a non-negative integer"),
-    ("calibration", {"scale": 0}, "calibration.scale: expected a positive number, found 0"),
+    ("calibration", {"scale": 0}, "calibration.scale: expected a positive number up to 10000, found 0"),
     ("calibration", {"scale": "1"}, "calibration.scale: expected a finite number"),
 ])
 def test_malformed_shapes_name_the_field(tmp_path: Path, field: str, value: Any, message: str) -> None:
