@@ -360,3 +360,18 @@ def test_any_head_mixture_and_calibration_a_bundle_accepts_scores_finitely(bundl
             assert np.all(np.isfinite(p)) and np.all((p >= 0) & (p <= 1))
 
     check()
+
+
+def test_personalize_counts_distinct_comparisons(fresh: Path, tmp_path: Path) -> None:
+    same = tmp_path / "same.jsonl"
+    same.write_text((json.dumps({"prompt": PROMPTS[0], "chosen": GOOD[0], "rejected": BAD[0]}) + "\n") * 10)
+    result = CliRunner().invoke(main, ["personalize", str(fresh), "-c", str(same), "-n", "alice"])
+    assert result.exit_code == 1 and "1.000" not in result.output
+    assert "10 comparisons given, only 1 distinct" in result.output and "at least 4 distinct" in result.output
+    rng = np.random.default_rng(2)
+    prior = LinearHead("default", rng.normal(size=8).astype(np.float32))
+    with pytest.raises(ValueError, match="only 3 distinct"):
+        fit_head(np.repeat(rng.normal(size=(3, 8)), 4, axis=0), prior, "u")
+    rows = rng.normal(size=(6, 8))
+    _, report = fit_head(np.vstack([rows, rows, rows]), prior, "u")
+    assert report.comparisons == 6 and report.extra["duplicates_dropped"] == 12
