@@ -326,6 +326,12 @@ def _inside(folder: Path, name: str, what: str) -> Path:
 
 
 def _check_file(path: Path, entry: FileEntry | None, verify: bool, digest: Callable[[Path], str]) -> None:
+    if verify and (entry is None or not entry.sha256):
+        # --verify promises that what is loaded is what was exported: a file without a recorded hash
+        # (unlisted, files: null, sha256: null) cannot be checked, so it is refused, not skipped.
+        listed = "is not listed in the manifest's files" if entry is None else "has no sha256 in the manifest"
+        raise BundleError(f"{path}: {listed}, so --verify cannot check it; the manifest was edited or the bundle "
+                          "is corrupted: export it again")
     if entry is None:
         return
     size = path.stat().st_size
@@ -341,7 +347,7 @@ def read_manifest(folder: str | Path, verify: bool = False) -> Manifest:
 
     Sizes are always checked (cheap, catches truncated copies); ``verify=True`` also checks SHA-256
     of exactly the files that are loaded (reads every byte, so it is off on the scoring path where
-    cold start matters).
+    cold start matters), each of which must then be listed in ``files`` with its hash.
 
     Args:
         folder: the bundle folder.

@@ -131,6 +131,28 @@ def test_verify_hashes_exactly_the_file_that_is_loaded(tmp_path: Path) -> None:
         read_manifest(folder, verify=True)
 
 
+def _unhashed(data: dict[str, Any], case: str) -> dict[str, Any]:
+    if case == "unlisted model_file":
+        data["model_file"] = "other.onnx"  # a real file, not in files
+    elif case == "files null":
+        data["files"] = None
+    elif case == "sha256 null":
+        data["files"]["model.onnx"]["sha256"] = None
+    else:
+        del data["files"]["tokenizer.json"]
+    return data
+
+
+@pytest.mark.parametrize("case", ["unlisted model_file", "files null", "sha256 null", "unlisted tokenizer"])
+def test_verify_requires_every_loaded_file_listed_with_its_hash(tmp_path: Path, case: str) -> None:
+    folder = _bundle(tmp_path / "b", _unhashed(old_manifest(), case))
+    (folder / "other.onnx").write_bytes(MODEL)
+    read_manifest(folder)  # without --verify: sizes of the listed files only, as before
+    expected = "has no sha256 in the manifest" if case == "sha256 null" else "is not listed in the manifest's files"
+    with pytest.raises(BundleError, match=expected + ", so --verify cannot check it"):
+        read_manifest(folder, verify=True)
+
+
 def test_invalid_json_and_huge_numbers_are_bundle_errors(tmp_path: Path) -> None:
     folder = _bundle(tmp_path / "b", old_manifest())
     for text in ('{"format": ', '{"format_version": ' + "9" * 5000 + "}", "[" * 5000):
