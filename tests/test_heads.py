@@ -375,3 +375,9 @@ def test_personalize_counts_distinct_comparisons(fresh: Path, tmp_path: Path) ->
     rows = rng.normal(size=(6, 8))
     _, report = fit_head(np.vstack([rows, rows, rows]), prior, "u")
     assert report.comparisons == 6 and report.extra["duplicates_dropped"] == 12
+
+
+def test_a_head_given_twice_is_a_usage_error(bundle: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    result = run_cli("score", str(bundle), "-i", "-", "-o", "-", "--head", "default=0.5", "--head", "default=0.5")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "head 'default' is given twice" in result.stderr

@@ -99,5 +99,8 @@ def parse_heads(values: tuple[str, ...]) -> str | dict[str, float] | None:
         if not bounded(number):
             raise click.BadParameter(f"{value!r}: the weight of head {name!r} must be a finite number within "
                                      f"±{MAX_MAGNITUDE:g}", param_hint="--head")
+        if name in mixture:  # two weights for one head: which one was meant is unknown
+            raise click.BadParameter(f"{value!r}: head {name!r} is given twice; give each head once with its "
+                                     "weight", param_hint="--head")
         mixture[name] = number
     return mixture
