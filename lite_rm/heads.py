@@ -32,12 +32,12 @@ HEAD_FORMAT_VERSION = 1
 HEADS_DIR = "heads"
 DEFAULT_HEAD = "default"
 # A head name is a file name inside the bundle: letters, digits, '.', '_' and '-', not starting with '.'.
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # fullmatch: "$" would let "name\n" through
 
 
 def check_head_name(name: Any) -> str:
     """``name`` when it can name a head file, else a ValueError saying what a name may hold."""
-    if not isinstance(name, str) or not _NAME.match(name) or name.endswith(".json"):
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name.endswith(".json"):
         raise ValueError(f"head name: expected 1-64 letters, digits, '_', '.', '-' (not starting with '.', "
                          f"no .json suffix), found {name!r}")
     return name
