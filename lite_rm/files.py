@@ -8,6 +8,7 @@ interrupted write never leaves half a file where a complete one is expected.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import logging
 import os
@@ -215,3 +216,65 @@ def check_output(path: str | Path, kind: str, inputs: Iterable[str | Path | None
         raise OutputError(f"output {path} already holds a {kind}; pass --overwrite to replace it, or choose "
                           "another output folder")
     return path
+
+
+# How much of each end of an input file its identity hashes: enough to tell files apart, cheap on any size.
+IDENTITY_BLOCK = 64 * 1024
+
+
+def _ends_digest(path: Path, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        h.update(f.read(IDENTITY_BLOCK))
+        if size > IDENTITY_BLOCK:
+            f.seek(max(IDENTITY_BLOCK, size - IDENTITY_BLOCK))
+            h.update(f.read(IDENTITY_BLOCK))
+    return h.hexdigest()
+
+
+def _file_identity(path: Path) -> dict[str, Any]:
+    size = path.stat().st_size
+    return {"path": str(path.resolve()), "bytes": size, "sha256_ends": _ends_digest(path, size)}
+
+
+def input_identity(source: str | Path) -> dict[str, Any]:
+    """What a resume checks its input against: the path, size and SHA-256 of the first and last
+    :data:`IDENTITY_BLOCK` bytes of a file; of each file of a folder or glob; the name alone for stdin
+    (``-``) or a dataset name."""
+    text = str(source)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return _file_identity(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*")
+                       if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        return {"path": str(path.resolve()), "files": [_file_identity(p) for p in files]}
+    if text != "-" and any(c in text for c in "*?["):
+        return {"path": text, "files": [_file_identity(Path(p)) for p in sorted(glob.glob(text, recursive=True))
+                                        if Path(p).is_file()]}
+    return {"path": text}
+
+
+def identity_change(before: Any, now: dict[str, Any]) -> str | None:
+    """``None`` when two :func:`input_identity` records agree, else what changed, in words."""
+    if before == now:
+        return None
+    if not isinstance(before, dict) or before.get("path") != now.get("path"):
+        return f"it was {before.get('path') if isinstance(before, dict) else before}, now {now.get('path')}"
+    if "files" in before or "files" in now:
+        old = {f.get("path"): f for f in before.get("files") or [] if isinstance(f, dict)}
+        new = {f["path"]: f for f in now.get("files", [])}
+        for name in sorted(set(old) | set(new), key=str):
+            if old.get(name) != new.get(name):
+                return _file_change(str(name), old.get(name), new.get(name))
+    return _file_change(str(now["path"]), before, now)
+
+
+def _file_change(path: str, before: dict[str, Any] | None, now: dict[str, Any] | None) -> str:
+    if before is None:
+        return f"{path} is new"
+    if now is None:
+        return f"{path} is gone"
+    if before.get("bytes") != now.get("bytes"):
+        return f"{path} was {before.get('bytes')} bytes, now {now.get('bytes')}"
+    return f"{path} has changed (same size, other content)"
