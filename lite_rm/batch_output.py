@@ -7,7 +7,9 @@ renamed to ``OUTPUT`` when done; or JSON lines on stdout (``-o -``). Torch-free.
 * **Nothing lost.** Rows are flushed chunk by chunk; when a write fails (a full disk) the rows written so
   far stay in the partial file and the message points at ``--resume``.
 * **Resume** keeps the complete rows of the partial file (a row cut by a kill, even inside a quoted
-  multi-line CSV field, is dropped) and says where to carry on: :class:`ResumePoint`.
+  multi-line CSV field, is dropped) and says where to carry on: :class:`ResumePoint`. It continues only
+  the run it was started as: ``OUTPUT.partial.json`` records the input's identity (path, size, hash of its
+  ends: :func:`lite_rm.files.input_identity`) and the reading options, and a mismatch is refused.
 """
 
 from __future__ import annotations
@@ -24,9 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from lite_rm.files import identity_change, write_text_atomic
+
 logger = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = ".partial"
+# Beside the partial file: what it is being written from (input identity and reading options), so that
+# --resume never appends the rows of another input to it.
+STATE_SUFFIX = ".partial.json"
+STATE_FORMAT = "lite-rm-score-partial"
 LINE_FIELD = "line"
 STDOUT = "-"
 _RESULT_FIELDS = ("score", "probability", "score_a", "score_b")
@@ -131,15 +139,16 @@ def _lock(file: IO[str], partial: Path, output: Path) -> None:
 
 
 def _cell(value: Any) -> Any:
-    return json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else value
+    return json.dumps(value, ensure_ascii=False, allow_nan=False) if isinstance(value, (list, dict)) else value
 
 
 class _Partial:
     """Rows appended to ``OUTPUT.partial`` (locked), renamed to ``OUTPUT`` by :meth:`commit`."""
 
-    def __init__(self, output: Path, resume: bool) -> None:
+    def __init__(self, output: Path, resume: bool, source: dict[str, Any] | None = None) -> None:
         self.output, self.fmt = output, output_format(output)
         self.partial = output.with_name(output.name + PARTIAL_SUFFIX)
+        self.state = output.with_name(output.name + STATE_SUFFIX)
         output.parent.mkdir(parents=True, exist_ok=True)
         # Append mode: nothing in the file changes before the lock is held.
         self.file = open(self.partial, "a", encoding="utf-8", newline="")  # noqa: SIM115 - closed in close()
@@ -149,6 +158,12 @@ class _Partial:
             self.file.close()
             raise
         self.resume, keep = ResumePoint(), 0
+        if resume and self.partial.stat().st_size:
+            try:
+                self._check_source(source)
+            except BaseException:
+                self.file.close()
+                raise
         if resume:
             keep, self.resume = resume_point(self.partial, self.fmt)
             if self.resume.rows:
@@ -156,15 +171,43 @@ class _Partial:
         elif self.partial.stat().st_size:
             logger.info("%s exists from an earlier run; starting over (use --resume to continue it)", self.partial)
         self.file.truncate(keep)
+        if source is not None and not keep:  # a new partial: record what it is written from
+            write_text_atomic(self.state, json.dumps({"format": STATE_FORMAT, **source}, indent=1) + "\n")
         self.rows = self.resume.rows
         self.csv: csv.DictWriter[str] | None = None
         self.header_written = keep > 0
         self.committed = False
 
+    def _check_source(self, source: dict[str, Any] | None) -> None:
+        """Refuse to resume a partial written from another input or with other reading options."""
+        if source is None:
+            return
+        start_over = "rerun without --resume to start over (the partial is replaced)"
+        try:
+            state = json.loads(self.state.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            logger.warning("%s has no record of its input (%s is missing: an older lite-rm wrote it); resuming "
+                           "without checking that it comes from the same input", self.partial, self.state.name)
+            return
+        except (OSError, ValueError) as err:
+            raise OutputError(f"{self.state}: unreadable ({err}); {start_over}") from None
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise OutputError(f"{self.state}: not a lite-rm score state file; {start_over}")
+        change = identity_change(state.get("input"), source["input"])
+        if change:
+            raise OutputError(f"{self.partial} was written from another input ({change}); resuming would mix the "
+                              f"rows of both: {start_over}, or resume with the input it was started on")
+        before, now = state.get("options") or {}, source.get("options") or {}
+        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        if changed:
+            raise OutputError(f"{self.partial} was written with other options ({', '.join(changed)}: "
+                              f"{', '.join(f'{before.get(k)!r} then, {now.get(k)!r} now' for k in changed)}); "
+                              f"{start_over}, or resume with the same options")
+
     def write(self, rows: list[dict[str, Any]]) -> None:
         try:
             if self.fmt == "jsonl":
-                self.file.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+                self.file.write("".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows))
             else:
                 if self.csv is None:
                     self.csv = csv.DictWriter(self.file, fieldnames=list(rows[0]), extrasaction="ignore",
@@ -184,6 +227,7 @@ class _Partial:
         """Rename the finished partial file to the output (still under the lock)."""
         self.file.flush()
         os.replace(self.partial, self.output)
+        self.state.unlink(missing_ok=True)
         self.committed = True
 
     def close(self) -> None:
@@ -193,6 +237,7 @@ class _Partial:
             pass  # a failed final flush (full disk): --resume drops the torn last row
         if not self.committed and self.rows == 0 and self.partial.exists() and self.partial.stat().st_size == 0:
             self.partial.unlink()
+            self.state.unlink(missing_ok=True)
 
 
 class _Stdout:
@@ -201,7 +246,7 @@ class _Stdout:
     resume = ResumePoint()
 
     def write(self, rows: list[dict[str, Any]]) -> None:
-        sys.stdout.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        sys.stdout.write("".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows))
         sys.stdout.flush()
 
     def commit(self) -> None:
@@ -212,11 +257,16 @@ class _Stdout:
 
 
 @contextmanager
-def open_output(output: str | Path, *, resume: bool = False) -> Iterator[_Partial | _Stdout]:
+def open_output(output: str | Path, *, resume: bool = False, source: dict[str, Any] | None = None,
+                ) -> Iterator[_Partial | _Stdout]:
     """The writer of one run's results; ``-`` writes JSON lines to stdout.
 
+    ``source`` (``{"input": input_identity(...), "options": {...}}``) is recorded beside a new partial
+    file and checked when one is resumed.
+
     Raises:
-        OutputError: another run holds the output's lock.
+        OutputError: another run holds the output's lock, or the partial to resume was written from
+            another input or with other options (the message says how to start over).
         ValueError: ``resume`` with stdout.
     """
     if str(output) == STDOUT:
@@ -224,7 +274,7 @@ def open_output(output: str | Path, *, resume: bool = False) -> Iterator[_Partia
             raise ValueError("--resume needs an output file (-o FILE): stdout keeps no partial results")
         out: _Partial | _Stdout = _Stdout()
     else:
-        out = _Partial(Path(output), resume)
+        out = _Partial(Path(output), resume, source)
     try:
         yield out
     finally:

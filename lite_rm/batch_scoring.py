@@ -29,11 +29,12 @@ from typing import Any, NamedTuple
 
 from tqdm import tqdm
 
-from lite_rm.batch_output import LINE_FIELD, ResumePoint, open_output
+from lite_rm.batch_output import LINE_FIELD, PARTIAL_SUFFIX, OutputError, ResumePoint, open_output
 from lite_rm.data.formats import FORMATS, Identical, Tie, detect_format, pairs_from_record, render_messages
 from lite_rm.data.loading import map_columns
 from lite_rm.data.readers import Row, convert_rows, count_records, display_name, read_rows
 from lite_rm.data.records import DataError, Skips
+from lite_rm.files import input_identity
 from lite_rm.scorer import Scorer
 
 logger = logging.getLogger(__name__)
@@ -151,6 +152,18 @@ def _texts(record: dict[str, Any], names: tuple[str, ...], loc: str) -> tuple[st
     return tuple(render_messages(record[name], loc, name) for name in names)
 
 
+class _LastLine:
+    """The number of the last input row read (a resumed partial may not end past it)."""
+
+    def __init__(self) -> None:
+        self.line = 0
+
+    def track(self, rows: Iterable[Row]) -> Iterator[Row]:
+        for row in rows:
+            self.line = row.number
+            yield row
+
+
 class _ResumeFilter:
     """Skips the rows an interrupted run already wrote: every row of an earlier line, and the first
     ``done`` rows of the last line written (a record can give several rows)."""
@@ -226,20 +239,32 @@ def score_file(
 
     Raises:
         DataError: a bad record (without ``skip_invalid``); the message names file and line.
-        OutputError: the output is locked by another run, or cannot be written (disk full).
+        OutputError: the output is locked by another run, or cannot be written (disk full); the partial to
+            resume was written from another input or with other options, or ends past the input's end.
     """
     name = display_name(input_path)
     rows = read_rows(input_path, split=split, hf=data_format == "hf", kind=kind)
     report = ScoreReport(name, display_name(output_path))
     adapter = _Rows(columns, data_format, domain)
     total = count_records(input_path, kind) if progress else None
-    with open_output(output_path, resume=resume) as out, \
+    # What a resumed partial must come from (skip_invalid may change between runs: it is the way on
+    # after a bad row).
+    source = {"input": input_identity(input_path),
+              "options": {"kind": kind, "format": data_format, "columns": dict(columns or {}), "split": split,
+                          "domain": domain}}
+    last = _LastLine()
+    with open_output(output_path, resume=resume, source=source) as out, \
             tqdm(rows, total=total, unit="records", disable=not progress, dynamic_ncols=True, desc="scoring") as bar:
         report.resumed_after_line = out.resume.line
         t0 = time.perf_counter()
-        _score_chunks(scorer, _items(bar, adapter, report, skip_invalid, _ResumeFilter(out.resume)), report, out,
-                      chunk_size)
+        _score_chunks(scorer, _items(last.track(bar), adapter, report, skip_invalid, _ResumeFilter(out.resume)),
+                      report, out, chunk_size)
         report.seconds = time.perf_counter() - t0
+        if out.resume.rows and last.line < out.resume.line:
+            raise OutputError(
+                f"{output_path}{PARTIAL_SUFFIX} ends at input line {out.resume.line}, but {name} ends at line "
+                f"{last.line}: the partial was not written from this input. Rerun without --resume to start over "
+                "(the partial is replaced)")
         if report.rows == 0 and not out.resume.rows:
             found = f"{report.skips.total} invalid rows skipped" if report.skips.total else \
                 f"{report.records} records" if report.records else "the input is empty"

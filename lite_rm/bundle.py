@@ -30,9 +30,13 @@ SUPPORTED_VERSIONS = (1,)
 # Bundles written before ``max_positions`` was recorded are BERT-family models (512 positions).
 DEFAULT_MAX_POSITIONS = 512
 PRECISIONS = ("fp32", "int8")
+# The largest magnitude of a head weight or bias, a calibration scale or a mixture weight, checked when
+# written and when read: with it a score stays far inside float32 (a weight of 1e308 once scored NaN, a
+# calibration scale of 1e308 turned every probability into 0.0). Trained values are below 100.
+MAX_MAGNITUDE = 1e4
 
-__all__ = ["BundleError", "Calibration", "FileEntry", "Manifest", "file_digest", "file_entry", "read_manifest",
-           "show_value"]
+__all__ = ["MAX_MAGNITUDE", "BundleError", "Calibration", "FileEntry", "Manifest", "bounded", "file_digest",
+           "file_entry", "read_manifest", "show_value"]
 
 
 class BundleError(ValueError):
@@ -47,6 +51,12 @@ def show_value(value: Any) -> str:
     """A value for an error message: its repr, cut to 80 characters."""
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def bounded(value: Any) -> bool:
+    """Whether ``value`` is a number (not a bool) of magnitude at most :data:`MAX_MAGNITUDE`."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+            and abs(value) <= MAX_MAGNITUDE)
 
 
 def _number(data: dict[str, Any], key: str, name: str, default: float | None = None) -> float | None:
@@ -104,8 +114,8 @@ class Calibration:
         if not data:
             return cls()
         scale = _number(data, "scale", "calibration", 1.0)
-        if not scale or scale <= 0:
-            raise _bad("calibration.scale", "a positive number", data.get("scale"))
+        if not scale or not 0 < scale <= MAX_MAGNITUDE:
+            raise _bad("calibration.scale", f"a positive number up to {MAX_MAGNITUDE:g}", data.get("scale"))
         method, reason = data.get("method", "platt"), data.get("reason")
         if not isinstance(method, str):
             raise _bad("calibration.method", "a string", method)
@@ -316,6 +326,12 @@ def _inside(folder: Path, name: str, what: str) -> Path:
 
 
 def _check_file(path: Path, entry: FileEntry | None, verify: bool, digest: Callable[[Path], str]) -> None:
+    if verify and (entry is None or not entry.sha256):
+        # --verify promises that what is loaded is what was exported: a file without a recorded hash
+        # (unlisted, files: null, sha256: null) cannot be checked, so it is refused, not skipped.
+        listed = "is not listed in the manifest's files" if entry is None else "has no sha256 in the manifest"
+        raise BundleError(f"{path}: {listed}, so --verify cannot check it; the manifest was edited or the bundle "
+                          "is corrupted: export it again")
     if entry is None:
         return
     size = path.stat().st_size
@@ -331,7 +347,7 @@ def read_manifest(folder: str | Path, verify: bool = False) -> Manifest:
 
     Sizes are always checked (cheap, catches truncated copies); ``verify=True`` also checks SHA-256
     of exactly the files that are loaded (reads every byte, so it is off on the scoring path where
-    cold start matters).
+    cold start matters), each of which must then be listed in ``files`` with its hash.
 
     Args:
         folder: the bundle folder.

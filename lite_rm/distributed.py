@@ -28,6 +28,7 @@ from typing import Any
 from lite_rm.batch_output import PARTIAL_SUFFIX
 from lite_rm.batch_scoring import score_file
 from lite_rm.data.readers import kind_from_name
+from lite_rm.data.records import DataError
 from lite_rm.extras import require
 from lite_rm.files import write_text_atomic
 from lite_rm.scorer import DEFAULT_BATCH_SIZE, Scorer
@@ -101,28 +102,50 @@ class ShardOptions:
     skip_invalid: bool = False
 
 
+RESULT_KEYS = ("shard", "output", "rows", "skipped", "seconds", "status", "error")
+
+
+class ShardError(ValueError):
+    """Shards that hold bad rows: each message names the shard, the line and the field (as the local engine)."""
+
+
 def score_shard(scorer: Scorer, shard: Path, output_dir: Path, options: ShardOptions) -> dict[str, Any]:
     """Score one shard into ``output_dir`` unless its output exists; resumes a partial output.
 
+    A shard without rows to score (an empty file; every row skipped with ``skip_invalid``) gets an empty
+    output, so a rerun does not stop at it again. A bad row does not raise (Ray would retry the shard and
+    wrap the error until its cause is lost): the result says ``failed`` and ``error`` names the shard, the
+    line and the field; the rows before it are kept in the partial output for the rerun.
+
     Returns:
-        ``{"shard", "output", "rows", "seconds", "status"}`` with status ``scored`` or ``done before``.
+        ``{"shard", "output", "rows", "skipped", "seconds", "status", "error"}``, status ``scored``,
+        ``empty``, ``failed`` or ``done before``.
     """
     output = output_dir / output_name(shard)
-    result = {"shard": str(shard), "output": str(output), "rows": 0, "seconds": 0.0, "status": "done before"}
+    result: dict[str, Any] = {"shard": str(shard), "output": str(output), "rows": 0, "skipped": 0, "seconds": 0.0,
+                              "status": "done before", "error": ""}
     if output.exists():
         return result
     source = shard
     if shard.name.lower().endswith(PARQUET):
         source = _parquet_as_jsonl(shard, output_dir / f".{output.name}.input.jsonl")
     resume = output.with_name(output.name + PARTIAL_SUFFIX).exists()
-    report = score_file(scorer, source, output, kind="jsonl" if source != shard else None,
-                        data_format=options.data_format, columns=options.columns, domain=options.domain,
-                        skip_invalid=options.skip_invalid, resume=resume,
-                        chunk_size=max(256, 8 * scorer.batch_size), progress=False)
-    if source != shard:
-        source.unlink()
-    result.update(rows=report.rows, seconds=round(report.seconds, 3), status="scored")
-    return result
+    try:
+        report = score_file(scorer, source, output, kind="jsonl" if source != shard else None,
+                            data_format=options.data_format, columns=options.columns, domain=options.domain,
+                            skip_invalid=options.skip_invalid, resume=resume,
+                            chunk_size=max(256, 8 * scorer.batch_size), progress=False)
+    except DataError as err:
+        message = str(err).replace(str(source), str(shard))  # a Parquet shard's JSON lines: line N is row N
+        if err.reason != "no rows":
+            return result | {"status": "failed", "error": f"shard {shard.name}: {message}"}
+        write_text_atomic(output, "")  # nothing to score in this shard: done, and said so in the report
+        return result | {"status": "empty", "error": message}
+    finally:
+        if source != shard:
+            source.unlink(missing_ok=True)
+    return result | {"rows": report.rows, "skipped": report.skips.total, "seconds": round(report.seconds, 3),
+                     "status": "scored"}
 
 
 class ShardScorer:
@@ -139,7 +162,7 @@ class ShardScorer:
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[Any]]:
         results = [score_shard(self.scorer, Path(str(s)), self.output_dir, self.options) for s in batch["shard"]]
-        return {key: [r[key] for r in results] for key in ("shard", "output", "rows", "seconds", "status")}
+        return {key: [r[key] for r in results] for key in RESULT_KEYS}
 
 
 @dataclass
@@ -154,14 +177,22 @@ class DatasetReport:
     def rows(self) -> int:
         return sum(int(s["rows"]) for s in self.shards)
 
+    @property
+    def skipped(self) -> int:
+        return sum(int(s.get("skipped") or 0) for s in self.shards)
+
     def summary(self) -> str:
         scored = sum(s["status"] == "scored" for s in self.shards)
+        empty = sum(s["status"] == "empty" for s in self.shards)
         rate = f", {self.rows / self.seconds:.1f} rows/s" if self.seconds > 0 and self.rows else ""
-        return (f"scored {self.rows} rows in {scored} shards ({len(self.shards) - scored} done before) with "
-                f"{self.workers} Ray workers in {self.seconds:.1f}s{rate}")
+        extra = f", {empty} empty" if empty else ""
+        extra += f"; {self.skipped} invalid rows skipped" if self.skipped else ""
+        return (f"scored {self.rows} rows in {scored} shards ({len(self.shards) - scored - empty} done before{extra}) "
+                f"with {self.workers} Ray workers in {self.seconds:.1f}s{rate}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "seconds": round(self.seconds, 3), "workers": self.workers, "shards": self.shards}
+        return {"rows": self.rows, "skipped": self.skipped, "seconds": round(self.seconds, 3), "workers": self.workers,
+                "shards": self.shards}
 
 
 def score_dataset(bundle: str | Path, inputs: str | Path, output_dir: str | Path, *, workers: int = 2,
@@ -183,6 +214,10 @@ def score_dataset(bundle: str | Path, inputs: str | Path, output_dir: str | Path
 
     Returns:
         Per-shard results; shards done by an earlier run are listed as ``done before``.
+
+    Raises:
+        ShardError: shards with a bad row (each named with its line and field; the other shards are done
+            and ``_report.json`` is written): fix them, or rerun with ``skip_invalid``.
     """
     ray = require("ray", "ray")
     options = options or ShardOptions()
@@ -207,4 +242,9 @@ def score_dataset(bundle: str | Path, inputs: str | Path, output_dir: str | Path
     report = DatasetReport(sorted(results + before, key=lambda r: str(r["shard"])), time.perf_counter() - t0,
                            workers)
     write_text_atomic(out / "_report.json", json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+    failed = [s for s in report.shards if s["status"] == "failed"]
+    if failed:
+        raise ShardError("; ".join(str(s["error"]) for s in failed) + f". {len(failed)} of {len(report.shards)} "
+                         "shards failed (the others are done): fix the rows, or rerun with --skip-invalid to skip "
+                         "them; a rerun scores only the shards not done")
     return report

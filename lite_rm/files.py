@@ -8,6 +8,7 @@ interrupted write never leaves half a file where a complete one is expected.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import logging
 import os
@@ -15,7 +16,7 @@ import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +153,128 @@ def parse_toml(text: str) -> dict[str, Any]:
         TOMLDecodeError: a syntax error (a ``ValueError``).
     """
     return tomllib.loads(text)
+
+
+# What marks a folder as a lite-rm artifact of each kind (an output lite-rm may replace).
+ARTIFACT_MARKERS = {"bundle": "manifest.json", "checkpoint": "lite_rm.json"}
+
+
+class OutputError(ValueError):
+    """An output path lite-rm refuses to write: it would replace something that is not its own artifact."""
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_output(path: str | Path, kind: str, inputs: Iterable[str | Path | None] = (), overwrite: bool = False,
+                 keep_existing: bool = False) -> Path:
+    """Check, before any work, that ``path`` may receive a new artifact of ``kind`` (``bundle``, ``checkpoint``).
+
+    An existing output is replaced only if it is a lite-rm artifact of the same kind (a folder with
+    ``manifest.json`` for a bundle, ``lite_rm.json`` for a checkpoint) and only with ``overwrite`` (or kept,
+    with ``keep_existing``: a resume); an empty folder is fine. The inputs are never replaced: the output
+    may not be one of them, hold one, or lie inside one.
+
+    Raises:
+        OutputError: the output is the current folder, a file, a folder that is not such an artifact,
+            an existing artifact without ``overwrite``, or one of the inputs.
+    """
+    if kind not in ARTIFACT_MARKERS:
+        raise ValueError(f"unknown artifact kind {kind!r}; expected one of {sorted(ARTIFACT_MARKERS)}")
+    path = Path(path)
+    resolved = path.resolve()
+    cwd = Path.cwd().resolve()
+    if path.name in ("", ".", "..") or _inside(cwd, resolved):
+        raise OutputError(f"output {str(path)!r}: is the current folder or one above it; name a new folder "
+                          f"for the {kind}, e.g. -o ./my-{kind}")
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(given).resolve()
+        if _inside(source, resolved) or _inside(resolved, source):
+            where = "is" if source == resolved else ("holds" if _inside(source, resolved) else "lies inside")
+            raise OutputError(f"output {path} {where} the input {given}; lite-rm never replaces or writes into "
+                              "its input: choose another output folder")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if ancestor.exists() and not ancestor.is_dir():
+        raise OutputError(f"output {path}: {ancestor} is a file, not a folder; choose another output path")
+    if not path.exists() and not path.is_symlink():
+        return path
+    marker = ARTIFACT_MARKERS[kind]
+    if not path.is_dir():
+        raise OutputError(f"output {path} is a file; lite-rm writes a {kind} folder there and would replace it: "
+                          "choose another output path")
+    if not any(path.iterdir()):
+        return path
+    if not (path / marker).is_file():
+        raise OutputError(f"output {path} is a folder that is not a lite-rm {kind} (no {marker}); lite-rm replaces "
+                          f"only a {kind} it wrote: choose a new or empty folder")
+    if not (overwrite or keep_existing):
+        raise OutputError(f"output {path} already holds a {kind}; pass --overwrite to replace it, or choose "
+                          "another output folder")
+    return path
+
+
+# How much of each end of an input file its identity hashes: enough to tell files apart, cheap on any size.
+IDENTITY_BLOCK = 64 * 1024
+
+
+def _ends_digest(path: Path, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        h.update(f.read(IDENTITY_BLOCK))
+        if size > IDENTITY_BLOCK:
+            f.seek(max(IDENTITY_BLOCK, size - IDENTITY_BLOCK))
+            h.update(f.read(IDENTITY_BLOCK))
+    return h.hexdigest()
+
+
+def _file_identity(path: Path) -> dict[str, Any]:
+    size = path.stat().st_size
+    return {"path": str(path.resolve()), "bytes": size, "sha256_ends": _ends_digest(path, size)}
+
+
+def input_identity(source: str | Path) -> dict[str, Any]:
+    """What a resume checks its input against: the path, size and SHA-256 of the first and last
+    :data:`IDENTITY_BLOCK` bytes of a file; of each file of a folder or glob; the name alone for stdin
+    (``-``) or a dataset name."""
+    text = str(source)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return _file_identity(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*")
+                       if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        return {"path": str(path.resolve()), "files": [_file_identity(p) for p in files]}
+    if text != "-" and any(c in text for c in "*?["):
+        return {"path": text, "files": [_file_identity(Path(p)) for p in sorted(glob.glob(text, recursive=True))
+                                        if Path(p).is_file()]}
+    return {"path": text}
+
+
+def identity_change(before: Any, now: dict[str, Any]) -> str | None:
+    """``None`` when two :func:`input_identity` records agree, else what changed, in words."""
+    if before == now:
+        return None
+    if not isinstance(before, dict) or before.get("path") != now.get("path"):
+        return f"it was {before.get('path') if isinstance(before, dict) else before}, now {now.get('path')}"
+    if "files" in before or "files" in now:
+        old = {f.get("path"): f for f in before.get("files") or [] if isinstance(f, dict)}
+        new = {f["path"]: f for f in now.get("files", [])}
+        for name in sorted(set(old) | set(new), key=str):
+            if old.get(name) != new.get(name):
+                return _file_change(str(name), old.get(name), new.get(name))
+    return _file_change(str(now["path"]), before, now)
+
+
+def _file_change(path: str, before: dict[str, Any] | None, now: dict[str, Any] | None) -> str:
+    if before is None:
+        return f"{path} is new"
+    if now is None:
+        return f"{path} is gone"
+    if before.get("bytes") != now.get("bytes"):
+        return f"{path} was {before.get('bytes')} bytes, now {now.get('bytes')}"
+    return f"{path} has changed (same size, other content)"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import re
 import uuid
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from lite_rm.bundle import BundleError, Calibration, show_value
+from lite_rm.bundle import MAX_MAGNITUDE, BundleError, Calibration, bounded, show_value
 from lite_rm.files import write_text_atomic
 
 HEAD_FORMAT = "lite-rm-head"
@@ -33,12 +32,12 @@ HEAD_FORMAT_VERSION = 1
 HEADS_DIR = "heads"
 DEFAULT_HEAD = "default"
 # A head name is a file name inside the bundle: letters, digits, '.', '_' and '-', not starting with '.'.
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # fullmatch: "$" would let "name\n" through
 
 
 def check_head_name(name: Any) -> str:
     """``name`` when it can name a head file, else a ValueError saying what a name may hold."""
-    if not isinstance(name, str) or not _NAME.match(name) or name.endswith(".json"):
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name.endswith(".json"):
         raise ValueError(f"head name: expected 1-64 letters, digits, '_', '.', '-' (not starting with '.', "
                          f"no .json suffix), found {name!r}")
     return name
@@ -107,14 +106,16 @@ class LinearHead:
         if data.get("kind", "linear") != "linear" or data.get("input", "embedding") != "embedding":
             raise bad("kind", "a linear head on the embedding", (data.get("kind"), data.get("input")))
         weight = data.get("weight")
-        if not isinstance(weight, list) or not weight or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in weight):
-            raise bad("weight", "a non-empty list of finite numbers", weight)
+        if not isinstance(weight, list) or not weight:
+            raise bad("weight", f"a non-empty list of numbers within ±{MAX_MAGNITUDE:g}", weight)
+        for i, v in enumerate(weight):
+            if not bounded(v):
+                raise bad(f"weight[{i}]", f"a finite number within ±{MAX_MAGNITUDE:g}", v)
         if data.get("dim", len(weight)) != len(weight):
             raise bad("dim", f"the length of weight ({len(weight)})", data.get("dim"))
         bias = data.get("bias", 0.0)
-        if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias):
-            raise bad("bias", "a finite number", bias)
+        if not bounded(bias):
+            raise bad("bias", f"a finite number within ±{MAX_MAGNITUDE:g}", bias)
         backbone, provenance = data.get("backbone"), data.get("provenance", {})
         if backbone is not None and not isinstance(backbone, str):
             raise bad("backbone", "a string or null", backbone)
@@ -146,8 +147,14 @@ def read_head(path: str | Path) -> LinearHead:
 
 
 def write_head(path: str | Path, head: LinearHead) -> Path:
-    """Write a head file atomically (a temporary name, then a rename)."""
+    """Write a head file atomically (a temporary name, then a rename), checked first by the schema that
+    reads it (:meth:`LinearHead.from_dict`), so that nothing unreadable (an unbounded weight) is written.
+
+    Raises:
+        BundleError: a field the reader would refuse, naming the head and the field.
+    """
     path = Path(path)
+    LinearHead.from_dict(head.to_dict(), f"head {head.name!r} (not written to {path})")
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(head.to_dict(), indent=1) + "\n")
     return path

@@ -71,3 +71,25 @@ def resolve_model(name_or_path: str | None) -> str:
     if Path(name).exists() or not _looks_like_hub_id(name):
         raise FileNotFoundError(f"model {name!r}: expected a model folder or a hub id (org/name), found no such folder")
     return str(cached_hub_model(name))
+
+
+# Weight files that are pickles: loading one can run code, so lite-rm never loads them.
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def check_safetensors(folder: str | Path) -> None:
+    """Refuse a model folder whose weights are not safetensors, saying why (before transformers, which
+    with ``use_safetensors=True`` would end in a raw ``OSError``).
+
+    Raises:
+        ValueError: the folder has no ``*.safetensors`` weights (naming the pickle files it has instead).
+    """
+    folder = Path(folder)
+    if not folder.is_dir() or any(folder.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+    found = f"its weights are {', '.join(pickles)} (a pickle, which can run code when loaded)" if pickles else \
+        "it has no weights file"
+    raise ValueError(f"model {folder}: {found}; only safetensors are loaded (model.safetensors). Convert the model "
+                     "where you trust it (transformers: from_pretrained, then save_pretrained, which writes "
+                     "safetensors) and give that folder")

@@ -46,7 +46,8 @@ class FitReport:
     """What a personalization fit saw and how well it generalizes.
 
     Attributes:
-        comparisons: comparisons used.
+        comparisons: distinct comparisons used (a repeated one counts once; ``duplicates_dropped`` in
+            ``extra`` says how many repeats were left out).
         cv_accuracy: pairwise accuracy on held-out folds at the chosen ``C`` (grouped by prompt).
         folds: cross-validation folds; ``groups`` says what a fold keeps together (``prompt`` or
             ``comparison`` when fewer than two distinct prompts were given).
@@ -92,20 +93,27 @@ def fit_head(diffs: np.ndarray, prior: LinearHead, name: str, groups: Sequence[A
         The head (calibration scale 1: its scores are logits of P(a preferred over b)) and the report.
 
     Raises:
-        ValueError: fewer than :data:`MIN_COMPARISONS` comparisons, or shapes that do not match.
+        ValueError: fewer than :data:`MIN_COMPARISONS` distinct comparisons, or shapes that do not match.
     """
     check_head_name(name)
     diffs = np.asarray(diffs, dtype=np.float64)
     if diffs.ndim != 2 or diffs.shape[1] != prior.dim:
         raise ValueError(f"personalize: expected embedding differences of shape (n, {prior.dim}), found {diffs.shape}")
+    keys = list(groups) if groups is not None else list(range(len(diffs)))
+    if len(keys) != len(diffs):
+        raise ValueError(f"personalize: {len(keys)} groups for {len(diffs)} comparisons; expected one per comparison")
+    # A repeated comparison adds no evidence, and its copies in different folds would score each other:
+    # ten identical comparisons once reported a cross-validated accuracy of 1.000. Keep each once.
+    _, first = np.unique(diffs, axis=0, return_index=True)
+    first = np.sort(first)
+    given, diffs, keys = len(diffs), diffs[first], [keys[i] for i in first]
     n = len(diffs)
     if n < MIN_COMPARISONS:
-        raise ValueError(f"personalize: {n} comparison(s) given; at least {MIN_COMPARISONS} are needed to fit and "
-                         "cross-validate a head (give more of the user's choices)")
+        raise ValueError(f"personalize: {_counted(given, n)}; at least {MIN_COMPARISONS} distinct comparisons "
+                         "are needed to fit and cross-validate a head (give more of the user's choices)")
     model_selection = require("sklearn.model_selection", extra="personalize")
     linear_model = require("sklearn.linear_model", extra="personalize")
     started = time.perf_counter()  # after the imports: scikit-learn loads once per process (about 2 s)
-    keys = list(groups) if groups is not None else list(range(n))
     distinct = {k: i for i, k in enumerate(dict.fromkeys(keys))}
     group_ids = np.array([distinct[k] for k in keys])
     kind = "prompt" if groups is not None else "comparison"
@@ -126,13 +134,18 @@ def fit_head(diffs: np.ndarray, prior: LinearHead, name: str, groups: Sequence[A
     fit_s = time.perf_counter() - started
     train_accuracy = float(np.mean(diffs @ weight.astype(np.float64) > 0))
     report = FitReport(comparisons=n, cv_accuracy=cv_accuracy, folds=folds, groups=kind, C=C, prior_weight=prior_weight,
-                       train_accuracy=train_accuracy, fit_s=fit_s)
+                       train_accuracy=train_accuracy, fit_s=fit_s, extra={"duplicates_dropped": given - n})
     provenance = {"method": "personalize", "base_head": prior.name, "created_at":
                   datetime.now(timezone.utc).isoformat(timespec="seconds"), "seed": seed, **report.to_dict()}
     head = LinearHead(name, weight, prior_weight * prior.bias, Calibration(scale=1.0, method="logistic-regression",
                                                                               pairs=n, accuracy=report.cv_accuracy),
                       prior.backbone, provenance)
     return head, report
+
+
+def _counted(given: int, distinct: int) -> str:
+    return (f"{given} comparison(s) given" if given == distinct
+            else f"{given} comparisons given, only {distinct} distinct (repeats count once)")
 
 
 def _choose_c(linear_model: Any, x: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]],
@@ -171,9 +184,10 @@ def personalize(scorer: Any, prompts: Sequence[Any], chosen: Sequence[Any], reje
     if not (len(prompts) == len(chosen) == len(rejected)):
         raise ValueError(f"personalize: {len(prompts)} prompts, {len(chosen)} chosen, {len(rejected)} rejected; "
                          "expected one of each per comparison")
-    if len(prompts) < MIN_COMPARISONS:
-        raise ValueError(f"personalize: {len(prompts)} comparison(s) given; at least {MIN_COMPARISONS} are needed "
-                         "to fit and cross-validate a head")
+    distinct = len(set(zip(map(str, prompts), map(str, chosen), map(str, rejected), strict=True)))
+    if distinct < MIN_COMPARISONS:  # before the encoding: duplicates are dropped again, exactly, by fit_head
+        raise ValueError(f"personalize: {_counted(len(prompts), distinct)}; at least {MIN_COMPARISONS} distinct "
+                         "comparisons are needed to fit and cross-validate a head")
     started = time.perf_counter()
     embedded = scorer.embed_pairs(list(prompts) * 2, list(chosen) + list(rejected))
     embed_s = time.perf_counter() - started

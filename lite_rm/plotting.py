@@ -119,6 +119,31 @@ def plot_general_kept(kept: dict[str, float], path: Path) -> Path:
     return _save(fig, path)
 
 
+def general_kept_of(results: Path) -> dict[str, float]:
+    """``general_kept`` of a run's ``results.json`` (empty when there is no such file or entry).
+
+    Raises:
+        ValueError: the file is not UTF-8 JSON, or ``general_kept`` is not an object of numbers (the
+            message names the file).
+    """
+    if not results.is_file():
+        return {}
+    try:
+        data = json.loads(results.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{results}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except (ValueError, RecursionError) as err:
+        raise ValueError(f"{results}: not valid JSON ({str(err)[:120]})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{results}: expected a JSON object, found {type(data).__name__}")
+    kept = data.get("general_kept") or {}
+    if not isinstance(kept, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in kept.values()):
+        raise ValueError(f"{results}: field 'general_kept': expected an object of model name -> number, "
+                         f"found {str(kept)[:80]}")
+    return {str(k): float(v) for k, v in kept.items()}
+
+
 def plot_run(run: str | Path, out: str | Path | None = None) -> list[Path]:
     """Write a run's PNGs into ``out`` (default ``RUN/plots/``).
 
@@ -127,19 +152,24 @@ def plot_run(run: str | Path, out: str | Path | None = None) -> list[Path]:
 
     Raises:
         FileNotFoundError: ``run`` is not a run folder, or it holds no metrics to draw.
+        ValueError: a metrics file or ``results.json`` is unreadable or malformed (naming the file, the
+            line and the field).
     """
     run = Path(run)
     if not run.is_dir() or not is_run(run):
         raise FileNotFoundError(f"{run}: not a lite-rm run folder (expected results.json, {METRICS_DIR}/ or "
                                 f"<stage>/{METRICS_FILE})")
     out = Path(out) if out is not None else run / PLOTS_DIR
-    written = [plot_stage(rows, stage, out / f"{stage}.png")
-               for stage in stage_names(run) if (rows := stage_rows(run, stage))]
-    results = run / "results.json"
-    if results.is_file():
-        kept = json.loads(results.read_text(encoding="utf-8")).get("general_kept") or {}
-        if kept:
-            written.append(plot_general_kept(kept, out / GENERAL_KEPT_FILE))
+    written = []
+    for stage in stage_names(run):
+        rows = stage_rows(run, stage)
+        if rows:
+            written.append(plot_stage(rows, stage, out / f"{stage}.png"))
+        else:  # said, not silently missing from the plots
+            logger.warning("stage %s: its metrics file holds no rows; no %s.png", stage, stage)
+    kept = general_kept_of(run / "results.json")
+    if kept:
+        written.append(plot_general_kept(kept, out / GENERAL_KEPT_FILE))
     if not written:
         raise FileNotFoundError(f"{run}: no metrics to plot (runs made before lite-rm wrote {METRICS_FILE} "
                                 "have none)")

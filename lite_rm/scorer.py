@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from lite_rm.bundle import BundleError, Manifest, read_manifest
+from lite_rm.bundle import MAX_MAGNITUDE, BundleError, Manifest, bounded, read_manifest
 from lite_rm.data.formats import render_messages
 from lite_rm.data.text import bad_text
 from lite_rm.encoding import EncodedPairs, encode_pairs, length_batches, load_tokenizer, pad_batch, pad_id_of
@@ -247,7 +247,8 @@ class Scorer:
         """P(a preferred over b) from already computed scores of ``head``, with that head's calibration
         (a mixture's scores are already in probability units)."""
         diff = np.asarray(score_a, dtype=np.float64) - np.asarray(score_b, dtype=np.float64)
-        return 1.0 / (1.0 + np.exp(-self._plan(head)[1] * diff))
+        with np.errstate(over="ignore"):  # exp(large) = inf gives P = 0.0 exactly, as it should
+            return 1.0 / (1.0 + np.exp(-self._plan(head)[1] * diff))
 
     # -- heads ------------------------------------------------------------------------------------------
 
@@ -327,8 +328,9 @@ class Scorer:
             raise TypeError(f"head: expected a head name, a head file or a non-empty {{name: weight}}, found {head!r}")
         mixture: dict[str, float] = {}
         for name, weight in head.items():
-            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not np.isfinite(weight):
-                raise ValueError(f"head[{name!r}]: expected a finite weight, found {weight!r}")
+            if not bounded(weight):
+                raise ValueError(f"head[{name!r}]: expected a finite weight within ±{MAX_MAGNITUDE:g}, "
+                                 f"found {weight!r}")
             resolved = self._resolve(name)
             mixture[str(resolved)] = mixture.get(str(resolved), 0.0) + float(weight)
         return mixture
@@ -366,9 +368,17 @@ class Scorer:
             return self.get_head(name).scores(outputs[EMBEDDING_OUTPUT])
 
         if len(plan) == 1 and plan[0][1] == 1.0:
-            return part(plan[0][0])
-        total = sum(coef * part(name).astype(np.float64) for name, coef in plan)
-        return np.asarray(total, dtype=np.float32)
+            scores = part(plan[0][0])
+        else:
+            scores = np.asarray(sum(coef * part(name).astype(np.float64) for name, coef in plan), dtype=np.float32)
+        if not np.all(np.isfinite(scores)):
+            # Bounded heads and calibrations cannot get here; a corrupted graph or embedding can. A NaN
+            # written as a score would be silently wrong (and is not JSON), so stop instead.
+            bad = int(np.sum(~np.isfinite(scores)))
+            raise BundleError(f"{self.manifest.folder}: head {' + '.join(name for name, _ in plan)} gave a "
+                              f"non-finite score (NaN or infinity) for {bad} of {len(scores)} texts; the bundle or "
+                              "head is corrupted: export it again or check the head file")
+        return scores
 
     def _outputs(self, prompts: list[str], responses: list[str], names: Sequence[str]) -> list[np.ndarray]:
         if self.dedupe:

@@ -2,8 +2,9 @@
 
 Endpoints (JSON in, JSON out):
 
-* ``GET /health``: 503 ``{"status": "loading"}`` until the model is loaded, then 200 with the bundle's
-  precision, max length and calibration; never needs the API key (for load balancers).
+* ``GET /health``: 503 ``{"status": "loading"}`` until the model is loaded, then 200 ``{"status":
+  "ready"}``; never needs the API key (for load balancers). Details (the bundle, its precision, heads,
+  counters; why loading failed) only with the key, or when the server has none.
 * ``POST /score``: ``{"prompt": P, "responses": [R, ...]}`` or ``{"pairs": [{"prompt", "response"}, ...]}``
   -> ``{"scores": [...]}``.
 * ``POST /preference``: ``{"prompt", "a", "b"}`` -> ``{"probability": p}`` (calibrated P(a preferred over
@@ -17,6 +18,10 @@ scored together: a :class:`Batcher` collects the pairs of all requests that arri
 window and scores them in one :class:`~lite_rm.scorer.Scorer` call (length-sorted batches), so
 concurrent clients share model calls. Errors are JSON ``{"error": message, "field": name}``: 401/403
 for a missing/wrong API key, 413 for a body over the limit, 422 for bad JSON, types or too many rows.
+
+Shutdown (SIGTERM, Ctrl-C): uvicorn stops accepting, waits up to ``graceful_timeout`` seconds for the
+requests in flight (a client stalled mid-upload is then dropped), the app scores whatever is queued, and
+the process exits 0 (:func:`run_server`). A client that goes away is logged in one line, not a traceback.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from typing import Any
 
 import numpy as np
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -290,7 +295,7 @@ class RewardServer:
                  threads: int | None = None, batch_size: int | None = None, verify: bool = False,
                  head: Any = None) -> None:
         self.bundle, self.limits = str(bundle), limits or ServeLimits()
-        self._expected = f"Bearer {api_key}".encode() if api_key else None
+        self._expected = api_key.encode("utf-8", "surrogateescape") if api_key else None
         self._scorer_args: dict[str, Any] = {"threads": threads, "batch_size": batch_size, "verify": verify,
                                              "head": head}
         self.scorer: Scorer | None = None
@@ -332,10 +337,16 @@ class RewardServer:
         logger.info("loaded %s in %.1fs; ready", self.bundle, time.perf_counter() - t0)
 
     async def health(self, request: Request) -> Response:
+        # Without the key, only whether the server is ready: the bundle's path and its users' head
+        # names are not for anyone who can reach the port.
+        details = self._authorized(request)
         if self.load_error:
-            return JSONResponse({"status": "failed", "error": self.load_error}, status_code=500)
+            return JSONResponse({"status": "failed", **({"error": self.load_error} if details else {})},
+                                status_code=500)
         if self.scorer is None:
             return JSONResponse({"status": "loading"}, status_code=503)
+        if not details:
+            return JSONResponse({"status": "ready"})
         manifest = self.scorer.manifest
         return JSONResponse({
             "status": "ready", "bundle": self.bundle, "precision": manifest.precision,
@@ -347,13 +358,24 @@ class RewardServer:
             "pairs_scored": self.batcher.pairs if self.batcher else 0,
         })
 
+    def _key_matches(self, header: str) -> bool:
+        """Whether an ``Authorization`` value is ``Bearer KEY`` (the scheme in any case, RFC 7235)."""
+        scheme, _, token = header.strip().partition(" ")
+        assert self._expected is not None
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode("utf-8", "surrogateescape"), self._expected)
+
+    def _authorized(self, request: Request) -> bool:
+        """Whether the request may see everything: the server has no key, or the request carries it."""
+        return self._expected is None or self._key_matches(request.headers.get("authorization", ""))
+
     def _authorize(self, request: Request) -> None:
         if self._expected is None:
             return
         given = request.headers.get("authorization")
         if not given:
             raise RequestError(401, "Authorization", "missing; send the header 'Authorization: Bearer KEY'")
-        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._expected):
+        if not self._key_matches(given):
             raise RequestError(403, "Authorization", "wrong API key")
 
     def _endpoint(self, handle: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -369,6 +391,10 @@ class RewardServer:
                 return err.response()
             except (ValueError, TypeError) as err:  # the Scorer's own checks
                 return RequestError(422, "", str(err)).response()
+            except ClientDisconnect:  # the client went away mid-request: nobody to answer, nothing wrong here
+                logger.info("%s %s: the client disconnected before sending the whole request",
+                            request.method, request.url.path)
+                return Response(status_code=499)
         return endpoint
 
     async def _pairs(self, prompts: list[str], responses: list[str]) -> np.ndarray:
@@ -403,3 +429,50 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+class _DroppedRequests(logging.Filter):
+    """On uvicorn's error logger: a request dropped at the graceful timeout, or whose client went away,
+    is logged in one line at WARNING, not as an "Exception in ASGI application" traceback at ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, (asyncio.CancelledError, ClientDisconnect)):
+            why = str(error) or type(error).__name__
+            record.msg, record.args, record.exc_info, record.exc_text = "a request was dropped: %s", (why,), None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        elif str(record.msg).startswith("Cancel %s running task"):  # uvicorn's line at the graceful timeout
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def run_server(server: RewardServer, host: str, port: int, log_level: str = "info",
+               graceful_timeout: int = 5) -> None:
+    """Serve ``server`` with uvicorn until SIGTERM or Ctrl-C, then drain and return (exit status 0).
+
+    On a signal uvicorn stops accepting, waits up to ``graceful_timeout`` seconds for the requests in
+    flight (a client that stalls mid-upload would otherwise hold the shutdown for as long as it stays
+    connected), cancels what is left, and runs the app's shutdown, which scores anything still queued.
+    """
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Any:
+            with super().capture_signals():
+                yield
+                # uvicorn re-raises the signal after its shutdown (status 143 for SIGTERM); a drained
+                # shutdown is the normal end of a server, so it returns instead.
+                captured = getattr(self, "_captured_signals", None)
+                if isinstance(captured, list):
+                    captured.clear()
+
+    config = uvicorn.Config(server.app(), host=host, port=port, log_level=log_level,
+                            access_log=log_level == "debug", timeout_graceful_shutdown=graceful_timeout)
+    quiet = _DroppedRequests()
+    error_log = logging.getLogger("uvicorn.error")
+    error_log.addFilter(quiet)
+    try:
+        _Server(config).run()
+    finally:
+        error_log.removeFilter(quiet)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -52,3 +55,18 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, minilm_path: Path)
     AutoTokenizer.from_pretrained(minilm_path).save_pretrained(folder)
     write_meta(folder, InputRule(max_length=128), stage="tiny-random")
     return folder
+
+
+def _run_cli(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``lite-rm ARGS`` in a fresh Python process importing this checkout: its exit code and stderr as a user
+    sees them (CliRunner hides tracebacks in ``result.exception``)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    code = "import sys; from lite_rm.cli import main; sys.argv[0] = 'lite-rm'; main()"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the CLI in a real subprocess (see :func:`_run_cli`)."""
+    return _run_cli

@@ -75,7 +75,7 @@ def test_reads_a_version_1_manifest_of_the_previous_code(tmp_path: Path) -> None
     ("format_version", True, "format_version: bundle format version True is not supported"),
     ("parity", "passed", "manifest parity: expected an object or null"),
     ("files", {"model.onnx": {"bytes": -1}}, "files['model.onnx'].bytes: expected a non-negative integer"),
-    ("calibration", {"scale": 0}, "calibration.scale: expected a positive number, found 0"),
+    ("calibration", {"scale": 0}, "calibration.scale: expected a positive number up to 10000, found 0"),
     ("calibration", {"scale": "1"}, "calibration.scale: expected a finite number"),
 ])
 def test_malformed_shapes_name_the_field(tmp_path: Path, field: str, value: Any, message: str) -> None:
@@ -128,6 +128,28 @@ def test_verify_hashes_exactly_the_file_that_is_loaded(tmp_path: Path) -> None:
     (folder / "sub" / "model.onnx").write_bytes(MODEL.upper())  # same size, other bytes
     assert read_manifest(folder).model_path == folder / "sub" / "model.onnx"
     with pytest.raises(BundleError, match="sub/model.onnx: SHA-256 differs"):
+        read_manifest(folder, verify=True)
+
+
+def _unhashed(data: dict[str, Any], case: str) -> dict[str, Any]:
+    if case == "unlisted model_file":
+        data["model_file"] = "other.onnx"  # a real file, not in files
+    elif case == "files null":
+        data["files"] = None
+    elif case == "sha256 null":
+        data["files"]["model.onnx"]["sha256"] = None
+    else:
+        del data["files"]["tokenizer.json"]
+    return data
+
+
+@pytest.mark.parametrize("case", ["unlisted model_file", "files null", "sha256 null", "unlisted tokenizer"])
+def test_verify_requires_every_loaded_file_listed_with_its_hash(tmp_path: Path, case: str) -> None:
+    folder = _bundle(tmp_path / "b", _unhashed(old_manifest(), case))
+    (folder / "other.onnx").write_bytes(MODEL)
+    read_manifest(folder)  # without --verify: sizes of the listed files only, as before
+    expected = "has no sha256 in the manifest" if case == "sha256 null" else "is not listed in the manifest's files"
+    with pytest.raises(BundleError, match=expected + ", so --verify cannot check it"):
         read_manifest(folder, verify=True)
 
 

@@ -135,5 +135,6 @@ def test_bad_input_is_a_clear_error(teacher: Path, tiny_checkpoint: Path, tmp_pa
     assert "expected a checkpoint folder" in _handled([str(tmp_path / "nope"), "-o", out])
     assert "no validation_split" in _handled([str(tiny_checkpoint), "-o", out, "--layers", "1"])
     (tmp_path / "s").mkdir()
-    assert "already exists" in _handled([str(teacher), "-o", out, "--layers", "1"])
+    (tmp_path / "s" / "lite_rm.json").write_text("{}")
+    assert "already holds a checkpoint; pass --overwrite" in _handled([str(teacher), "-o", out, "--layers", "1"])
     assert not (tmp_path / ".state").exists()

@@ -111,7 +111,8 @@ def test_default_blockwise_int8_keeps_orders(exported: dict[str, Path], tiny_che
     attempts = manifest["parity"].get("int8_attempts") or [manifest["parity"]["int8"]]
     assert manifest["quantization"]["name"] == attempts[-1]["preset"] and manifest["parity"]["passed"]
     assert all(not a["passed"] for a in attempts[:-1])
-    manifest = export_bundle(tiny_checkpoint, out, int8=True, validation=exported["valid"], preset="blockwise")
+    manifest = export_bundle(tiny_checkpoint, out, int8=True, validation=exported["valid"], preset="blockwise",
+                             overwrite=True)  # replaces the bundle written just above
     assert manifest["quantization"]["name"] == "blockwise" and manifest["parity"]["passed"]
     assert manifest["parity"]["int8"]["order_agreement"] >= 0.99
     nodes = onnx.load(str(out / "model.onnx")).graph.node
@@ -205,10 +206,10 @@ def test_export_cli(tiny_checkpoint: Path, exported: dict[str, Path]) -> None:
                                   str(exported["valid"])])
     assert result.exit_code == 0, result.output
     assert "fp32 ONNX vs PyTorch" in result.output and (out / "manifest.json").exists()
-    missing = runner.invoke(main, ["export", str(exported["tmp"] / "nope"), "-o", str(out)])
+    missing = runner.invoke(main, ["export", str(exported["tmp"] / "nope"), "-o", str(out), "--overwrite"])
     assert missing.exit_code == 1 and "config.json is missing" in missing.output
     bad = runner.invoke(main, ["export", str(tiny_checkpoint), "-o", str(out), "--int8", "--preset", "zz",
-                               "--validation", str(exported["valid"])])
+                               "--validation", str(exported["valid"]), "--overwrite"])
     assert bad.exit_code == 1 and "unknown preset 'zz'" in bad.output
 
 
@@ -396,7 +397,7 @@ def test_export_cli_gate_flags_reach_the_check(tiny_checkpoint: Path, exported: 
     check = json.loads(result.stdout)["parity"]["int8"]
     assert (check["min_confident_agreement"], check["confidence_band"], check["max_order_change"]) == (0.95, 0.2, 0.0)
     assert "confident_agreement" in check and "confident_pairs" in check
-    default = CliRunner().invoke(main, [*args, "--accept-parity-loss", "--json"])
+    default = CliRunner().invoke(main, [*args, "--accept-parity-loss", "--json", "--overwrite"])
     assert default.exit_code == 0, default.output
     assert json.loads(default.stdout)["parity"]["int8"]["max_order_change"] is None
     bad = CliRunner().invoke(main, [*args, "--confidence-band", "0.5"])

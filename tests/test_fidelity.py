@@ -102,7 +102,7 @@ def gate_setup(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, 
     valid.write_text("".join(json.dumps({"prompt": p.prompt, "chosen": p.chosen if x > y else p.rejected,
                                          "rejected": p.rejected if x > y else p.chosen}) + "\n"
                              for p, x, y in zip(pairs, a, b, strict=True) if x != y))
-    export_bundle(tiny_checkpoint, teacher_bundle, validation=valid)  # calibrated on the same pairs
+    export_bundle(tiny_checkpoint, teacher_bundle, validation=valid, overwrite=True)  # calibrated on the same pairs
     reversed_student = tmp / "reversed"
     shutil.copytree(tiny_checkpoint, reversed_student)
     weights = load_file(str(reversed_student / "model.safetensors"))

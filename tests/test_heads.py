@@ -280,3 +280,104 @@ def test_a_mean_pooled_checkpoint_exports_with_its_pooling(tmp_path: Path, tiny_
     assert scorer.manifest.embedding_dim == 32  # the mean is the score layer's input: one part
     np.testing.assert_allclose(scorer.get_head("default").scores(scorer.embed_pairs(PROMPTS, GOOD)),
                                scorer.score_pairs(PROMPTS, GOOD), atol=1e-5)
+
+
+# -- finite scores (issue 25): heads, mixtures and calibration are bounded when written and read ----------
+
+def _head_dict(dim: int, weight: float = 0.1, bias: float = 0.0, scale: float = 1.0) -> dict:
+    return {"format": "lite-rm-head", "format_version": 1, "name": "h", "dim": dim, "weight": [weight] * dim,
+            "bias": bias, "calibration": {"method": "platt", "scale": scale}}
+
+
+@pytest.mark.parametrize(("field", "value", "named"), [
+    ("weight", 1e308, "weight[0]"), ("weight", 2e4, "weight[0]"), ("bias", 1e308, "'bias'"),
+    ("scale", 1e308, "calibration.scale"), ("scale", 1e5, "calibration.scale")])
+def test_unbounded_heads_are_refused_when_read_and_written(tmp_path: Path, field: str, value: float,
+                                                           named: str) -> None:
+    data = _head_dict(4, **{field: value})
+    path = tmp_path / "h.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(BundleError, match=named.replace("[", r"\[")):
+        read_head(path)
+    head = LinearHead("h", np.full(4, data["weight"][0], dtype=np.float64), data["bias"])
+    if field != "scale":
+        with pytest.raises(BundleError, match=f"head 'h'.*{named.replace('[', r'.')}"):
+            write_head(tmp_path / "out.json", head)
+        assert not (tmp_path / "out.json").exists()
+
+
+def test_an_unbounded_manifest_calibration_is_refused(fresh: Path) -> None:
+    data = json.loads((fresh / MANIFEST_FILE).read_text())
+    data["calibration"]["scale"] = 1e308
+    (fresh / MANIFEST_FILE).write_text(json.dumps(data))
+    with pytest.raises(BundleError, match="calibration.scale"):
+        read_manifest(fresh)
+
+
+def test_unbounded_mixture_weights_are_refused(bundle: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    scorer = Scorer(bundle, threads=1)
+    with pytest.raises(ValueError, match="head\\['default'\\]"):
+        scorer.score_pairs(PROMPTS[:2], GOOD[:2], head={"default": 1e308})
+    result = run_cli("score", str(bundle), "-i", "-", "-o", "-", "--head", "default=1e308", "--head", "x=1")
+    assert result.returncode == 2 and "head 'default'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_non_finite_score_is_an_error_not_a_nan(bundle: Path) -> None:
+    scorer = Scorer(bundle, threads=1)
+    dim = scorer.manifest.embedding_dim
+    assert dim is not None
+    scorer._heads["broken"] = LinearHead("broken", np.full(dim, np.inf, dtype=np.float32))  # past every check
+    with pytest.raises(BundleError, match="non-finite score"):
+        scorer.score_pairs(PROMPTS[:3], GOOD[:3], head="broken")
+
+
+def test_any_head_mixture_and_calibration_a_bundle_accepts_scores_finitely(bundle: Path) -> None:
+    from dataclasses import replace
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from lite_rm.bundle import MAX_MAGNITUDE, Calibration
+
+    scorer = Scorer(bundle, threads=1)
+    dim = scorer.manifest.embedding_dim
+    assert dim is not None
+    magnitude = st.floats(-MAX_MAGNITUDE, MAX_MAGNITUDE, allow_nan=False)
+    scale = st.floats(0, MAX_MAGNITUDE, exclude_min=True)
+    texts = (PROMPTS[:4], GOOD[:2] + BAD[:2], BAD[:2] + GOOD[:2])
+
+    @settings(max_examples=40, deadline=None)
+    @given(weights=st.lists(magnitude, min_size=dim, max_size=dim), bias=magnitude, head_scale=scale,
+           bundle_scale=scale, mix=st.tuples(magnitude, magnitude))
+    def check(weights: list[float], bias: float, head_scale: float, bundle_scale: float,
+              mix: tuple[float, float]) -> None:
+        data = {**_head_dict(dim, scale=head_scale), "weight": weights, "bias": bias}
+        scorer._heads["h"] = LinearHead.from_dict(data)  # what a bundle or profile reader accepts
+        scorer.manifest = replace(scorer.manifest, calibration=Calibration.from_dict({"scale": bundle_scale}))
+        for head in ("h", "default", {"h": mix[0], "default": mix[1]}):
+            assert np.all(np.isfinite(scorer.score_pairs(texts[0], texts[1], head=head)))
+            p = scorer.preference_probabilities(*texts, head=head)
+            assert np.all(np.isfinite(p)) and np.all((p >= 0) & (p <= 1))
+
+    check()
+
+
+def test_personalize_counts_distinct_comparisons(fresh: Path, tmp_path: Path) -> None:
+    same = tmp_path / "same.jsonl"
+    same.write_text((json.dumps({"prompt": PROMPTS[0], "chosen": GOOD[0], "rejected": BAD[0]}) + "\n") * 10)
+    result = CliRunner().invoke(main, ["personalize", str(fresh), "-c", str(same), "-n", "alice"])
+    assert result.exit_code == 1 and "1.000" not in result.output
+    assert "10 comparisons given, only 1 distinct" in result.output and "at least 4 distinct" in result.output
+    rng = np.random.default_rng(2)
+    prior = LinearHead("default", rng.normal(size=8).astype(np.float32))
+    with pytest.raises(ValueError, match="only 3 distinct"):
+        fit_head(np.repeat(rng.normal(size=(3, 8)), 4, axis=0), prior, "u")
+    rows = rng.normal(size=(6, 8))
+    _, report = fit_head(np.vstack([rows, rows, rows]), prior, "u")
+    assert report.comparisons == 6 and report.extra["duplicates_dropped"] == 12
+
+
+def test_a_head_given_twice_is_a_usage_error(bundle: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    result = run_cli("score", str(bundle), "-i", "-", "-o", "-", "--head", "default=0.5", "--head", "default=0.5")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "head 'default' is given twice" in result.stderr

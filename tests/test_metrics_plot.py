@@ -202,3 +202,49 @@ def test_plot_bad_input_is_a_clear_error(tmp_path: Path, tiny_checkpoint: Path, 
     result = _plot(str(target))
     assert result.exit_code == 1 and "Error:" in result.output  # type: ignore[attr-defined]
     assert "Traceback" not in result.output  # type: ignore[attr-defined]
+
+
+GOOD_ROW = json.dumps({"kind": "train", "step": 2, "loss": 0.5, "acc": 0.6}) + "\n"
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ('{"step": 1, "x": ' + "[" * 100_000 + "]" * 100_000 + "}\n" + GOOD_ROW, "line 1: expected a JSON object"),
+    (json.dumps({"kind": "valid", "step": 1, "metric": "high"}) + "\n" + GOOD_ROW, "line 1: field 'metric'"),
+    (json.dumps({"step": 1, "loss": [1]}) + "\n" + GOOD_ROW, "line 1: field 'loss'"),
+    (b"\xff\xfe\x00garbage\n", "not UTF-8"),
+])
+def test_plot_a_broken_metrics_file_names_it(tmp_path: Path, content: str | bytes, expected: str,
+                                            run_cli) -> None:  # type: ignore[no-untyped-def]
+    metrics = tmp_path / "run" / "general" / "metrics.jsonl"
+    metrics.parent.mkdir(parents=True)
+    metrics.write_bytes(content if isinstance(content, bytes) else content.encode())
+    result = run_cli("plot", str(tmp_path / "run"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert str(metrics) in result.stderr and expected in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (b"{not json", "not valid JSON"), (b"\xff\xfe", "not UTF-8"), (b'{"general_kept": {"a": "x"}}', "general_kept")])
+def test_plot_a_broken_results_json_names_it(tmp_path: Path, content: bytes, expected: str,
+                                             run_cli) -> None:  # type: ignore[no-untyped-def]
+    run = tmp_path / "run"
+    (run / "general").mkdir(parents=True)
+    (run / "general" / "metrics.jsonl").write_text(GOOD_ROW)
+    (run / "results.json").write_bytes(content)
+    result = run_cli("plot", str(run))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert str(run / "results.json") in result.stderr and expected in result.stderr, result.stderr
+
+
+def test_plot_says_when_a_stage_has_no_metrics(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    run = tmp_path / "run"
+    for stage, text in (("general", GOOD_ROW), ("custom-academy", "")):
+        (run / stage).mkdir(parents=True)
+        (run / stage / "metrics.jsonl").write_text(text)
+    result = run_cli("plot", str(run))
+    assert result.returncode == 0, result.stderr
+    assert "stage custom-academy: its metrics file holds no rows" in result.stderr
+    assert (run / "plots" / "general.png").is_file() and not (run / "plots" / "custom-academy.png").exists()
+    (run / "general" / "metrics.jsonl").write_text("")
+    result = run_cli("plot", str(run))
+    assert result.returncode == 1 and "no metrics to plot" in result.stderr and "Traceback" not in result.stderr

@@ -148,3 +148,51 @@ def test_list_shards_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="a.jsonl"):
         list_shards(tmp_path)
     assert output_name(Path("p-1.csv.gz")) == "p-1.jsonl"
+
+
+def test_an_empty_shard_writes_an_empty_output(cluster: None, bundle: Path, tmp_path: Path) -> None:
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    (shards / "part-0.jsonl").write_text("".join(json.dumps({"prompt": f"q{i}", "response": "r"}) + "\n"
+                                                 for i in range(3)))
+    (shards / "part-1.jsonl").write_text("")
+    out = tmp_path / "out"
+    report = score_dataset(bundle, shards, out, workers=1)
+    status = {Path(s["shard"]).name: s["status"] for s in report.shards}
+    assert status == {"part-0.jsonl": "scored", "part-1.jsonl": "empty"} and report.rows == 3
+    assert (out / "part-1.jsonl").read_text() == "" and "1 empty" in report.summary()
+    again = score_dataset(bundle, shards, out, workers=1)  # a rerun no longer stops at it
+    assert {s["status"] for s in again.shards} == {"done before"}
+
+
+def test_a_bad_row_names_shard_line_and_field_and_skip_invalid_matches_local(
+        cluster: None, bundle: Path, tmp_path: Path) -> None:
+    rows = [{"prompt": f"q{i}", "response": f"answer {i}"} for i in range(6)]
+    rows[2]["response"] = 5  # type: ignore[assignment]
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    (shards / "part-0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pq.write_table(pa.Table.from_pylist([{"prompt": "p", "response": "fine"}, {"prompt": "p2"}]),
+                   shards / "part-1.parquet")
+    out = tmp_path / "out"
+    args = ["score", str(bundle), "-i", str(shards), "-o", str(out), "--engine", "ray", "--workers", "1",
+            "--threads", "1"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and result.exception is None or isinstance(result.exception, SystemExit)
+    assert "shard part-0.jsonl" in result.output and "line 3" in result.output and "'response'" in result.output
+    assert "shard part-1.parquet" in result.output and "line 2" in result.output and ".input.jsonl" not in result.output
+    assert "To change retry" not in result.output and "--skip-invalid" in result.output
+    assert not list(out.glob(".*input.jsonl"))
+    result = CliRunner().invoke(main, [*args, "--skip-invalid", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["skipped"] == 2 and {s["status"] for s in report["shards"]} == {"scored"}  # resumed: the rest
+    assert len((out / "part-1.jsonl").read_text().splitlines()) == 1
+    local = tmp_path / "local.jsonl"
+    ran = CliRunner().invoke(main, ["score", str(bundle), "-i", str(shards / "part-0.jsonl"), "-o", str(local),
+                                    "--threads", "1", "--skip-invalid", "--no-progress"])
+    assert ran.exit_code == 0, ran.output
+    ray_rows = [json.loads(line) for line in (out / "part-0.jsonl").read_text().splitlines()]
+    local_rows = [json.loads(line) for line in local.read_text().splitlines()]
+    assert [r["line"] for r in ray_rows] == [r["line"] for r in local_rows] == [1, 2, 4, 5, 6]
+    assert [r["score"] for r in ray_rows] == pytest.approx([r["score"] for r in local_rows], abs=1e-6)

@@ -356,3 +356,47 @@ def test_verify_refuses_a_tampered_bundle_on_score_and_eval(bundle: Path, tmp_pa
         assert "SHA-256" in result.output and "Traceback" not in result.output
     ok = CliRunner().invoke(main, ["score", str(bundle), "-i", str(rows), "-o", str(tmp_path / "ok.jsonl"), "--verify"])
     assert ok.exit_code == 0, ok.output
+
+
+def test_resume_refuses_another_input_and_a_partial_past_the_end(bundle: Path, tmp_path: Path,
+                                                                 run_cli) -> None:  # type: ignore[no-untyped-def]
+    """Issue 25: --resume with another -i mixed rows of both inputs; a partial past the input's end gave
+    "scored 0 rows" and exit 0."""
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in ROWS[:9]) + "{broken\n"
+                   + "".join(json.dumps(r) + "\n" for r in ROWS[10:]))
+    out = tmp_path / "out.jsonl"
+    first = run_cli("score", str(bundle), "-i", str(src), "-o", str(out), "--no-progress")
+    assert first.returncode == 1 and "line 10" in first.stderr
+    partial, state = tmp_path / "out.jsonl.partial", tmp_path / "out.jsonl.partial.json"
+    assert len(partial.read_text().splitlines()) == 9 and json.loads(state.read_text())["input"]["bytes"] > 0
+    other = _jsonl(tmp_path / "other.jsonl", ROWS[20:])
+    mixed = run_cli("score", str(bundle), "-i", str(other), "-o", str(out), "--resume", "--no-progress")
+    assert mixed.returncode == 1 and "Traceback" not in mixed.stderr, mixed.stderr
+    assert "written from another input" in mixed.stderr and "rerun without --resume to start over" in mixed.stderr
+    assert len(partial.read_text().splitlines()) == 9 and not out.exists()
+    src.write_text(src.read_text().replace("{broken\n", json.dumps(ROWS[9]) + "\n"))  # "fixed": another input now
+    assert "was written from another input" in run_cli(
+        "score", str(bundle), "-i", str(src), "-o", str(out), "--resume", "--no-progress").stderr
+    ok = run_cli("score", str(bundle), "-i", str(src), "-o", str(out), "--no-progress")  # start over
+    assert ok.returncode == 0 and len(_read_jsonl(out)) == 40 and not state.exists() and not partial.exists()
+    # a partial (of an older lite-rm: no state file) that ends past the input's end
+    short = _jsonl(tmp_path / "short.jsonl", ROWS[:5])
+    partial.write_text("".join(json.dumps({"line": i, "score": 0.5}) + "\n" for i in range(1, 31)))
+    past = run_cli("score", str(bundle), "-i", str(short), "-o", str(out), "--resume", "--no-progress")
+    assert past.returncode == 1 and "Traceback" not in past.stderr, past.stderr
+    assert "ends at input line 30, but" in past.stderr and "line 5" in past.stderr
+
+
+def test_resume_refuses_other_reading_options(bundle: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"question": r["prompt"], "response": r["response"]}) + "\n" for r in ROWS[:5])
+                   + "{broken\n")
+    out = tmp_path / "out.jsonl"
+    args = ["score", str(bundle), "-i", str(src), "-o", str(out), "--no-progress"]
+    assert CliRunner().invoke(main, [*args, "--column", "prompt=question"]).exit_code == 1
+    result = CliRunner().invoke(main, [*args, "--column", "prompt=response", "--resume"])
+    assert result.exit_code == 1 and "written with other options (columns" in result.output
+    result = CliRunner().invoke(main, [*args, "--column", "prompt=question", "--resume", "--skip-invalid"])
+    assert result.exit_code == 0, result.output
+    assert [r["line"] for r in _read_jsonl(out)] == [1, 2, 3, 4, 5]

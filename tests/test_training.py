@@ -444,3 +444,22 @@ def test_a_model_folder_with_custom_code_is_refused_without_asking(tmp_path: Pat
     with pytest.raises(ValueError, match="trust_remote_code"):
         load_reward_model(folder, seed=0, dropout=dropout)
     assert not asked and not marker.exists()
+
+
+def test_resume_refuses_changed_data(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """Issue 25: train --resume after the data file changed (400 -> 200 rows) went on as if nothing had."""
+    raw = synthetic_config(tmp_path, tiny_checkpoint, stages=["general"], **{"general.max_steps": 2})
+    config = TrainConfig.from_dict(raw)
+    train(config)
+    run = Path(config.output_dir)
+    recorded = json.loads((run / "data.json").read_text())
+    assert set(recorded) == {"general.syn", "eval.syn"} and recorded["general.syn"]["bytes"] > 0
+    train(config, resume=True)  # the same data: resumes (nothing left to do)
+    general = Path(raw["general"]["sets"]["syn"])
+    lines = general.read_text().splitlines(keepends=True)
+    general.write_text("".join(lines[: len(lines) // 2]))
+    with pytest.raises(ValueError, match=r"started on other data \(general.syn: .*general.jsonl was \d+ bytes, "
+                                         r"now \d+\).*--overwrite"):
+        train(config, resume=True)
+    train(config, overwrite=True)  # starting again records the new data
+    assert json.loads((run / "data.json").read_text())["general.syn"]["bytes"] == general.stat().st_size

@@ -35,7 +35,8 @@ from lite_rm.cli.options import json_option
 @click.option("--bf16/--no-bf16", default=None, help="bfloat16 autocast on CPU. [default: auto]")
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="Torch threads (0: as many as free cores).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted distillation into the output folder.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing student checkpoint at --output (never another folder or the teacher).")
 @json_option
 def distill(teacher: str, output: str, layers: int, keep: str, epochs: float, max_steps: int, lr: float,
             batch_size: int, pair_coef: float, eval_every: int, patience: int, data_dir: str | None, seed: int,
@@ -54,11 +55,13 @@ def distill(teacher: str, output: str, layers: int, keep: str, epochs: float, ma
       lite-rm distill runs/demo/custom-academy -o runs/demo/student-l3 --layers 3 --epochs 2
     """
     from lite_rm.extras import MissingExtraError, require
+    from lite_rm.files import OutputError, check_output
 
     try:
+        check_output(output, "checkpoint", [teacher], overwrite, keep_existing=resume)  # before torch loads
         require("torch")
         require("transformers")
-    except MissingExtraError as err:
+    except (MissingExtraError, OutputError) as err:
         fail(err)
     from lite_rm.data import DataError
     from lite_rm.training.config import ConfigError

@@ -32,7 +32,8 @@ def _default_preset() -> str:
 @click.command("export")
 @click.argument("checkpoint", type=click.Path(file_okay=False, path_type=str))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=str),
-              help="Bundle folder to write (replaced atomically if it exists).")
+              help="Bundle folder to write: a new or empty folder, or a bundle to replace with --overwrite.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle at --output (atomically, at the end).")
 @click.option("--int8", is_flag=True, help="Quantize to int8 (see --preset).")
 @click.option("--preset", default=_default_preset(), show_default=True,
               help=f"Quantization preset: {_preset_help()} (auto: the dynamic preset for this CPU), or a "
@@ -75,8 +76,9 @@ def _default_preset() -> str:
                    "or write the student anyway (marked).")
 @threads_option("onnxruntime in the parity check")
 @json_option
-def export(checkpoint: str, output: str, int8: bool, preset: str, per_channel: bool | None, static: bool | None,
-           exclude_nodes: tuple[str, ...], exclude_last_layers: int | None, optimization_level: int,
+def export(checkpoint: str, output: str, overwrite: bool, int8: bool, preset: str, per_channel: bool | None,
+           static: bool | None, exclude_nodes: tuple[str, ...], exclude_last_layers: int | None,
+           optimization_level: int,
            validation: str | None, validation_domain: str | None, validation_pairs: int, data_dir: str | None,
            min_confident_agreement: float, confidence_band: float, max_order_change: float | None,
            max_accuracy_loss: float, accept_parity_loss: bool, teacher_bundle: str | None, if_unfaithful: str,
@@ -89,8 +91,13 @@ def export(checkpoint: str, output: str, int8: bool, preset: str, per_channel: b
     """
     from lite_rm.data import DataError
     from lite_rm.extras import MissingExtraError
+    from lite_rm.files import OutputError, check_output
     from lite_rm.threads import resolve_threads
 
+    try:
+        check_output(output, "bundle", [checkpoint, teacher_bundle], overwrite)  # before the slow imports
+    except OutputError as err:
+        fail(err)
     try:
         from lite_rm.exporting import ExportOptions, FidelityError, ParityError, export_bundle, export_steps
 
@@ -104,7 +111,7 @@ def export(checkpoint: str, output: str, int8: bool, preset: str, per_channel: b
             teacher_bundle=teacher_bundle, if_unfaithful=if_unfaithful,
         )
         with _progress_bar(export_steps(options)) as step_done:
-            manifest = export_bundle(checkpoint, output, options, progress=step_done)
+            manifest = export_bundle(checkpoint, output, options, progress=step_done, overwrite=overwrite)
     except (MissingExtraError, ParityError, FidelityError, DataError, OSError, ValueError) as err:
         fail(err)
         return

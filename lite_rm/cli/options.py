@@ -84,14 +84,23 @@ def parse_heads(values: tuple[str, ...]) -> str | dict[str, float] | None:
         return None
     if len(values) == 1 and "=" not in values[0]:
         return values[0]
+    from lite_rm.bundle import MAX_MAGNITUDE, bounded
+
     mixture: dict[str, float] = {}
     for value in values:
         name, sep, weight = value.rpartition("=")
         try:
-            mixture[name] = float(weight)
+            number = float(weight)
         except ValueError:
             sep = ""
         if not sep or not name:
             raise click.BadParameter(f"{value!r}: expected NAME=WEIGHT (a number) when several heads are mixed",
                                      param_hint="--head")
+        if not bounded(number):
+            raise click.BadParameter(f"{value!r}: the weight of head {name!r} must be a finite number within "
+                                     f"±{MAX_MAGNITUDE:g}", param_hint="--head")
+        if name in mixture:  # two weights for one head: which one was meant is unknown
+            raise click.BadParameter(f"{value!r}: head {name!r} is given twice; give each head once with its "
+                                     "weight", param_hint="--head")
+        mixture[name] = number
     return mixture

@@ -55,6 +55,9 @@ def personalize(bundle: str, comparisons: str, name: str, profile: str | None, d
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    click.echo(f"head {name!r}: {report.comparisons} comparisons, cross-validated accuracy {report.cv_accuracy:.3f} "
+    repeats = report.extra.get("duplicates_dropped", 0)
+    counted = f"{report.comparisons} distinct comparisons ({repeats} repeats left out)" if repeats else \
+        f"{report.comparisons} comparisons"
+    click.echo(f"head {name!r}: {counted}, cross-validated accuracy {report.cv_accuracy:.3f} "
                f"({report.folds} folds by {report.groups}), default head weight {report.prior_weight:+.2f}, "
                f"fit {report.fit_s:.2f} s (+{report.embed_s:.1f} s encoding) -> {report.path}", err=True)

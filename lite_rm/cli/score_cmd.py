@@ -99,7 +99,8 @@ def score(bundle: str, input_path: str, output_path: str, data_format: str | Non
         )
     except DataError as err:
         hint = "" if output_path == "-" or err.reason in ("no rows", "file not found", "no domain") else (
-            ". The rows before it are written: fix it (or use --skip-invalid) and rerun with --resume")
+            ". The rows before it are written: rerun with --skip-invalid --resume to skip it and go on (a fixed "
+            "input is another input: rerun without --resume)")
         fail(f"{err}{hint}")
         return
     except (BundleError, OutputError, MissingExtraError, FileNotFoundError, ValueError, OSError) as err:

@@ -31,23 +31,26 @@ from lite_rm.cli.options import head_option, threads_option, verify_option
 @threads_option("onnxruntime")
 @verify_option
 @head_option
+@click.option("--graceful-timeout", type=click.IntRange(min=0), default=5, show_default=True,
+              help="On SIGTERM or Ctrl-C, seconds to wait for the requests in flight before dropping them "
+                   "(a client stalled mid-upload would hold the shutdown otherwise).")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True, help="Uvicorn's log level.")
 def serve(bundle: str, host: str, port: int, api_key: str | None, max_body_bytes: int, max_rows: int,
           batch_window_ms: float, max_batch_pairs: int, batch_size: int | None, threads: int, verify: bool,
-          head: Any, log_level: str) -> None:
+          head: Any, graceful_timeout: int, log_level: str) -> None:
     """Serve BUNDLE over HTTP: POST /score, POST /preference, POST /openrlhf, GET /health.
 
     Concurrent requests are scored together (dynamic batching). Stops on Ctrl-C or SIGTERM after
-    answering the requests in flight.
+    answering the requests in flight (waiting --graceful-timeout seconds at most), with exit status 0.
     """
     from lite_rm.bundle import BundleError, read_manifest
     from lite_rm.extras import require
     from lite_rm.threads import resolve_threads
 
     require("starlette", "serve")
-    uvicorn = require("uvicorn", "serve")
-    from lite_rm.serving import RewardServer, ServeLimits, is_loopback
+    require("uvicorn", "serve")
+    from lite_rm.serving import RewardServer, ServeLimits, is_loopback, run_server
 
     api_key = api_key or None  # an empty LITE_RM_API_KEY is no key
     if not is_loopback(host) and api_key is None:
@@ -65,6 +68,6 @@ def serve(bundle: str, host: str, port: int, api_key: str | None, max_body_bytes
                          max_batch_pairs=max_batch_pairs)
     server = RewardServer(bundle, api_key=api_key, limits=limits, threads=resolve_threads(threads),
                           batch_size=batch_size, head=head)
-    # Uvicorn handles SIGINT/SIGTERM: it stops accepting, finishes the requests in flight, then runs the
-    # app's shutdown, which scores whatever is still queued.
-    uvicorn.run(server.app(), host=host, port=port, log_level=log_level, access_log=log_level == "debug")
+    # Uvicorn handles SIGINT/SIGTERM: it stops accepting, finishes the requests in flight (for
+    # --graceful-timeout at most), then runs the app's shutdown, which scores whatever is still queued.
+    run_server(server, host, port, log_level, graceful_timeout)

@@ -143,7 +143,7 @@ def render_messages(messages: Any, loc: str = "", field: str = "prompt") -> str:
         )
     parts = []
     for i, msg in enumerate(messages):
-        if not isinstance(msg, Mapping) or not isinstance(msg.get("content"), str) or "role" not in msg:
+        if not isinstance(msg, Mapping) or not all(isinstance(msg.get(k), str) for k in ("role", "content")):
             raise DataError(
                 loc,
                 f"field {field!r}[{i}]: expected a message {{'role': str, 'content': str}}, found {_short(msg)}",

@@ -50,7 +50,7 @@ from lite_rm.exporting.parity import ParityError, ParityResult, bundle_scores, c
 from lite_rm.exporting.quantization import QuantPreset, quantize
 from lite_rm.exporting.validation import ValidationPairs, checkpoint_domains, validation_pairs
 from lite_rm.exporting.writer import stage_bundle, write_bundle, write_teacher_in_place
-from lite_rm.files import folder_digest, scratch_dir
+from lite_rm.files import check_output, folder_digest, scratch_dir
 from lite_rm.heads import DEFAULT_HEAD, LinearHead
 from lite_rm.runtimes import EMBEDDING_OUTPUT
 
@@ -238,24 +238,28 @@ def _final_manifest(run: _Run, preset: QuantPreset | None, parity: dict[str, Any
 
 
 def export_bundle(checkpoint: str | Path, output: str | Path, options: ExportOptions | None = None,
-                  progress: Progress | None = None, **kwargs: Any) -> dict[str, Any]:
+                  progress: Progress | None = None, overwrite: bool = False, **kwargs: Any) -> dict[str, Any]:
     """Export a lite-rm (or any Hugging Face one-label sequence-classification) checkpoint to a bundle.
 
     Args:
         checkpoint: the checkpoint folder (``save_pretrained`` + tokenizer, optionally ``lite_rm.json``).
-        output: the bundle folder to write (replaced atomically if it exists).
+        output: the bundle folder to write: a new or empty folder, or an existing bundle (replaced
+            atomically) with ``overwrite`` (:func:`lite_rm.files.check_output`).
         options: see :class:`ExportOptions`; keyword arguments build one when omitted.
         progress: called with each step's name (:func:`export_steps`) when it is done.
+        overwrite: replace an existing bundle at ``output``.
 
     Returns:
         The manifest written into the bundle.
 
     Raises:
         ParityError: the checks failed and ``accept_parity_loss`` is off (nothing is written).
+        OutputError: ``output`` may not be written (checked before any work; a ``ValueError``).
         FileNotFoundError, ValueError: a missing checkpoint, tokenizer or validation data, custom code.
     """
     options = options or ExportOptions(**kwargs)
     checkpoint = Path(checkpoint)
+    check_output(output, "bundle", [checkpoint, options.teacher_bundle], overwrite)
     config = model_config(checkpoint)
     rule = input_rule_of(checkpoint)
     base = _base_manifest(checkpoint, rule, config)

@@ -87,6 +87,9 @@ def onnx_export(checkpoint: Path, work: Path, config: dict[str, Any] | None = No
         The path of the graph.
     """
     exporters = require("optimum.exporters.onnx")
+    from lite_rm.models import check_safetensors
+
+    check_safetensors(checkpoint)  # Optimum's main_export would load a pickled pytorch_model.bin
     out = work / "raw"
     config = config if config is not None else model_config(checkpoint)
     # do_validation=False: lite-rm's own parity check is stricter and runs on real pairs.

@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from lite_rm.checkpoint import ValidationSplit, input_rule_of, read_meta, validation_split_of
+from lite_rm.checkpoint import META_FILE, ValidationSplit, input_rule_of, read_meta, validation_split_of
 from lite_rm.data import PreferencePair, load_preferences, split_by_prompt
 from lite_rm.data.locations import DSP_TRAIN, GENERAL_TRAIN
 from lite_rm.encoding import load_tokenizer, pad_id_of
 from lite_rm.evaluation import pairwise_accuracy
-from lite_rm.files import folder_digest
+from lite_rm.files import check_output, folder_digest
 from lite_rm.threads import resolve_threads
 from lite_rm.training.batching import PairData, encode_preferences, plan_epochs
 from lite_rm.training.config import DROPOUT_CHOICES, ConfigError, OptimConfig, _check, _non_negative, _positive
@@ -243,10 +243,9 @@ def _prepare_output(teacher: Path, output: Path, state_dir: Path, resume: bool, 
     if not (teacher / "config.json").is_file():
         raise FileNotFoundError(f"teacher {teacher}: expected a checkpoint folder (config.json, weights, "
                                 "tokenizer), found none")
-    if output.exists() and not overwrite:
-        if resume and (output / "lite_rm.json").is_file():  # finished before: nothing left to do
-            return dict(read_meta(output).get("training", {}))
-        raise FileExistsError(f"{output} already exists; pass --overwrite to replace it (or --resume to keep it)")
+    check_output(output, "checkpoint", [teacher], overwrite, keep_existing=resume)
+    if resume and not overwrite and (output / META_FILE).is_file():  # finished before: nothing left to do
+        return dict(read_meta(output).get("training", {}))
     if overwrite or not resume:
         shutil.rmtree(state_dir, ignore_errors=True)
     return None
@@ -294,7 +293,7 @@ def distill(teacher: str | Path, output: str | Path, layers: int = DistillConfig
         layers: encoder layers the student keeps.
         data_dir: where to find recorded training files that have moved.
         resume: continue an interrupted distillation into ``output``.
-        overwrite: replace an existing ``output``.
+        overwrite: replace an existing student checkpoint at ``output`` (never anything else).
         **settings: other :class:`DistillConfig` fields (``epochs``, ``lr``, ``keep``, ``pair_coef``, ...).
 
     Returns:
@@ -302,7 +301,8 @@ def distill(teacher: str | Path, output: str | Path, layers: int = DistillConfig
 
     Raises:
         FileNotFoundError: the teacher, or one of its recorded training files, is missing.
-        FileExistsError: ``output`` exists and neither ``resume`` nor ``overwrite`` is set.
+        OutputError: ``output`` is the teacher (or holds it, or lies in it), is not a lite-rm checkpoint,
+            or is one and neither ``resume`` nor ``overwrite`` is set (a ``ValueError``).
         ConfigError: a bad setting (the message names it).
         ValueError: the teacher has no validation split, or ``layers`` is not below its layer count.
     """

@@ -49,24 +49,42 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
         ValueError: a line other than the last is not a JSON object (the file names the line).
     """
     path = Path(path)
-    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); not a lite-rm metrics "
+                         "file, or a corrupted one") from None
     rows = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # JSONDecodeError; a line nested too deeply to parse
             row = None
-        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+        if not isinstance(row, dict) or not isinstance(row.get("step"), int) or isinstance(row["step"], bool):
             if number == len(lines):
                 logger.warning("%s line %d: an incomplete row (the run was killed while writing it); skipped",
                                path, number)
                 continue
             raise ValueError(f"{path} line {number}: expected a JSON object with an integer 'step', "
                              f"found {line[:80]!r}")
+        _check_row(row, path, number)
         rows.append(row)
     return rows
+
+
+def _check_row(row: dict[str, Any], path: Path, number: int) -> None:
+    """The fields a reader of the curves relies on: numbers where figures are, a known ``kind``."""
+    kind = row.get("kind", "train")
+    if kind not in ("train", "valid"):
+        raise ValueError(f"{path} line {number}: field 'kind': expected 'train' or 'valid', found {kind!r:.80}")
+    for key in ("loss", "acc", "metric", "lr"):
+        value = row.get(key)
+        if key in row and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"{path} line {number}: field {key!r}: expected a number, found {value!r:.80}")
+    if kind == "valid" and "metric" not in row:
+        raise ValueError(f"{path} line {number}: a validation row without its 'metric'")
 
 
 def stage_rows(run: str | Path, stage: str) -> list[dict[str, Any]]:

@@ -128,13 +128,18 @@ def load_pretrained(auto_class: Any, path: str | Path, seed: int, dropout: str, 
     :func:`dropout_overrides`; the model remembers the encoder's own rates for :func:`save_checkpoint`."""
     from transformers.utils import logging as hf_logging
 
+    from lite_rm.models import check_safetensors
+
+    check_safetensors(path)
     overrides, original = dropout_overrides(path, dropout)
     torch.manual_seed(seed)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialized head" warnings are expected here
     try:
         # never run code shipped in a model folder (config.json auto_map), and never ask whether to
-        model = auto_class.from_pretrained(str(path), trust_remote_code=False, **kwargs, **overrides)
+        # and never unpickle weights: safetensors only (check_safetensors said why a folder is refused)
+        model = auto_class.from_pretrained(str(path), trust_remote_code=False, use_safetensors=True, **kwargs,
+                                           **overrides)
     finally:
         hf_logging.set_verbosity(verbosity)
     # a saved checkpoint keeps the encoder's own dropout rates: training's choice is not the user's

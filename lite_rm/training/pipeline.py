@@ -3,6 +3,7 @@
 Output layout of a run folder::
 
     RUN/config.json          the configuration the run was started with
+    RUN/data.json            what its data was: each source's path, size and hash of its ends
     RUN/base/                MLM checkpoint (stage base)
     RUN/general/             reward checkpoint (stage general) with its metrics in lite_rm.json
     RUN/custom-<domain>/     reward checkpoint per custom target
@@ -12,7 +13,8 @@ Output layout of a run folder::
 
 A stage is complete when its checkpoint folder exists (folders are renamed into place only when fully
 written). ``resume=True`` skips completed stages and continues an interrupted one from its last
-mid-stage state; with the same seed the result equals an uninterrupted run.
+mid-stage state; with the same seed the result equals an uninterrupted run. A resume with another
+configuration or changed data is refused.
 """
 
 from __future__ import annotations
@@ -27,14 +29,19 @@ from typing import Any
 
 from lite_rm.checkpoint import META_FILE, read_meta
 from lite_rm.data import resolve_data_dir
+from lite_rm.data.locations import DSP_TEST, DSP_TRAIN, GENERAL_TEST, GENERAL_TRAIN
 from lite_rm.encoding import InputRule, load_tokenizer
 from lite_rm.extras import require
-from lite_rm.files import write_text_atomic
+from lite_rm.files import identity_change, input_identity, write_text_atomic
 from lite_rm.models import resolve_model
 from lite_rm.threads import resolve_threads
 from lite_rm.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
+
+# RUN/data.json: the identity of every preference source the run reads (path, size, hash of its ends),
+# checked by a resume: a stage continued on changed data would silently train on other pairs.
+DATA_FILE = "data.json"
 
 # Keys that may differ between an interrupted run and its resumption without changing the result.
 # device and processes: the state is device-independent and the effective batch does not depend on
@@ -60,6 +67,50 @@ def is_complete(folder: Path) -> bool:
     return (folder / META_FILE).is_file()
 
 
+def data_sources(config: TrainConfig, data_dir: Path) -> dict[str, str]:
+    """Every preference source the run reads, by role (``general.helpful``, ``custom``, ``eval.webgpt``)."""
+    uses_general, uses_custom = _uses(config)
+    sources: dict[str, str] = {}
+    if uses_general:
+        sets = config.general.sets or {name: str(data_dir / rel) for name, rel in GENERAL_TRAIN.items()}
+        sources.update({f"general.{name}": source for name, source in sets.items()})
+    if uses_custom:
+        sources["custom"] = config.custom.data or str(data_dir / DSP_TRAIN)
+    evals = config.eval_sets or {**{name: str(data_dir / rel) for name, rel in GENERAL_TEST.items()},
+                                 "dsp": str(data_dir / DSP_TEST)}
+    sources.update({f"eval.{name}": source for name, source in evals.items()})
+    return sources
+
+
+def data_identity(config: TrainConfig) -> dict[str, Any]:
+    """What :data:`DATA_FILE` records: each source's identity (:func:`lite_rm.files.input_identity`)."""
+    data_dir = resolve_data_dir(config.data_dir or None) if _needs_data_dir(config) else Path(".")
+    return {role: input_identity(source) for role, source in data_sources(config, data_dir).items()}
+
+
+def _check_data(run: Path, config: TrainConfig) -> None:
+    """Refuse to resume a run whose data changed since it started (a stage would go on with other pairs)."""
+    saved = run / DATA_FILE
+    if not saved.is_file():
+        logger.warning("%s has no record of its data (%s: written by an older lite-rm); resuming without "
+                       "checking that the data is unchanged", run, DATA_FILE)
+        return
+    try:
+        before = json.loads(saved.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{saved}: unreadable ({err}); start the run again with --overwrite") from None
+    before = before if isinstance(before, dict) else {}
+    now = data_identity(config)
+    for role in sorted(set(before) | set(now)):
+        if role not in now or role not in before:
+            change = "it is no longer read" if role not in now else "it was not read before"
+        else:
+            change = identity_change(before[role], now[role]) or ""
+        if change:
+            raise ValueError(f"{run} was started on other data ({role}: {change}); resume with the data it "
+                             "started on, or start the run again with --overwrite (or in another output folder)")
+
+
 def _check_resumable(run: Path, config: TrainConfig, resume: bool, overwrite: bool) -> None:
     saved = run / "config.json"
     existing = [p.name for p in run.glob("*") if p.is_dir() and is_complete(p)] if run.is_dir() else []
@@ -77,8 +128,10 @@ def _check_resumable(run: Path, config: TrainConfig, resume: bool, overwrite: bo
         if changed:
             raise ValueError(
                 f"{run} was started with a different configuration (keys {', '.join(changed)} differ); "
-                "resume with the same settings, or start a new output folder"
+                "resume with the same settings, or start the run again with --overwrite (or in another output "
+                "folder)"
             )
+        _check_data(run, config)
         return
     if existing and not overwrite and not resume:
         raise FileExistsError(
@@ -90,10 +143,16 @@ def _check_resumable(run: Path, config: TrainConfig, resume: bool, overwrite: bo
             shutil.rmtree(run / name, ignore_errors=True)
 
 
-def _needs_data_dir(config: TrainConfig) -> bool:
-    """Whether any default file of the data folder is used (else every file was given explicitly)."""
+def _uses(config: TrainConfig) -> tuple[bool, bool]:
+    """Whether the run reads general and custom training data."""
     uses_general = "general" in config.stages or ("base" in config.stages and "general" in config.base.text_from)
     uses_custom = "custom" in config.stages or ("base" in config.stages and "custom" in config.base.text_from)
+    return uses_general, uses_custom
+
+
+def _needs_data_dir(config: TrainConfig) -> bool:
+    """Whether any default file of the data folder is used (else every file was given explicitly)."""
+    uses_general, uses_custom = _uses(config)
     return (not config.eval_sets or (uses_general and not config.general.sets)
             or (uses_custom and not config.custom.data))
 
@@ -183,6 +242,7 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, device: Any) -> d
         _check_resumable(run, config, resume, overwrite)
         run.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run / "config.json", config.to_json() + "\n")
+        write_text_atomic(run / DATA_FILE, json.dumps(data_identity(config), indent=1) + "\n")
     parallel.barrier()
 
     data_dir = resolve_data_dir(config.data_dir or None) if _needs_data_dir(config) else Path(".")
