@@ -280,8 +280,9 @@ def _save_student(student: Any, teacher: Path, output: Path, split: ValidationSp
                     distill=asdict(config) | {"kept_layers": keep})
 
 
-def distill(teacher: str | Path, output: str | Path, layers: int = DistillConfig.layers, *, data_dir: str | Path | None = None,
-            resume: bool = False, overwrite: bool = False, **settings: Any) -> dict[str, Any]:
+def distill(teacher: str | Path, output: str | Path, layers: int = DistillConfig.layers, *,
+            data_dir: str | Path | None = None, resume: bool = False, overwrite: bool = False,
+            **settings: Any) -> dict[str, Any]:
     """Distill ``teacher`` into a ``layers``-layer student saved at ``output``.
 
     The steps read in order: check the folders, load the split data, score it with the teacher, shrink
