@@ -1,258 +1,168 @@
-"""Distillation benchmark: a 2-3-layer student of the ``make demo`` checkpoint against the teacher.
+"""Distillation benchmark: students of the `make demo` teacher at several depths, through the same gate.
 
-Resumable pieces, each writing a small JSON under bench/results/distill/ (skipped when it is there,
-unless --redo names it):
+For each depth N (resumable pieces; a student already distilled or exported is reused):
 
-  distill-l<N>   ``lite-rm distill TEACHER -o STUDENT --layers N`` (checkpoints go under --work, not git)
-  export-l<N>    ``lite-rm export STUDENT`` fp32 and ``--int8`` with the default presets; if the default
-                 int8 export refuses on parity, it is exported again with ``--accept-parity-loss`` to
-                 measure it (marked ``parity_override`` in the JSON)
-  eval-<name>    ``lite-rm eval`` of the teacher and every student checkpoint and bundle on helpful,
-                 harmless, WebGPT and DSP academy test sets
-  untrained-l<N> layer-dropped copies of the teacher, NOT distilled, exported the same way: the speed
-                 of 1 and 2 layers without spending the CPU time on their distillation (speed does not
-                 depend on the weights; no accuracy is reported for them)
-  speed          one process, interleaved chunks: sentence-transformers ``CrossEncoder.predict`` fp32 of
-                 the TEACHER against the lite-rm Scorer on every student bundle, 2 threads, batch 32,
-                 max length 256, on the distinct DSP test (prompt, response) texts, de-duplication off
-                 (the texts and timing helpers of bench/score_bench.py)
+  distill   ``lite-rm distill TEACHER -o WORK/student-lN --layers N`` (the demo's own student, RUN/student,
+            is reused for its depth)
+  export    ``lite-rm export STUDENT --int8 --teacher-bundle RUN/bundle-teacher --if-unfaithful keep``:
+            the default int8 export and the fidelity gate against the teacher's bundle (kept even when it
+            fails, to measure it; the gate's figures come from its manifest)
+  accuracy  the student bundle on the DSP academy test pairs and the general test sets, with its order
+            agreement with the teacher's PyTorch scores on all pairs and on the teacher's confident pairs
+  speed     one process, interleaved: CrossEncoder fp32 of the teacher at batch 32 against each bundle
+            (teacher and students) at the Scorer's defaults, the distinct DSP test texts of score_bench
 
-Then bench/DISTILL.md's table is printed from the JSONs (``--report`` writes bench/results/distill/report.md).
+    .venv/bin/python bench/distill_bench.py --run runs/demo --layers 2 3
 
-    .venv/bin/python bench/distill_bench.py --layers 3 --epochs 1
+Writes bench/results/distill/<cpu family>.json and .md (one file per CPU family) and a speed-vs-accuracy
+chart; students and bundles go under --work (not in git).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results" / "distill"
+OUT = REPO / "bench/results/distill"
 sys.path.insert(0, str(REPO / "bench"))
-# the scoring benchmark's own pieces, so both time the same way (bench/score_bench.py, bench/SCORING.md)
-from score_bench import CrossEncoderFp32, distinct_texts, folder_mb, interleaved, machine, scorer  # noqa: E402
+# the scoring benchmark's pieces, so both measure the same way
+from score_bench import (  # noqa: E402
+    TEST_SETS,
+    Peer,
+    bundle_mb,
+    bundle_scorer,
+    cpu_family,
+    distinct_texts,
+    fidelity,
+    interleaved,
+    machine,
+    test_diffs,
+)
 
-TARGETS = {"speedup_vs_teacher_crossencoder": 8.0, "max_accuracy_drop_pts": 1.0}
-EVAL_SETS = ("helpful", "harmless", "webgpt", "dsp-academy")
-LITE_RM = str(Path(sys.executable).parent / "lite-rm")
 
-
-def run(cmd: list[str]) -> float:
-    """Run a command (printed first); its wall seconds."""
+def run(cmd: list[str]) -> None:
     print("+", " ".join(cmd), flush=True)
-    start = time.perf_counter()
     subprocess.run(cmd, check=True)
-    return time.perf_counter() - start
 
 
-def piece(name: str, args: argparse.Namespace) -> Path | None:
-    """The piece's JSON path, or ``None`` when it is done and not asked to be redone."""
-    path = RESULTS / f"{name}.json"
-    return None if path.exists() and name not in args.redo else path
+def student(run_dir: Path, work: Path, layers: int, epochs: float) -> Path:
+    """The student checkpoint of this depth: the demo's own when it has this depth, else distilled here."""
+    demo = run_dir / "student"
+    meta = demo / "lite_rm.json"
+    if meta.exists() and json.loads(meta.read_text()).get("distill", {}).get("layers") == layers:
+        return demo
+    out = work / f"student-l{layers}"
+    if not (out / "lite_rm.json").exists():
+        run([str(Path(sys.executable).parent / "lite-rm"), "distill", str(run_dir / "custom-academy"), "-o", str(out),
+             "--layers", str(layers), "--epochs", str(epochs), "--resume"])
+    return out
 
 
-def save(path: Path, data: dict[str, Any], args: argparse.Namespace) -> None:
-    data = {"command": args.command, **data}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
-    print(f"wrote {path.relative_to(REPO)}", flush=True)
-
-
-def kinds(args: argparse.Namespace) -> list[str]:
-    """The bundles of every student: fp32, the default ``--int8``, and each forced ``--preset``."""
-    return ["fp32", "int8", *(f"int8-{p}" for p in args.presets)]
-
-
-def student_dir(args: argparse.Namespace, layers: int, prefix: str = "student") -> Path:
-    return Path(args.work) / f"{prefix}-l{layers}"
-
-
-def untrained_piece(layers: int, args: argparse.Namespace) -> None:
-    """A layer-dropped copy of the teacher WITHOUT distillation: for the speed of N layers only (the
-    speed of a graph does not depend on its weights); its accuracy is not measured."""
-    out = student_dir(args, layers, "untrained")
-    if out.exists():
-        return
-    from lite_rm.checkpoint import read_meta
-    from lite_rm.encoding import InputRule
-    from lite_rm.training.distill import _layer_list, kept_layers, shrink
-    from lite_rm.training.modeling import load_reward_model, save_checkpoint
-    from lite_rm.training.stages import hf_tokenizer
-
-    model = load_reward_model(args.teacher, seed=0)
-    shrink(model, kept_layers(len(_layer_list(model)), layers))
-    meta = read_meta(args.teacher)
-    save_checkpoint(model, hf_tokenizer(args.teacher), out, InputRule.from_dict(meta["input_rule"]),
-                    stage="untrained-layer-drop", validation_split=meta["validation_split"])
-
-
-def distill_piece(layers: int, args: argparse.Namespace) -> None:
-    path = piece(f"distill-l{layers}", args)
-    if path is None:
-        return
-    out = student_dir(args, layers)
-    seconds = run([LITE_RM, "distill", args.teacher, "-o", str(out), "--layers", str(layers), "--epochs",
-                   str(args.epochs), "--threads", str(args.threads), "--resume"])
-    meta = json.loads((out / "lite_rm.json").read_text())
-    save(path, {"layers": layers, "wall_seconds": seconds, "student": str(out), "distill": meta["distill"],
-                "teacher": meta["teacher"], "training": meta["training"], "machine": machine()}, args)
-
-
-def export_piece(layers: int, args: argparse.Namespace, prefix: str = "student") -> None:
-    path = piece(f"export-{prefix}-l{layers}", args)
-    if path is None:
-        return
-    student = student_dir(args, layers, prefix)
-    bundles: dict[str, Any] = {}
-    for kind in kinds(args):
-        out = student.parent / f"{student.name}-{kind}"
-        cmd = [LITE_RM, "export", str(student), "-o", str(out), "--threads", str(args.threads)]
-        cmd += ["--int8"] if kind == "int8" else []
-        # a forced preset is exported even when it fails parity, to measure it (marked in the JSON)
-        cmd += ["--int8", "--preset", kind[5:], "--accept-parity-loss"] if kind.startswith("int8-") else []
-        override = kind.startswith("int8-")
-        try:
-            if not (out / "manifest.json").exists():  # a bundle written by an earlier run is reused
-                run(cmd)
-        except subprocess.CalledProcessError:
-            if kind != "int8":
-                raise
-            # measure the refused bundle anyway; the JSON says so
-            run([*cmd, "--accept-parity-loss"])
-            override = True
-        manifest = json.loads((out / "manifest.json").read_text())
-        bundles[kind] = {"bundle": str(out), "size_mb": folder_mb(out),
-                         "model_onnx_mb": (out / "model.onnx").stat().st_size / 1e6,
-                         "quantization": manifest.get("quantization"), "parity": manifest.get("parity"),
-                         "parity_override": override}
-    save(path, {"layers": layers, "bundles": bundles}, args)
-
-
-def eval_piece(name: str, model: Path, args: argparse.Namespace) -> None:
-    path = piece(f"eval-{name}", args)
-    if path is None:
-        return
-    out = RESULTS / f".eval-{name}.json"
-    run([LITE_RM, "eval", str(model), "--domain", "academy", "--threads", str(args.threads), "--name", name,
-         "-o", str(out)])
-    data = json.loads(out.read_text())
-    out.unlink()
-    row = data["results"][name]
-    save(path, {"model": str(model), "kind": data["kind"],
-                "accuracy": {s: row[s]["acc"] for s in EVAL_SETS if s in row}}, args)
-
-
-def speed_piece(args: argparse.Namespace) -> None:
-    path = piece("speed", args)
-    if path is None:
-        return
-    from lite_rm.data import resolve_data_dir
-
-    prompts, responses = distinct_texts(resolve_data_dir(None), args.texts)
-    methods: dict[str, Any] = {"teacher-crossencoder-fp32": CrossEncoderFp32(Path(args.teacher), args)}
-    for prefix, counts in (("student", args.layers), ("untrained", args.speed_only)):
-        for layers in counts:
-            for kind in kinds(args):
-                bundle = Path(args.work) / f"{prefix}-l{layers}-{kind}"
-                if bundle.exists():
-                    methods[f"{prefix}-l{layers}-{kind}"] = scorer(bundle, args, dedupe=False)
-    load_before = os.getloadavg()
-    seconds = interleaved(methods, prompts, responses, args.chunk)
-    base = seconds["teacher-crossencoder-fp32"]
-    rows = {k: {"texts_per_s": len(prompts) / s, "speedup_vs_teacher_crossencoder": base / s}
-            for k, s in seconds.items()}
-    save(path, {"texts": len(prompts), "threads": args.threads, "batch_size": args.batch_size,
-                "max_length": args.max_length, "chunk": args.chunk, "rows": rows,
-                "load_average_before_after": [load_before, os.getloadavg()], "machine": machine()}, args)
+def exported(checkpoint: Path, run_dir: Path, work: Path, layers: int) -> Path:
+    bundle = run_dir / "bundle" if checkpoint == run_dir / "student" else work / f"bundle-l{layers}"
+    if not (bundle / "manifest.json").exists():
+        run([str(Path(sys.executable).parent / "lite-rm"), "export", str(checkpoint), "-o", str(bundle), "--int8",
+             "--teacher-bundle", str(run_dir / "bundle-teacher"), "--if-unfaithful", "keep"])
+    return bundle
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--teacher", default=str(REPO / "runs/demo/custom-academy"))
-    ap.add_argument("--layers", type=int, nargs="+", default=[3])
+    ap.add_argument("--run", default="runs/demo", help="a `make demo` run folder (teacher, its bundle, student)")
+    ap.add_argument("--layers", type=int, nargs="+", default=[2, 3])
     ap.add_argument("--epochs", type=float, default=1.0)
-    ap.add_argument("--speed-only", type=int, nargs="*", default=[1, 2],
-                    help="layer counts timed on untrained layer-dropped copies of the teacher (speed only)")
-    ap.add_argument("--work", default=str(REPO / "runs/distill"), help="where students and bundles go")
+    ap.add_argument("--texts", type=int, default=400)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--max-length", type=int, default=256)
-    ap.add_argument("--presets", nargs="*", default=["auto"],
-                    help="int8 presets also exported (forced, --accept-parity-loss: to measure) and timed")
-    ap.add_argument("--texts", type=int, default=680, help="distinct DSP test texts to time (as score_bench.py)")
-    ap.add_argument("--chunk", type=int, default=85, help="texts per interleaved timing chunk")
-    ap.add_argument("--skip", nargs="*", default=[], help="pieces to skip: distill export eval speed")
-    ap.add_argument("--redo", nargs="*", default=[], help="piece names to run again (e.g. speed eval-teacher)")
+    ap.add_argument("--chunk", type=int, default=50)
+    ap.add_argument("--work", default="runs/distill")
     args = ap.parse_args()
-    args.command = "python bench/distill_bench.py " + " ".join(sys.argv[1:])
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    print(json.dumps({"command": args.command, "machine": machine()}, indent=2), flush=True)
-    for layers in args.layers:
-        if "distill" not in args.skip:
-            distill_piece(layers, args)
-        if "export" not in args.skip:
-            export_piece(layers, args)
-    for layers in args.speed_only:
-        if "untrained" not in args.skip:
-            untrained_piece(layers, args)
-            export_piece(layers, args, "untrained")
-    if "eval" not in args.skip:
-        eval_piece("teacher", Path(args.teacher), args)
-        for layers in args.layers:
-            eval_piece(f"student-l{layers}", student_dir(args, layers), args)
-            for kind in ("fp32", "int8"):
-                bundle = student_dir(args, layers).parent / f"student-l{layers}-{kind}"
-                if bundle.exists():
-                    eval_piece(f"student-l{layers}-{kind}", bundle, args)
-    if "speed" not in args.skip:
-        speed_piece(args)
-    print(report(args))
+    from sentence_transformers import CrossEncoder
+
+    from lite_rm.data import resolve_data_dir
+
+    run_dir, work, data = Path(args.run), Path(args.work), resolve_data_dir(None)
+    work.mkdir(parents=True, exist_ok=True)
+    bundles = {"teacher (6 layers)": run_dir / "bundle-teacher"}
+    for n in args.layers:
+        bundles[f"student {n} layers"] = exported(student(run_dir, work, n, args.epochs), run_dir, work, n)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    ce = Peer(CrossEncoder(str(run_dir / "custom-academy"), max_length=256, device="cpu"), 32)
+    ref = test_diffs("teacher-pytorch", ce, data, REPO / "bench/.work/score")
+    scale = json.loads((run_dir / "bundle-teacher/manifest.json").read_text())["calibration"]["scale"]
+    prompts, responses = distinct_texts(data, args.texts)
+    methods = {"CE fp32, batch 32": ce, **{k: bundle_scorer(v, args.threads) for k, v in bundles.items()}}
+    seconds = interleaved(methods, prompts, responses, args.chunk)
+    rows: dict[str, Any] = {}
+    for key, fn in methods.items():
+        row: dict[str, Any] = {"texts_per_s": len(prompts) / seconds[key],
+                               "speedup": seconds["CE fp32, batch 32"] / seconds[key]}
+        if key in bundles:
+            manifest = json.loads((bundles[key] / "manifest.json").read_text())
+            diffs = test_diffs(f"distill-{bundles[key].name}-{manifest['files']['model.onnx']['sha256'][:12]}", fn,
+                               data, REPO / "bench/.work/score")
+            meta = (manifest.get("source") or {}).get("lite_rm_meta") or {}
+            row |= fidelity(diffs, ref, scale) | {"size_mb": bundle_mb(bundles[key]), "gate": manifest.get("fidelity"),
+                                                  "distill": meta.get("distill"),
+                                                  "train_seconds": (meta.get("training") or {}).get("train_seconds")}
+        else:
+            row |= fidelity(ref, ref, scale)
+        rows[key] = row
+    result = {"command": "python bench/distill_bench.py " + " ".join(sys.argv[1:]), "machine": machine(),
+              "run": str(run_dir), "texts": len(prompts), "threads": args.threads, "date": time.strftime("%Y-%m-%d"),
+              "rows": rows}
+    OUT.mkdir(parents=True, exist_ok=True)
+    family = cpu_family()
+    (OUT / f"{family}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (OUT / f"{family}.md").write_text(markdown(result))
+    chart(result, OUT / f"{family}.png")
+    print(markdown(result))
 
 
-def report(args: argparse.Namespace) -> str:
-    """The DISTILL.md table from whatever pieces are there."""
-    def load(name: str) -> dict[str, Any]:
-        path = RESULTS / f"{name}.json"
-        return json.loads(path.read_text()) if path.exists() else {}
-
-    teacher = load("eval-teacher").get("accuracy", {})
-    speed = load("speed").get("rows", {})
-    head = ("| model | " + " | ".join(EVAL_SETS) + " | max drop (pt) | texts/s | x CrossEncoder fp32 (teacher) "
-            "| bundle MB |")
-    lines = [head, "|" + " --- |" * (len(EVAL_SETS) + 5)]
-
-    def row(name: str, label: str, size: float | None) -> None:
-        acc = load(f"eval-{name}").get("accuracy", {})
-        drop = max((100 * (teacher[s] - acc[s]) for s in EVAL_SETS if s in acc and s in teacher), default=None)
-        sp = speed.get(name if name != "teacher" else "teacher-crossencoder-fp32", {})
-        cells = [f"{acc[s]:.3f}" if s in acc else "–" for s in EVAL_SETS]
-        cells += [f"{drop:+.1f}" if drop is not None and name != "teacher" else "–",
-                  f"{sp['texts_per_s']:.1f}" if sp else "–",
-                  f"{sp['speedup_vs_teacher_crossencoder']:.2f}" if sp else "–",
-                  f"{size:.1f}" if size else "–"]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-
-    row("teacher", "teacher (6 layers), PyTorch / CrossEncoder fp32", None)
-    for layers in args.layers:
-        bundles = load(f"export-student-l{layers}").get("bundles", {})
-        row(f"student-l{layers}", f"student {layers} layers, PyTorch checkpoint", None)
-        for kind in kinds(args):
-            b = bundles.get(kind, {})
-            note = " (forced, --accept-parity-loss)" if b.get("parity_override") else ""
-            row(f"student-l{layers}-{kind}", f"student {layers} layers, {kind} bundle{note}", b.get("size_mb"))
-    for layers in args.speed_only:
-        bundles = load(f"export-untrained-l{layers}").get("bundles", {})
-        for kind in ("fp32", "int8"):
-            row(f"untrained-l{layers}-{kind}", f"{layers} layers, speed only (not distilled), {kind} bundle",
-                bundles.get(kind, {}).get("size_mb"))
+def markdown(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [f"# Distilled students of the demo teacher ({m['family']})", "",
+             f"Command: `{r['command']}` ({r['date']})  ",
+             f"Machine: {m['cpu']} ({', '.join(m['flags'])}), {m['cores']} cores  ",
+             f"Speed: {r['texts']} distinct DSP test texts, {r['threads']} threads, bundles at the Scorer's defaults, "
+             "CE = sentence-transformers CrossEncoder fp32 of the teacher at batch 32.", "",
+             "| model | texts/s | × CE fp32 b32 | " + " | ".join(TEST_SETS) + " | agreement with teacher, all / "
+             "confident | gate (held-out pairs) | MB |",
+             "| --- | ---: | ---: | " + " | ".join("---:" for _ in TEST_SETS) + " | ---: | --- | ---: |"]
+    for key, row in r["rows"].items():
+        gate = row.get("gate")
+        verdict = "" if gate is None else (
+            ("passed" if gate["passed"] else "FAILED") + f", confident agreement {gate['confident_agreement']:.3f}")
+        size = f"{row['size_mb']:.1f}" if "size_mb" in row else ""
+        lines.append(f"| {key} | {row['texts_per_s']:.1f} | {row['speedup']:.2f} | "
+                     + " | ".join(f"{row['accuracy'][s]:.3f}" for s in TEST_SETS)
+                     + f" | {row['agreement']:.3f} / {row['confident_agreement']:.3f} | {verdict} | {size} |")
     return "\n".join(lines) + "\n"
+
+
+def chart(r: dict[str, Any], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.add_subplot()
+    for key, row in r["rows"].items():
+        mean = float(np.mean(list(row["accuracy"].values())))
+        ax.scatter(row["speedup"], mean)
+        ax.annotate(key, (row["speedup"], mean), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("× CrossEncoder fp32 at batch 32")
+    ax.set_ylabel("mean test accuracy (4 sets)")
+    ax.set_title(f"students vs teacher, {r['machine']['family']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":
