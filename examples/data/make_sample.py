@@ -258,7 +258,8 @@ def rows() -> list[dict[str, str]]:
     return out
 
 
-def main() -> None:
+def build() -> dict[str, str]:
+    """The three files' names and contents."""
     train, test = [], []
     for row in rows():
         (test if _bucket(row["prompt"]) < 0.2 else train).append(row)
@@ -267,10 +268,14 @@ def main() -> None:
     for first in range(0, 9, 3):
         responses = [test[first]["chosen"]] + [r["rejected"] for r in test[first:first + 3]]
         answers += [{"prompt": test[first]["prompt"], "response": text} for text in responses]
-    for name, data in (("prefs-train.jsonl", train), ("prefs-test.jsonl", test), ("answers.jsonl", answers)):
-        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data)
+    files = {"prefs-train.jsonl": train, "prefs-test.jsonl": test, "answers.jsonl": answers}
+    return {name: "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data) for name, data in files.items()}
+
+
+def main() -> None:
+    for name, text in build().items():
         (HERE / name).write_text(text, encoding="utf-8")
-        print(f"{name}: {len(data)} rows")
+        print(f"{name}: {text.count(chr(10))} rows")
 
 
 if __name__ == "__main__":
