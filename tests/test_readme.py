@@ -1,5 +1,5 @@
-"""The README's examples run as written: every ``lite-rm`` command line parses with the real CLI, and
-every Python example runs (the bundle path pointed at a tiny bundle, the data at ../shared/data)."""
+"""The README's and docs/' examples run as written: every ``lite-rm`` command line parses with the real
+CLI, and every Python example runs (the bundle path pointed at a tiny bundle, the data at ../shared/data)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from lite_rm.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = [REPO / "README.md", REPO / "export" / "README.md", REPO / "bench" / "SCORING.md",
-        REPO / "bench" / "TRAINING.md"]
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]  # their Python examples run too
+DOCS = [*PAGES, REPO / "export" / "README.md", REPO / "bench" / "SCORING.md", REPO / "bench" / "TRAINING.md"]
 
 
 def _blocks(path: Path, language: str) -> list[str]:
@@ -72,8 +72,9 @@ def test_python_examples_run(tmp_path: Path, tiny_checkpoint: Path, data_dir: Pa
     export_bundle(tiny_checkpoint, bundle, validation=valid)
     monkeypatch.chdir(REPO)  # the examples read ../shared/data
     monkeypatch.setenv("LITE_RM_DATA", str(data_dir))
-    blocks = _blocks(REPO / "README.md", "python")
-    assert len(blocks) >= 2
-    for block in blocks:
-        code = block.replace("runs/demo/bundle", str(bundle)).replace("../shared/data", str(data_dir))
-        exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - the README's own examples
+    examples = [(page, block) for page in PAGES for block in _blocks(page, "python")]
+    assert len(examples) >= 4
+    for page, block in examples:
+        code = (block.replace("runs/demo/bundle", str(bundle)).replace("runs/quickstart/bundle", str(bundle))
+                .replace("../shared/data", str(data_dir)))
+        exec(compile(code, page.name, "exec"), {})  # noqa: S102 - the docs' own examples
