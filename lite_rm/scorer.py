@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -183,8 +183,16 @@ class Scorer:
             raise ValueError("responses: empty; give at least one response to score")
         return self._score([prompt] * len(responses), responses, head)
 
+    @overload
     def rank(self, prompt: str | list[dict[str, str]], responses: Sequence[Any], top_k: int | None = None,
-             head: HeadSpec = None) -> Ranking:
+             head: HeadSpec = None, *, return_documents: Literal[False] = False) -> Ranking: ...
+
+    @overload
+    def rank(self, prompt: str | list[dict[str, str]], responses: Sequence[Any], top_k: int | None = None,
+             head: HeadSpec = None, *, return_documents: Literal[True]) -> list[dict[str, Any]]: ...
+
+    def rank(self, prompt: str | list[dict[str, str]], responses: Sequence[Any], top_k: int | None = None,
+             head: HeadSpec = None, *, return_documents: bool = False) -> Ranking | list[dict[str, Any]]:
         """Rank responses to one prompt, best first (equal scores keep the order given).
 
         Args:
@@ -192,15 +200,53 @@ class Scorer:
             responses: the responses to rank.
             top_k: keep only the best ``top_k`` (default: all).
             head: which reward, as in :meth:`score`.
+            return_documents: return records as sentence-transformers' ``CrossEncoder.rank`` does,
+                ``{"corpus_id": index in responses, "score": float, "text": the response}``, best first.
 
         Returns:
-            A :class:`Ranking` of indices into ``responses`` and their scores.
+            A :class:`Ranking` of indices into ``responses`` and their scores, or with
+            ``return_documents=True`` a list of records.
         """
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
             raise ValueError(f"top_k: expected a positive integer or None, found {top_k!r}")
         scores = self.score(prompt, responses, head)
         order = np.argsort(-scores, kind="stable")[:top_k]
-        return Ranking([int(i) for i in order], [float(scores[i]) for i in order])
+        ranking = Ranking([int(i) for i in order], [float(scores[i]) for i in order])
+        if not return_documents:
+            return ranking
+        return [{"corpus_id": i, "score": s, "text": responses[i]}
+                for i, s in zip(ranking.indices, ranking.scores, strict=True)]
+
+    def predict(self, pairs: Sequence[Any], head: HeadSpec = None) -> np.ndarray:
+        """Scores of ``(prompt, response)`` pairs, as sentence-transformers' ``CrossEncoder.predict`` takes them.
+
+        Args:
+            pairs: a list of ``(prompt, response)`` tuples (or 2-item lists); a prompt may be chat messages.
+            head: which reward, as in :meth:`score`.
+
+        Returns:
+            float32 array, one score per pair, in the order given (empty for an empty list).
+
+        Raises:
+            TypeError: ``pairs`` is not a list of pairs, or an item is not a (prompt, response) pair
+                (the message names its index).
+        """
+        if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence):
+            raise TypeError(f"pairs: expected a list of (prompt, response) tuples, found {type(pairs).__name__}")
+        if len(pairs) == 2 and all(isinstance(x, str) for x in pairs):
+            raise TypeError("pairs: found one (prompt, response) pair, expected a list of them; "
+                            "for one pair call predict([(prompt, response)])")
+        prompts: list[str] = []
+        responses: list[str] = []
+        for i, item in enumerate(pairs):
+            if isinstance(item, (str, bytes)) or not isinstance(item, Sequence) or len(item) != 2:
+                found = f"{len(item)} items" if isinstance(item, (list, tuple)) else type(item).__name__
+                raise TypeError(f"pairs[{i}]: expected a (prompt, response) pair, found {found}")
+            prompts.append(_check_text(f"pairs[{i}][0] (prompt)", item[0]))
+            responses.append(_check_text(f"pairs[{i}][1] (response)", item[1]))
+        if not prompts:
+            return np.empty(0, dtype=np.float32)
+        return self._score(prompts, responses, head)
 
     def score_pairs(self, prompts: Sequence[Any], responses: Sequence[Any], head: HeadSpec = None) -> np.ndarray:
         """Scores of (prompt, response) pairs.
