@@ -265,8 +265,8 @@ def open_output(output: str | Path, *, resume: bool = False, source: dict[str, A
     file and checked when one is resumed.
 
     Raises:
-        OutputError: another run holds the output's lock, or the partial to resume was written from
-            another input or with other options (the message says how to start over).
+        OutputError: another run holds the output's lock, the partial to resume was written from another
+            input or with other options (the message says how to start over), or ``output`` is a folder.
         ValueError: ``resume`` with stdout.
     """
     if str(output) == STDOUT:
@@ -274,6 +274,11 @@ def open_output(output: str | Path, *, resume: bool = False, source: dict[str, A
             raise ValueError("--resume needs an output file (-o FILE): stdout keeps no partial results")
         out: _Partial | _Stdout = _Stdout()
     else:
+        text = str(output)
+        if text.endswith(("/", os.sep)) or Path(output).is_dir():
+            # Path("out/") is Path("out"): the results would become a *file* named out.
+            raise OutputError(f"-o {text}: a folder; give a file name, e.g. "
+                              f"{Path(text) / 'scores.jsonl'} (a folder of outputs is --engine ray's)")
         out = _Partial(Path(output), resume, source)
     try:
         yield out

@@ -364,6 +364,9 @@ def read_manifest(folder: str | Path, verify: bool = False) -> Manifest:
         )
     path = folder / MANIFEST_FILE
     if not path.is_file():
+        if (folder / "config.json").is_file():  # a Hugging Face folder: what train/distill write
+            raise BundleError(f"{folder}: this is a training checkpoint, not a bundle: export it with "
+                              f"`lite-rm export {folder} --output BUNDLE` and give BUNDLE")
         raise BundleError(f"{path} is missing: {folder} is not a lite-rm bundle (made by lite-rm export)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -45,11 +45,14 @@ def serve(bundle: str, host: str, port: int, api_key: str | None, max_body_bytes
     answering the requests in flight (waiting --graceful-timeout seconds at most), with exit status 0.
     """
     from lite_rm.bundle import BundleError, read_manifest
-    from lite_rm.extras import require
+    from lite_rm.extras import MissingExtraError, require
     from lite_rm.threads import resolve_threads
 
-    require("starlette", "serve")
-    require("uvicorn", "serve")
+    try:
+        require("starlette", "serve")
+        require("uvicorn", "serve")
+    except MissingExtraError as err:
+        fail(err)
     from lite_rm.serving import RewardServer, ServeLimits, is_loopback, run_server
 
     api_key = api_key or None  # an empty LITE_RM_API_KEY is no key
