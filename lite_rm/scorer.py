@@ -153,6 +153,33 @@ class Scorer:
         self.head = self._resolve(head)  # checked now, so a bad name fails at open, not at the first call
         logger.debug("opened %s (%s, inputs %s)", bundle, self.manifest.precision, self._input_names)
 
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, revision: str | None = None,
+                        local_files_only: bool = False, cache_dir: str | Path | None = None,
+                        token: str | bool | None = None, **kwargs: Any) -> Scorer:
+        """Open a bundle by name: a local folder, or a Hugging Face Hub repository ``"org/name"``.
+
+        A repository is fetched into (or found in) the Hub cache by ``huggingface_hub`` (``HF_HUB_CACHE``,
+        ``HF_HUB_OFFLINE=1``; without a network a cached copy is used), then opened with the same checks
+        as a local bundle. Weights of a training checkpoint are never downloaded with it.
+
+        Args:
+            name_or_path: a bundle folder or a Hub repository id.
+            revision: a branch, tag or commit of the repository.
+            local_files_only: never use the network, only the Hub cache.
+            cache_dir: the Hub cache (default: huggingface_hub's).
+            token: a Hub token for a private or gated repository.
+            **kwargs: the :class:`Scorer` options (``threads``, ``head``, ``verify``, ...).
+
+        Raises:
+            BundleError: not a bundle, or a repository neither cached nor downloadable (the message says why).
+        """
+        from lite_rm.hub import resolve_bundle
+
+        folder = resolve_bundle(name_or_path, revision=revision, local_files_only=local_files_only,
+                                cache_dir=cache_dir, token=token)
+        return cls(folder, **kwargs)
+
     def __repr__(self) -> str:
         return f"Scorer({str(self.manifest.folder)!r}, precision={self.manifest.precision!r})"
 
