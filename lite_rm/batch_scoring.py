@@ -29,7 +29,15 @@ from typing import Any, NamedTuple
 
 from tqdm import tqdm
 
-from lite_rm.batch_output import LINE_FIELD, PARTIAL_SUFFIX, STDOUT, OutputError, ResumePoint, open_output
+from lite_rm.batch_output import (
+    LINE_FIELD,
+    PARTIAL_SUFFIX,
+    STDOUT,
+    OutputError,
+    ResumePoint,
+    open_output,
+    refuse_folder,
+)
 from lite_rm.data.formats import FORMATS, Identical, Tie, detect_format, pairs_from_record, render_messages
 from lite_rm.data.loading import map_columns
 from lite_rm.data.readers import Row, convert_rows, count_records, display_name, read_rows
@@ -262,6 +270,7 @@ def score_file(
         OutputError: the output is locked by another run, or cannot be written (disk full); the partial to
             resume was written from another input or with other options, or ends past the input's end.
     """
+    refuse_folder(output_path)  # before the input is read or counted
     name = display_name(input_path)
     rows = read_rows(input_path, split=split, hf=data_format == "hf", kind=kind)
     report = ScoreReport(name, "<stdout>" if str(output_path) == STDOUT else str(output_path))
