@@ -15,7 +15,7 @@ must never import torch: a test checks it in a fresh interpreter.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,7 +248,8 @@ class Scorer:
         """Scores of ``(prompt, response)`` pairs, as sentence-transformers' ``CrossEncoder.predict`` takes them.
 
         Args:
-            pairs: a list of ``(prompt, response)`` tuples (or 2-item lists); a prompt may be chat messages.
+            pairs: ``(prompt, response)`` tuples (or 2-item lists), e.g. ``zip(prompts, responses)``; a prompt
+                may be chat messages.
             head: which reward, as in :meth:`score`.
 
         Returns:
@@ -258,16 +259,17 @@ class Scorer:
             TypeError: ``pairs`` is not a list of pairs, or an item is not a (prompt, response) pair
                 (the message names its index).
         """
-        if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence):
+        if isinstance(pairs, (str, bytes, Mapping)) or not isinstance(pairs, Iterable):
             raise TypeError(f"pairs: expected a list of (prompt, response) tuples, found {type(pairs).__name__}")
+        pairs = list(pairs)  # zip(prompts, responses) and numpy rows work too
         if len(pairs) == 2 and all(isinstance(x, str) for x in pairs):
             raise TypeError("pairs: found one (prompt, response) pair, expected a list of them; "
                             "for one pair call predict([(prompt, response)])")
         prompts: list[str] = []
         responses: list[str] = []
         for i, item in enumerate(pairs):
-            if isinstance(item, (str, bytes)) or not isinstance(item, Sequence) or len(item) != 2:
-                found = f"{len(item)} items" if isinstance(item, (list, tuple)) else type(item).__name__
+            if isinstance(item, (str, bytes)) or not isinstance(item, (Sequence, np.ndarray)) or len(item) != 2:
+                found = f"{len(item)} items" if isinstance(item, (list, tuple, np.ndarray)) else type(item).__name__
                 raise TypeError(f"pairs[{i}]: expected a (prompt, response) pair, found {found}")
             prompts.append(_check_text(f"pairs[{i}][0] (prompt)", item[0]))
             responses.append(_check_text(f"pairs[{i}][1] (response)", item[1]))

@@ -258,12 +258,15 @@ def test_predict_takes_crossencoder_pairs(scorer: Scorer) -> None:
     np.testing.assert_array_equal(scores, scorer.score_pairs(PROMPTS, RESPONSES))
     np.testing.assert_array_equal(scorer.predict([list(p) for p in pairs]), scores)  # 2-item lists too
     assert scorer.predict([]).shape == (0,)
+    np.testing.assert_array_equal(scorer.predict(zip(PROMPTS, RESPONSES, strict=True)), scores)
+    np.testing.assert_array_equal(scorer.predict(np.array(pairs, dtype=object)), scores)
     messages = [{"role": "user", "content": PROMPTS[0]}]
     assert scorer.predict([(messages, RESPONSES[0])]).shape == (1,)
 
 
 @pytest.mark.parametrize("pairs, error, match", [
     ("prompt", TypeError, "pairs: expected a list of"),
+    ({"p": "r"}, TypeError, "pairs: expected a list of .*found dict"),
     (("p", "r"), TypeError, r"one \(prompt, response\) pair, expected a list"),
     ([("p", "r"), ("p",)], TypeError, r"pairs\[1\]: expected a \(prompt, response\) pair, found 1 items"),
     ([("p", "r"), "pr"], TypeError, r"pairs\[1\]: expected a \(prompt, response\) pair, found str"),
