@@ -46,7 +46,7 @@ demo: $(STAMP)
 	$(BIN)/lite-rm plot $(RUN)/bundle -o $(RUN)/plots
 
 lint: $(STAMP)
-	$(BIN)/ruff check lite_rm tests bench
+	$(BIN)/ruff check lite_rm tests bench examples
 	$(BIN)/mypy lite_rm
 
 clean:

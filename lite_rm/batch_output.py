@@ -256,6 +256,17 @@ class _Stdout:
         pass
 
 
+def refuse_folder(output: str | Path) -> None:
+    """Raise :class:`OutputError` when the output names a folder (``out/``, or an existing folder).
+
+    ``Path("out/")`` is ``Path("out")``: the results would otherwise become a *file* named ``out``.
+    """
+    text = str(output)
+    if text != STDOUT and (text.endswith(("/", os.sep)) or Path(text).is_dir()):
+        raise OutputError(f"-o {text}: a folder; give a file name, e.g. {Path(text) / 'scores.jsonl'} "
+                          "(a folder of outputs is --engine ray's)")
+
+
 @contextmanager
 def open_output(output: str | Path, *, resume: bool = False, source: dict[str, Any] | None = None,
                 ) -> Iterator[_Partial | _Stdout]:
@@ -265,8 +276,8 @@ def open_output(output: str | Path, *, resume: bool = False, source: dict[str, A
     file and checked when one is resumed.
 
     Raises:
-        OutputError: another run holds the output's lock, or the partial to resume was written from
-            another input or with other options (the message says how to start over).
+        OutputError: another run holds the output's lock, the partial to resume was written from another
+            input or with other options (the message says how to start over), or ``output`` is a folder.
         ValueError: ``resume`` with stdout.
     """
     if str(output) == STDOUT:
@@ -274,6 +285,7 @@ def open_output(output: str | Path, *, resume: bool = False, source: dict[str, A
             raise ValueError("--resume needs an output file (-o FILE): stdout keeps no partial results")
         out: _Partial | _Stdout = _Stdout()
     else:
+        refuse_folder(output)
         out = _Partial(Path(output), resume, source)
     try:
         yield out

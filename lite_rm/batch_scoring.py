@@ -29,7 +29,15 @@ from typing import Any, NamedTuple
 
 from tqdm import tqdm
 
-from lite_rm.batch_output import LINE_FIELD, PARTIAL_SUFFIX, OutputError, ResumePoint, open_output
+from lite_rm.batch_output import (
+    LINE_FIELD,
+    PARTIAL_SUFFIX,
+    STDOUT,
+    OutputError,
+    ResumePoint,
+    open_output,
+    refuse_folder,
+)
 from lite_rm.data.formats import FORMATS, Identical, Tie, detect_format, pairs_from_record, render_messages
 from lite_rm.data.loading import map_columns
 from lite_rm.data.readers import Row, convert_rows, count_records, display_name, read_rows
@@ -198,6 +206,26 @@ def _items(rows: Iterable[Row], adapter: _Rows, report: ScoreReport, skip_invali
         yield from new
 
 
+def check_rows(input_path: str | Path, *, kind: str | None = None, data_format: str | None = None,
+               columns: Mapping[str, str] | None = None, split: str | None = None, skip_invalid: bool = False,
+               ) -> tuple[ScoreReport, list[tuple[str, ...]]]:
+    """Read and check the rows :func:`score_file` would score, without a model (``lite-rm data check``).
+
+    Returns:
+        The report (``mode``, ``records``, ``rows``, ``skips``) and each row's texts: ``(prompt, response)``
+        or ``(prompt, a, b)``.
+
+    Raises:
+        DataError: a bad record (without ``skip_invalid``), as :func:`score_file` raises it.
+    """
+    rows = read_rows(input_path, split=split, hf=data_format == "hf", kind=kind)
+    report = ScoreReport(display_name(input_path), "")
+    adapter = _Rows(columns, data_format, None)
+    texts = [item.texts for item in _items(rows, adapter, report, skip_invalid, _ResumeFilter(ResumePoint()))]
+    report.rows = len(texts)
+    return report, texts
+
+
 def score_file(
     scorer: Scorer,
     input_path: str | Path,
@@ -242,9 +270,10 @@ def score_file(
         OutputError: the output is locked by another run, or cannot be written (disk full); the partial to
             resume was written from another input or with other options, or ends past the input's end.
     """
+    refuse_folder(output_path)  # before the input is read or counted
     name = display_name(input_path)
     rows = read_rows(input_path, split=split, hf=data_format == "hf", kind=kind)
-    report = ScoreReport(name, display_name(output_path))
+    report = ScoreReport(name, "<stdout>" if str(output_path) == STDOUT else str(output_path))
     adapter = _Rows(columns, data_format, domain)
     total = count_records(input_path, kind) if progress else None
     # What a resumed partial must come from (skip_invalid may change between runs: it is the way on

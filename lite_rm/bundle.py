@@ -313,10 +313,20 @@ def _input_rule(data: dict[str, Any], max_positions: int) -> InputRule:
     return rule
 
 
-def _inside(folder: Path, name: str, what: str) -> Path:
-    """``folder / name`` when it resolves (symlinks followed) to a file inside ``folder``."""
-    path = folder / name
+def _allowed_root(folder: Path) -> Path:
+    """Where a bundle's files may resolve to: the bundle folder, or for a snapshot in the Hugging Face cache
+    (``models--ORG--NAME/snapshots/REV/``, whose files are symlinks to ``../../blobs/``) that model's cache folder."""
     root = folder.resolve()
+    if root.parent.name == "snapshots" and root.parent.parent.name.startswith("models--"):
+        return root.parent.parent
+    return root
+
+
+def _inside(folder: Path, name: str, what: str) -> Path:
+    """``folder / name`` when it resolves (symlinks followed) to a file inside ``folder`` (or, in the Hugging
+    Face cache, inside the model's cache folder)."""
+    path = folder / name
+    root = _allowed_root(folder)
     resolved = path.resolve()
     if resolved != root and root not in resolved.parents:
         raise BundleError(f"{path}: manifest {what} points outside the bundle folder ({resolved}); refusing to load it")
@@ -364,6 +374,9 @@ def read_manifest(folder: str | Path, verify: bool = False) -> Manifest:
         )
     path = folder / MANIFEST_FILE
     if not path.is_file():
+        if (folder / "config.json").is_file() and not any(folder.glob("*.onnx")):  # what train/distill write
+            raise BundleError(f"{folder}: this is a training checkpoint, not a bundle: export it with "
+                              f"`lite-rm export {folder} --output BUNDLE` and give BUNDLE")
         raise BundleError(f"{path} is missing: {folder} is not a lite-rm bundle (made by lite-rm export)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

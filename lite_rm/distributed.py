@@ -1,6 +1,8 @@
-"""Batch scoring of many shards on a Ray cluster (``lite-rm score --engine ray``; the ``[ray]`` extra).
+"""Scoring on a Ray cluster (the ``[ray]`` extra): your own Dataset, or many shard files.
 
-Each shard (a JSONL, JSON, CSV/TSV file, optionally gzip, or a Parquet file) is scored by
+:class:`BundleScorer` scores the prompt/response columns of any Ray Dataset with ``ds.map_batches``.
+
+Files: each shard (a JSONL, JSON, CSV/TSV file, optionally gzip, or a Parquet file) is scored by
 :func:`lite_rm.batch_scoring.score_file`, the engine of ``lite-rm score``, so a shard's output has the
 same columns and scores as ``lite-rm score SHARD`` would write. Ray Data spreads the shards over a pool of
 actors (:class:`ShardScorer`, a ``map_batches`` callable): each actor opens the bundle once and scores
@@ -24,6 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from lite_rm.batch_output import PARTIAL_SUFFIX
 from lite_rm.batch_scoring import score_file
@@ -163,6 +167,64 @@ class ShardScorer:
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[Any]]:
         results = [score_shard(self.scorer, Path(str(s)), self.output_dir, self.options) for s in batch["shard"]]
         return {key: [r[key] for r in results] for key in RESULT_KEYS}
+
+
+class BundleScorer:
+    """A Ray Data ``map_batches`` callable that scores the (prompt, response) columns of *your* Dataset.
+
+    Each actor opens the bundle once (in its constructor) and adds a score column to every batch, which
+    may be pandas (``batch_format="pandas"``), numpy (a dict of arrays, ``"numpy"``) or pyarrow.
+
+    >>> ds = ray.data.read_parquet("s3://bucket/generations/")
+    >>> scored = ds.map_batches(BundleScorer, fn_constructor_kwargs={"bundle": "/models/rm-bundle"},
+    ...                         concurrency=4, batch_size=256, batch_format="pandas")
+
+    Args:
+        bundle: the bundle folder (``lite-rm export``), readable at this path on every worker.
+        prompt_column: the column of prompts (text, or chat messages).
+        response_column: the column of responses.
+        output_column: the column the scores go to (float32; replaced if it exists).
+        threads: onnxruntime threads per actor (give map_batches the same ``num_cpus``).
+        batch_size: pairs per model call (the Scorer's; ``None``: its default).
+        head: which reward, as :class:`~lite_rm.scorer.Scorer`'s ``head``.
+    """
+
+    def __init__(self, bundle: str | Path, prompt_column: str = "prompt", response_column: str = "response",
+                 output_column: str = "score", threads: int = 1, batch_size: int | None = None,
+                 head: Any = None) -> None:
+        self.columns = (prompt_column, response_column)
+        self.output_column = output_column
+        self.scorer = Scorer(bundle, threads=threads, batch_size=batch_size, head=head)
+
+    def _column(self, batch: Any, name: str) -> list[Any]:
+        if isinstance(batch, Mapping):
+            names = list(batch.keys())
+        else:  # pyarrow.Table has column_names, a pandas DataFrame columns
+            names = list(batch.column_names if hasattr(batch, "column_names") else batch.columns)
+        if name not in names:
+            raise ValueError(f"BundleScorer: no column {name!r} in the batch (its columns: "
+                             f"{', '.join(map(str, names))}); name yours with prompt_column=... and "
+                             "response_column=...")
+        column = batch[name]
+        return column.to_pylist() if hasattr(column, "to_pylist") else list(column)
+
+    def __call__(self, batch: Any) -> Any:
+        prompts, responses = (self._column(batch, name) for name in self.columns)
+        if prompts:
+            try:
+                scores = self.scorer.score_pairs(prompts, responses)
+            except (TypeError, ValueError) as err:  # "prompts[3]: ..." is the row's place in this batch
+                raise ValueError(f"BundleScorer (columns {self.columns[0]!r}, {self.columns[1]!r}): {err} "
+                                 "(the index is the row's within its batch)") from None
+        else:
+            scores = np.zeros(0, dtype=np.float32)
+        if isinstance(batch, Mapping):  # batch_format="numpy": a dict of arrays
+            return {**batch, self.output_column: scores}
+        if hasattr(batch, "append_column"):  # pyarrow.Table
+            if self.output_column in batch.column_names:
+                batch = batch.drop_columns([self.output_column])
+            return batch.append_column(self.output_column, require("pyarrow", "ray").array(scores))
+        return batch.assign(**{self.output_column: scores})  # pandas: a new frame, the caller's is untouched
 
 
 @dataclass

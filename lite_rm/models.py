@@ -77,6 +77,19 @@ def resolve_model(name_or_path: str | None) -> str:
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
+def refuse_bundle(folder: str | Path) -> None:
+    """Say so when an exported bundle is given where a training checkpoint is expected.
+
+    Raises:
+        ValueError: ``folder`` holds a bundle's ``manifest.json`` and no safetensors weights.
+    """
+    folder = Path(folder)
+    if (folder / "manifest.json").is_file() and not any(folder.glob("*.safetensors")):
+        raise ValueError(f"{folder}: this is an exported bundle (ONNX), not a training checkpoint: give the "
+                         "checkpoint it was exported from (lite-rm train/distill write those); a bundle is "
+                         "for lite-rm score, eval, personalize and serve")
+
+
 def check_safetensors(folder: str | Path) -> None:
     """Refuse a model folder whose weights are not safetensors, saying why (before transformers, which
     with ``use_safetensors=True`` would end in a raw ``OSError``).
@@ -85,6 +98,7 @@ def check_safetensors(folder: str | Path) -> None:
         ValueError: the folder has no ``*.safetensors`` weights (naming the pickle files it has instead).
     """
     folder = Path(folder)
+    refuse_bundle(folder)
     if not folder.is_dir() or any(folder.glob("*.safetensors")):
         return
     pickles = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES)

@@ -16,6 +16,7 @@ the fit; scikit-learn's ``GroupKFold`` makes the folds.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ import numpy as np
 from lite_rm.bundle import Calibration
 from lite_rm.extras import require
 from lite_rm.heads import DEFAULT_HEAD, LinearHead, check_head_name, save_into_bundle, write_head
+
+logger = logging.getLogger(__name__)
 
 # Fewer comparisons than this cannot be cross-validated in two folds of two.
 MIN_COMPARISONS = 4
@@ -133,8 +136,15 @@ def fit_head(diffs: np.ndarray, prior: LinearHead, name: str, groups: Sequence[A
     weight = (coef[:-1] + prior_weight * prior.weight).astype(np.float32)
     fit_s = time.perf_counter() - started
     train_accuracy = float(np.mean(diffs @ weight.astype(np.float64) > 0))
+    extra: dict[str, Any] = {"duplicates_dropped": given - n}
+    if cv_accuracy <= 0.5:
+        # Saved all the same (the user may add comparisons later), but never silently: the head is a coin toss.
+        extra["warning"] = (f"cross-validated accuracy {cv_accuracy:.3f} is at or below chance (0.5): on held-out "
+                            f"comparisons head {name!r} predicts the user's choices no better than a coin; give "
+                            "more (or more consistent) comparisons, or keep using the bundle's own score")
+        logger.warning("%s", extra["warning"])
     report = FitReport(comparisons=n, cv_accuracy=cv_accuracy, folds=folds, groups=kind, C=C, prior_weight=prior_weight,
-                       train_accuracy=train_accuracy, fit_s=fit_s, extra={"duplicates_dropped": given - n})
+                       train_accuracy=train_accuracy, fit_s=fit_s, extra=extra)
     provenance = {"method": "personalize", "base_head": prior.name, "created_at":
                   datetime.now(timezone.utc).isoformat(timespec="seconds"), "seed": seed, **report.to_dict()}
     head = LinearHead(name, weight, prior_weight * prior.bias, Calibration(scale=1.0, method="logistic-regression",

@@ -15,11 +15,11 @@ must never import torch: a test checks it in a fresh interpreter.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -153,6 +153,33 @@ class Scorer:
         self.head = self._resolve(head)  # checked now, so a bad name fails at open, not at the first call
         logger.debug("opened %s (%s, inputs %s)", bundle, self.manifest.precision, self._input_names)
 
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, revision: str | None = None,
+                        local_files_only: bool = False, cache_dir: str | Path | None = None,
+                        token: str | bool | None = None, **kwargs: Any) -> Scorer:
+        """Open a bundle by name: a local folder, or a Hugging Face Hub repository ``"org/name"``.
+
+        A repository is fetched into (or found in) the Hub cache by ``huggingface_hub`` (``HF_HUB_CACHE``,
+        ``HF_HUB_OFFLINE=1``; without a network a cached copy is used), then opened with the same checks
+        as a local bundle. Weights of a training checkpoint are never downloaded with it.
+
+        Args:
+            name_or_path: a bundle folder or a Hub repository id.
+            revision: a branch, tag or commit of the repository.
+            local_files_only: never use the network, only the Hub cache.
+            cache_dir: the Hub cache (default: huggingface_hub's).
+            token: a Hub token for a private or gated repository.
+            **kwargs: the :class:`Scorer` options (``threads``, ``head``, ``verify``, ...).
+
+        Raises:
+            BundleError: not a bundle, or a repository neither cached nor downloadable (the message says why).
+        """
+        from lite_rm.hub import resolve_bundle
+
+        folder = resolve_bundle(name_or_path, revision=revision, local_files_only=local_files_only,
+                                cache_dir=cache_dir, token=token)
+        return cls(folder, **kwargs)
+
     def __repr__(self) -> str:
         return f"Scorer({str(self.manifest.folder)!r}, precision={self.manifest.precision!r})"
 
@@ -183,8 +210,16 @@ class Scorer:
             raise ValueError("responses: empty; give at least one response to score")
         return self._score([prompt] * len(responses), responses, head)
 
+    @overload
     def rank(self, prompt: str | list[dict[str, str]], responses: Sequence[Any], top_k: int | None = None,
-             head: HeadSpec = None) -> Ranking:
+             head: HeadSpec = None, *, return_documents: Literal[False] = False) -> Ranking: ...
+
+    @overload
+    def rank(self, prompt: str | list[dict[str, str]], responses: Sequence[Any], top_k: int | None = None,
+             head: HeadSpec = None, *, return_documents: Literal[True]) -> list[dict[str, Any]]: ...
+
+    def rank(self, prompt: str | list[dict[str, str]], responses: Sequence[Any], top_k: int | None = None,
+             head: HeadSpec = None, *, return_documents: bool = False) -> Ranking | list[dict[str, Any]]:
         """Rank responses to one prompt, best first (equal scores keep the order given).
 
         Args:
@@ -192,15 +227,55 @@ class Scorer:
             responses: the responses to rank.
             top_k: keep only the best ``top_k`` (default: all).
             head: which reward, as in :meth:`score`.
+            return_documents: return records as sentence-transformers' ``CrossEncoder.rank`` does,
+                ``{"corpus_id": index in responses, "score": float, "text": the response}``, best first.
 
         Returns:
-            A :class:`Ranking` of indices into ``responses`` and their scores.
+            A :class:`Ranking` of indices into ``responses`` and their scores, or with
+            ``return_documents=True`` a list of records.
         """
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
             raise ValueError(f"top_k: expected a positive integer or None, found {top_k!r}")
         scores = self.score(prompt, responses, head)
         order = np.argsort(-scores, kind="stable")[:top_k]
-        return Ranking([int(i) for i in order], [float(scores[i]) for i in order])
+        ranking = Ranking([int(i) for i in order], [float(scores[i]) for i in order])
+        if not return_documents:
+            return ranking
+        return [{"corpus_id": i, "score": s, "text": responses[i]}
+                for i, s in zip(ranking.indices, ranking.scores, strict=True)]
+
+    def predict(self, pairs: Sequence[Any], head: HeadSpec = None) -> np.ndarray:
+        """Scores of ``(prompt, response)`` pairs, as sentence-transformers' ``CrossEncoder.predict`` takes them.
+
+        Args:
+            pairs: ``(prompt, response)`` tuples (or 2-item lists), e.g. ``zip(prompts, responses)``; a prompt
+                may be chat messages.
+            head: which reward, as in :meth:`score`.
+
+        Returns:
+            float32 array, one score per pair, in the order given (empty for an empty list).
+
+        Raises:
+            TypeError: ``pairs`` is not a list of pairs, or an item is not a (prompt, response) pair
+                (the message names its index).
+        """
+        if isinstance(pairs, (str, bytes, Mapping)) or not isinstance(pairs, Iterable):
+            raise TypeError(f"pairs: expected a list of (prompt, response) tuples, found {type(pairs).__name__}")
+        pairs = list(pairs)  # zip(prompts, responses) and numpy rows work too
+        if len(pairs) == 2 and all(isinstance(x, str) for x in pairs):
+            raise TypeError("pairs: found one (prompt, response) pair, expected a list of them; "
+                            "for one pair call predict([(prompt, response)])")
+        prompts: list[str] = []
+        responses: list[str] = []
+        for i, item in enumerate(pairs):
+            if isinstance(item, (str, bytes)) or not isinstance(item, (Sequence, np.ndarray)) or len(item) != 2:
+                found = f"{len(item)} items" if isinstance(item, (list, tuple, np.ndarray)) else type(item).__name__
+                raise TypeError(f"pairs[{i}]: expected a (prompt, response) pair, found {found}")
+            prompts.append(_check_text(f"pairs[{i}][0] (prompt)", item[0]))
+            responses.append(_check_text(f"pairs[{i}][1] (response)", item[1]))
+        if not prompts:
+            return np.empty(0, dtype=np.float32)
+        return self._score(prompts, responses, head)
 
     def score_pairs(self, prompts: Sequence[Any], responses: Sequence[Any], head: HeadSpec = None) -> np.ndarray:
         """Scores of (prompt, response) pairs.

@@ -381,3 +381,22 @@ def test_a_head_given_twice_is_a_usage_error(bundle: Path, run_cli) -> None:  # 
     result = run_cli("score", str(bundle), "-i", "-", "-o", "-", "--head", "default=0.5", "--head", "default=0.5")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "head 'default' is given twice" in result.stderr
+
+
+def test_personalize_at_or_below_chance_warns_and_records_it(fresh: Path, tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    # Each comparison also given the other way round: no preference to learn, held-out accuracy <= 0.5.
+    rng = np.random.default_rng(3)
+    prior = LinearHead("default", rng.normal(size=8).astype(np.float32))
+    rows = rng.normal(size=(6, 8))
+    with caplog.at_level("WARNING", logger="lite_rm.personalization"):
+        head, report = fit_head(np.vstack([rows, -rows]), prior, "u")
+    assert report.cv_accuracy <= 0.5 and "at or below chance" in report.extra["warning"]
+    assert "at or below chance" in caplog.text and head.provenance["warning"] == report.extra["warning"]
+    both = tmp_path / "both.jsonl"
+    both.write_text("".join(json.dumps({"prompt": p, "chosen": x, "rejected": y}) + "\n"
+                            for p, g, b in zip(PROMPTS[:8], GOOD, BAD, strict=False) for x, y in ((g, b), (b, g))))
+    result = CliRunner().invoke(main, ["personalize", str(fresh), "-c", str(both), "-n", "coin", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "at or below chance" in json.loads(result.stdout)["warning"]
+    saved = read_head(fresh / read_manifest(fresh).heads["coin"])
+    assert "at or below chance" in saved.provenance["warning"]

@@ -22,7 +22,7 @@ import ray
 from click.testing import CliRunner
 
 from lite_rm.cli import main
-from lite_rm.distributed import ShardScorer, list_shards, output_name, score_dataset
+from lite_rm.distributed import BundleScorer, ShardScorer, list_shards, output_name, score_dataset
 
 COLUMNS = ["id", "prompt", "response"]
 
@@ -196,3 +196,49 @@ def test_a_bad_row_names_shard_line_and_field_and_skip_invalid_matches_local(
     local_rows = [json.loads(line) for line in local.read_text().splitlines()]
     assert [r["line"] for r in ray_rows] == [r["line"] for r in local_rows] == [1, 2, 4, 5, 6]
     assert [r["score"] for r in ray_rows] == pytest.approx([r["score"] for r in local_rows], abs=1e-6)
+
+
+# -- BundleScorer on the user's own Dataset (issue 28) -------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch_format", ["pandas", "numpy", "pyarrow"])
+def test_bundle_scorer_maps_a_users_dataset(cluster: None, bundle: Path, dsp_rows: list[dict[str, str]],
+                                            batch_format: str) -> None:
+    from lite_rm.scorer import Scorer
+
+    rows = [{"id": r["id"], "question": r["prompt"], "answer": r["response"]} for r in dsp_rows[:40]]
+    ds = ray.data.from_items(rows, override_num_blocks=4)
+    scored = ds.map_batches(BundleScorer, fn_constructor_kwargs={
+        "bundle": str(bundle), "prompt_column": "question", "response_column": "answer", "output_column": "reward"},
+        concurrency=2, batch_size=8, batch_format=batch_format, num_cpus=1).take_all()
+    expected = Scorer(bundle, threads=1).score_pairs([r["question"] for r in rows], [r["answer"] for r in rows])
+    by_id = {r["id"]: r for r in scored}
+    assert len(by_id) == len(rows) and set(scored[0]) == {"id", "question", "answer", "reward"}
+    np.testing.assert_allclose([by_id[r["id"]]["reward"] for r in rows], expected, atol=1e-6)
+
+
+def test_bundle_scorer_loads_the_bundle_once_per_actor(cluster: None, bundle: Path,
+                                                        dsp_rows: list[dict[str, str]]) -> None:
+    class Tagged(BundleScorer):  # defined here: Ray pickles it by value (a test module is not importable there)
+        """Also says which actor's Scorer scored each row."""
+
+        def __call__(self, batch: Any) -> Any:
+            out = super().__call__(batch)
+            return out.assign(scorer=f"{os.getpid()}-{id(self.scorer)}")
+
+    ds = ray.data.from_items(dsp_rows[:40], override_num_blocks=8)
+    scored = ds.map_batches(Tagged, fn_constructor_kwargs={"bundle": str(bundle)}, concurrency=2,
+                            batch_size=4, batch_format="pandas", num_cpus=1).take_all()
+    assert len(scored) == 40 and 1 <= len({r["scorer"] for r in scored}) <= 2  # 10 batches, at most 2 loads
+
+
+def test_bundle_scorer_errors_name_the_column(bundle: Path) -> None:
+    import pandas as pd
+
+    scorer = BundleScorer(str(bundle))
+    with pytest.raises(ValueError, match="no column 'prompt' in the batch .*question.*prompt_column="):
+        scorer(pd.DataFrame({"question": ["q"], "response": ["r"]}))
+    with pytest.raises(ValueError, match=r"'prompt', 'response'\): responses\[1\]: expected a string"):
+        scorer({"prompt": np.array(["q", "q"], dtype=object), "response": np.array(["r", None], dtype=object)})
+    empty = scorer({"prompt": np.array([], dtype=object), "response": np.array([], dtype=object)})
+    assert empty["score"].shape == (0,)

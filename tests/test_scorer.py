@@ -246,3 +246,42 @@ def test_openvino_backend_scores_like_onnxruntime(bundle: Path, tmp_path: Path) 
     assert result.exit_code == 0, result.output
     scored = [json.loads(line)["score"] for line in out.read_text().splitlines()]
     np.testing.assert_allclose(scored, ort_scores, atol=0.05)
+
+
+# -- the APIs users know (issue 28): CrossEncoder.predict and rank(return_documents=True) ------------------
+
+
+def test_predict_takes_crossencoder_pairs(scorer: Scorer) -> None:
+    pairs = list(zip(PROMPTS, RESPONSES, strict=True))
+    scores = scorer.predict(pairs)
+    assert isinstance(scores, np.ndarray) and scores.shape == (4,)
+    np.testing.assert_array_equal(scores, scorer.score_pairs(PROMPTS, RESPONSES))
+    np.testing.assert_array_equal(scorer.predict([list(p) for p in pairs]), scores)  # 2-item lists too
+    assert scorer.predict([]).shape == (0,)
+    np.testing.assert_array_equal(scorer.predict(zip(PROMPTS, RESPONSES, strict=True)), scores)
+    np.testing.assert_array_equal(scorer.predict(np.array(pairs, dtype=object)), scores)
+    messages = [{"role": "user", "content": PROMPTS[0]}]
+    assert scorer.predict([(messages, RESPONSES[0])]).shape == (1,)
+
+
+@pytest.mark.parametrize("pairs, error, match", [
+    ("prompt", TypeError, "pairs: expected a list of"),
+    ({"p": "r"}, TypeError, "pairs: expected a list of .*found dict"),
+    (("p", "r"), TypeError, r"one \(prompt, response\) pair, expected a list"),
+    ([("p", "r"), ("p",)], TypeError, r"pairs\[1\]: expected a \(prompt, response\) pair, found 1 items"),
+    ([("p", "r"), "pr"], TypeError, r"pairs\[1\]: expected a \(prompt, response\) pair, found str"),
+    ([("p", "r"), ("p", 3)], TypeError, r"pairs\[1\]\[1\] \(response\): expected a string"),
+    ([("p", "bad \ud800")], ValueError, r"pairs\[0\]\[1\] \(response\): a lone surrogate"),
+])
+def test_predict_errors_name_the_item(scorer: Scorer, pairs, error, match) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(error, match=match):
+        scorer.predict(pairs)
+
+
+def test_rank_return_documents(scorer: Scorer) -> None:
+    ranking = scorer.rank(PROMPTS[0], RESPONSES)
+    records = scorer.rank(PROMPTS[0], RESPONSES, return_documents=True)
+    assert [r["corpus_id"] for r in records] == ranking.indices
+    assert [r["score"] for r in records] == ranking.scores
+    assert [r["text"] for r in records] == [RESPONSES[i] for i in ranking.indices]
+    assert len(scorer.rank(PROMPTS[0], RESPONSES, top_k=1, return_documents=True)) == 1

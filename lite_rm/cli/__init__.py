@@ -45,6 +45,15 @@ class LazyGroup(click.Group):
             return getattr(module, attr)  # type: ignore[no-any-return]
         return super().get_command(ctx, cmd_name)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        # A missing optional extra anywhere in a command is the install hint, never a traceback.
+        from lite_rm.extras import MissingExtraError
+
+        try:
+            return super().invoke(ctx)
+        except MissingExtraError as err:
+            raise click.ClickException(str(err)) from None
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import click
 
 from lite_rm.cli import fail
 from lite_rm.cli.options import data_source_options, json_option, parse_columns
-from lite_rm.data.inspection import FileCheck
+from lite_rm.data.inspection import FileCheck, RowsCheck
 
 logger = logging.getLogger(__name__)
 
@@ -57,13 +58,18 @@ def check(
     except Exception as err:  # noqa: BLE001 - a missing file or a tokenizers parse error: stats are optional
         logger.warning("no token statistics: %s (pass --tokenizer PATH/tokenizer.json)", err)
     mapping = parse_columns(columns)
-    checks = []
+    checks: list[FileCheck | RowsCheck] = []
     for source in sources:
         try:
-            checks.append(check_source(
-                source, format=data_format, domain=domain, skip_invalid=skip_invalid, columns=mapping,
-                split=split, tokenizer=tokenizer, rule=rule,
-            ))
+            try:
+                checks.append(check_source(
+                    source, format=data_format, domain=domain, skip_invalid=skip_invalid, columns=mapping,
+                    split=split, tokenizer=tokenizer, rule=rule,
+                ))
+            except DataError as err:
+                if err.reason != "unknown format" or data_format is not None:
+                    raise
+                checks.append(_check_score_rows(source, mapping, split, skip_invalid, tokenizer, rule, err))
         except (DataError, OSError) as err:
             fail(err)
     leaks = find_leaks(checks)
@@ -84,13 +90,32 @@ def check(
         fail(f"{sum(n for _, _, n, _ in leaks)} prompts are shared between sources (see above)")
 
 
-def _print_check(c: FileCheck) -> None:
+def _check_score_rows(source: str, columns: dict[str, str], split: str | None, skip_invalid: bool, tokenizer: Any,
+                      rule: Any, err: Exception) -> RowsCheck:
+    """``source`` as rows ``lite-rm score`` takes (prompt+response, prompt+a+b); ``err`` (no preference
+    format found) is raised again when they are not that either."""
+    from lite_rm.batch_scoring import check_rows
+    from lite_rm.data.inspection import rows_check
+
+    report, texts = check_rows(source, columns=columns, split=split, skip_invalid=skip_invalid)
+    if not texts:
+        raise err
+    fields = "prompt+response" if len(texts[0]) == 2 else "prompt+a+b"
+    return rows_check(report.input, fields, report.records, report.skips, texts, tokenizer, rule)
+
+
+def _print_check(c: FileCheck | RowsCheck) -> None:
     click.echo(f"{c.source}  [{c.format}]")
-    for key, rep in c.reports.items():
-        label = f"  {key}: " if key else "  "
-        click.echo(label + rep.summary())
-        for message in rep.first_errors:
+    if isinstance(c, RowsCheck):
+        click.echo("  " + c.summary())
+        for message in c.skips.first_errors:
             click.echo(f"    skipped: {message}")
+    else:
+        for key, rep in c.reports.items():
+            label = f"  {key}: " if key else "  "
+            click.echo(label + rep.summary())
+            for message in rep.first_errors:
+                click.echo(f"    skipped: {message}")
     if c.lengths:
         s = c.lengths
         click.echo(

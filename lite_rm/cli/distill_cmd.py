@@ -56,12 +56,14 @@ def distill(teacher: str, output: str, layers: int, keep: str, epochs: float, ma
     """
     from lite_rm.extras import MissingExtraError, require
     from lite_rm.files import OutputError, check_output
+    from lite_rm.models import refuse_bundle
 
     try:
+        refuse_bundle(teacher)
         check_output(output, "checkpoint", [teacher], overwrite, keep_existing=resume)  # before torch loads
         require("torch")
         require("transformers")
-    except (MissingExtraError, OutputError) as err:
+    except (MissingExtraError, OutputError, ValueError) as err:
         fail(err)
     from lite_rm.data import DataError
     from lite_rm.training.config import ConfigError

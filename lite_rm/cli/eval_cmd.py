@@ -149,7 +149,7 @@ def eval_command(model: str, data: tuple[str, ...], data_format: str | None, spl
       lite-rm eval bundle/ --data mine=my-prefs.csv --column prompt=question --json
     """
     from lite_rm.data import DSP_DOMAINS, DataError, resolve_data_dir
-    from lite_rm.evaluation import default_eval_sets, eval_sets_from, evaluate, results_table
+    from lite_rm.evaluation import default_eval_sets, eval_sets_from, evaluate, general_average, results_table
     from lite_rm.threads import resolve_threads
 
     bad = [d for d in domains if d not in DSP_DOMAINS]
@@ -173,6 +173,8 @@ def eval_command(model: str, data: tuple[str, ...], data_format: str | None, spl
         return
     rows = {name or Path(model).name: results}
     table = results_table(rows)
-    payload = {"model": str(model), "kind": kind, "results": rows}
+    # As in a training run's results.json: the mean over helpful, harmless and webgpt (null without all three).
+    payload = {"model": str(model), "kind": kind, "results": rows,
+               "general_avg": {label: general_average(row) for label, row in rows.items()}}
     _write_outputs(outputs, payload, table)
     click.echo(json.dumps(payload, indent=2) if as_json else table)

@@ -28,7 +28,7 @@ def _legacy_field_options(func):  # type: ignore[no-untyped-def]
 
 
 @click.command("score")
-@click.argument("bundle", type=click.Path(path_type=str))
+@click.argument("bundle", type=click.Path(path_type=str), metavar="BUNDLE|ORG/NAME")
 @click.option("-i", "--input", "input_path", required=True, type=click.Path(path_type=str, allow_dash=True),
               help="Rows to score: JSONL, JSON or CSV/TSV (optionally .gz), a dataset folder or name, or - "
                    "for stdin. prompt+response rows, prompt+a+b rows, or preference records "
@@ -62,18 +62,25 @@ def score(bundle: str, input_path: str, output_path: str, data_format: str | Non
     """Score (prompt, response) rows, or give P(a preferred over b) for (prompt, a, b) rows and for
     preference records (a = chosen, b = rejected: the share where a wins is the pairwise accuracy).
 
-    Streams both files, so memory stays flat whatever the input's size.
+    Streams both files, so memory stays flat whatever the input's size. BUNDLE is a bundle folder, or a
+    Hugging Face Hub repository ORG/NAME holding one (fetched through the Hub's cache; HF_HUB_OFFLINE=1
+    uses the cache only).
     """
     from lite_rm.batch_output import OutputError
     from lite_rm.batch_scoring import score_file
     from lite_rm.bundle import BundleError
     from lite_rm.data import DataError
     from lite_rm.extras import MissingExtraError
+    from lite_rm.hub import resolve_bundle
     from lite_rm.scorer import DEFAULT_BATCH_SIZE, Scorer
     from lite_rm.threads import resolve_threads
 
     if as_json and output_path == "-":
         raise click.UsageError("--json and -o - both write to stdout; give -o FILE with --json")
+    try:
+        bundle = str(resolve_bundle(bundle))  # org/name: a Hugging Face Hub repository, through its cache
+    except BundleError as err:
+        fail(err)
     mapping = parse_columns(columns)
     for dest, ours in _LEGACY_FIELDS.items():
         if legacy.get(dest):

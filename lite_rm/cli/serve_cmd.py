@@ -11,7 +11,7 @@ from lite_rm.cli.options import head_option, threads_option, verify_option
 
 
 @click.command("serve")
-@click.argument("bundle", type=click.Path(path_type=str))
+@click.argument("bundle", type=click.Path(path_type=str), metavar="BUNDLE|ORG/NAME")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Any address but loopback needs an API key.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")
@@ -39,17 +39,22 @@ from lite_rm.cli.options import head_option, threads_option, verify_option
 def serve(bundle: str, host: str, port: int, api_key: str | None, max_body_bytes: int, max_rows: int,
           batch_window_ms: float, max_batch_pairs: int, batch_size: int | None, threads: int, verify: bool,
           head: Any, graceful_timeout: int, log_level: str) -> None:
-    """Serve BUNDLE over HTTP: POST /score, POST /preference, POST /openrlhf, GET /health.
+    """Serve BUNDLE (a folder, or a Hugging Face Hub repository ORG/NAME) over HTTP: POST /score,
+    POST /preference, POST /openrlhf, GET /health.
 
     Concurrent requests are scored together (dynamic batching). Stops on Ctrl-C or SIGTERM after
     answering the requests in flight (waiting --graceful-timeout seconds at most), with exit status 0.
     """
     from lite_rm.bundle import BundleError, read_manifest
-    from lite_rm.extras import require
+    from lite_rm.extras import MissingExtraError, require
+    from lite_rm.hub import resolve_bundle
     from lite_rm.threads import resolve_threads
 
-    require("starlette", "serve")
-    require("uvicorn", "serve")
+    try:
+        require("starlette", "serve")
+        require("uvicorn", "serve")
+    except MissingExtraError as err:
+        fail(err)
     from lite_rm.serving import RewardServer, ServeLimits, is_loopback, run_server
 
     api_key = api_key or None  # an empty LITE_RM_API_KEY is no key
@@ -57,6 +62,7 @@ def serve(bundle: str, host: str, port: int, api_key: str | None, max_body_bytes
         fail(f"--host {host}: refusing to listen on a non-loopback address without an API key; give --api-key "
              "or set LITE_RM_API_KEY (clients then send 'Authorization: Bearer KEY'), or keep --host 127.0.0.1")
     try:
+        bundle = str(resolve_bundle(bundle))  # org/name: a Hugging Face Hub repository, through its cache
         read_manifest(bundle, verify=verify)  # a wrong path fails here, before the server starts
         if head is not None:
             from lite_rm.scorer import Scorer

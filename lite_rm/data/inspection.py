@@ -11,7 +11,7 @@ import numpy as np
 
 from lite_rm.data.formats import DSP_DOMAINS
 from lite_rm.data.loading import load_preferences
-from lite_rm.data.records import DataError, LoadReport, PreferencePair
+from lite_rm.data.records import DataError, LoadReport, PreferencePair, Skips
 from lite_rm.encoding import InputRule
 
 
@@ -52,6 +52,48 @@ class FileCheck:
         return out
 
 
+@dataclass
+class RowsCheck:
+    """The check of a source of rows to score (``prompt`` + ``response``, or ``prompt`` + ``a`` + ``b``):
+    what ``lite-rm score`` takes, not preference pairs to train on."""
+
+    source: str
+    fields: str  # "prompt+response" or "prompt+a+b"
+    records: int
+    rows: int
+    skips: Skips
+    lengths: LengthStats | None = None
+    prompts: set[str] = field(default_factory=set)
+
+    @property
+    def format(self) -> str:
+        return f"rows to score: {self.fields}"
+
+    def summary(self) -> str:
+        text = (f"{self.rows} rows to score ({self.fields}) from {self.records} records: input for lite-rm score; "
+                "training and eval need preference pairs (prompt+chosen+rejected)")
+        return text + ("; " + self.skips.describe() if self.skips.total else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"source": self.source, "format": "rows", "fields": self.fields,
+                               "records": self.records, "rows": self.rows, "invalid_skipped": dict(self.skips.counts)}
+        if self.lengths:
+            out["lengths"] = self.lengths.__dict__
+        out["prompts"] = len(self.prompts)
+        return out
+
+
+def rows_check(source: str, fields: str, records: int, skips: Skips, texts: Sequence[tuple[str, ...]],
+               tokenizer: Any = None, rule: InputRule | None = None) -> RowsCheck:
+    """A :class:`RowsCheck` from rows already read and validated (each ``(prompt, response)`` or
+    ``(prompt, a, b)``)."""
+    check = RowsCheck(source, fields, records, len(texts), skips, prompts={t[0].strip() for t in texts})
+    if tokenizer is not None and texts:
+        inputs = {(t[0], r) for t in texts for r in t[1:]}
+        check.lengths = input_length_stats(inputs, tokenizer, rule or InputRule())
+    return check
+
+
 def _stats(values: Sequence[int]) -> dict[str, float]:
     arr = np.asarray(values)
     return {
@@ -67,12 +109,16 @@ def _token_counts(tokenizer: Any, texts: list[str]) -> dict[str, int]:
 
 def length_stats(pairs: Sequence[PreferencePair], tokenizer: Any, rule: InputRule) -> LengthStats:
     """Token lengths of the texts and the share of (prompt, response) inputs the rule truncates."""
-    prompts = sorted({p.prompt for p in pairs})
-    responses = sorted({r for p in pairs for r in (p.chosen, p.rejected)})
+    return input_length_stats({(p.prompt, r) for p in pairs for r in (p.chosen, p.rejected)}, tokenizer, rule)
+
+
+def input_length_stats(inputs: set[tuple[str, str]], tokenizer: Any, rule: InputRule) -> LengthStats:
+    """Token lengths of the (prompt, response) inputs' texts and the share of inputs the rule truncates."""
+    prompts = sorted({p for p, _ in inputs})
+    responses = sorted({r for _, r in inputs})
     n_prompt = _token_counts(tokenizer, prompts)
     n_resp = _token_counts(tokenizer, responses)
     special = tokenizer.num_special_tokens_to_add(is_pair=True)
-    inputs = {(p.prompt, r) for p in pairs for r in (p.chosen, p.rejected)}
     totals = [n_prompt[p] + n_resp[r] + special for p, r in inputs]
     return LengthStats(
         prompt=_stats(list(n_prompt.values())),
@@ -116,7 +162,7 @@ def check_source(
     return check
 
 
-def find_leaks(checks: Sequence[FileCheck]) -> list[tuple[str, str, int, str]]:
+def find_leaks(checks: Sequence[FileCheck | RowsCheck]) -> list[tuple[str, str, int, str]]:
     """Prompts shared between sources: (source a, source b, how many, one example)."""
     leaks = []
     for i, a in enumerate(checks):

@@ -35,6 +35,9 @@ def model_config(checkpoint: Path) -> dict[str, Any]:
         FileNotFoundError: no ``config.json``.
         ValueError: invalid JSON, more than one label, or an ``auto_map`` for an unknown architecture.
     """
+    from lite_rm.models import refuse_bundle
+
+    refuse_bundle(checkpoint)
     path = checkpoint / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{checkpoint}: not a checkpoint folder (config.json is missing)")

@@ -33,7 +33,7 @@ from lite_rm.data.locations import DSP_TEST, DSP_TRAIN, GENERAL_TEST, GENERAL_TR
 from lite_rm.encoding import InputRule, load_tokenizer
 from lite_rm.extras import require
 from lite_rm.files import identity_change, input_identity, write_text_atomic
-from lite_rm.models import resolve_model
+from lite_rm.models import refuse_bundle, resolve_model
 from lite_rm.threads import resolve_threads
 from lite_rm.training.config import TrainConfig
 
@@ -238,6 +238,9 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, device: Any) -> d
 
     run = Path(config.output_dir)
     main = parallel.is_main()  # with several processes, process 0 checks and writes, the others wait
+    # The model first: a hub id not in the cache, or a bundle, fails before RUN/config.json is written.
+    current = resolve_model(config.model)
+    refuse_bundle(current)
     if main:
         _check_resumable(run, config, resume, overwrite)
         run.mkdir(parents=True, exist_ok=True)
@@ -267,7 +270,6 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, device: Any) -> d
             return metrics
         return run_eval
 
-    current = resolve_model(config.model)
     mlm_source: str | None = None
     summaries: dict[str, Any] = {}
     rows: dict[str, Any] = {}
