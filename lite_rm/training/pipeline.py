@@ -175,6 +175,7 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, device: Any) -> d
     from lite_rm.training import parallel
     from lite_rm.training.metrics import publish
     from lite_rm.training.modeling import resolve_bf16, torch_score_fn, torch_threads
+    from lite_rm.training.selection import choice_table
     from lite_rm.training.stages import StageContext
 
     run = Path(config.output_dir)
@@ -235,7 +236,7 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, device: Any) -> d
     extra = {"training": summaries, "general_kept": general_kept(rows), "stage_seconds": timings, "threads": threads,
              "bf16": bf16, "device": str(device), "processes": parallel.world_size(), "config": config.to_dict()}
     if main:
-        md, js = write_results(run, rows, extra)
+        md, js = write_results(run, rows, extra, appendix=choice_table(summaries))
         logger.info("results: %s, %s", md, js)
         shutil.rmtree(run / ".state", ignore_errors=True)
     parallel.barrier()
