@@ -98,6 +98,15 @@ def _needs_data_dir(config: TrainConfig) -> bool:
             or (uses_custom and not config.custom.data))
 
 
+def _optional_data_dir(config: TrainConfig) -> Path:
+    """The data folder when there is one, though every file the run trains and evaluates on was given: the
+    custom stage's validated choice still checks general accuracy on the general held-out pairs."""
+    try:
+        return resolve_data_dir(config.data_dir or None)
+    except FileNotFoundError:
+        return Path(".")
+
+
 def general_kept(rows: dict[str, Any]) -> dict[str, float]:
     """Per custom model, its general average minus the general model's (helpful/harmless/WebGPT)."""
     from lite_rm.evaluation import general_average
@@ -186,7 +195,7 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, device: Any) -> d
         write_text_atomic(run / "config.json", config.to_json() + "\n")
     parallel.barrier()
 
-    data_dir = resolve_data_dir(config.data_dir or None) if _needs_data_dir(config) else Path(".")
+    data_dir = resolve_data_dir(config.data_dir or None) if _needs_data_dir(config) else _optional_data_dir(config)
     rule = InputRule(max_length=config.max_length)
     bf16 = resolve_bf16(config.bf16, device)
     threads = resolve_threads(config.threads)
