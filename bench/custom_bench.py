@@ -13,6 +13,8 @@ The demo's general model (``make demo``'s ``RUN/general``) is customized as a us
   short-300, short-1536       short answers: DSP's plain Alpaca ("normal") response preferred over each of
                               the four domain-styled ones, a preference no stage trained on; test: the same
                               pairs of dsp/test.json (544).
+  dsp-<domain>                the study's four DSP domains (``--domain``, listwise), for "the study's domains
+                              keep what they have"; test: the domain's pairs of dsp/test.json.
 
 Resumable cells, each writing a small JSON under bench/results/custom/ (skipped when there, unless --redo
 names it), with the command, the machine (CPU model and flags) and the versions:
@@ -53,7 +55,8 @@ LITE_RM = str(Path(sys.executable).parent / "lite-rm")
 GENERAL_TESTS = ("helpful", "harmless", "webgpt")
 # case -> (kind, pairs of the user's file; 0: all)
 CASES = {"helpful-300": ("helpful", 300), "helpful-1500": ("helpful", 1500), "webgpt-all": ("webgpt", 0),
-         "short-300": ("short", 300), "short-1536": ("short", 0)}
+         "short-300": ("short", 300), "short-1536": ("short", 0),
+         **{f"dsp-{d}": (f"dsp-{d}", 0) for d in ("academy", "business", "entertainment", "literature")}}
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni", "avx_vnni")
 
 
@@ -78,9 +81,11 @@ def machine() -> dict[str, Any]:
 
 
 def pairs_of(path: Path) -> list[Any]:
+    """A preference file's pairs; ``dsp/test.json#<domain>``: that DSP domain's pairs."""
     from lite_rm.data import load_preferences
 
-    return load_preferences(path).pairs
+    file, _, domain = str(path).partition("#")
+    return load_preferences(file, domain=domain or None).pairs
 
 
 def short_pairs(dsp_file: Path) -> list[dict[str, str]]:
@@ -103,6 +108,7 @@ def test_files(work: Path) -> dict[str, Path]:
     """Every test set a cell scores: the general test files, and the short-answer pairs of dsp/test.json."""
     files = {name: DATA / "general" / f"{name}.test.json" for name in GENERAL_TESTS}
     files["short"] = write_jsonl(work / "data" / "short.test.jsonl", short_pairs(DATA / "dsp" / "test.json"))
+    files |= {case: Path(f"{DATA / 'dsp' / 'test.json'}#{case[4:]}") for case in CASES if case.startswith("dsp-")}
     return files
 
 
@@ -181,19 +187,21 @@ def case_cell(name: str, args: argparse.Namespace) -> None:
         raise SystemExit("run the 'start' cell first")
     start = json.loads(start_json.read_text())["correct"]
     work = Path(args.work)
-    data = user_file(case, work, args.seed)
     kind = CASES[case][0]
+    dsp = kind.startswith("dsp-")
+    data = Path(f"{DATA / 'dsp' / 'train.json'}#{kind[4:]}") if dsp else user_file(case, work, args.seed)
     tests = test_files(work)
     run_dir = work / "runs" / name
-    cmd = [LITE_RM, "train", "--stages", "custom", "--model", args.start, "--custom-data", str(data), "-o",
-           str(run_dir), "--eval-set", f"user={tests[kind]}", "--seed", str(args.seed), "--resume",
-           *(["--choose", "finetuned"] if forced else []), *args.train_args]
+    source = ["--domain", kind[4:], "--eval-set", f"dsp={DATA / 'dsp' / 'test.json'}"] if dsp else \
+        ["--custom-data", str(data), "--eval-set", f"user={tests[kind]}"]
+    cmd = [LITE_RM, "train", "--stages", "custom", "--model", args.start, *source, "-o", str(run_dir), "--seed",
+           str(args.seed), "--resume", *(["--choose", "finetuned"] if forced else []), *args.train_args]
     print("+", " ".join(cmd), flush=True)
     started = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     subprocess.run(["timeout", str(args.cell_seconds), *cmd], check=True, env=env)
     train_seconds = time.perf_counter() - started
-    ckpt = run_dir / f"custom-{data.stem}"
+    ckpt = run_dir / f"custom-{kind[4:] if dsp else data.stem}"
     meta = json.loads((ckpt / "lite_rm.json").read_text())
     training = meta["training"]
     choice = training.get("choice", {})
@@ -203,7 +211,7 @@ def case_cell(name: str, args: argparse.Namespace) -> None:
         shipped = start_scores
     else:
         shipped = correctness(ckpt, sets, args.threads)
-    save(name, {"case": case, "user_file": str(data), "user_pairs": len(pairs_of(data)),
+    save(name, {"case": case, "user_file": str(data), "user_pairs": len(pairs_of(data)) if not dsp else None,
                 "train_pairs": training.get("train_pairs"), "valid_pairs": training.get("valid_pairs"),
                 "start_valid": training.get("start_valid"), "best_valid": training.get("best_valid"),
                 "steps": training.get("steps"), "train_command": " ".join(cmd),
