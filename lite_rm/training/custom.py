@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,7 @@ def choose_shipped(
         ``choice`` (:class:`selection.Choice`).
     """
     cfg, batch_size = ctx.config.custom, ctx.config.eval_batch_size
+    started = time.perf_counter()
     custom_state = trainable_state(model)
     general = data.general_valid if data.general_valid is not None and len(data.general_valid) else None
     general_n = len(general) if general is not None else 0
@@ -250,6 +252,9 @@ def choose_shipped(
         shipped = 0.0 if cfg.choose == "start" else alpha
         choice = selection.forced(cfg.choose, shipped, {a: scored(a) for a in {0.0, alpha}},
                                   cfg.interpolate_tolerance, general_n, ctx.config.seed)
+    seconds = time.perf_counter() - started
+    logger.info("custom %s: %d candidates scored on the validation pairs in %.0fs", target, len(choice.candidates),
+                seconds)
     for line in selection.describe(choice.to_dict()):
         logger.info("custom %s: %s", target, line)
     if choice.kept_start and cfg.choose == "validated":
@@ -257,7 +262,8 @@ def choose_shipped(
     else:
         logger.info("custom %s: shipped %s (alpha %g): %s", target, choice.shipped, choice.alpha, choice.reason)
     model.load_state_dict(interpolate(start_state, custom_state, choice.alpha))
-    return {"interpolation": {"alpha": choice.alpha, **record}, "choice": choice.to_dict()}
+    return {"interpolation": {"alpha": choice.alpha, **record},
+            "choice": choice.to_dict() | {"seconds": round(seconds, 1)}}
 
 
 def run_custom(
