@@ -137,3 +137,11 @@ def test_choose_start_and_bad_values(tmp_path: Path, tiny_checkpoint: Path) -> N
     assert _meta(run / "custom-academy")["training"]["choice"]["shipped"] == "start"
     general, shipped = _weights(run / "general"), _weights(run / "custom-academy")
     assert all(torch.allclose(general[k], shipped[k]) for k in shipped)
+
+
+def test_the_choose_flag_sets_the_config_key() -> None:
+    from lite_rm.cli.train_cmd import _config
+
+    flags = {"domains": (), "columns": (), "report_to": (), "general_sets": (), "eval_sets": (), "choose": "finetuned"}
+    assert _config(None, flags, ()).custom.choose == "finetuned"
+    assert _config(None, flags | {"choose": None}, ()).custom.choose == "validated"
