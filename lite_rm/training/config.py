@@ -220,7 +220,8 @@ class CustomStageConfig(OptimConfig):
             the custom validation pairs by a paired bootstrap, else the start model ships and the log
             says so. ``finetuned``: the fine-tuned model as ``interpolate`` sets it, unchecked (the
             behaviour before this key). ``start``: the start model. The choice and every candidate's
-            figures go into ``lite_rm.json`` (``training.choice``) and ``results.md``.
+            figures go into ``lite_rm.json`` (``training.choice``) and ``results.md``. A ``multitask``
+            model ships its configured interpolation (not validated yet).
         multitask: train ONE model for all ``domains`` (``custom-multitask/``): a head per domain on a
             shared encoder, the general pairs training the general head (:mod:`lite_rm.training.multitask`).
     """
