@@ -157,9 +157,14 @@ def choose_validated(scores: Scores, tolerance: float, general_pairs: int, prefe
     better = [c for c in gains if c.general_ok]
     if not better:
         if gains:
-            reason = (f"fine-tuning beat the start model on the custom validation pairs only with a drop of general "
-                      f"validation accuracy beyond {tol:.3f} ({general_pairs} pairs): kept the start model "
-                      "(custom.choose = finetuned ships it anyway)")
+            configured = [c for c in gains if c.alpha == preferred]
+            gain = configured[0] if configured else max(gains, key=lambda c: (c.custom_valid, -c.alpha))
+            first = candidates[0]
+            reason = (f"fine-tuning beat the start model on the custom validation pairs (alpha {gain.alpha:g}: "
+                      f"{gain.custom_valid:.3f} vs {first.custom_valid:.3f}, {pairs} pairs) only with a drop of "
+                      f"general validation accuracy ({gain.general_valid:.3f} vs {first.general_valid:.3f}, "
+                      f"{general_pairs} pairs) beyond the tolerance {tol:.3f}: kept the start model; "
+                      "custom.choose = finetuned (--choose finetuned) ships the fine-tuned model anyway")
         else:
             reason = NO_GAIN.format(pairs=pairs)
         return chosen(0.0, reason)
