@@ -164,7 +164,8 @@ def choose_validated(scores: Scores, tolerance: float, general_pairs: int, prefe
                       f"{gain.custom_valid:.3f} vs {first.custom_valid:.3f}, {pairs} pairs) only with a drop of "
                       f"general validation accuracy ({gain.general_valid:.3f} vs {first.general_valid:.3f}, "
                       f"{general_pairs} pairs) beyond the tolerance {tol:.3f}: kept the start model; "
-                      "custom.choose = finetuned (--choose finetuned) ships the fine-tuned model anyway")
+                      "--choose finetuned ships the fine-tuned model anyway, a larger custom.interpolate_tolerance "
+                      "accepts a larger drop")
         else:
             reason = NO_GAIN.format(pairs=pairs)
         return chosen(0.0, reason)
