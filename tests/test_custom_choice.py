@@ -45,7 +45,7 @@ def test_the_start_model_is_kept_unless_a_candidate_beats_it_beyond_chance() -> 
     best = start.copy()
     best[np.flatnonzero(start == 0)[:95]] = 1.0
     choice = choose_validated({0.0: (start, 0.6), 0.5: (gained, 0.6), 1.0: (best, 0.6)}, 0.01, 190, preferred=0.5)
-    assert choice.alpha == 1.0 and choice.shipped == "finetuned"
+    assert choice.alpha == 1.0 and choice.shipped == "finetuned" and "beats the configured alpha 0.5" in choice.reason
 
 
 def test_a_general_drop_beyond_the_tolerance_rules_a_candidate_out() -> None:

@@ -183,6 +183,8 @@ def choose_validated(scores: Scores, tolerance: float, general_pairs: int, prefe
               f"[{low:+.3f}, {high:+.3f}], {pairs} pairs)")
     if general_pairs:
         reason += f" and keeps general validation accuracy within {tol:.3f} of it"
+    if preferred is not None and pick.alpha != preferred and preferred in by_alpha:
+        reason += f"; it also beats the configured alpha {preferred:g} beyond chance"
     return chosen(pick.alpha, reason)
 
 
@@ -231,7 +233,7 @@ def choice_table(summaries: Mapping[str, Mapping[str, Any]]) -> str:
                 general += " (drop)"
             mark = "**shipped**" if c["alpha"] == choice["alpha"] else ""
             lines.append(f"| {name} | {c['alpha']:g} | {c['custom_valid']:.3f} [{low:.3f}, {high:.3f}] | "
-                         f"{choice['custom_pairs']} | {d_low:+.3f}, {d_high:+.3f} | {general} | "
+                         f"{choice['custom_pairs']} | [{d_low:+.3f}, {d_high:+.3f}] | {general} | "
                          f"{choice['general_pairs'] or '—'} | {mark} |")
     lines.append("")
     lines += [f"- {name}: {choice['shipped']} (alpha {choice['alpha']:g}, custom.choose = {choice['mode']}): "
