@@ -179,9 +179,10 @@ def start_cell(args: argparse.Namespace) -> None:
     save("start", {"model": args.start, "correct": scores, "seconds": round(time.perf_counter() - started, 1)}, args)
 
 
-def case_cell(name: str, args: argparse.Namespace) -> None:
-    """Train the case's custom model (resumable), score what shipped against the start model."""
-    case, forced = name.removesuffix("-finetuned"), name.endswith("-finetuned")
+def case_cell(cell: str, name: str, args: argparse.Namespace) -> None:
+    """Train the case's custom model (resumable), score what shipped against the start model; ``name``:
+    the cell's JSON and run folder (the cell, and the seed when not 0)."""
+    case, forced = cell.removesuffix("-finetuned"), cell.endswith("-finetuned")
     start_json = RESULTS / "start.json"
     if not start_json.exists():
         raise SystemExit("run the 'start' cell first")
@@ -211,7 +212,8 @@ def case_cell(name: str, args: argparse.Namespace) -> None:
         shipped = start_scores
     else:
         shipped = correctness(ckpt, sets, args.threads)
-    save(name, {"case": case, "user_file": str(data), "user_pairs": len(pairs_of(data)) if not dsp else None,
+    save(name, {"case": case, "seed": args.seed, "user_file": str(data),
+                "user_pairs": len(pairs_of(data)) if not dsp else None,
                 "train_pairs": training.get("train_pairs"), "valid_pairs": training.get("valid_pairs"),
                 "start_valid": training.get("start_valid"), "best_valid": training.get("best_valid"),
                 "steps": training.get("steps"), "train_command": " ".join(cmd),
@@ -266,16 +268,18 @@ def main() -> None:
     parser.add_argument("train_args", nargs="*", help="after --: more lite-rm train flags")
     args = parser.parse_args()
     RESULTS = Path(args.results)
-    for name in args.cells:
+    for cell in args.cells:
+        # another seed is another cell (its own JSON and run folder); seed 0 keeps the plain names
+        name = f"{cell}-seed{args.seed}" if args.seed and cell != "start" else cell
         if (RESULTS / f"{name}.json").exists() and name not in args.redo:
             print(f"{name}: done ({RESULTS / name}.json)")
             continue
         if name == "start":
             start_cell(args)
-        elif name.removesuffix("-finetuned") in CASES:
-            case_cell(name, args)
+        elif cell.removesuffix("-finetuned") in CASES:
+            case_cell(cell, name, args)
         else:
-            raise SystemExit(f"unknown cell {name!r}: start, {', '.join(CASES)}, or <case>-finetuned")
+            raise SystemExit(f"unknown cell {cell!r}: start, {', '.join(CASES)}, or <case>-finetuned")
     if args.report:
         print(report())
 
