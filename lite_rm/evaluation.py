@@ -114,6 +114,24 @@ def paired_accuracy_interval(a: np.ndarray, b: np.ndarray, confidence: float = 0
     return (float(low), float(high))
 
 
+def accuracy_interval(correct: np.ndarray, confidence: float = 0.95, resamples: int = 2000,
+                      seed: int = 0) -> tuple[float, float]:
+    """Bootstrap interval of one model's accuracy from its per-pair correctness (:func:`pair_correctness`).
+
+    Pairs are resampled independently: pairs cut from one response list share a prompt, so for listwise
+    data (DSP) the interval is, if anything, a little narrow.
+    """
+    return paired_accuracy_interval(correct, np.zeros(len(correct)), confidence, resamples, seed)
+
+
+def accuracy_half_width(accuracy: float, pairs: int) -> float:
+    """Half-width of the normal-approximation 95% interval of an accuracy over ``pairs`` pairs (for log
+    lines, where a bootstrap per validation would cost more than it tells)."""
+    if pairs <= 0 or accuracy != accuracy:  # no pairs, or NaN
+        return float("nan")
+    return 1.96 * float(np.sqrt(max(accuracy * (1.0 - accuracy), 0.0) / pairs))
+
+
 def evaluate(score: ScoreFn, sets: Sequence[EvalSet], loaded: dict[str, list[PreferencePair]] | None = None
              ) -> dict[str, dict[str, Any]]:
     """Pairwise accuracy on every set (and per opponent for multi-domain data).
@@ -202,13 +220,13 @@ def _opponents(rows: dict[str, dict[str, dict[str, Any]]], sets: list[str]) -> l
     return sorted(found, key=lambda o: (o == "normal", o))
 
 
-def write_results(folder: str | Path, rows: dict[str, dict[str, dict[str, Any]]], extra: dict[str, Any] | None = None
-                  ) -> tuple[Path, Path]:
-    """Write ``results.md`` and ``results.json`` into ``folder``."""
+def write_results(folder: str | Path, rows: dict[str, dict[str, dict[str, Any]]], extra: dict[str, Any] | None = None,
+                  appendix: str = "") -> tuple[Path, Path]:
+    """Write ``results.md`` (the table, then ``appendix``: more markdown) and ``results.json`` into ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     md, js = folder / "results.md", folder / "results.json"
-    write_text_atomic(md, results_table(rows))
+    write_text_atomic(md, results_table(rows) + appendix)
     payload = {"results": rows, "general_avg": {k: general_average(v) for k, v in rows.items()}, **(extra or {})}
     write_text_atomic(js, json.dumps(payload, indent=2, sort_keys=True) + "\n")
     return md, js

@@ -39,6 +39,7 @@ _KEYS = {
     "imitation_coef": "custom.imitation_coef", "replay_share": "custom.replay_share",
     "l2sp_coef": "custom.l2sp_coef", "freeze_layers": "custom.freeze_layers",
     "freeze_embeddings": "custom.freeze_embeddings", "interpolate": "custom.interpolate", "seed": "seed",
+    "choose": "custom.choose",
     "max_length": "max_length", "bf16": "bf16", "device": "device", "processes": "processes",
     "dropout": "dropout", "threads": "threads", "multitask": "custom.multitask",
 }
@@ -120,6 +121,11 @@ def _config(config_file: str | None, flags: dict[str, Any], settings: tuple[str,
 @click.option("--freeze-layers", type=int, help="Freeze the lowest N transformer layers in the custom stage.")
 @click.option("--freeze-embeddings/--train-embeddings", default=None, help="Freeze the embeddings in the custom stage.")
 @click.option("--interpolate", help="Weight interpolation: off, auto (chosen on validation) or a number in [0, 1].")
+@click.option("--choose", type=click.Choice(["validated", "finetuned", "start"]),
+              help="What the custom stage ships: validated = the fine-tuned model or a mix only if it beats the "
+                   "start model on the custom validation pairs (paired bootstrap) and keeps general accuracy, "
+                   "else the start model; finetuned = as --interpolate sets it, unchecked; start = the start "
+                   "model. [default: validated]")
 @click.option("--epochs", type=float, help="Epochs of every reward stage (general and custom).")
 @click.option("--max-steps", type=int, help="Stop every stage after this many steps (quick runs).")
 @click.option("--seed", type=int, help="Seed for data order, masking, dropout and head initialization.")

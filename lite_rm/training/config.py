@@ -31,6 +31,7 @@ from lite_rm.training.metrics import REPORTERS
 STAGES = ("base", "general", "custom")
 DROPOUT_CHOICES = ("all", "hidden", "off")
 INTERPOLATE_CHOICES = ("off", "auto")
+CHOOSE_CHOICES = ("validated", "finetuned", "start")  # custom.choose (lite_rm.training.selection)
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 POOLING_CHOICES = ("cls", "mean")
 
@@ -208,9 +209,19 @@ class CustomStageConfig(OptimConfig):
             ``alpha * custom + (1 - alpha) * general`` on the validation splits); or a number in
             [0, 1] used as is (default 0.5: the study's best trade-off on domains that agree with the
             general preferences).
-        interpolate_tolerance: with ``auto``, the largest drop of general validation accuracy
-            (vs. the general model) accepted, and at least one standard error of that accuracy (a
-            smaller drop is noise); among those alphas the best custom accuracy wins.
+        interpolate_tolerance: with ``auto`` and ``choose = "validated"``, the largest drop of general
+            validation accuracy (vs. the start model) accepted, and at least one standard error of that
+            accuracy (a smaller drop is noise); among those alphas the best custom accuracy wins.
+        choose: what the stage ships (:mod:`lite_rm.training.selection`). ``validated``: the start
+            model, the fine-tuned model and their mixes (the ``interpolate`` grid; with a number, that
+            mix is preferred; ``off``: no mixes) are scored on the custom validation pairs and the
+            general held-out pairs; a candidate other than the start model ships only if it keeps
+            general validation accuracy within ``interpolate_tolerance`` and beats the start model on
+            the custom validation pairs by a paired bootstrap, else the start model ships and the log
+            says so. ``finetuned``: the fine-tuned model as ``interpolate`` sets it, unchecked (the
+            behaviour before this key). ``start``: the start model. The choice and every candidate's
+            figures go into ``lite_rm.json`` (``training.choice``) and ``results.md``. A ``multitask``
+            model ships its configured interpolation (not validated yet).
         multitask: train ONE model for all ``domains`` (``custom-multitask/``): a head per domain on a
             shared encoder, the general pairs training the general head (:mod:`lite_rm.training.multitask`).
     """
@@ -242,6 +253,9 @@ class CustomStageConfig(OptimConfig):
     freeze_embeddings: bool = False
     freeze_layers: int = 0
     interpolate_tolerance: float = 0.01
+    # validated: never ship weights that do not beat the start model on the user's own validation pairs
+    # (issue 29: 1,000 long-answer pairs made a model worse at them and at the general sets, silently)
+    choose: str = "validated"
     multitask: bool = False
 
     def __post_init__(self) -> None:
@@ -274,6 +288,8 @@ class CustomStageConfig(OptimConfig):
         ok = value in INTERPOLATE_CHOICES or (isinstance(value, (int, float)) and _number(value) and 0 <= value <= 1)
         _check(ok, "custom.interpolate", "'off', 'auto' or a number in [0, 1]", self.interpolate)
         _fraction("custom.interpolate_tolerance", self.interpolate_tolerance, upper_open=False)
+        _check(self.choose in CHOOSE_CHOICES, "custom.choose", " or ".join(repr(c) for c in CHOOSE_CHOICES),
+               self.choose)
         _boolean("custom.multitask", self.multitask)
         if self.multitask:
             combined = (("custom.data", bool(self.data)), ("interpolate = auto", self.interpolate == "auto"),

@@ -2,22 +2,26 @@
 
 :func:`run_custom` reads top to bottom: the data (:func:`load_custom_data`), the model and the
 preservation options around it (:func:`setup_preservation`), the step (:func:`custom_step`), the
-loop, then weight interpolation (:func:`interpolate_toward_start`) and the checkpoint.
+loop, then the choice of the weights to ship among the start model, the fine-tuned model and their
+interpolations (:func:`choose_shipped`, rule in :mod:`lite_rm.training.selection`) and the checkpoint.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from lite_rm.encoding import load_tokenizer, pad_batch, pad_id_of
+from lite_rm.evaluation import accuracy_interval
 from lite_rm.training import mlm as mlm_lib
-from lite_rm.training import parallel, steps
+from lite_rm.training import parallel, selection, steps
 from lite_rm.training.batching import PairData, add_replay, encode_preferences, plan_epochs
 from lite_rm.training.loop import StepFn, run_loop
 from lite_rm.training.modeling import (
@@ -28,12 +32,13 @@ from lite_rm.training.modeling import (
     to_torch,
     trainable_state,
 )
-from lite_rm.training.preservation import L2SP, choose_alpha, freeze, interpolate
+from lite_rm.training.preservation import ALPHA_GRID, L2SP, choose_alpha, freeze, interpolate
 from lite_rm.training.stages import (
     EvalFn,
     StageContext,
     custom_data,
     custom_validation_split,
+    general_available,
     general_pairs,
     hf_tokenizer,
     loop_args,
@@ -77,7 +82,9 @@ def load_custom_data(ctx: StageContext, target: str, tokenizer: Any) -> CustomDa
     plan, per_epoch = plan_epochs(data, cfg.batch_size, cfg.epochs, seed)
     # a fixed alpha (the default) and no replay need no general pairs at all
     general_train = general_valid = None
-    if cfg.replay_share > 0 or cfg.interpolate == "auto":
+    # the validated choice needs the general held-out pairs too, when the run has general sets at all
+    validated = cfg.choose == "validated" and general_available(ctx)
+    if cfg.replay_share > 0 or cfg.interpolate == "auto" or validated:
         g_train, _, g_valid = general_pairs(ctx)
         general_valid = encode_preferences(tokenizer, ctx.rule, g_valid)
         if cfg.replay_share > 0:
@@ -162,54 +169,101 @@ def custom_step(ctx: StageContext, model: Any, data: CustomData, keep: Preservat
     return step
 
 
-def check_start(model: Any, valid_data: PairData, pad_id: int, ctx: StageContext, target: str, start: str) -> float:
-    """The start model's accuracy on the custom validation pairs, with a warning when it is below chance.
+def check_start(model: Any, valid_data: PairData, pad_id: int, ctx: StageContext, target: str,
+                start: str) -> np.ndarray:
+    """The start model's per-pair correctness on the custom validation pairs (logged as an accuracy with
+    its pair count and 95% interval), with a warning when it is below chance.
 
     Below chance the start model's preferences oppose the custom data's. The study (bench/STUDY.md)
     found that for such domains (DSP entertainment from the general model) a start from the plain
     encoder learns more from a few hundred pairs (without the general preferences); the user should
     know before spending the training time.
     """
-    acc = steps.pair_accuracy(model, valid_data, pad_id, ctx.bf16, ctx.config.eval_batch_size)
-    logger.info("custom %s: the start model scores %.3f on the validation pairs", target, acc)
+    correct = steps.pair_correct(model, valid_data, pad_id, ctx.bf16, ctx.config.eval_batch_size)
+    acc = float(np.mean(correct))
+    low, high = accuracy_interval(correct, seed=ctx.config.seed)
+    logger.info("custom %s: the start model scores %.3f on the validation pairs (%d pairs, 95%% interval "
+                "[%.3f, %.3f])", target, acc, len(correct), low, high)
     if acc < 0.5:
         logger.warning(
             "custom %s: the start model (%s) scores %.3f on the validation pairs, below chance: its preferences "
             "oppose this data's. With few pairs a start from the plain encoder (--stages custom --model default) "
             "learned the domain better in the study (bench/STUDY.md), at the price of the general preferences.",
             target, start, acc)
-    return acc
+    return correct
 
 
-def interpolate_toward_start(
-    ctx: StageContext, model: Any, start_state: dict[str, torch.Tensor], data: CustomData, pad_id: int
+def configured_alpha(ctx: StageContext) -> float | None:
+    """The mix ``custom.interpolate`` names: a number, 1.0 for ``off``, ``None`` for ``auto`` (chosen)."""
+    value = ctx.config.custom.interpolate
+    return None if value == "auto" else 1.0 if value == "off" else float(value)
+
+
+def choose_shipped(
+    ctx: StageContext, model: Any, start_state: dict[str, torch.Tensor], data: CustomData, pad_id: int,
+    start_correct: np.ndarray | None, target: str,
 ) -> dict[str, Any]:
-    """Load ``alpha * custom + (1 - alpha) * start`` into ``model``, alpha fixed or chosen on validation.
+    """Load the weights to ship into ``model``: ``alpha * fine-tuned + (1 - alpha) * start``, alpha as
+    ``custom.choose`` decides (:mod:`lite_rm.training.selection`), and log the choice.
+
+    Scoring a candidate costs one pass over the custom validation pairs and the general held-out pairs
+    (a few hundred each); the start model's custom figures come from :func:`check_start`.
 
     Returns:
-        The ``interpolation`` record of the training summary (alpha, and the grid when chosen).
+        The training summary's records: ``interpolation`` (alpha, and the grid when one was scored) and
+        ``choice`` (:class:`selection.Choice`).
     """
     cfg, batch_size = ctx.config.custom, ctx.config.eval_batch_size
+    started = time.perf_counter()
     custom_state = trainable_state(model)
+    general = data.general_valid if data.general_valid is not None and len(data.general_valid) else None
+    general_n = len(general) if general is not None else 0
 
-    @functools.cache  # the reference (alpha 0) is also a grid point: score it once
-    def accuracies(alpha: float) -> tuple[float, float]:
+    @functools.cache  # each alpha is scored once, whichever rule asks
+    def scored(alpha: float) -> tuple[np.ndarray, float | None]:
         model.load_state_dict(interpolate(start_state, custom_state, alpha))
-        general = data.general_valid
-        general_acc = steps.pair_accuracy(model, general, pad_id, ctx.bf16, batch_size) if general else 0.0
-        return steps.pair_accuracy(model, data.valid, pad_id, ctx.bf16, batch_size), general_acc
+        own = start_correct if alpha == 0.0 and start_correct is not None else \
+            steps.pair_correct(model, data.valid, pad_id, ctx.bf16, batch_size)
+        general_acc = steps.pair_accuracy(model, general, pad_id, ctx.bf16, batch_size) if general else None
+        return own, general_acc
 
-    record: dict[str, Any]
-    if cfg.interpolate == "auto":
-        general_ref = accuracies(0.0)[1]
-        general_pairs_n = len(data.general_valid) if data.general_valid else 0
-        alpha, rows = choose_alpha(accuracies, general_ref, cfg.interpolate_tolerance, general_pairs=general_pairs_n)
-        record = {"alpha": alpha, "general_valid_reference": general_ref, "grid": rows}
+    def grid_rows(alphas: list[float]) -> list[dict[str, Any]]:
+        return [{"alpha": a, "custom_valid": float(np.mean(scored(a)[0])), "general_valid": scored(a)[1]}
+                for a in alphas]
+
+    preferred = configured_alpha(ctx)
+    record: dict[str, Any] = {}
+    if not len(data.valid):  # nothing to validate on: the configured mix (auto: the fine-tuned model)
+        alpha = 0.0 if cfg.choose == "start" else preferred if preferred is not None else 1.0
+        choice = selection.unchecked(cfg.choose, alpha)
+    elif cfg.choose == "validated":
+        grid = [0.0, 1.0] if cfg.interpolate == "off" else sorted({*ALPHA_GRID, *([preferred] if preferred else [])})
+        choice = selection.choose_validated({a: scored(a) for a in grid}, cfg.interpolate_tolerance, general_n,
+                                            preferred, ctx.config.seed)
+        record["grid"] = grid_rows(grid)
     else:
-        alpha = float(cfg.interpolate)
-        record = {"alpha": alpha}
-    model.load_state_dict(interpolate(start_state, custom_state, alpha))
-    return record
+        alpha = preferred if preferred is not None else 1.0
+        if cfg.choose == "finetuned" and preferred is None:  # auto: alpha > 0 chosen on the validation splits
+            def evaluate(a: float) -> tuple[float, float]:
+                return float(np.mean(scored(a)[0])), scored(a)[1] or 0.0
+            alpha, record["grid"] = choose_alpha(evaluate, evaluate(0.0)[1], cfg.interpolate_tolerance,
+                                                 general_pairs=general_n)
+            record["general_valid_reference"] = scored(0.0)[1]
+        shipped = 0.0 if cfg.choose == "start" else alpha
+        choice = selection.forced(cfg.choose, shipped, {a: scored(a) for a in {0.0, alpha}},
+                                  cfg.interpolate_tolerance, general_n, ctx.config.seed)
+    seconds = time.perf_counter() - started
+    logger.info("custom %s: %d candidates scored on the validation pairs in %.0fs", target, len(choice.candidates),
+                seconds)
+    for line in selection.describe(choice.to_dict()):
+        logger.info("custom %s: %s", target, line)
+    if choice.kept_start and cfg.choose == "validated":
+        logger.warning("custom %s: %s", target, choice.reason)
+    else:
+        logger.info("custom %s: shipped %s (alpha %g): %s", target, choice.shipped, choice.alpha, choice.reason)
+    model.load_state_dict(interpolate(start_state, custom_state, choice.alpha))
+    return {"interpolation": {"alpha": choice.alpha, **record},
+            "choice": choice.to_dict() | {"seconds": round(seconds, 1)}}
 
 
 def run_custom(
@@ -234,7 +288,7 @@ def run_custom(
     model = load_reward_model(start, ctx.config.seed, ctx.config.dropout, ctx.config.pooling).to(ctx.device)
     start_state = trainable_state(model)
     main = parallel.is_main()  # with several processes, only process 0 checks, interpolates and writes
-    start_valid = check_start(model, data.valid, pad_id, ctx, target, start) if len(data.valid) and main else None
+    start_correct = check_start(model, data.valid, pad_id, ctx, target, start) if len(data.valid) and main else None
     keep = setup_preservation(ctx, model, start, mlm_source)
 
     def validate() -> float:
@@ -243,16 +297,15 @@ def run_custom(
     result = run_loop(modules=keep.modules, named_params=keep.named, plan=data.plan,
                       step_fn=custom_step(ctx, model, data, keep, pad_id), optim=cfg,
                       steps_per_epoch=data.steps_per_epoch, validate=validate if len(data.valid) else None,
-                      after_step=keep.l2sp.pull if keep.l2sp is not None else None,
+                      after_step=keep.l2sp.pull if keep.l2sp is not None else None, valid_pairs=len(data.valid),
                       **loop_args(ctx, f"custom-{target}"))
+    start_valid = float(np.mean(start_correct)) if start_correct is not None else None
     summary = summary_of(result) | {"train_pairs": len(data.train), "valid_pairs": len(data.valid),
                                     "frozen": len(keep.frozen), "listwise": data.listwise,
                                     "start_valid": start_valid}
     if not main:
         return summary
-    if cfg.interpolate != "off":
-        summary["interpolation"] = interpolate_toward_start(ctx, model, start_state, data, pad_id)
-        logger.info("custom %s: interpolation alpha %.2f", target, summary["interpolation"]["alpha"])
+    summary |= choose_shipped(ctx, model, start_state, data, pad_id, start_correct, target)
 
     metrics = evaluate(model) if evaluate else {}
     save_checkpoint(model, hf_tokenizer(start), out, ctx.rule, stage="custom", base_model=str(start),

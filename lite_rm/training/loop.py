@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from lite_rm.evaluation import accuracy_half_width
 from lite_rm.training import parallel
 from lite_rm.training.config import OptimConfig
 from lite_rm.training.metrics import StageMetrics, report_to_of_run
@@ -111,9 +112,11 @@ def _snapshot(modules: dict[str, torch.nn.Module]) -> dict[str, dict[str, torch.
 
 
 def _validated(
-    loop: LoopState, result: LoopResult, metric: float, modules: dict[str, torch.nn.Module], patience: int, desc: str
+    loop: LoopState, result: LoopResult, metric: float, modules: dict[str, torch.nn.Module], patience: int, desc: str,
+    pairs: int = 0,
 ) -> None:
-    """Record a validation: keep the best weights, count validations without gain, stop on patience."""
+    """Record a validation: keep the best weights, count validations without gain, stop on patience.
+    ``pairs``: how many pairs the metric is an accuracy over (logged with its 95% half-width)."""
     for module in modules.values():
         module.train()
     result.valid.append({"step": loop.step, "metric": metric})
@@ -122,7 +125,8 @@ def _validated(
         loop.best = _snapshot(modules)
     else:
         loop.bad_evals += 1
-    logger.info("%s step %d: validation %.4f (best %.4f)", desc, loop.step, metric, result.best_valid)
+    noise = f" ± {accuracy_half_width(metric, pairs):.3f} at 95%, {pairs} pairs" if pairs else ""
+    logger.info("%s step %d: validation %.4f%s (best %.4f)", desc, loop.step, metric, noise, result.best_valid)
     if patience and loop.bad_evals >= patience:
         logger.info("%s: no improvement in %d validations, stopping early", desc, loop.bad_evals)
         result.stopped_early = True
@@ -238,6 +242,7 @@ def run_loop(
     after_step: Callable[[float], None] | None = None,
     desc: str = "train",
     report_to: Sequence[str] | None = None,
+    valid_pairs: int = 0,
 ) -> LoopResult:
     """Train ``modules`` over ``plan`` with AdamW and a linear warm-up/decay schedule.
 
@@ -263,6 +268,8 @@ def run_loop(
         report_to: where the logged rows go besides ``RUN/.metrics/<stage>.jsonl``
             (:mod:`lite_rm.training.metrics`): ``tensorboard``, ``wandb``; ``None``: the run's
             ``config.json`` ``report_to``.
+        valid_pairs: the pairs ``validate``'s accuracy is over (its log line shows them and a 95%
+            interval); 0: not an accuracy over pairs, logged bare.
 
     Returns:
         The :class:`LoopResult`; the modules hold the best validated weights (or the last ones).
@@ -286,7 +293,8 @@ def run_loop(
                 if main:
                     _show(bar, row, desc, total, sink)
             if validate is not None and run.due(eval_every):
-                _validated(loop, result, parallel.broadcast_metric(validate), modules, optim.patience, desc)
+                _validated(loop, result, parallel.broadcast_metric(validate), modules, optim.patience, desc,
+                           valid_pairs)
                 if sink is not None:
                     sink.log("valid", result.valid[-1])
                 run.window.start = time.perf_counter()  # validation time is not training throughput

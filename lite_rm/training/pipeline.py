@@ -157,6 +157,15 @@ def _needs_data_dir(config: TrainConfig) -> bool:
             or (uses_custom and not config.custom.data))
 
 
+def _optional_data_dir(config: TrainConfig) -> Path:
+    """The data folder when there is one, though every file the run trains and evaluates on was given: the
+    custom stage's validated choice still checks general accuracy on the general held-out pairs."""
+    try:
+        return resolve_data_dir(config.data_dir or None)
+    except FileNotFoundError:
+        return Path(".")
+
+
 def general_kept(rows: dict[str, Any]) -> dict[str, float]:
     """Per custom model, its general average minus the general model's (helpful/harmless/WebGPT)."""
     from lite_rm.evaluation import general_average
@@ -234,6 +243,7 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, device: Any) -> d
     from lite_rm.training import parallel
     from lite_rm.training.metrics import publish
     from lite_rm.training.modeling import resolve_bf16, torch_score_fn, torch_threads
+    from lite_rm.training.selection import choice_table
     from lite_rm.training.stages import StageContext
 
     run = Path(config.output_dir)
@@ -248,7 +258,7 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, device: Any) -> d
         write_text_atomic(run / DATA_FILE, json.dumps(data_identity(config), indent=1) + "\n")
     parallel.barrier()
 
-    data_dir = resolve_data_dir(config.data_dir or None) if _needs_data_dir(config) else Path(".")
+    data_dir = resolve_data_dir(config.data_dir or None) if _needs_data_dir(config) else _optional_data_dir(config)
     rule = InputRule(max_length=config.max_length)
     bf16 = resolve_bf16(config.bf16, device)
     threads = resolve_threads(config.threads)
@@ -297,7 +307,7 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, device: Any) -> d
     extra = {"training": summaries, "general_kept": general_kept(rows), "stage_seconds": timings, "threads": threads,
              "bf16": bf16, "device": str(device), "processes": parallel.world_size(), "config": config.to_dict()}
     if main:
-        md, js = write_results(run, rows, extra)
+        md, js = write_results(run, rows, extra, appendix=choice_table(summaries))
         logger.info("results: %s, %s", md, js)
         shutil.rmtree(run / ".state", ignore_errors=True)
     parallel.barrier()

@@ -8,11 +8,12 @@ toward the stage-2 weights, and interpolation between the general and the custom
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+
+from lite_rm.training.selection import general_tolerance
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +120,7 @@ def choose_alpha(
     Returns:
         The chosen alpha, and one row per alpha tried.
     """
-    if general_pairs > 0:
-        tolerance = max(tolerance, math.sqrt(0.25 / general_pairs))
+    tolerance = general_tolerance(tolerance, general_pairs)
     rows = []
     for alpha in grid:
         custom_acc, general_acc = evaluate(alpha)

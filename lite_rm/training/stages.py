@@ -67,6 +67,12 @@ def general_sources(ctx: StageContext) -> dict[str, str]:
     return {name: _recorded(source) for name, source in sets.items()}
 
 
+def general_available(ctx: StageContext) -> bool:
+    """Whether the run has general sets to read: ``general.sets``, or the data folder's default files
+    (a custom-only run on the user's own data may have no data folder)."""
+    return bool(ctx.config.general.sets) or all(Path(s).exists() for s in general_sources(ctx).values())
+
+
 def custom_source(ctx: StageContext, target: str) -> tuple[str, str | None, dict[str, Any]]:
     """A custom target's data: (source, DSP domain or ``None``, how to read it)."""
     cfg = ctx.config.custom
@@ -287,7 +293,7 @@ def run_general(ctx: StageContext, start: str, out: Path, evaluate: EvalFn | Non
 
     result = run_loop(modules={"model": model}, named_params=list(model.named_parameters()), plan=general.plan,
                       step_fn=step, optim=cfg, steps_per_epoch=general.steps_per_epoch, validate=validate,
-                      **loop_args(ctx, "general"))
+                      valid_pairs=len(general.valid), **loop_args(ctx, "general"))
     summary = summary_of(result) | general.summary
     if parallel.is_main():  # one process evaluates and writes; the pipeline waits for it
         metrics = evaluate(model) if evaluate else {}
