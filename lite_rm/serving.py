@@ -11,7 +11,15 @@ Endpoints (JSON in, JSON out):
   b)), or ``{"items": [{"prompt", "a", "b"}, ...]}`` -> ``{"probabilities": [...]}``.
 * ``POST /openrlhf`` (also ``/get_reward``): the request of OpenRLHF's remote reward model client,
   ``{"query": [prompt + response, ...], "prompts": [prompt, ...]}`` -> ``{"rewards": [...]}``; each query
-  must start with its prompt (the rest is the response).
+  must start with its prompt (the rest is the response); the answer also carries ``scores`` (the same
+  values) and ``extra_logs``, as OpenRLHF's own ``serve_rm`` does.
+* ``POST /rank``: ``{"prompt", "responses", "top_k"?}`` -> ``{"results": [{"corpus_id", "score", "text"}, ...]}``
+  best first (sentence-transformers' ``CrossEncoder.rank`` records).
+* ``GET /openapi.json``: an OpenAPI description of the endpoints (needs the key, when the server has one).
+
+``/score``, ``/preference`` and ``/rank`` take an optional ``"head"``: one of the bundle's heads (or
+``"default"``) instead of the server's ``--head`` (only names: a client cannot make the server read a file).
+A field the endpoint does not know is refused (422 naming it) rather than silently ignored.
 
 Texts may be chat messages (``[{"role", "content"}, ...]``), rendered as in training. Requests are
 scored together: a :class:`Batcher` collects the pairs of all requests that arrive within a short
@@ -41,8 +49,9 @@ import numpy as np
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
+from lite_rm import __version__
 from lite_rm.data.formats import render_messages
 from lite_rm.data.records import DataError
 from lite_rm.data.text import bad_text
@@ -120,9 +129,19 @@ def _list(body: dict[str, Any], name: str, limit: int, cost: int = 1) -> list[An
     return value
 
 
+def _known(body: dict[str, Any], allowed: tuple[str, ...], where: str = "") -> None:
+    """A 422 naming the first field not in ``allowed``: a misspelt ``top_k`` or ``head`` silently ignored
+    would give a wrong answer that looks right."""
+    for key in body:
+        if key not in allowed:
+            raise RequestError(422, f"{where}.{key}" if where else key,
+                               f"unknown field; expected some of {list(allowed)}")
+
+
 def _object(value: Any, name: str, keys: tuple[str, ...]) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise RequestError(422, name, f"expected a JSON object with {list(keys)}, found {type(value).__name__}")
+    _known(value, keys, name)
     for key in keys:
         if key not in value:
             raise RequestError(422, f"{name}.{key}", f"missing; found fields {sorted(value)[:10]}")
@@ -131,6 +150,7 @@ def _object(value: Any, name: str, keys: tuple[str, ...]) -> dict[str, Any]:
 
 def parse_score(body: dict[str, Any], max_rows: int) -> tuple[list[str], list[str]]:
     """(prompts, responses) of a ``/score`` request: ``prompt`` + ``responses``, or ``pairs``."""
+    _known(body, ("pairs", "head") if "pairs" in body else ("prompt", "responses", "head"))
     if "pairs" in body:
         pairs = [_object(p, f"pairs[{i}]", ("prompt", "response")) for i, p in
                  enumerate(_list(body, "pairs", max_rows))]
@@ -147,7 +167,8 @@ def parse_score(body: dict[str, Any], max_rows: int) -> tuple[list[str], list[st
 def parse_preference(body: dict[str, Any], max_rows: int) -> tuple[list[str], list[str], list[str], bool]:
     """(prompts, a, b, single) of a ``/preference`` request: one ``prompt``/``a``/``b``, or ``items``."""
     single = "items" not in body
-    items = [_object(body, "", ("prompt", "a", "b"))] if single else [
+    _known(body, ("prompt", "a", "b", "head") if single else ("items", "head"))
+    items = [_object({k: v for k, v in body.items() if k != "head"}, "", ("prompt", "a", "b"))] if single else [
         _object(item, f"items[{i}]", ("prompt", "a", "b")) for i, item in enumerate(_list(body, "items", max_rows, 2))]
 
     def texts(key: str) -> list[str]:
@@ -159,6 +180,7 @@ def parse_preference(body: dict[str, Any], max_rows: int) -> tuple[list[str], li
 def parse_openrlhf(body: dict[str, Any], max_rows: int) -> tuple[list[str], list[str]]:
     """(prompts, responses) of an OpenRLHF ``{"query": [...], "prompts": [...]}`` request: each query is
     its prompt followed by the response, the way OpenRLHF's remote reward client sends them."""
+    _known(body, ("query", "prompts", "labels"))  # newer OpenRLHF clients also send labels: accepted, unused
     queries = [_text(q, f"query[{i}]") for i, q in enumerate(_list(body, "query", max_rows))]
     prompts = [_text(p, f"prompts[{i}]") for i, p in enumerate(_list(body, "prompts", max_rows))]
     if len(prompts) != len(queries):
@@ -170,6 +192,20 @@ def parse_openrlhf(body: dict[str, Any], max_rows: int) -> tuple[list[str], list
     return prompts, [q[len(p):] for q, p in zip(queries, prompts, strict=True)]
 
 
+def parse_rank(body: dict[str, Any], max_rows: int) -> tuple[str, list[str], list[Any], int | None]:
+    """(prompt, responses, the responses as sent, top_k) of a ``/rank`` request."""
+    _known(body, ("prompt", "responses", "top_k", "head"))
+    if "prompt" not in body:
+        raise RequestError(422, "prompt", f"missing; found fields {sorted(body)[:10]}")
+    prompt = _text(body["prompt"], "prompt")
+    sent = _list(body, "responses", max_rows)
+    responses = [_text(r, f"responses[{i}]") for i, r in enumerate(sent)]
+    top_k = body.get("top_k")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise RequestError(422, "top_k", f"expected a positive integer or null, found {top_k!r}")
+    return prompt, responses, sent, top_k
+
+
 # -- dynamic batching ------------------------------------------------------------------------------------
 
 @dataclass
@@ -177,6 +213,7 @@ class _Job:
     prompts: list[str]
     responses: list[str]
     future: asyncio.Future[np.ndarray] = field(repr=False)
+    head: str | None = None  # None: the server's own head
 
 
 class Batcher:
@@ -203,8 +240,8 @@ class Batcher:
             await self._queue.put(None)
             await self._task
 
-    async def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
-        job = _Job(prompts, responses, asyncio.get_running_loop().create_future())
+    async def score(self, prompts: list[str], responses: list[str], head: str | None = None) -> np.ndarray:
+        job = _Job(prompts, responses, asyncio.get_running_loop().create_future(), head)
         await self._queue.put(job)
         return await job.future
 
@@ -236,23 +273,31 @@ class Batcher:
             if first is None:
                 break
             jobs, stopping = await self._collect(first)
-            prompts = [p for job in jobs for p in job.prompts]
-            responses = [r for job in jobs for r in job.responses]
-            try:
-                scores = await asyncio.to_thread(self.scorer.score_pairs, prompts, responses)
-            except Exception as err:  # never let one bad batch end the worker: every waiter gets the error
-                logger.exception("scoring a batch of %d pairs failed", len(prompts))
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(err)
-                continue
-            self.calls += 1
-            self.pairs += len(prompts)
-            start = 0
+            # Requests that ask for different heads are scored in one call per head (in arrival order).
+            by_head: dict[str | None, list[_Job]] = {}
             for job in jobs:
-                if not job.future.done():  # a client that went away cancelled its future
-                    job.future.set_result(scores[start:start + len(job.prompts)])
-                start += len(job.prompts)
+                by_head.setdefault(job.head, []).append(job)
+            for head, group in by_head.items():
+                await self._score_group(group, head)
+
+    async def _score_group(self, jobs: list[_Job], head: str | None) -> None:
+        prompts = [p for job in jobs for p in job.prompts]
+        responses = [r for job in jobs for r in job.responses]
+        try:
+            scores = await asyncio.to_thread(self.scorer.score_pairs, prompts, responses, head)
+        except Exception as err:  # never let one bad batch end the worker: every waiter gets the error
+            logger.exception("scoring a batch of %d pairs failed", len(prompts))
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(err)
+            return
+        self.calls += 1
+        self.pairs += len(prompts)
+        start = 0
+        for job in jobs:
+            if not job.future.done():  # a client that went away cancelled its future
+                job.future.set_result(scores[start:start + len(job.prompts)])
+            start += len(job.prompts)
 
 
 # -- the application -------------------------------------------------------------------------------------
@@ -304,14 +349,32 @@ class RewardServer:
 
     def app(self) -> Starlette:
         """The Starlette application (give it to uvicorn)."""
-        routes = [
+        routes: list[BaseRoute] = [
             Route("/health", self.health, methods=["GET"]),
             Route("/score", self._endpoint(self._score), methods=["POST"]),
             Route("/preference", self._endpoint(self._preference), methods=["POST"]),
+            Route("/rank", self._endpoint(self._rank), methods=["POST"]),
             Route("/openrlhf", self._endpoint(self._openrlhf), methods=["POST"]),
             Route("/get_reward", self._endpoint(self._openrlhf), methods=["POST"]),
         ]
+        routes.append(Route("/openapi.json", self._openapi(routes), methods=["GET"], include_in_schema=False))
         return Starlette(routes=routes, lifespan=self._lifespan)
+
+    def _openapi(self, routes: list[BaseRoute]) -> Callable[[Request], Awaitable[Response]]:
+        """GET /openapi.json: Starlette's SchemaGenerator, built from the endpoints' docstrings (the YAML after
+        ``---``). Like every endpoint but /health, it needs the key when the server has one."""
+        from starlette.schemas import SchemaGenerator
+
+        generator = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "lite-rm serve", "version": __version__}})
+        schema = generator.get_schema(routes)
+
+        async def openapi(request: Request) -> Response:
+            try:
+                self._authorize(request)
+            except RequestError as err:
+                return err.response()
+            return JSONResponse(schema)
+        return openapi
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -337,6 +400,14 @@ class RewardServer:
         logger.info("loaded %s in %.1fs; ready", self.bundle, time.perf_counter() - t0)
 
     async def health(self, request: Request) -> Response:
+        """Whether the model is loaded (never needs the key; details only with it).
+        ---
+        summary: Readiness
+        responses:
+          200: {description: '{"status": "ready"}, with the bundle, heads and counters when authorized'}
+          503: {description: '{"status": "loading"}'}
+          500: {description: '{"status": "failed"}: the bundle could not be loaded'}
+        """
         # Without the key, only whether the server is ready: the bundle's path and its users' head
         # names are not for anyone who can reach the port.
         details = self._authorized(request)
@@ -381,6 +452,7 @@ class RewardServer:
     def _endpoint(self, handle: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
                   ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
+            # (the handler's docstring, below, describes this endpoint in /openapi.json)
             try:
                 self._authorize(request)
                 if self.batcher is None:
@@ -395,28 +467,86 @@ class RewardServer:
                 logger.info("%s %s: the client disconnected before sending the whole request",
                             request.method, request.url.path)
                 return Response(status_code=499)
+        endpoint.__doc__ = handle.__doc__
         return endpoint
 
-    async def _pairs(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+    async def _pairs(self, prompts: list[str], responses: list[str], head: str | None = None) -> np.ndarray:
         assert self.batcher is not None  # checked by endpoint() before any handler runs
-        return await self.batcher.score(prompts, responses)
+        return await self.batcher.score(prompts, responses, head)
+
+    def _head(self, body: dict[str, Any]) -> str | None:
+        """The request's ``head``: a name among the Scorer's heads (None: the server's own head). Only
+        names: a client must not make the server read a file path or an arbitrary mixture."""
+        if "head" not in body or body["head"] is None:
+            return None
+        assert self.scorer is not None
+        head, heads = body["head"], self.scorer.heads
+        if not isinstance(head, str) or head not in heads:
+            raise RequestError(422, "head", f"unknown head {head!r}; available heads: {heads}")
+        return head
 
     async def _score(self, body: dict[str, Any]) -> dict[str, Any]:
-        scores = await self._pairs(*parse_score(body, self.limits.max_rows))
+        """Scores of responses to one prompt, or of (prompt, response) pairs.
+        ---
+        summary: Score responses
+        description: 'Body: {"prompt", "responses": [...], "head"?} or {"pairs": [{"prompt", "response"}],
+          "head"?}; texts are strings or chat messages [{"role", "content"}]. Answer: {"scores": [...]}.'
+        responses:
+          200: {description: '{"scores": [float, ...]} in the order given'}
+          422: {description: '{"error", "field"}: bad JSON, unknown field, bad type, unknown head, too many rows'}
+        """
+        head = self._head(body)
+        scores = await self._pairs(*parse_score(body, self.limits.max_rows), head)
         return {"scores": [float(s) for s in scores]}
 
     async def _preference(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Calibrated probability that response a is preferred over b.
+        ---
+        summary: Preference probability
+        description: 'Body: {"prompt", "a", "b", "head"?} or {"items": [{"prompt", "a", "b"}], "head"?}.
+          Answer: {"probability", "score_a", "score_b"} or {"probabilities": [...]}.'
+        responses:
+          200: {description: '{"probability", "score_a", "score_b"} or {"probabilities": [float, ...]}'}
+          422: {description: '{"error", "field"}'}
+        """
+        head = self._head(body)
         prompts, a, b, single = parse_preference(body, self.limits.max_rows)
-        scores = await self._pairs(prompts + prompts, a + b)  # a and b share the length-sorted batches
+        scores = await self._pairs(prompts + prompts, a + b, head)  # a and b share the length-sorted batches
         assert self.scorer is not None
-        probs = self.scorer.probability_from_scores(scores[:len(a)], scores[len(a):])
+        probs = self.scorer.probability_from_scores(scores[:len(a)], scores[len(a):], head)
         if single:
             return {"probability": float(probs[0]), "score_a": float(scores[0]), "score_b": float(scores[1])}
         return {"probabilities": [float(p) for p in probs]}
 
+    async def _rank(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Responses to one prompt ranked best first (as sentence-transformers' CrossEncoder.rank).
+        ---
+        summary: Rank responses
+        description: 'Body: {"prompt", "responses": [...], "top_k"?, "head"?}. Answer: {"results":
+          [{"corpus_id", "score", "text"}, ...]} best first; equal scores keep the order given.'
+        responses:
+          200: {description: '{"results": [{"corpus_id": int, "score": float, "text": the response}, ...]}'}
+          422: {description: '{"error", "field"}'}
+        """
+        head = self._head(body)
+        prompt, responses, sent, top_k = parse_rank(body, self.limits.max_rows)
+        scores = await self._pairs([prompt] * len(responses), responses, head)
+        order = np.argsort(-scores, kind="stable")[:top_k]  # as Scorer.rank
+        return {"results": [{"corpus_id": int(i), "score": float(scores[i]), "text": sent[i]} for i in order]}
+
     async def _openrlhf(self, body: dict[str, Any]) -> dict[str, Any]:
-        scores = await self._pairs(*parse_openrlhf(body, self.limits.max_rows))
-        return {"rewards": [float(s) for s in scores]}
+        """OpenRLHF's remote reward model protocol (also at /get_reward).
+        ---
+        summary: OpenRLHF rewards
+        description: 'Body: {"query": [prompt + response, ...], "prompts": [...], "labels"?}; each query starts
+          with its prompt. Answer: {"rewards": [...], "scores": [...], "extra_logs": {}} (scores = rewards,
+          as OpenRLHF serve_rm answers).'
+        responses:
+          200: {description: '{"rewards": [float, ...], "scores": [float, ...], "extra_logs": {}}'}
+          422: {description: '{"error", "field"}'}
+        """
+        scores = [float(s) for s in await self._pairs(*parse_openrlhf(body, self.limits.max_rows))]
+        return {"rewards": scores, "scores": scores, "extra_logs": {}}
 
 
 def is_loopback(host: str) -> bool:

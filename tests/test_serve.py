@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from lite_rm.cli import main
 from lite_rm.local_server import LocalServer, start_local_server
 from lite_rm.scorer import Scorer
+from lite_rm.serving import ServeLimits
 
 KEY = "test-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -304,3 +305,106 @@ def test_a_message_role_must_be_a_string(server: str, role: object) -> None:
     messages = [{"role": role, "content": "hi"}]
     answer = httpx.post(server + "/score", json={"prompt": messages, "responses": ["x"]}, headers=AUTH, timeout=10)
     assert answer.status_code == 422 and answer.json()["field"] == "prompt", answer.text
+
+
+# -- issue 28: per-request head, /rank, the OpenRLHF reply, unknown fields, /openapi.json -------------------
+
+def test_rank_answers_records_best_first(server: str, scorer: Scorer) -> None:
+    r = httpx.post(server + "/rank", json={"prompt": PROMPT, "responses": RESPONSES}, headers=AUTH, timeout=10)
+    assert r.status_code == 200, r.text
+    expected = scorer.rank(PROMPT, RESPONSES, return_documents=True)
+    results = r.json()["results"]
+    assert [x["corpus_id"] for x in results] == [x["corpus_id"] for x in expected]
+    assert [x["text"] for x in results] == [x["text"] for x in expected]
+    np.testing.assert_allclose([x["score"] for x in results], [x["score"] for x in expected], atol=1e-6)
+    top = httpx.post(server + "/rank", json={"prompt": PROMPT, "responses": RESPONSES, "top_k": 2}, headers=AUTH,
+                     timeout=10).json()["results"]
+    assert top == results[:2]
+    for top_k in (0, -1, "2", True):
+        bad = httpx.post(server + "/rank", json={"prompt": PROMPT, "responses": RESPONSES, "top_k": top_k},
+                         headers=AUTH, timeout=10)
+        assert bad.status_code == 422 and bad.json()["field"] == "top_k", (top_k, bad.text)
+    assert httpx.post(server + "/rank", json={"prompt": PROMPT, "responses": RESPONSES}, timeout=10).status_code == 401
+
+
+def test_openrlhf_reply_also_has_scores_and_extra_logs(server: str, scorer: Scorer) -> None:
+    body = {"query": ["User: hi\nAssistant: hello"], "prompts": ["User: hi\nAssistant:"], "labels": ["x"]}
+    for path in ("/openrlhf", "/get_reward"):
+        reply = httpx.post(server + path, json=body, headers=AUTH, timeout=10).json()
+        assert reply["scores"] == reply["rewards"] and reply["extra_logs"] == {}, reply
+        np.testing.assert_allclose(reply["rewards"], scorer.score_pairs(body["prompts"], [" hello"]), atol=1e-6)
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/score", {"prompt": PROMPT, "responses": ["x"], "top_k": 1}, "top_k"),
+    ("/score", {"prompt": PROMPT, "response": ["x"]}, "response"),
+    ("/score", {"pairs": [{"prompt": "p", "response": "r"}], "prompt": "p"}, "prompt"),
+    ("/score", {"pairs": [{"prompt": "p", "response": "r", "weight": 2}]}, "pairs[0].weight"),
+    ("/preference", {"prompt": "p", "a": "x", "b": "y", "c": "z"}, "c"),
+    ("/preference", {"items": [{"prompt": "p", "a": "x", "b": "y", "tie": False}]}, "items[0].tie"),
+    ("/rank", {"prompt": "p", "responses": ["x"], "topk": 1}, "topk"),
+    ("/openrlhf", {"query": ["px"], "prompts": ["p"], "reward_key": "r"}, "reward_key"),
+    ("/get_reward", {"query": ["px"], "prompts": ["p"], "head": "default"}, "head"),
+])
+def test_unknown_fields_are_refused(server: str, path: str, body: dict, field: str) -> None:
+    answer = httpx.post(server + path, json=body, headers=AUTH, timeout=10)
+    assert answer.status_code == 422 and answer.json()["field"] == field, answer.text
+    assert "unknown field" in answer.json()["error"]
+
+
+def test_unknown_head_is_refused_with_the_heads_available(server: str) -> None:
+    for path, body in [("/score", {"prompt": "p", "responses": ["x"]}), ("/preference", {"prompt": "p", "a": "x", "b": "y"}),
+                       ("/rank", {"prompt": "p", "responses": ["x"]})]:
+        for head in ("nobody", 3, {"default": 1.0}, "/etc/passwd.json"):
+            answer = httpx.post(server + path, json={**body, "head": head}, headers=AUTH, timeout=10)
+            assert answer.status_code == 422 and answer.json()["field"] == "head", (path, head, answer.text)
+            assert "available heads" in answer.json()["error"] and "'default'" in answer.json()["error"]
+        ok = httpx.post(server + path, json={**body, "head": "default"}, headers=AUTH, timeout=10)
+        assert ok.status_code == 200, ok.text
+
+
+def test_a_request_chooses_its_head(bundle: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from lite_rm.heads import LinearHead, save_into_bundle
+    from lite_rm.serving import RewardServer
+
+    copy = Path(shutil.copytree(bundle, tmp_path / "bundle"))
+    plain = Scorer(copy, threads=1)
+    weight = np.linspace(-1, 1, plain.manifest.embedding_dim or 0).astype(np.float32)
+    save_into_bundle(copy, LinearHead("alice", weight, backbone=plain.manifest.data["source"]["sha256"]))
+    server = RewardServer(copy, threads=1, limits=ServeLimits(batch_window_ms=50))
+    texts = ["a", "bb", "a much longer answer"]
+
+    async def ask() -> list[dict]:
+        app = server.app()
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+                for _ in range(600):  # the model loads in the background
+                    if (await client.get("/health")).json()["status"] != "loading":
+                        break
+                    await asyncio.sleep(0.05)
+                answers = await asyncio.gather(  # within one batch window: two heads, one batch each
+                    client.post("/score", json={"prompt": "q?", "responses": texts, "head": "alice"}),
+                    client.post("/score", json={"prompt": "q?", "responses": texts}),
+                    client.post("/preference", json={"prompt": "q?", "a": "a", "b": "bb", "head": "alice"}),
+                    client.post("/rank", json={"prompt": "q?", "responses": texts, "head": "alice", "top_k": 1}))
+                return [a.json() for a in answers]
+
+    alice_scores, plain_scores, preference, rank = asyncio.run(ask())
+    alice = Scorer(copy, threads=1, head="alice")
+    np.testing.assert_allclose(alice_scores["scores"], alice.score("q?", texts), rtol=1e-5)
+    np.testing.assert_allclose(plain_scores["scores"], plain.score("q?", texts), rtol=1e-5)
+    assert not np.allclose(alice_scores["scores"], plain_scores["scores"])  # the head made a difference
+    assert preference["probability"] == pytest.approx(alice.preference_probability("q?", "a", "bb"), abs=1e-6)
+    assert rank["results"] == [{**r, "score": pytest.approx(r["score"], rel=1e-5)}
+                               for r in alice.rank("q?", texts, 1, return_documents=True)]
+
+
+def test_openapi_describes_the_endpoints_and_needs_the_key(server: str) -> None:
+    assert httpx.get(server + "/openapi.json", timeout=5).status_code == 401
+    assert httpx.get(server + "/openapi.json", headers={"Authorization": "Bearer nope"}, timeout=5).status_code == 403
+    schema = httpx.get(server + "/openapi.json", headers=AUTH, timeout=5).json()
+    assert schema["openapi"].startswith("3.") and schema["info"]["title"] == "lite-rm serve"
+    assert {"/health", "/score", "/preference", "/rank", "/openrlhf", "/get_reward"} <= set(schema["paths"])
+    assert "head" in schema["paths"]["/score"]["post"]["description"]

@@ -40,7 +40,7 @@ def serve(bundle: str, host: str, port: int, api_key: str | None, max_body_bytes
           batch_window_ms: float, max_batch_pairs: int, batch_size: int | None, threads: int, verify: bool,
           head: Any, graceful_timeout: int, log_level: str) -> None:
     """Serve BUNDLE (a folder, or a Hugging Face Hub repository ORG/NAME) over HTTP: POST /score,
-    POST /preference, POST /openrlhf, GET /health.
+    POST /preference, POST /rank, POST /openrlhf, GET /health, GET /openapi.json.
 
     Concurrent requests are scored together (dynamic batching). Stops on Ctrl-C or SIGTERM after
     answering the requests in flight (waiting --graceful-timeout seconds at most), with exit status 0.
