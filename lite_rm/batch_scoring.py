@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -161,14 +161,16 @@ def _texts(record: dict[str, Any], names: tuple[str, ...], loc: str) -> tuple[st
 
 
 class _LastLine:
-    """The number of the last input row read (a resumed partial may not end past it)."""
+    """The number of the last input row read (a resumed partial may not end past it) and how many were read."""
 
     def __init__(self) -> None:
         self.line = 0
+        self.read = 0
 
     def track(self, rows: Iterable[Row]) -> Iterator[Row]:
         for row in rows:
             self.line = row.number
+            self.read += 1
             yield row
 
 
@@ -283,11 +285,12 @@ def score_file(
                           "domain": domain}}
     last = _LastLine()
     with open_output(output_path, resume=resume, source=source) as out, \
-            tqdm(rows, total=total, unit="records", disable=not progress, dynamic_ncols=True, desc="scoring") as bar:
+            tqdm(total=total, unit="records", disable=not progress, dynamic_ncols=True, desc="scoring") as bar:
         report.resumed_after_line = out.resume.line
         t0 = time.perf_counter()
-        _score_chunks(scorer, _items(last.track(bar), adapter, report, skip_invalid, _ResumeFilter(out.resume)),
-                      report, out, chunk_size)
+        # the bar moves when a chunk is written, not when it is read (reading runs a chunk ahead)
+        _score_chunks(scorer, _items(last.track(rows), adapter, report, skip_invalid, _ResumeFilter(out.resume)),
+                      report, out, chunk_size, lambda: bar.update(last.read - bar.n))
         report.seconds = time.perf_counter() - t0
         if out.resume.rows and last.line < out.resume.line:
             raise OutputError(
@@ -302,13 +305,15 @@ def score_file(
     return report
 
 
-def _score_chunks(scorer: Scorer, items: Iterator[Item], report: ScoreReport, out: Any, chunk_size: int) -> None:
+def _score_chunks(scorer: Scorer, items: Iterator[Item], report: ScoreReport, out: Any, chunk_size: int,
+                  written: Callable[[], None]) -> None:
     pending: list[Item] = []
     try:
         for item in items:
             pending.append(item)
             if len(pending) >= chunk_size:
                 _flush(scorer, pending, report, out)
+                written()
                 pending = []
     except DataError:
         # The rows read before a bad one are written: --resume starts at the bad row.
@@ -317,6 +322,7 @@ def _score_chunks(scorer: Scorer, items: Iterator[Item], report: ScoreReport, ou
         raise
     if pending:
         _flush(scorer, pending, report, out)
+    written()
 
 
 def _flush(scorer: Scorer, pending: list[Item], report: ScoreReport, out: Any) -> None:

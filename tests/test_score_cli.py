@@ -223,6 +223,33 @@ def test_progress_counts_rows_of_multiline_csv_and_gzip(bundle: Path, tmp_path: 
     assert "7/7" in result.stderr and "22/" not in result.stderr
 
 
+def test_progress_moves_when_rows_are_scored_not_when_read(bundle: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from tqdm import tqdm
+
+    from lite_rm.batch_scoring import score_file
+
+    src = _jsonl(tmp_path / "in.jsonl", ROWS)
+    scored: list[int] = []
+    shown: list[tuple[int, int]] = []  # (bar position after an update, rows scored by then)
+    original_score, original_update = Scorer.score_pairs, tqdm.update
+
+    def counting(self: Scorer, prompts, responses):  # type: ignore[no-untyped-def]
+        scored.append(len(prompts))
+        return original_score(self, prompts, responses)
+
+    def update(self: tqdm, n: float = 1) -> bool | None:  # type: ignore[type-arg]
+        result = original_update(self, n)
+        shown.append((int(self.n), sum(scored)))
+        return result
+
+    monkeypatch.setattr(Scorer, "score_pairs", counting)
+    monkeypatch.setattr(tqdm, "update", update)
+    score_file(Scorer(bundle), src, tmp_path / "out.jsonl", chunk_size=16, progress=True)
+    assert shown and shown[-1][0] == len(ROWS)
+    assert all(position <= done for position, done in shown)  # never ahead of the scoring
+
+
 def test_bom_surrogate_and_truncated_gzip(bundle: Path, tmp_path: Path) -> None:
     bom = tmp_path / "bom.csv"
     bom.write_bytes(b"\xef\xbb\xbfprompt,response\r\nq,r\r\n")
