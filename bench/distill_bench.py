@@ -44,6 +44,7 @@ from score_bench import (  # noqa: E402
     fidelity,
     interleaved,
     machine,
+    teacher_work,
     test_diffs,
 )
 
@@ -67,7 +68,11 @@ def student(run_dir: Path, work: Path, layers: int, epochs: float) -> Path:
 
 
 def exported(checkpoint: Path, run_dir: Path, work: Path, layers: int) -> Path:
-    bundle = run_dir / "bundle" if checkpoint == run_dir / "student" else work / f"bundle-l{layers}"
+    demo_bundle = run_dir / "bundle" / "manifest.json"
+    # RUN/bundle is the student's only when it passed the gate (else it is a copy of the teacher's)
+    shipped = checkpoint == run_dir / "student" and demo_bundle.exists() and \
+        "fidelity" in json.loads(demo_bundle.read_text())
+    bundle = run_dir / "bundle" if shipped else work / f"bundle-l{layers}"
     if not (bundle / "manifest.json").exists():
         run([str(Path(sys.executable).parent / "lite-rm"), "export", str(checkpoint), "-o", str(bundle), "--int8",
              "--teacher-bundle", str(run_dir / "bundle-teacher"), "--if-unfaithful", "keep"])
@@ -97,7 +102,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     ce = Peer(CrossEncoder(str(run_dir / "custom-academy"), max_length=256, device="cpu"), 32)
-    ref = test_diffs("teacher-pytorch", ce, data, REPO / "bench/.work/score")
+    cache = teacher_work(REPO / "bench/.work/score", run_dir / "custom-academy")  # shared with score_bench
+    ref = test_diffs("teacher-pytorch", ce, data, cache)
     scale = json.loads((run_dir / "bundle-teacher/manifest.json").read_text())["calibration"]["scale"]
     prompts, responses = distinct_texts(data, args.texts)
     methods = {"CE fp32, batch 32": ce, **{k: bundle_scorer(v, args.threads) for k, v in bundles.items()}}
@@ -109,7 +115,7 @@ def main() -> None:
         if key in bundles:
             manifest = json.loads((bundles[key] / "manifest.json").read_text())
             diffs = test_diffs(f"distill-{bundles[key].name}-{manifest['files']['model.onnx']['sha256'][:12]}", fn,
-                               data, REPO / "bench/.work/score")
+                               data, cache)
             meta = (manifest.get("source") or {}).get("lite_rm_meta") or {}
             row |= fidelity(diffs, ref, scale) | {"size_mb": bundle_mb(bundles[key]), "gate": manifest.get("fidelity"),
                                                   "distill": meta.get("distill"),

@@ -167,6 +167,16 @@ def openvino_peers(ckpt: Path, work: Path, kwargs: dict[str, Any], texts: tuple[
                                                            model_kwargs={"file_name": qfile}, **kwargs))}
 
 
+def teacher_work(root: Path, ckpt: Path) -> Path:
+    """The cache folder of one teacher checkpoint (its peers' exports and test scores): a new `make demo`
+    is measured afresh, never against another teacher's cached exports."""
+    from lite_rm.files import folder_digest
+
+    work = root / folder_digest(ckpt)[:12]
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
 def bundle_scorer(bundle: Path, threads: int) -> Score:
     from lite_rm.scorer import Scorer
 
@@ -255,12 +265,12 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from lite_rm.data import resolve_data_dir
 
-    run_dir, work, data = Path(args.run), Path(args.work), resolve_data_dir(None)
-    work.mkdir(parents=True, exist_ok=True)
+    run_dir, data = Path(args.run), resolve_data_dir(None)
     ckpt, teacher, default = run_dir / "custom-academy", run_dir / "bundle-teacher", run_dir / "bundle"
     for path in (ckpt / "config.json", teacher / "manifest.json", default / "manifest.json"):
         if not path.exists():
             sys.exit(f"{path} not found: run `make demo` first")
+    work = teacher_work(Path(args.work), ckpt)
     manifests = {"teacher": json.loads((teacher / "manifest.json").read_text()),
                  "default": json.loads((default / "manifest.json").read_text())}
     prompts, responses = distinct_texts(data, args.texts)

@@ -219,8 +219,7 @@ def _final_manifest(run: _Run, preset: QuantPreset | None, parity: dict[str, Any
             "lite_rm_meta": meta if (run.checkpoint / META_FILE).exists() else None,
         },
         "export": {
-            # the engine the parity check scored with: onnxruntime's int8 kernels measured fastest on every CPU
-            # family tried (OpenVINO int8 and bf16 included); Scorer(backend="openvino") still runs the graph
+            # the engine the parity check scored with (Scorer(backend="openvino") can still run the graph)
             "engine": "onnxruntime",
             "optimum_onnx": _dist_version("optimum-onnx"), "onnxruntime": _dist_version("onnxruntime"),
             "optimization_level": run.options.optimization_level, "timings_s": run.timings,
