@@ -129,9 +129,9 @@ def correctness(model: Path, sets: dict[str, Path], threads: int) -> dict[str, l
     """Per test set, per pair: 1 if the model prefers the preferred response, 0.5 tie, 0 otherwise."""
     import torch
 
-    from lite_rm.checkpoint import input_rule_of
-    from lite_rm.encoding import load_tokenizer
-    from lite_rm.evaluation import pair_correctness
+    from lite_rm.scoring.encoding import load_tokenizer
+    from lite_rm.scoring.evaluation import pair_correctness
+    from lite_rm.training.checkpoint import input_rule_of
     from lite_rm.training.modeling import load_reward_model, resolve_bf16, torch_score_fn
 
     torch.set_num_threads(threads)
@@ -154,7 +154,7 @@ def correctness(model: Path, sets: dict[str, Path], threads: int) -> dict[str, l
 
 def compare(start: dict[str, list[float]], shipped: dict[str, list[float]], seed: int) -> dict[str, Any]:
     """Per set: pairs, both accuracies with 95% intervals, and the paired interval of shipped − start."""
-    from lite_rm.evaluation import accuracy_interval, paired_accuracy_interval
+    from lite_rm.scoring.evaluation import accuracy_interval, paired_accuracy_interval
 
     out = {}
     for name, s in start.items():

@@ -81,9 +81,9 @@ def tiny_model(folder: Path) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from lite_rm.checkpoint import write_meta
-    from lite_rm.encoding import InputRule
-    from lite_rm.models import default_encoder_path
+    from lite_rm.scoring.encoding import InputRule
+    from lite_rm.training.checkpoint import write_meta
+    from lite_rm.training.encoders import default_encoder_path
 
     torch.manual_seed(0)
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

@@ -50,7 +50,7 @@ def ensure(run: Path) -> Path:
 
 
 def accuracy(scorer: Any, pairs: list[Any], head: str) -> float:
-    from lite_rm.evaluation import pairwise_accuracy
+    from lite_rm.scoring.evaluation import pairwise_accuracy
 
     prompts = [p.prompt for p in pairs]
     scores = scorer.score_pairs(prompts * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs], head=head)
@@ -59,7 +59,7 @@ def accuracy(scorer: Any, pairs: list[Any], head: str) -> float:
 
 def evaluate(bundle: Path) -> dict[str, Any]:
     from lite_rm.data import load_preferences
-    from lite_rm.scorer import Scorer
+    from lite_rm.scoring.scorer import Scorer
 
     scorer = Scorer(bundle, threads=2)
     dsp = {d: load_preferences(DATA / "dsp" / "test.json", domain=d).pairs for d in DOMAINS}
@@ -90,7 +90,7 @@ def separate_models() -> dict[str, Any]:
 def speed(bundle: Path, rounds: int = 3) -> dict[str, Any]:
     """Seconds for the four domains' scores of the DSP test texts: one pass + 4 heads vs 4 passes."""
     from lite_rm.data import load_preferences
-    from lite_rm.scorer import Scorer
+    from lite_rm.scoring.scorer import Scorer
 
     pairs = load_preferences(DATA / "dsp" / "test.json", domain="academy").pairs
     texts = list(dict.fromkeys((p.prompt, r) for p in pairs for r in (p.chosen, p.rejected)))

@@ -1,7 +1,7 @@
 """Personalization benchmark: each DSP domain as a "user" who gives k comparisons, on the general bundle.
 
 For every domain and k in 5, 10, 25, 50, 100, 400 and all (1,536) of its training comparisons (seeds
-0-2, one for "all"), ``lite_rm.personalization.fit_head`` fits a head on the frozen embeddings of the
+0-2, one for "all"), ``lite_rm.scoring.personalization.fit_head`` fits a head on the frozen embeddings of the
 ``make demo`` general model's bundle (``runs/demo/general-bundle``, made by the default
 ``lite-rm export --int8``), and the head is scored on the domain's test pairs (544) and on the general
 test sets (helpful, harmless, WebGPT). Beside it: (a) the general model untouched (its own score), (b)
@@ -76,8 +76,8 @@ def load_sets() -> dict[str, list[Any]]:
 def embed_all(bundle: Path, sets: dict[str, list[Any]], cache: Path) -> tuple[dict[tuple[str, str], int], np.ndarray,
                                                                                np.ndarray, dict[str, float]]:
     """Each distinct (prompt, response) text's embedding and default score (cached), and the timing."""
-    from lite_rm.encoding import encode_pairs
-    from lite_rm.scorer import Scorer
+    from lite_rm.scoring.encoding import encode_pairs
+    from lite_rm.scoring.scorer import Scorer
 
     texts = list(dict.fromkeys((p.prompt, r) for pairs in sets.values() for p in pairs for r in (p.chosen, p.rejected)))
     index = {t: i for i, t in enumerate(texts)}
@@ -104,7 +104,7 @@ def embed_all(bundle: Path, sets: dict[str, list[Any]], cache: Path) -> tuple[di
 
 
 def accuracy(pairs: list[Any], index: dict[tuple[str, str], int], values: np.ndarray) -> float:
-    from lite_rm.evaluation import pairwise_accuracy
+    from lite_rm.scoring.evaluation import pairwise_accuracy
 
     chosen = np.array([values[index[(p.prompt, p.chosen)]] for p in pairs])
     rejected = np.array([values[index[(p.prompt, p.rejected)]] for p in pairs])
@@ -142,8 +142,8 @@ def main() -> None:
         return
     from threadpoolctl import threadpool_limits
 
-    from lite_rm.personalization import fit_head
-    from lite_rm.scorer import Scorer
+    from lite_rm.scoring.personalization import fit_head
+    from lite_rm.scoring.scorer import Scorer
 
     bundle = ensure_bundle(Path(args.run))
     sets = load_sets()
@@ -235,7 +235,7 @@ def representation(sets: dict[str, list[Any]], index: dict[tuple[str, str], int]
 
     from threadpoolctl import threadpool_limits
 
-    from lite_rm.personalization import fit_head
+    from lite_rm.scoring.personalization import fit_head
 
     half = embedding.shape[1] // 2 if len(parts) == 2 else embedding.shape[1]
     views = {"score-layer input": slice(0, half), "hidden-state mean": slice(half, None), "both": slice(None)}

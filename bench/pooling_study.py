@@ -102,9 +102,9 @@ def validation(folder: Path, threads: int, redo: bool) -> dict[str, Any]:
         return json.loads(cache.read_text())
     import torch
 
-    from lite_rm.checkpoint import input_rule_of, validation_split_of
-    from lite_rm.encoding import load_tokenizer
-    from lite_rm.evaluation import EvalSet, evaluate
+    from lite_rm.scoring.encoding import load_tokenizer
+    from lite_rm.scoring.evaluation import EvalSet, evaluate
+    from lite_rm.training.checkpoint import input_rule_of, validation_split_of
     from lite_rm.training.modeling import load_reward_model, pooling_of, torch_score_fn
 
     torch.set_num_threads(threads)

@@ -33,9 +33,9 @@ def main() -> None:
 
     import ray
 
-    from lite_rm.batch_scoring import score_file
-    from lite_rm.distributed import score_dataset
-    from lite_rm.scorer import Scorer
+    from lite_rm.jobs.batch_scoring import score_file
+    from lite_rm.jobs.distributed import score_dataset
+    from lite_rm.scoring.scorer import Scorer
 
     records = json.loads((REPO.parent / "shared" / "data" / "dsp" / "test.json").read_text())[:args.queries]
     rows = [{"id": f"{i}-{k}", "prompt": r["query"], "response": " ".join(v.split()[:args.max_words])}

@@ -178,7 +178,7 @@ def teacher_work(root: Path, ckpt: Path) -> Path:
 
 
 def bundle_scorer(bundle: Path, threads: int) -> Score:
-    from lite_rm.scorer import Scorer
+    from lite_rm.scoring.scorer import Scorer
 
     return Scorer(bundle, threads=threads, dedupe=False).score_pairs  # its defaults otherwise
 
@@ -228,7 +228,7 @@ def fidelity(diffs: dict[str, np.ndarray], ref: dict[str, np.ndarray], scale: fl
 
 def cold_start(bundle: Path, threads: int, repeats: int = 3) -> dict[str, float]:
     """Median import + open + first score in a fresh interpreter, and its peak RSS."""
-    code = ("import time; t=time.perf_counter(); from lite_rm.scorer import Scorer; "
+    code = ("import time; t=time.perf_counter(); from lite_rm.scoring.scorer import Scorer; "
             f"s=Scorer({str(bundle)!r}, threads={threads}); s.score('How do I boil an egg?', ['Boil it.']); "
             "cold=time.perf_counter()-t; import json, sys; "
             "hwm=next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')); "
@@ -241,7 +241,7 @@ def cold_start(bundle: Path, threads: int, repeats: int = 3) -> dict[str, float]
 
 def batch_drift(bundle: Path, threads: int, prompts: list[str], responses: list[str]) -> float:
     """Largest |score at batch 1 - score at batch 32| on these texts (dynamic int8 quantizes per batch)."""
-    from lite_rm.scorer import Scorer
+    from lite_rm.scoring.scorer import Scorer
 
     one = Scorer(bundle, threads=threads, dedupe=False).score_pairs(prompts, responses)
     many = Scorer(bundle, threads=threads, dedupe=False, batch_size=32, streams=1).score_pairs(prompts, responses)

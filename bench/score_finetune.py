@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from lite_rm.checkpoint import write_meta
 from lite_rm.data import load_preferences
 from lite_rm.data.locations import DSP_TRAIN, resolve_data_dir
-from lite_rm.encoding import InputRule, encode_pairs, load_tokenizer, pad_batch, pad_id_of
 from lite_rm.files import atomic_dir
-from lite_rm.models import default_encoder_path
+from lite_rm.scoring.encoding import InputRule, encode_pairs, load_tokenizer, pad_batch, pad_id_of
+from lite_rm.training.checkpoint import write_meta
+from lite_rm.training.encoders import default_encoder_path
 
 
 def main() -> None:

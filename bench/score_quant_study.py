@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from lite_rm.bundle import BUNDLE_FORMAT, FORMAT_VERSION, Calibration, Manifest
-from lite_rm.checkpoint import input_rule_of
 from lite_rm.exporting import ExportOptions, validation_pairs
 from lite_rm.exporting.onnx import bundle_tokenizer, model_config, onnx_export, optimize
 from lite_rm.exporting.parity import calibration_feeds
 from lite_rm.exporting.quantization import load_preset, quantize
 from lite_rm.exporting.writer import stage_bundle
-from lite_rm.scorer import Scorer
+from lite_rm.scoring.bundle import BUNDLE_FORMAT, FORMAT_VERSION, Calibration, Manifest
+from lite_rm.scoring.scorer import Scorer
+from lite_rm.training.checkpoint import input_rule_of
 
 HEAD = ("^/bert/pooler/", "^/classifier/")
 

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from lite_rm.local_server import LocalServer, start_local_server
+from lite_rm.jobs.local_server import LocalServer, start_local_server
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,7 +69,7 @@ async def _level(url: str, bodies: list[dict[str, Any]], clients: int, time_limi
 
 
 def _in_process(bundle: str, threads: int, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from lite_rm.scorer import Scorer
+    from lite_rm.scoring.scorer import Scorer
 
     scorer = Scorer(bundle, threads=threads)
     scorer.score(bodies[0]["prompt"], bodies[0]["responses"])  # warm up

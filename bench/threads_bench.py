@@ -40,7 +40,7 @@ WAYS = [("Scorer default: 2 streams x 1 thread, batch 1", 2, 2, 1, 1),
 
 def way(bundle: Path, threads: int, streams: int, batch: int, sessions: int) -> Any:
     """A score function: one Scorer, or ``sessions`` Scorers each scoring every other text concurrently."""
-    from lite_rm.scorer import Scorer
+    from lite_rm.scoring.scorer import Scorer
 
     scorers = [Scorer(bundle, threads=threads, streams=streams, batch_size=batch, dedupe=False)
                for _ in range(sessions)]

@@ -96,10 +96,10 @@ def lite_rm_throughput(threads: int, bf16: bool, length_grouping: bool = True, c
     import numpy as np
     import torch
 
-    from lite_rm.encoding import InputRule, load_tokenizer, pad_id_of
-    from lite_rm.models import resolve_model
+    from lite_rm.scoring.encoding import InputRule, load_tokenizer, pad_id_of
     from lite_rm.training import batching
     from lite_rm.training.config import OptimConfig
+    from lite_rm.training.encoders import resolve_model
     from lite_rm.training.loop import run_loop
     from lite_rm.training.modeling import load_reward_model
     from lite_rm.training.steps import StepSource, reward_step
@@ -138,7 +138,7 @@ def cross_encoder_throughput(threads: int, dropout: bool = True) -> dict[str, An
     from sentence_transformers import CrossEncoder, InputExample
     from torch.utils.data import DataLoader
 
-    from lite_rm.models import resolve_model
+    from lite_rm.training.encoders import resolve_model
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -246,7 +246,7 @@ def mix(args: argparse.Namespace) -> None:
     at ``alpha`` is ``(alpha / a) * saved + (1 - alpha / a) * general`` (needs ``alpha <= a``). Used to
     measure the default ``interpolate = 0.5`` from the runs made when the default was ``auto``.
     """
-    from lite_rm.checkpoint import input_rule_of, read_meta
+    from lite_rm.training.checkpoint import input_rule_of, read_meta
     from lite_rm.training.modeling import load_reward_model, save_checkpoint, trainable_state
     from lite_rm.training.preservation import interpolate
     from lite_rm.training.stages import hf_tokenizer
@@ -345,7 +345,7 @@ def _table_rows(paths: list[Path], prefix: str, cells: Any) -> list[str]:
 
 
 def report(args: argparse.Namespace) -> None:
-    from lite_rm.evaluation import general_average, results_table
+    from lite_rm.scoring.evaluation import general_average, results_table
 
     lines = ["# Training benchmark results", "",
              "Produced by `bench/train_benchmark.py` (each figure's command and machine are in its JSON file under "

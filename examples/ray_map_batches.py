@@ -14,7 +14,7 @@ import argparse
 
 import ray
 
-from lite_rm.distributed import BundleScorer
+from lite_rm.jobs.distributed import BundleScorer
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.serve or args.url:
         server = None
         if args.serve:
-            from lite_rm.local_server import start_local_server
+            from lite_rm.jobs.local_server import start_local_server
 
             server = start_local_server(args.bundle, "--threads", "1", "--log-level", "warning")
         try:

@@ -20,7 +20,7 @@ import argparse
 from pathlib import Path
 
 from lite_rm import Scorer, TrainConfig, export_bundle, load_preferences, train
-from lite_rm.evaluation import pairwise_accuracy
+from lite_rm.scoring.evaluation import pairwise_accuracy
 
 
 def main(argv: list[str] | None = None) -> None:

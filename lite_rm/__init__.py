@@ -8,13 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 from lite_rm.data import DataError, PreferencePair, load_preferences
-from lite_rm.encoding import InputRule
+from lite_rm.scoring.encoding import InputRule
 
 __version__ = "0.1.0"
 
 # name -> module; imported on first attribute access (PEP 562) so that torch loads only for training.
 _LAZY = {
-    "Scorer": "lite_rm.scorer",
+    "Scorer": "lite_rm.scoring.scorer",
     "train": "lite_rm.training.pipeline",
     "TrainConfig": "lite_rm.training.config",
     "export_bundle": "lite_rm.exporting",

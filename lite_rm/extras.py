@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from lite_rm.errors import LiteRMError
+
 # Which extra of lite-rm provides each optional top-level module.
 _EXTRA_OF = {
     "torch": "train",
@@ -27,7 +29,7 @@ _EXTRA_OF = {
 }
 
 
-class MissingExtraError(ImportError):
+class MissingExtraError(LiteRMError, ImportError):
     """An optional dependency is not installed; the message names the extra that provides it."""
 
 

@@ -20,6 +20,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from lite_rm.errors import LiteRMError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10: tomli is a core dependency there (pyproject.toml)
@@ -159,7 +161,7 @@ def parse_toml(text: str) -> dict[str, Any]:
 ARTIFACT_MARKERS = {"bundle": "manifest.json", "checkpoint": "lite_rm.json"}
 
 
-class OutputError(ValueError):
+class OutputError(LiteRMError, ValueError):
     """An output path lite-rm refuses to write: it would replace something that is not its own artifact."""
 
 

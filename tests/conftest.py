@@ -25,7 +25,7 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def minilm_path() -> Path:
-    from lite_rm.models import default_encoder_path
+    from lite_rm.training.encoders import default_encoder_path
 
     return default_encoder_path()
 
@@ -41,8 +41,8 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, minilm_path: Path)
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from lite_rm.checkpoint import write_meta
-    from lite_rm.encoding import InputRule
+    from lite_rm.scoring.encoding import InputRule
+    from lite_rm.training.checkpoint import write_meta
 
     torch.manual_seed(0)
     config = BertConfig(

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lite_rm.bundle import BundleError, Manifest, read_manifest
 from lite_rm.files import atomic_dir, remove_stale, scratch_dir
+from lite_rm.scoring.bundle import BundleError, Manifest, read_manifest
 
 MODEL = b"not really onnx, read_manifest does not parse it"
 TOKENIZER = b'{"version": "1.0"}'

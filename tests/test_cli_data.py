@@ -84,6 +84,6 @@ def test_help_and_data_check_work_without_torch(data_dir: Path) -> None:
 
 
 def test_import_lite_rm_does_not_import_torch() -> None:
-    code = "import sys, lite_rm, lite_rm.data, lite_rm.encoding; print('torch' in sys.modules)"
+    code = "import sys, lite_rm, lite_rm.data, lite_rm.scoring.encoding; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 from test_training_support import write_pairs
 
-from lite_rm.checkpoint import HeldOutSet, ValidationSplit, read_meta, validation_split_of, write_meta
 from lite_rm.cli import main
-from lite_rm.encoding import InputRule
 from lite_rm.files import folder_digest
+from lite_rm.scoring.encoding import InputRule
+from lite_rm.training.checkpoint import HeldOutSet, ValidationSplit, read_meta, validation_split_of, write_meta
 from lite_rm.training.distill import kept_layers, relocate, split_pairs
 
 
@@ -89,7 +89,7 @@ def test_training_texts_exclude_the_held_out_pairs(teacher: Path) -> None:
 
 
 def test_student_exports_and_scores(student: tuple[Path, dict], tmp_path: Path) -> None:
-    from lite_rm.scorer import Scorer
+    from lite_rm.scoring.scorer import Scorer
     from lite_rm.training.modeling import load_reward_model, torch_score_fn
 
     folder, _ = student
@@ -98,7 +98,7 @@ def test_student_exports_and_scores(student: tuple[Path, dict], tmp_path: Path) 
     assert result.exit_code == 0, result.output
     prompts, responses = ["question 1: river?", "question 2: stone?"], ["excellent river", "terrible stone"]
     onnx_scores = Scorer(bundle, threads=1).score_pairs(prompts, responses)
-    from lite_rm.encoding import load_tokenizer
+    from lite_rm.scoring.encoding import load_tokenizer
 
     torch_scores = torch_score_fn(load_reward_model(folder, seed=0), load_tokenizer(folder),
                                   InputRule(max_length=64), bf16=False)(prompts, responses)

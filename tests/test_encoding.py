@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lite_rm.encoding import InputRule, encode_pairs, load_tokenizer, pad_batch
+from lite_rm.scoring.encoding import InputRule, encode_pairs, load_tokenizer, pad_batch
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from test_training_support import write_pairs
 
-from lite_rm.scorer import Scorer
+from lite_rm.scoring.scorer import Scorer
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lite_rm.bundle import FORMAT_VERSION, read_manifest
 from lite_rm.exporting.calibration import expected_calibration_error, fit_temperature
 from lite_rm.exporting.quantization import QuantPreset, available_presets, detect_preset, load_preset
+from lite_rm.scoring.bundle import FORMAT_VERSION, read_manifest
 
 
 def _validation_file(tmp: Path, data_dir: Path, n: int = 40) -> Path:
@@ -86,7 +86,7 @@ def test_dynamic_int8_scores_do_not_depend_on_the_other_texts(exported: dict[str
     """Dynamic int8 shares one activation scale per model call: the Scorer's default (one text per call)
     gives every text the score it gets alone, where a batch of 32 moves it with its neighbours."""
     from lite_rm.data import load_preferences
-    from lite_rm.scorer import Scorer
+    from lite_rm.scoring.scorer import Scorer
 
     pairs = load_preferences(data_dir / "dsp" / "test.json", domain="academy").pairs[:24]
     prompts, responses = [p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs]
@@ -236,9 +236,9 @@ def test_degenerate_calibration_is_recorded_and_warned(exported: dict[str, Path]
 
 def _with_split(tmp: Path, checkpoint: Path, data_dir: Path) -> tuple[Path, dict[str, Any]]:
     """A copy of the tiny checkpoint whose lite_rm.json records a held-out split of two small real sets."""
-    from lite_rm.checkpoint import HeldOutSet, ValidationSplit, write_meta
     from lite_rm.data import load_preferences
-    from lite_rm.encoding import InputRule
+    from lite_rm.scoring.encoding import InputRule
+    from lite_rm.training.checkpoint import HeldOutSet, ValidationSplit, write_meta
 
     sets = {}
     for name, source, domain in (("academy", "dsp/test.json", "academy"), ("helpful", "general/helpful.test.json",
@@ -312,7 +312,7 @@ def test_bundle_loads_in_optimum_and_sentence_transformers(exported: dict[str, P
     from tokenizers import Tokenizer
     from transformers import AutoTokenizer
 
-    from lite_rm.scorer import Scorer
+    from lite_rm.scoring.scorer import Scorer
 
     folder = exported["fp32"]
     tok = Tokenizer.from_file(str(folder / "tokenizer.json"))

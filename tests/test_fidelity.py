@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lite_rm.evaluation import pair_correctness, paired_accuracy_interval, pairwise_accuracy
 from lite_rm.exporting.fidelity import check_fidelity
+from lite_rm.scoring.evaluation import pair_correctness, paired_accuracy_interval, pairwise_accuracy
 
 
 def test_pair_correctness_counts_ties_half_like_pairwise_accuracy() -> None:
@@ -86,7 +86,7 @@ def gate_setup(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, 
 
     from lite_rm.data import load_preferences
     from lite_rm.exporting import export_bundle
-    from lite_rm.scorer import Scorer
+    from lite_rm.scoring.scorer import Scorer
 
     tmp = tmp_path_factory.mktemp("gate")
     pairs = load_preferences(data_dir / "dsp" / "test.json", domain="academy").pairs[:60]
@@ -123,8 +123,8 @@ def test_export_records_a_passing_gate(gate_setup: dict[str, Path], tiny_checkpo
 
 
 def test_an_unfaithful_student_writes_nothing_or_the_teacher(gate_setup: dict[str, Path]) -> None:
-    from lite_rm.bundle import read_manifest
     from lite_rm.exporting import FidelityError, export_bundle
+    from lite_rm.scoring.bundle import read_manifest
 
     out = gate_setup["tmp"] / "student-bundle"
     args = {"validation": gate_setup["valid"], "teacher_bundle": gate_setup["teacher"]}

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lite_rm.bundle import MANIFEST_FILE, BundleError, read_manifest
 from lite_rm.cli import main
-from lite_rm.heads import LinearHead, read_head, save_into_bundle, write_head
-from lite_rm.personalization import MIN_COMPARISONS, fit_head
-from lite_rm.scorer import Scorer
+from lite_rm.scoring.bundle import MANIFEST_FILE, BundleError, read_manifest
+from lite_rm.scoring.heads import LinearHead, read_head, save_into_bundle, write_head
+from lite_rm.scoring.personalization import MIN_COMPARISONS, fit_head
+from lite_rm.scoring.scorer import Scorer
 
 PROMPTS = [f"Question number {i}: what should I do about topic {i % 7}?" for i in range(24)]
 GOOD = [f"Here is a careful, detailed and polite answer about topic {i % 7}." for i in range(24)]
@@ -63,7 +63,7 @@ def test_embedding_is_the_pooler_output_and_the_masked_mean_of_the_last_hidden_s
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from lite_rm.encoding import encode_pairs, pad_batch
+    from lite_rm.scoring.encoding import encode_pairs, pad_batch
 
     scorer = Scorer(bundle, threads=1)
     assert scorer.manifest.embedding_dim == 64 and len(scorer.manifest.embedding["parts"]) == 2
@@ -204,7 +204,7 @@ def test_personalize_profile_never_imports_torch(bundle: Path, tmp_path: Path) -
 
 
 def test_interrupted_head_write_leaves_the_bundle_as_it_was(fresh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import lite_rm.heads as heads
+    import lite_rm.scoring.heads as heads
 
     scorer = Scorer(fresh, threads=1)
     save_into_bundle(fresh, _head(scorer, "alice", 1))
@@ -240,7 +240,7 @@ def test_head_of_another_model_or_size_is_refused(bundle: Path, tmp_path: Path) 
 def test_old_bundle_without_embedding_still_scores_and_explains(fresh: Path) -> None:
     import onnx
 
-    from lite_rm.bundle import FileEntry
+    from lite_rm.scoring.bundle import FileEntry
 
     model = onnx.load(str(fresh / "model.onnx"))
     keep = [o for o in model.graph.output if o.name != "embedding"]
@@ -265,8 +265,8 @@ def test_old_bundle_without_embedding_still_scores_and_explains(fresh: Path) -> 
 def test_a_mean_pooled_checkpoint_exports_with_its_pooling(tmp_path: Path, tiny_checkpoint: Path) -> None:
     from transformers import AutoTokenizer
 
-    from lite_rm.encoding import InputRule
     from lite_rm.exporting import export_bundle
+    from lite_rm.scoring.encoding import InputRule
     from lite_rm.training.modeling import load_reward_model, save_checkpoint, use_pooling
 
     model = use_pooling(load_reward_model(tiny_checkpoint, seed=0), "mean")
@@ -337,7 +337,7 @@ def test_any_head_mixture_and_calibration_a_bundle_accepts_scores_finitely(bundl
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from lite_rm.bundle import MAX_MAGNITUDE, Calibration
+    from lite_rm.scoring.bundle import MAX_MAGNITUDE, Calibration
 
     scorer = Scorer(bundle, threads=1)
     dim = scorer.manifest.embedding_dim
@@ -388,7 +388,7 @@ def test_personalize_at_or_below_chance_warns_and_records_it(fresh: Path, tmp_pa
     rng = np.random.default_rng(3)
     prior = LinearHead("default", rng.normal(size=8).astype(np.float32))
     rows = rng.normal(size=(6, 8))
-    with caplog.at_level("WARNING", logger="lite_rm.personalization"):
+    with caplog.at_level("WARNING", logger="lite_rm.scoring.personalization"):
         head, report = fit_head(np.vstack([rows, -rows]), prior, "u")
     assert report.cv_accuracy <= 0.5 and "at or below chance" in report.extra["warning"]
     assert "at or below chance" in caplog.text and head.provenance["warning"] == report.extra["warning"]

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from test_training_support import write_pairs
 
-from lite_rm.bundle import BundleError
-from lite_rm.hub import is_hub_id, resolve_bundle
-from lite_rm.scorer import Scorer
+from lite_rm.scoring.bundle import BundleError
+from lite_rm.scoring.hub import is_hub_id, resolve_bundle
+from lite_rm.scoring.scorer import Scorer
 
 REV = "0123456789abcdef0123456789abcdef01234567"
 

@@ -63,8 +63,8 @@ def _fake_hub_cache(tmp_path: Path, checkpoint: Path, monkeypatch: pytest.Monkey
 
 def test_a_hub_id_resolves_to_its_cached_snapshot(tmp_path: Path, tiny_checkpoint: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from lite_rm.encoding import load_tokenizer
-    from lite_rm.models import resolve_model
+    from lite_rm.scoring.encoding import load_tokenizer
+    from lite_rm.training.encoders import resolve_model
 
     snapshot = _fake_hub_cache(tmp_path, tiny_checkpoint, monkeypatch)
     assert Path(resolve_model("org/tiny")) == snapshot

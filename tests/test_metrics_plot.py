@@ -143,7 +143,7 @@ def test_plot_a_run_draws_each_stage(straight_run: Path, tmp_path: Path) -> None
 
 
 def test_plot_marks_the_kept_step_and_draws_general_kept(tmp_path: Path) -> None:
-    from lite_rm.plotting import best_validation, plot_run
+    from lite_rm.jobs.plotting import best_validation, plot_run
 
     run = tmp_path / "run"
     (run / ".metrics").mkdir(parents=True)
@@ -165,7 +165,7 @@ def test_reliability_bins_agree_with_the_exported_ece() -> None:
     import numpy as np
 
     from lite_rm.exporting.calibration import fit_temperature
-    from lite_rm.plotting import pair_probabilities, reliability
+    from lite_rm.jobs.plotting import pair_probabilities, reliability
 
     rng = np.random.default_rng(0)
     chosen, rejected = rng.normal(1.0, 1.0, 300), rng.normal(0.0, 1.0, 300)

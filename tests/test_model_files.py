@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lite_rm.heads import check_head_name
-from lite_rm.models import check_safetensors
+from lite_rm.scoring.heads import check_head_name
+from lite_rm.training.encoders import check_safetensors
 
 
 @pytest.fixture()

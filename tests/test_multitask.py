@@ -28,7 +28,7 @@ def test_head_view_reads_what_the_score_layer_reads(tiny_checkpoint: Path) -> No
 def test_multitask_trains_one_backbone_with_a_head_per_domain_and_exports_them(tmp_path: Path,
                                                                               tiny_checkpoint: Path) -> None:
     from lite_rm.exporting import export_bundle
-    from lite_rm.scorer import Scorer
+    from lite_rm.scoring.scorer import Scorer
 
     domains = ["academy", "business"]
     raw = synthetic_config(tmp_path, tiny_checkpoint, **{

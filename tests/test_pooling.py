@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from lite_rm.cli import main
-from lite_rm.encoding import InputRule, encode_pairs, load_tokenizer, pad_id_of
+from lite_rm.scoring.encoding import InputRule, encode_pairs, load_tokenizer, pad_id_of
 from lite_rm.training.config import ConfigError, TrainConfig
 
 PROMPTS = ["a question", "another question that is a good deal longer than the first one, with more words in it"]

@@ -22,7 +22,7 @@ import ray
 from click.testing import CliRunner
 
 from lite_rm.cli import main
-from lite_rm.distributed import BundleScorer, ShardScorer, list_shards, output_name, score_dataset
+from lite_rm.jobs.distributed import BundleScorer, ShardScorer, list_shards, output_name, score_dataset
 
 COLUMNS = ["id", "prompt", "response"]
 
@@ -112,7 +112,7 @@ def test_cli_ray_engine_equals_single_process(cluster: None, bundle: Path, dsp_r
 
 def test_worker_killed_mid_shard_resumes_without_loss_or_duplicates(
         cluster: None, bundle: Path, dsp_rows: list[dict[str, str]], tmp_path: Path) -> None:
-    from lite_rm.batch_scoring import score_file
+    from lite_rm.jobs.batch_scoring import score_file
 
     shards = _write_shards(dsp_rows, tmp_path / "shards")
     out, marker = tmp_path / "out", tmp_path / "died-once"
@@ -204,7 +204,7 @@ def test_a_bad_row_names_shard_line_and_field_and_skip_invalid_matches_local(
 @pytest.mark.parametrize("batch_format", ["pandas", "numpy", "pyarrow"])
 def test_bundle_scorer_maps_a_users_dataset(cluster: None, bundle: Path, dsp_rows: list[dict[str, str]],
                                             batch_format: str) -> None:
-    from lite_rm.scorer import Scorer
+    from lite_rm.scoring.scorer import Scorer
 
     rows = [{"id": r["id"], "question": r["prompt"], "answer": r["response"]} for r in dsp_rows[:40]]
     ds = ray.data.from_items(rows, override_num_blocks=4)

@@ -15,8 +15,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lite_rm.batch_scoring import score_file
 from lite_rm.data import DataError, load_preferences
+from lite_rm.jobs.batch_scoring import score_file
 
 HH = "\n\nHuman: {q}\n\nAssistant: {a}"
 DSP = {"query": "Q?", "responses": {"academy": "A", "business": "B", "entertainment": "E", "literature": "L",

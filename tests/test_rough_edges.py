@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 from test_training_support import write_pairs
 
-from lite_rm.bundle import BundleError
 from lite_rm.cli import main
-from lite_rm.scorer import Scorer
+from lite_rm.scoring.bundle import BundleError
+from lite_rm.scoring.scorer import Scorer
 
 ROWS = [{"prompt": f"question {i}?", "response": f"answer {i}"} for i in range(5)]
 

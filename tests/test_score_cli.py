@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from lite_rm.cli import main
-from lite_rm.scorer import Scorer
+from lite_rm.scoring.scorer import Scorer
 
 ROWS = [{"prompt": f"question {i}?", "response": f"answer number {i} " * (i % 5 + 1)} for i in range(40)]
 
@@ -227,7 +227,7 @@ def test_progress_moves_when_rows_are_scored_not_when_read(bundle: Path, tmp_pat
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from tqdm import tqdm
 
-    from lite_rm.batch_scoring import score_file
+    from lite_rm.jobs.batch_scoring import score_file
 
     src = _jsonl(tmp_path / "in.jsonl", ROWS)
     scored: list[int] = []
@@ -284,7 +284,7 @@ def test_second_writer_is_refused(bundle: Path, tmp_path: Path) -> None:
 
 def test_disk_full_keeps_partial_and_resume_finishes(bundle: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    import lite_rm.batch_output as batch_output
+    import lite_rm.jobs.batch_output as batch_output
 
     src = _jsonl(tmp_path / "in.jsonl", ROWS)
     full = tmp_path / "full.jsonl"
@@ -309,7 +309,7 @@ def test_disk_full_keeps_partial_and_resume_finishes(bundle: Path, tmp_path: Pat
     monkeypatch.setattr(batch_output, "open", lambda *a, **k: FullDisk(open(*a, **k)), raising=False)  # noqa: SIM115
     out = tmp_path / "out.jsonl"
     # chunks of 256 rows: a small chunk size through the API instead
-    from lite_rm.batch_scoring import score_file
+    from lite_rm.jobs.batch_scoring import score_file
 
     with pytest.raises(batch_output.OutputError, match=r"the disk is full.*rerun the same command with --resume"):
         score_file(Scorer(bundle), src, out, chunk_size=16, progress=False)

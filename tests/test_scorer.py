@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lite_rm.bundle import BundleError
-from lite_rm.scorer import Scorer
+from lite_rm.scoring.bundle import BundleError
+from lite_rm.scoring.scorer import Scorer
 
 PROMPTS = ["How do I boil an egg?", "Write a haiku about rain.", "", "What is 2 + 2?"]
 RESPONSES = ["Put it in boiling water for eight minutes.", "Rain on the roof / soft drums in the night / sleep",

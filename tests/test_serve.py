@@ -22,9 +22,9 @@ import pytest
 from click.testing import CliRunner
 
 from lite_rm.cli import main
-from lite_rm.local_server import LocalServer, start_local_server
-from lite_rm.scorer import Scorer
-from lite_rm.serving import ServeLimits
+from lite_rm.jobs.local_server import LocalServer, start_local_server
+from lite_rm.jobs.serving import ServeLimits
+from lite_rm.scoring.scorer import Scorer
 
 KEY = "test-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -185,7 +185,7 @@ def test_refuses_public_host_without_key(bundle: Path, monkeypatch: pytest.Monke
 
 
 def test_health_is_503_until_loaded(bundle: Path) -> None:
-    from lite_rm.serving import RewardServer
+    from lite_rm.jobs.serving import RewardServer
 
     async def ask() -> tuple[int, int]:
         app = RewardServer(bundle).app()  # lifespan not run: the model is never loaded
@@ -200,8 +200,8 @@ def test_health_is_503_until_loaded(bundle: Path) -> None:
 def test_a_server_scores_with_the_head_it_was_given(bundle: Path, tmp_path: Path) -> None:
     import shutil
 
-    from lite_rm.heads import LinearHead, save_into_bundle
-    from lite_rm.serving import RewardServer
+    from lite_rm.jobs.serving import RewardServer
+    from lite_rm.scoring.heads import LinearHead, save_into_bundle
 
     copy = Path(shutil.copytree(bundle, tmp_path / "bundle"))
     plain = Scorer(copy, threads=1)
@@ -366,8 +366,8 @@ def test_unknown_head_is_refused_with_the_heads_available(server: str) -> None:
 def test_a_request_chooses_its_head(bundle: Path, tmp_path: Path) -> None:
     import shutil
 
-    from lite_rm.heads import LinearHead, save_into_bundle
-    from lite_rm.serving import RewardServer
+    from lite_rm.jobs.serving import RewardServer
+    from lite_rm.scoring.heads import LinearHead, save_into_bundle
 
     copy = Path(shutil.copytree(bundle, tmp_path / "bundle"))
     plain = Scorer(copy, threads=1)

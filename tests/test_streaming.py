@@ -14,7 +14,7 @@ from test_training_support import synthetic_config, write_pairs
 
 from lite_rm.data import DataError, load_preferences, streaming
 from lite_rm.data.readers import read_rows
-from lite_rm.encoding import InputRule, load_tokenizer
+from lite_rm.scoring.encoding import InputRule, load_tokenizer
 from lite_rm.training.batching import StreamedPlan, encode_preferences, plan_epochs
 from lite_rm.training.config import TrainConfig
 from lite_rm.training.pipeline import train

@@ -200,7 +200,7 @@ def test_l2sp_pulls_toward_the_general_weights(tmp_path: Path, tiny_checkpoint: 
 
 def test_replay_mixes_general_pairs(tmp_path: Path, tiny_checkpoint: Path) -> None:
     from lite_rm.data import load_preferences
-    from lite_rm.encoding import InputRule, load_tokenizer
+    from lite_rm.scoring.encoding import InputRule, load_tokenizer
     from lite_rm.training.batching import add_replay, encode_preferences, plan_epochs
 
     pairs = load_preferences(write_pairs(tmp_path / "p.jsonl", 40)).pairs
@@ -285,7 +285,7 @@ def test_early_stopping_keeps_the_best_validation_state(tmp_path: Path, tiny_che
 def test_length_grouped_plan_covers_every_pair_once_and_respects_proportions(tiny_checkpoint: Path,
                                                                                tmp_path: Path) -> None:
     from lite_rm.data import load_preferences
-    from lite_rm.encoding import InputRule, load_tokenizer
+    from lite_rm.scoring.encoding import InputRule, load_tokenizer
     from lite_rm.training.batching import encode_preferences, plan_epochs
 
     pairs = load_preferences(write_pairs(tmp_path / "p.jsonl", 200)).pairs
@@ -349,8 +349,8 @@ def test_custom_stage_warns_when_the_start_model_opposes_the_data(tmp_path: Path
 
 def test_checkpoints_record_exactly_the_pairs_they_held_out(tmp_path: Path, tiny_checkpoint: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from lite_rm.checkpoint import validation_split_of
     from lite_rm.training import custom, stages
+    from lite_rm.training.checkpoint import validation_split_of
 
     used: dict[str, list] = {"general": [], "custom": []}
 

@@ -186,7 +186,7 @@ def test_train_reads_custom_data_like_every_command(tmp_path: Path, tiny_checkpo
     import datasets
     from test_training_support import write_pairs
 
-    from lite_rm.checkpoint import validation_split_of
+    from lite_rm.training.checkpoint import validation_split_of
 
     rows = [json.loads(line) for line in write_pairs(tmp_path / "p.jsonl", 40, seed=5).read_text().splitlines()]
     renamed = tmp_path / "mine.csv"

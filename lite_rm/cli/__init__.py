@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -36,22 +36,16 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in COMMANDS:
             module_name, attr = COMMANDS[cmd_name].split(":")
-            try:
-                module = importlib.import_module(module_name)
-            except ModuleNotFoundError as err:
-                if err.name != module_name:
-                    raise
-                return None  # not built yet in this version
-            return getattr(module, attr)  # type: ignore[no-any-return]
+            return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
         return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
-        # A missing optional extra anywhere in a command is the install hint, never a traceback.
-        from lite_rm.extras import MissingExtraError
+        # Any error lite-rm explains (bad data, a missing extra's install hint, ...) is its message, never a traceback.
+        from lite_rm.errors import LiteRMError
 
         try:
             return super().invoke(ctx)
-        except MissingExtraError as err:
+        except LiteRMError as err:
             raise click.ClickException(str(err)) from None
 
 
@@ -64,6 +58,6 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-def fail(message: Any) -> None:
+def fail(message: Any) -> NoReturn:
     """Stop a command with a clear one-line error and exit status 1 (no traceback)."""
     raise click.ClickException(str(message))

@@ -10,7 +10,7 @@ import click
 
 from lite_rm.cli import fail
 from lite_rm.cli.options import data_source_options, json_option, parse_columns
-from lite_rm.data.inspection import FileCheck, RowsCheck
+from lite_rm.jobs.data_check import FileCheck, RowsCheck
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +41,8 @@ def check(
     truncates) and leaks: prompts shared between the sources given together (train and test).
     """
     from lite_rm.data import DataError
-    from lite_rm.data.inspection import check_source, find_leaks
-    from lite_rm.encoding import InputRule, load_tokenizer
+    from lite_rm.jobs.data_check import check_source, find_leaks
+    from lite_rm.scoring.encoding import InputRule, load_tokenizer
 
     try:
         rule = InputRule(max_length=max_length)
@@ -51,7 +51,7 @@ def check(
     tokenizer = None
     try:
         if tokenizer_path is None:
-            from lite_rm.models import default_encoder_path
+            from lite_rm.training.encoders import default_encoder_path
 
             tokenizer_path = str(default_encoder_path())
         tokenizer = load_tokenizer(tokenizer_path)
@@ -94,8 +94,8 @@ def _check_score_rows(source: str, columns: dict[str, str], split: str | None, s
                       rule: Any, err: Exception) -> RowsCheck:
     """``source`` as rows ``lite-rm score`` takes (prompt+response, prompt+a+b); ``err`` (no preference
     format found) is raised again when they are not that either."""
-    from lite_rm.batch_scoring import check_rows
-    from lite_rm.data.inspection import rows_check
+    from lite_rm.jobs.batch_scoring import check_rows
+    from lite_rm.jobs.data_check import rows_check
 
     report, texts = check_rows(source, columns=columns, split=split, skip_invalid=skip_invalid)
     if not texts:

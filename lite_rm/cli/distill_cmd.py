@@ -56,7 +56,7 @@ def distill(teacher: str, output: str, layers: int, keep: str, epochs: float, ma
     """
     from lite_rm.extras import MissingExtraError, require
     from lite_rm.files import OutputError, check_output
-    from lite_rm.models import refuse_bundle
+    from lite_rm.training.encoders import refuse_bundle
 
     try:
         refuse_bundle(teacher)

@@ -24,9 +24,9 @@ PROGRESS_CHUNK = 1024  # texts scored between progress updates (large: each call
 
 def _bundle_score_fn(model: Path, threads: int, batch_size: int | None, verify: bool, backend: str, head: Any = None
                      ) -> Any:
-    from lite_rm.bundle import BundleError
     from lite_rm.extras import MissingExtraError
-    from lite_rm.scorer import Scorer
+    from lite_rm.scoring.bundle import BundleError
+    from lite_rm.scoring.scorer import Scorer
 
     try:
         return Scorer(model, threads=threads, batch_size=batch_size, verify=verify, backend=backend,
@@ -43,8 +43,8 @@ def _checkpoint_score_fn(model: Path, bf16: bool | None, threads: int, batch_siz
         require("transformers")
     except MissingExtraError as err:
         fail(f"{model} is a PyTorch checkpoint: {err}")
-    from lite_rm.checkpoint import input_rule_of
-    from lite_rm.encoding import load_tokenizer
+    from lite_rm.scoring.encoding import load_tokenizer
+    from lite_rm.training.checkpoint import input_rule_of
     from lite_rm.training.modeling import load_reward_model, resolve_bf16, torch_score_fn
 
     torch.set_num_threads(threads)
@@ -149,7 +149,7 @@ def eval_command(model: str, data: tuple[str, ...], data_format: str | None, spl
       lite-rm eval bundle/ --data mine=my-prefs.csv --column prompt=question --json
     """
     from lite_rm.data import DSP_DOMAINS, DataError, resolve_data_dir
-    from lite_rm.evaluation import default_eval_sets, eval_sets_from, evaluate, general_average, results_table
+    from lite_rm.scoring.evaluation import default_eval_sets, eval_sets_from, evaluate, general_average, results_table
     from lite_rm.threads import resolve_threads
 
     bad = [d for d in domains if d not in DSP_DOMAINS]

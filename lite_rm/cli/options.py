@@ -68,7 +68,7 @@ def bundle_options(what: str) -> Callable[[F], F]:
 
 
 def head_option(func: F) -> F:
-    """``--head``: which reward of a bundle to use (see :meth:`lite_rm.scorer.Scorer.score`); the command
+    """``--head``: which reward of a bundle to use (see :meth:`lite_rm.scoring.scorer.Scorer.score`); the command
     gets ``head``, already a Scorer ``head`` (:func:`parse_heads`)."""
     return click.option(
         "--head", "head", multiple=True, metavar="NAME|FILE|NAME=WEIGHT",
@@ -84,7 +84,7 @@ def parse_heads(values: tuple[str, ...]) -> str | dict[str, float] | None:
         return None
     if len(values) == 1 and "=" not in values[0]:
         return values[0]
-    from lite_rm.bundle import MAX_MAGNITUDE, bounded
+    from lite_rm.scoring.bundle import MAX_MAGNITUDE, bounded
 
     mixture: dict[str, float] = {}
     for value in values:

@@ -32,11 +32,11 @@ def personalize(bundle: str, comparisons: str, name: str, profile: str | None, d
     penalty chosen by cross-validation grouped by prompt; under a second for 100 comparisons once they
     are encoded. The head is saved atomically into BUNDLE (heads/, listed in the manifest) or --profile.
     """
-    from lite_rm.bundle import BundleError
     from lite_rm.data import DataError, load_preferences
     from lite_rm.extras import MissingExtraError
-    from lite_rm.heads import check_head_name
-    from lite_rm.scorer import Scorer
+    from lite_rm.scoring.bundle import BundleError
+    from lite_rm.scoring.heads import check_head_name
+    from lite_rm.scoring.scorer import Scorer
     from lite_rm.threads import resolve_threads
 
     try:

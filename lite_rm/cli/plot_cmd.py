@@ -40,7 +40,7 @@ def plot(folder: Path, output: Path | None, data: str | None, data_format: str |
         require("matplotlib")
     except MissingExtraError as err:
         fail(err)
-    from lite_rm import plotting
+    from lite_rm.jobs import plotting
 
     if (folder / "manifest.json").is_file():
         _plot_bundle(folder, output, data, data_format, split, columns, skip_invalid, max_pairs)
@@ -58,10 +58,10 @@ def plot(folder: Path, output: Path | None, data: str | None, data_format: str |
 
 def _plot_bundle(folder: Path, output: Path | None, data: str | None, data_format: str | None, split: str | None,
                  columns: tuple[str, ...], skip_invalid: bool, max_pairs: int) -> None:
-    from lite_rm import plotting
-    from lite_rm.bundle import BundleError
     from lite_rm.data import DataError, load_preferences
     from lite_rm.extras import MissingExtraError
+    from lite_rm.jobs import plotting
+    from lite_rm.scoring.bundle import BundleError
 
     try:
         pairs = None

@@ -66,13 +66,13 @@ def score(bundle: str, input_path: str, output_path: str, data_format: str | Non
     Hugging Face Hub repository ORG/NAME holding one (fetched through the Hub's cache; HF_HUB_OFFLINE=1
     uses the cache only).
     """
-    from lite_rm.batch_output import OutputError
-    from lite_rm.batch_scoring import score_file
-    from lite_rm.bundle import BundleError
     from lite_rm.data import DataError
     from lite_rm.extras import MissingExtraError
-    from lite_rm.hub import resolve_bundle
-    from lite_rm.scorer import DEFAULT_BATCH_SIZE, Scorer
+    from lite_rm.files import OutputError
+    from lite_rm.jobs.batch_scoring import score_file
+    from lite_rm.scoring.bundle import BundleError
+    from lite_rm.scoring.hub import resolve_bundle
+    from lite_rm.scoring.scorer import DEFAULT_BATCH_SIZE, Scorer
     from lite_rm.threads import resolve_threads
 
     if as_json and output_path == "-":
@@ -126,10 +126,10 @@ def score(bundle: str, input_path: str, output_path: str, data_format: str | Non
 
 def _score_on_ray(bundle: str, inputs: str, output_dir: str, address: str | None, workers: int, as_json: bool,
                   verify: bool, **options: Any) -> None:
-    """``--engine ray``: every shard of ``inputs`` into ``output_dir`` (see :mod:`lite_rm.distributed`)."""
-    from lite_rm.bundle import BundleError, read_manifest
-    from lite_rm.distributed import ShardOptions, list_shards, score_dataset
+    """``--engine ray``: every shard of ``inputs`` into ``output_dir`` (see :mod:`lite_rm.jobs.distributed`)."""
     from lite_rm.extras import MissingExtraError, require
+    from lite_rm.jobs.distributed import ShardOptions, list_shards, score_dataset
+    from lite_rm.scoring.bundle import BundleError, read_manifest
 
     try:
         read_manifest(bundle, verify=verify)  # a bad bundle or input fails here, before Ray starts

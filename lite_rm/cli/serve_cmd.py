@@ -45,9 +45,9 @@ def serve(bundle: str, host: str, port: int, api_key: str | None, max_body_bytes
     Concurrent requests are scored together (dynamic batching). Stops on Ctrl-C or SIGTERM after
     answering the requests in flight (waiting --graceful-timeout seconds at most), with exit status 0.
     """
-    from lite_rm.bundle import BundleError, read_manifest
     from lite_rm.extras import MissingExtraError, require
-    from lite_rm.hub import resolve_bundle
+    from lite_rm.scoring.bundle import BundleError, read_manifest
+    from lite_rm.scoring.hub import resolve_bundle
     from lite_rm.threads import resolve_threads
 
     try:
@@ -55,7 +55,7 @@ def serve(bundle: str, host: str, port: int, api_key: str | None, max_body_bytes
         require("uvicorn", "serve")
     except MissingExtraError as err:
         fail(err)
-    from lite_rm.serving import RewardServer, ServeLimits, is_loopback, run_server
+    from lite_rm.jobs.serving import RewardServer, ServeLimits, is_loopback, run_server
 
     api_key = api_key or None  # an empty LITE_RM_API_KEY is no key
     if not is_loopback(host) and api_key is None:
@@ -65,7 +65,7 @@ def serve(bundle: str, host: str, port: int, api_key: str | None, max_body_bytes
         bundle = str(resolve_bundle(bundle))  # org/name: a Hugging Face Hub repository, through its cache
         read_manifest(bundle, verify=verify)  # a wrong path fails here, before the server starts
         if head is not None:
-            from lite_rm.scorer import Scorer
+            from lite_rm.scoring.scorer import Scorer
 
             Scorer(bundle, threads=1, head=head)  # so does an unknown head
     except (BundleError, OSError, ValueError, TypeError) as err:

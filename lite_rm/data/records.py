@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from lite_rm.errors import LiteRMError
+
 
 @dataclass(frozen=True)
 class PreferencePair:
@@ -48,7 +50,7 @@ class RankedList:
         ]
 
 
-class DataError(ValueError):
+class DataError(LiteRMError, ValueError):
     """Bad preference data. The message names the file, line or item, field, expected and found."""
 
     def __init__(self, location: str, message: str, reason: str = "invalid record"):

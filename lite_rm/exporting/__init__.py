@@ -4,12 +4,12 @@ Steps (all in a scratch folder; the bundle appears in one rename at the end):
 
 1. :func:`~lite_rm.exporting.onnx.onnx_export`: Optimum's ``main_export`` writes the fp32 ONNX graph;
    :func:`~lite_rm.exporting.onnx.add_embedding_output` also names the vector the score's last linear
-   layer reads as the output ``embedding`` (for heads, :mod:`lite_rm.heads`).
+   layer reads as the output ``embedding`` (for heads, :mod:`lite_rm.scoring.heads`).
 2. :func:`~lite_rm.exporting.onnx.optimize`: ``ORTOptimizer`` fuses it for CPU (attention,
    SkipLayerNormalization, BiasGelu kernels).
 3. With ``int8``, :func:`~lite_rm.exporting.quantization.quantize` applies a preset from
    ``export/presets`` (block-wise ``MatMulNBits`` or Optimum's ``ORTQuantizer``); several are tried in order.
-4. :func:`~lite_rm.exporting.parity.check_parity`: each candidate, scored by :class:`lite_rm.scorer.Scorer`
+4. :func:`~lite_rm.exporting.parity.check_parity`: each candidate, scored by :class:`lite_rm.scoring.scorer.Scorer`
    (the code users run) on the checkpoint's held-out validation pairs
    (:func:`~lite_rm.exporting.validation.validation_pairs`), against the PyTorch checkpoint: fp32 within
    ``fp32_tolerance``; int8 keeps the order of ``min_confident_agreement`` of the pairs PyTorch is
@@ -31,9 +31,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from lite_rm.bundle import BUNDLE_FORMAT, DEFAULT_MAX_POSITIONS, FORMAT_VERSION, TOKENIZER_FILE, Calibration, Manifest
-from lite_rm.checkpoint import META_FILE, input_rule_of, read_meta
-from lite_rm.encoding import InputRule
 from lite_rm.exporting.calibration import calibrate, fit_temperature
 from lite_rm.exporting.fidelity import FidelityError, FidelityResult, check_fidelity
 from lite_rm.exporting.heads import checkpoint_heads
@@ -51,8 +48,18 @@ from lite_rm.exporting.quantization import QuantPreset, quantize
 from lite_rm.exporting.validation import ValidationPairs, checkpoint_domains, validation_pairs
 from lite_rm.exporting.writer import stage_bundle, write_bundle, write_teacher_in_place
 from lite_rm.files import check_output, folder_digest, scratch_dir
-from lite_rm.heads import DEFAULT_HEAD, LinearHead
-from lite_rm.runtimes import EMBEDDING_OUTPUT
+from lite_rm.scoring.bundle import (
+    BUNDLE_FORMAT,
+    DEFAULT_MAX_POSITIONS,
+    FORMAT_VERSION,
+    TOKENIZER_FILE,
+    Calibration,
+    Manifest,
+)
+from lite_rm.scoring.encoding import InputRule
+from lite_rm.scoring.heads import DEFAULT_HEAD, LinearHead
+from lite_rm.scoring.runtimes import EMBEDDING_OUTPUT
+from lite_rm.training.checkpoint import META_FILE, input_rule_of, read_meta
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +165,7 @@ def _parity_record(run: _Run, fp32: ParityResult, int8: ParityResult | None, att
 
 def _fidelity(run: _Run, student_scores: Any, teacher_bundle: Path) -> FidelityResult:
     """The student's final scores against its teacher's bundle on the same held-out pairs."""
-    from lite_rm.scorer import Scorer
+    from lite_rm.scoring.scorer import Scorer
 
     teacher = Scorer(teacher_bundle, threads=run.options.threads)
     t = teacher.score_pairs(*run.texts)
@@ -172,8 +179,8 @@ def _fidelity(run: _Run, student_scores: Any, teacher_bundle: Path) -> FidelityR
 
 def _fidelity_record(run: _Run, result: FidelityResult, teacher_bundle: Path) -> dict[str, Any]:
     """The manifest's ``fidelity``; raises :class:`FidelityError` when it failed and ``if_unfaithful`` is ``fail``."""
-    from lite_rm.bundle import read_manifest
     from lite_rm.files import file_digest
+    from lite_rm.scoring.bundle import read_manifest
 
     teacher = read_manifest(teacher_bundle)
     record = {**result.to_dict(), "teacher_bundle": str(teacher_bundle.resolve()),

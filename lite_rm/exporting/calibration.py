@@ -21,9 +21,9 @@ import math
 
 import numpy as np
 
-from lite_rm.bundle import Calibration
-from lite_rm.evaluation import pairwise_accuracy
 from lite_rm.extras import require
+from lite_rm.scoring.bundle import Calibration
+from lite_rm.scoring.evaluation import pairwise_accuracy
 
 logger = logging.getLogger(__name__)
 

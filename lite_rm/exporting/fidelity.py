@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from lite_rm.evaluation import pair_correctness, paired_accuracy_interval
+from lite_rm.errors import LiteRMError
+from lite_rm.scoring.evaluation import pair_correctness, paired_accuracy_interval
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def check_fidelity(teacher_diff: np.ndarray, student_diff: np.ndarray, set_names
                           problems)
 
 
-class FidelityError(ValueError):
+class FidelityError(LiteRMError, ValueError):
     """The student failed the gate (the message gives the figures)."""
 
 

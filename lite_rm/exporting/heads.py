@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from lite_rm.bundle import Calibration, Manifest
-from lite_rm.checkpoint import META_FILE, read_meta, validation_split_of
 from lite_rm.exporting.calibration import calibrate
 from lite_rm.exporting.writer import stage_bundle
-from lite_rm.heads import LinearHead
+from lite_rm.scoring.bundle import Calibration, Manifest
+from lite_rm.scoring.heads import LinearHead
+from lite_rm.training.checkpoint import META_FILE, read_meta, validation_split_of
 
 
 def _widened(head: LinearHead, dim: int | None) -> LinearHead:
@@ -40,7 +40,7 @@ def checkpoint_heads(checkpoint: Path, model: Path, tokenizer_dir: Path, base: M
     Raises:
         BundleError: a malformed head record (naming the checkpoint file and the head).
     """
-    from lite_rm.scorer import Scorer
+    from lite_rm.scoring.scorer import Scorer
 
     records: dict[str, Any] = read_meta(checkpoint).get("heads") or {}
     if not records:

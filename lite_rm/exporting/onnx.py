@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from lite_rm.bundle import TOKENIZER_FILE
 from lite_rm.extras import require
 from lite_rm.files import write_text_atomic
-from lite_rm.runtimes import EMBEDDING_OUTPUT
+from lite_rm.scoring.bundle import TOKENIZER_FILE
+from lite_rm.scoring.runtimes import EMBEDDING_OUTPUT
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def model_config(checkpoint: Path) -> dict[str, Any]:
         FileNotFoundError: no ``config.json``.
         ValueError: invalid JSON, more than one label, or an ``auto_map`` for an unknown architecture.
     """
-    from lite_rm.models import refuse_bundle
+    from lite_rm.training.encoders import refuse_bundle
 
     refuse_bundle(checkpoint)
     path = checkpoint / CONFIG_FILE
@@ -90,7 +90,7 @@ def onnx_export(checkpoint: Path, work: Path, config: dict[str, Any] | None = No
         The path of the graph.
     """
     exporters = require("optimum.exporters.onnx")
-    from lite_rm.models import check_safetensors
+    from lite_rm.training.encoders import check_safetensors
 
     check_safetensors(checkpoint)  # Optimum's main_export would load a pickled pytorch_model.bin
     out = work / "raw"
@@ -179,7 +179,7 @@ def _drop_auto_map(path: Path) -> None:
 
 
 def add_embedding_output(model: Path) -> tuple[int, Any, float, list[str]]:
-    """Make the graph also return ``embedding``: what heads (:mod:`lite_rm.heads`) read.
+    """Make the graph also return ``embedding``: what heads (:mod:`lite_rm.scoring.heads`) read.
 
     The embedding is the vector the score's last linear layer reads (BERT: the pooler's output),
     followed, when the graph has a CLS pooler, by the attention-masked mean of the last hidden states:

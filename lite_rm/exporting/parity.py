@@ -5,7 +5,7 @@ the pairs PyTorch is *confident* about (calibrated P(a preferred) outside 0.5 ±
 their order, and at most ``max_accuracy_loss`` of pairwise accuracy is lost; ``max_order_change`` (all
 pairs, near-ties included) is reported and only enforced when set. Why confident pairs: the pairs int8
 flips are near-ties the fp32 model itself cannot call (export/README.md, "The parity gate").
-Candidates are scored by :class:`lite_rm.scorer.Scorer`, the code users run.
+Candidates are scored by :class:`lite_rm.scoring.scorer.Scorer`, the code users run.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from lite_rm.encoding import InputRule, encode_pairs, length_batches, load_tokenizer, pad_batch, pad_id_of
-from lite_rm.evaluation import pairwise_accuracy
+from lite_rm.errors import LiteRMError
 from lite_rm.exporting.options import ExportOptions
 from lite_rm.extras import require
+from lite_rm.scoring.encoding import InputRule, encode_pairs, length_batches, load_tokenizer, pad_batch, pad_id_of
+from lite_rm.scoring.evaluation import pairwise_accuracy
 
 
-class ParityError(RuntimeError):
+class ParityError(LiteRMError, RuntimeError):
     """The exported model disagrees with the PyTorch checkpoint beyond the allowed limits."""
 
 
@@ -145,7 +146,7 @@ def torch_scores(checkpoint: Path, tokenizer_path: Path, prompts: list[str], res
 
 def bundle_scores(folder: Path, prompts: list[str], responses: list[str], threads: int | None) -> np.ndarray:
     """Scores of a (staged) bundle by the Scorer users run."""
-    from lite_rm.scorer import Scorer
+    from lite_rm.scoring.scorer import Scorer
 
     return Scorer(folder, threads=threads).score_pairs(prompts, responses).astype(np.float64)
 

@@ -1,6 +1,6 @@
 """The validation pairs of an export's parity check and calibration: the checkpoint's held-out split.
 
-Training records which prompts it held out (:class:`lite_rm.checkpoint.ValidationSplit` in
+Training records which prompts it held out (:class:`lite_rm.training.checkpoint.ValidationSplit` in
 ``lite_rm.json``); export reloads exactly those pairs, so neither the parity figures nor the calibration
 are measured on pairs the model was trained on. ``--validation FILE`` overrides. A checkpoint without a
 recorded split (older runs, plain Hugging Face models) falls back to a sample of the default data's
@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lite_rm.checkpoint import read_meta, validation_split_of
 from lite_rm.data import DSP_DOMAINS, PreferencePair, load_preferences, resolve_data_dir, split_by_prompt
 from lite_rm.data.locations import DSP_TRAIN, GENERAL_TRAIN
 from lite_rm.exporting.options import ExportOptions
+from lite_rm.training.checkpoint import read_meta, validation_split_of
 
 logger = logging.getLogger(__name__)
 

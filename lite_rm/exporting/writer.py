@@ -13,10 +13,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from lite_rm.bundle import MANIFEST_FILE, MODEL_FILE, Manifest, read_manifest
 from lite_rm.exporting.onnx import CONFIG_FILE
 from lite_rm.files import atomic_dir
-from lite_rm.heads import LinearHead, head_file, write_head
+from lite_rm.scoring.bundle import MANIFEST_FILE, MODEL_FILE, Manifest, read_manifest
+from lite_rm.scoring.heads import LinearHead, head_file, write_head
 
 
 def stage_bundle(folder: Path, model: Path, tokenizer_dir: Path, manifest: Manifest,

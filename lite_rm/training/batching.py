@@ -1,6 +1,6 @@
 """Training data as token ids, and the batch plan: which pairs go into which step.
 
-Texts are encoded once with the input rule (:func:`lite_rm.encoding.encode_pairs`) and stored without
+Texts are encoded once with the input rule (:func:`lite_rm.scoring.encoding.encode_pairs`) and stored without
 padding; every (prompt, response) text is stored once, so a DSP query's preferred response, shared by
 its four pairs, is encoded and run through the model once per step.
 
@@ -22,7 +22,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from lite_rm.data import PreferencePair, RankedList
-from lite_rm.encoding import EncodedPairs, InputRule, encode_pairs
+from lite_rm.scoring.encoding import EncodedPairs, InputRule, encode_pairs
 
 # Sort this many batches' worth of units by length at a time: batches of similar length waste little
 # padding, while the order stays random across chunks (the "megabatch" trick of length grouping).

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lite_rm.data.formats import DSP_DOMAINS, FORMATS
+from lite_rm.errors import LiteRMError
 from lite_rm.training.metrics import REPORTERS
 
 STAGES = ("base", "general", "custom")
@@ -38,7 +39,7 @@ POOLING_CHOICES = ("cls", "mean")
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(LiteRMError, ValueError):
     """A bad configuration value; the message names the key."""
 
 

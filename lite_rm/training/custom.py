@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from lite_rm.encoding import load_tokenizer, pad_batch, pad_id_of
-from lite_rm.evaluation import accuracy_interval
+from lite_rm.scoring.encoding import load_tokenizer, pad_batch, pad_id_of
+from lite_rm.scoring.evaluation import accuracy_interval
 from lite_rm.training import mlm as mlm_lib
 from lite_rm.training import parallel, selection, steps
 from lite_rm.training.batching import PairData, add_replay, encode_preferences, plan_epochs

@@ -30,14 +30,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from lite_rm.checkpoint import META_FILE, ValidationSplit, input_rule_of, read_meta, validation_split_of
 from lite_rm.data import PreferencePair, load_preferences, split_by_prompt
 from lite_rm.data.locations import DSP_TRAIN, GENERAL_TRAIN
-from lite_rm.encoding import load_tokenizer, pad_id_of
-from lite_rm.evaluation import pairwise_accuracy
 from lite_rm.files import check_output, folder_digest
+from lite_rm.scoring.encoding import load_tokenizer, pad_id_of
+from lite_rm.scoring.evaluation import pairwise_accuracy
 from lite_rm.threads import resolve_threads
 from lite_rm.training.batching import PairData, encode_preferences, plan_epochs
+from lite_rm.training.checkpoint import META_FILE, ValidationSplit, input_rule_of, read_meta, validation_split_of
 from lite_rm.training.config import DROPOUT_CHOICES, ConfigError, OptimConfig, _check, _non_negative, _positive
 from lite_rm.training.loop import run_loop
 from lite_rm.training.modeling import (

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from lite_rm.evaluation import accuracy_half_width
+from lite_rm.scoring.evaluation import accuracy_half_width
 from lite_rm.training import parallel
 from lite_rm.training.config import OptimConfig
 from lite_rm.training.metrics import StageMetrics, report_to_of_run

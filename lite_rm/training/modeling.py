@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from lite_rm.checkpoint import write_meta
-from lite_rm.encoding import EncodedPairs, InputRule, encode_pairs, length_batches, pad_batch, pad_id_of
-from lite_rm.evaluation import ScoreFn
 from lite_rm.files import atomic_dir
+from lite_rm.scoring.encoding import EncodedPairs, InputRule, encode_pairs, length_batches, pad_batch, pad_id_of
+from lite_rm.scoring.evaluation import ScoreFn
+from lite_rm.training.checkpoint import write_meta
 from lite_rm.training.config import DROPOUT_CHOICES, POOLING_CHOICES
 
 logger = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def load_pretrained(auto_class: Any, path: str | Path, seed: int, dropout: str, 
     :func:`dropout_overrides`; the model remembers the encoder's own rates for :func:`save_checkpoint`."""
     from transformers.utils import logging as hf_logging
 
-    from lite_rm.models import check_safetensors
+    from lite_rm.training.encoders import check_safetensors
 
     check_safetensors(path)
     overrides, original = dropout_overrides(path, dropout)

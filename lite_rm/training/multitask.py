@@ -4,7 +4,7 @@ Each domain's lists train its own linear head; replayed general pairs train the 
 layer (the ``general`` head, the checkpoint's default score), and all of them train the shared
 encoder. A head reads the same vector as the score layer (its input: the bundle's ``embedding``), so
 the export ships one graph and a small file per domain, and scoring a file for every domain costs one
-encoder pass (:mod:`lite_rm.heads`). The heads start as copies of the general model's score layer.
+encoder pass (:mod:`lite_rm.scoring.heads`). The heads start as copies of the general model's score layer.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from lite_rm.checkpoint import ValidationSplit
-from lite_rm.encoding import load_tokenizer, pad_id_of
+from lite_rm.scoring.encoding import load_tokenizer, pad_id_of
 from lite_rm.training import parallel, stages, steps
 from lite_rm.training.batching import PairData, add_replay, encode_preferences, plan_epochs
+from lite_rm.training.checkpoint import ValidationSplit
 from lite_rm.training.loop import run_loop
 from lite_rm.training.modeling import load_reward_model, save_checkpoint, trainable_state
 from lite_rm.training.preservation import interpolate
@@ -103,7 +103,7 @@ def run_multitask(ctx: StageContext, domains: list[str], start: str, out: Path,
 
     Over 60 lines: data, model, step, loop, interpolation and saving, in the order they happen.
     """
-    from lite_rm.heads import LinearHead
+    from lite_rm.scoring.heads import LinearHead
 
     cfg = ctx.config.custom
     tokenizer = load_tokenizer(start)

@@ -37,13 +37,15 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from lite_rm.errors import LiteRMError
+
 logger = logging.getLogger(__name__)
 
 # Process 0 evaluates and writes while the others wait at a barrier: allow a long evaluation.
 TIMEOUT = datetime.timedelta(hours=2)
 
 
-class ParallelRunError(RuntimeError):
+class ParallelRunError(LiteRMError, RuntimeError):
     """The training processes failed; their own messages are on stderr above this one."""
 
 

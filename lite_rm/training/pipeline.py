@@ -27,15 +27,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lite_rm.checkpoint import META_FILE, read_meta
 from lite_rm.data import resolve_data_dir
 from lite_rm.data.locations import DSP_TEST, DSP_TRAIN, GENERAL_TEST, GENERAL_TRAIN
-from lite_rm.encoding import InputRule, load_tokenizer
 from lite_rm.extras import require
 from lite_rm.files import identity_change, input_identity, write_text_atomic
-from lite_rm.models import refuse_bundle, resolve_model
+from lite_rm.scoring.encoding import InputRule, load_tokenizer
 from lite_rm.threads import resolve_threads
+from lite_rm.training.checkpoint import META_FILE, read_meta
 from lite_rm.training.config import TrainConfig
+from lite_rm.training.encoders import refuse_bundle, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def _optional_data_dir(config: TrainConfig) -> Path:
 
 def general_kept(rows: dict[str, Any]) -> dict[str, float]:
     """Per custom model, its general average minus the general model's (helpful/harmless/WebGPT)."""
-    from lite_rm.evaluation import general_average
+    from lite_rm.scoring.evaluation import general_average
 
     reference = general_average(rows["general"]) if "general" in rows else None
     kept = {}
@@ -239,7 +239,7 @@ def _train(config: TrainConfig, resume: bool, overwrite: bool, device: Any) -> d
     Over 60 lines: the run's set-up, one loop over the stages (each trained by :func:`_run_stage`), then
     the results, read top to bottom.
     """
-    from lite_rm.evaluation import default_eval_sets, eval_sets_from, evaluate, write_results
+    from lite_rm.scoring.evaluation import default_eval_sets, eval_sets_from, evaluate, write_results
     from lite_rm.training import parallel
     from lite_rm.training.metrics import publish
     from lite_rm.training.modeling import resolve_bf16, torch_score_fn, torch_threads

@@ -10,7 +10,7 @@ scored on the custom validation pairs and on the general held-out pairs, and
   "auto"`` judges it: at least one standard error of that accuracy), and
 - it beats the start model on the custom validation pairs by a **paired** comparison: the lower end of
   the paired-bootstrap 95% interval of (candidate − start) accuracy is above 0. A raw difference of a
-  few pairs out of 150–250 is noise (:func:`lite_rm.evaluation.paired_accuracy_interval`).
+  few pairs out of 150–250 is noise (:func:`lite_rm.scoring.evaluation.paired_accuracy_interval`).
 
 Among those, the configured mix (``custom.interpolate``, 0.5 by default: the study's best trade-off
 of domain and general accuracy, bench/STUDY.md) is kept unless another candidate is better than it on
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from lite_rm.evaluation import accuracy_interval, paired_accuracy_interval
+from lite_rm.scoring.evaluation import accuracy_interval, paired_accuracy_interval
 from lite_rm.training.config import CHOOSE_CHOICES
 
 __all__ = ["CHOOSE_CHOICES", "NO_GAIN", "Candidate", "Choice", "choice_table", "choose_validated", "describe", "forced",

@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from lite_rm.checkpoint import HeldOutSet, ValidationSplit
 from lite_rm.data import PreferencePair, load_preferences, split_by_prompt, streaming
 from lite_rm.data.locations import DSP_TRAIN, GENERAL_TRAIN
-from lite_rm.encoding import InputRule, encode_pairs, load_tokenizer, pad_batch, pad_id_of
+from lite_rm.scoring.encoding import InputRule, encode_pairs, load_tokenizer, pad_batch, pad_id_of
 from lite_rm.training import mlm as mlm_lib
 from lite_rm.training import parallel, steps
 from lite_rm.training.batching import PairData, StreamedPlan, encode_preferences, plan_epochs
+from lite_rm.training.checkpoint import HeldOutSet, ValidationSplit
 from lite_rm.training.config import TrainConfig
 from lite_rm.training.loop import LoopResult, run_loop
 from lite_rm.training.modeling import autocast, load_reward_model, save_checkpoint, to_device, to_torch

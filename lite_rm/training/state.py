@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from lite_rm.errors import LiteRMError
 from lite_rm.files import atomic_dir
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ LEGACY_FILE = "state.pt"  # pickle, written by lite-rm before 0.x: never loaded
 STATE_VERSION = 1
 
 
-class ResumeStateError(ValueError):
+class ResumeStateError(LiteRMError, ValueError):
     """A resumable state that cannot be used; the message names the folder and says what to do."""
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from lite_rm.encoding import EncodedPairs
-from lite_rm.evaluation import pair_correctness
+from lite_rm.scoring.encoding import EncodedPairs
+from lite_rm.scoring.evaluation import pair_correctness
 from lite_rm.training.batching import PairData
 from lite_rm.training.losses import bradley_terry_loss, listwise_softmax_loss, pair_metrics
 from lite_rm.training.modeling import score_all, score_ids
@@ -145,7 +145,7 @@ def reward_step(model: Any, sources: list[StepSource], pad_id: int, bf16: bool) 
 
 
 def pair_accuracy(model: Any, data: PairData, pad_id: int, bf16: bool, batch_size: int) -> float:
-    """Pairwise accuracy of a model on encoded pairs (validation), as :func:`lite_rm.evaluation.pairwise_accuracy`."""
+    """Pairwise accuracy of a model on encoded pairs (validation), ties counting half."""
     if len(data) == 0:
         return float("nan")
     return float(np.mean(pair_correct(model, data, pad_id, bf16, batch_size)))
@@ -153,7 +153,7 @@ def pair_accuracy(model: Any, data: PairData, pad_id: int, bf16: bool, batch_siz
 
 def pair_correct(model: Any, data: PairData, pad_id: int, bf16: bool, batch_size: int) -> np.ndarray:
     """Per pair of ``data``: 1 when the model prefers the preferred response, 0.5 for a tie, 0 otherwise
-    (:func:`lite_rm.evaluation.pair_correctness`; its mean is :func:`pair_accuracy`)."""
+    (:func:`lite_rm.scoring.evaluation.pair_correctness`; its mean is :func:`pair_accuracy`)."""
     if len(data) == 0:
         return np.zeros(0)
     rewards = np.asarray(score_all(model, data.texts, pad_id, bf16, batch_size), dtype=np.float64)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from lite_rm.files import identity_change, write_text_atomic
+from lite_rm.files import OutputError, identity_change, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +38,6 @@ STATE_FORMAT = "lite-rm-score-partial"
 LINE_FIELD = "line"
 STDOUT = "-"
 _RESULT_FIELDS = ("score", "probability", "score_a", "score_b")
-
-
-class OutputError(Exception):
-    """The results cannot be written: the output is locked by another run, or a write failed."""
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from lite_rm.encoding import InputRule
+from lite_rm.errors import LiteRMError
 from lite_rm.files import file_digest
+from lite_rm.scoring.encoding import InputRule
 
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
@@ -39,7 +40,7 @@ __all__ = ["MAX_MAGNITUDE", "BundleError", "Calibration", "FileEntry", "Manifest
            "file_entry", "read_manifest", "show_value"]
 
 
-class BundleError(ValueError):
+class BundleError(LiteRMError, ValueError):
     """A bundle folder is missing, incomplete, corrupted or from an unknown format version."""
 
 

@@ -1,7 +1,7 @@
 """Pairwise accuracy of a reward model on evaluation sets, and the stages x sets results table.
 
 Works on any scoring function ``(prompts, responses) -> rewards``: a PyTorch checkpoint during
-training, or an ONNX bundle through :class:`lite_rm.scorer.Scorer`. Every distinct
+training, or an ONNX bundle through :class:`lite_rm.scoring.scorer.Scorer`. Every distinct
 (prompt, response) text is scored once, however many pairs and sets share it (the DSP test file's
 680 texts give all four domains' 2,176 pairs).
 """

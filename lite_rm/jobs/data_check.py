@@ -12,7 +12,7 @@ import numpy as np
 from lite_rm.data.formats import DSP_DOMAINS
 from lite_rm.data.loading import load_preferences
 from lite_rm.data.records import DataError, LoadReport, PreferencePair, Skips
-from lite_rm.encoding import InputRule
+from lite_rm.scoring.encoding import InputRule
 
 
 @dataclass

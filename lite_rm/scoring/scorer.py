@@ -6,7 +6,7 @@ array([ 1.7, -0.4], dtype=float32)
 >>> scorer.preference_probability("How do I boil an egg?", "Put it in ...", "Eggs are nice.")
 0.83
 
-Inputs go through the same input rule as training (:mod:`lite_rm.encoding`), so a bundle scores
+Inputs go through the same input rule as training (:mod:`lite_rm.scoring.encoding`), so a bundle scores
 exactly what the checkpoint saw; chat messages (``[{"role": "user", "content": ...}, ...]``) are
 rendered to text as the training data was (:func:`lite_rm.data.formats.render_messages`). This module
 must never import torch: a test checks it in a fresh interpreter.
@@ -23,12 +23,12 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
-from lite_rm.bundle import MAX_MAGNITUDE, BundleError, Manifest, bounded, read_manifest
 from lite_rm.data.formats import render_messages
 from lite_rm.data.text import bad_text
-from lite_rm.encoding import EncodedPairs, encode_pairs, length_batches, load_tokenizer, pad_batch, pad_id_of
-from lite_rm.heads import DEFAULT_HEAD, LinearHead, read_head
-from lite_rm.runtimes import EMBEDDING_OUTPUT, SCORE_OUTPUT, RuntimeLoadError, open_runtime
+from lite_rm.scoring.bundle import MAX_MAGNITUDE, BundleError, Manifest, bounded, read_manifest
+from lite_rm.scoring.encoding import EncodedPairs, encode_pairs, length_batches, load_tokenizer, pad_batch, pad_id_of
+from lite_rm.scoring.heads import DEFAULT_HEAD, LinearHead, read_head
+from lite_rm.scoring.runtimes import EMBEDDING_OUTPUT, SCORE_OUTPUT, RuntimeLoadError, open_runtime
 from lite_rm.threads import usable_cores
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class Scorer:
         verify: check the files' SHA-256 against the manifest when opening (reads the whole model).
         dedupe: score identical (prompt, response) pairs of one call once.
         backend: ``onnxruntime`` (the parity-checked scores) or ``openvino`` (optional extra; bf16 on
-            CPUs with native bf16, faster there: :mod:`lite_rm.runtimes`).
+            CPUs with native bf16, faster there: :mod:`lite_rm.scoring.runtimes`).
         head: which reward every call returns unless it names its own: ``default`` (the bundle's own
             score), a head of the bundle (:attr:`heads`), the path of a head file (a profile), or a
             mixture ``{"general": 0.5, "alice": 0.5}`` (see :meth:`score`).
@@ -174,7 +174,7 @@ class Scorer:
         Raises:
             BundleError: not a bundle, or a repository neither cached nor downloadable (the message says why).
         """
-        from lite_rm.hub import resolve_bundle
+        from lite_rm.scoring.hub import resolve_bundle
 
         folder = resolve_bundle(name_or_path, revision=revision, local_files_only=local_files_only,
                                 cache_dir=cache_dir, token=token)
@@ -365,9 +365,9 @@ class Scorer:
 
     def personalize(self, prompts: Sequence[Any], chosen: Sequence[Any], rejected: Sequence[Any], name: str,
                     profile: str | Path | None = None, seed: int = 0) -> Any:
-        """Fit a head from a user's comparisons (see :func:`lite_rm.personalization.personalize`); the head
+        """Fit a head from a user's comparisons (see :func:`lite_rm.scoring.personalization.personalize`); the head
         is saved into the bundle, or into ``profile``, and can be scored at once by its ``name``."""
-        from lite_rm.personalization import personalize
+        from lite_rm.scoring.personalization import personalize
 
         return personalize(self, prompts, chosen, rejected, name, profile=profile, seed=seed)
 
@@ -470,9 +470,9 @@ class Scorer:
         return self.run_encoded(encoded, names)
 
     def score_encoded(self, encoded: EncodedPairs, head: HeadSpec = None) -> np.ndarray:
-        """Scores of already encoded pairs (see :func:`lite_rm.encoding.encode_pairs`) by ``head``.
+        """Scores of already encoded pairs (see :func:`lite_rm.scoring.encoding.encode_pairs`) by ``head``.
 
-        Pairs run in batches of similar length (:func:`lite_rm.encoding.length_batches`).
+        Pairs run in batches of similar length (:func:`lite_rm.scoring.encoding.length_batches`).
         """
         plan, _ = self._plan(head)
         needs = _needs(plan)

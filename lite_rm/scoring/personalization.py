@@ -1,6 +1,6 @@
 """Personalization from a few comparisons, on the device: a user head fit on frozen embeddings.
 
-Torch-free: the bundle's graph gives each (prompt, response) its ``embedding`` (:mod:`lite_rm.heads`),
+Torch-free: the bundle's graph gives each (prompt, response) its ``embedding`` (:mod:`lite_rm.scoring.heads`),
 and scikit-learn fits a logistic regression on the differences ``e(chosen) - e(rejected)``, so a fit
 of 100 comparisons takes a fraction of a second once the texts are encoded (bench/PERSONALIZE.md).
 
@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from lite_rm.bundle import Calibration
 from lite_rm.extras import require
-from lite_rm.heads import DEFAULT_HEAD, LinearHead, check_head_name, save_into_bundle, write_head
+from lite_rm.scoring.bundle import Calibration
+from lite_rm.scoring.heads import DEFAULT_HEAD, LinearHead, check_head_name, save_into_bundle, write_head
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def personalize(scorer: Any, prompts: Sequence[Any], chosen: Sequence[Any], reje
     """Fit a user head on the comparisons and save it: into the bundle, or into ``profile``.
 
     Args:
-        scorer: an open :class:`lite_rm.scorer.Scorer` of a bundle with an embedding output.
+        scorer: an open :class:`lite_rm.scoring.scorer.Scorer` of a bundle with an embedding output.
         prompts, chosen, rejected: the comparisons (``chosen[i]`` preferred over ``rejected[i]``).
         name: the head's name; afterwards ``scorer.score(..., head=name)`` scores with it.
         profile: a head file to write instead of changing the bundle (an app's per-user file).

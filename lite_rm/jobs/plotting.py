@@ -236,7 +236,7 @@ def held_out_pairs(manifest: Any) -> list[Any]:
     Raises:
         ValueError: the bundle records no split (give the pairs with ``--data``), or its data is unreadable.
     """
-    from lite_rm.checkpoint import ValidationSplit
+    from lite_rm.training.checkpoint import ValidationSplit
 
     meta = (manifest.data.get("source") or {}).get("lite_rm_meta") or {}
     if not meta.get("validation_split"):
@@ -260,7 +260,7 @@ def plot_bundle(bundle: str | Path, pairs: Sequence[Any] | None = None, out: str
     Raises:
         BundleError: not a bundle folder. ValueError: no pairs.
     """
-    from lite_rm.scorer import Scorer
+    from lite_rm.scoring.scorer import Scorer
 
     bundle = Path(bundle)
     scorer = Scorer(bundle)

@@ -23,7 +23,7 @@ A field the endpoint does not know is refused (422 naming it) rather than silent
 
 Texts may be chat messages (``[{"role", "content"}, ...]``), rendered as in training. Requests are
 scored together: a :class:`Batcher` collects the pairs of all requests that arrive within a short
-window and scores them in one :class:`~lite_rm.scorer.Scorer` call (length-sorted batches), so
+window and scores them in one :class:`~lite_rm.scoring.scorer.Scorer` call (length-sorted batches), so
 concurrent clients share model calls. Errors are JSON ``{"error": message, "field": name}``: 401/403
 for a missing/wrong API key, 413 for a body over the limit, 422 for bad JSON, types or too many rows.
 
@@ -55,7 +55,8 @@ from lite_rm import __version__
 from lite_rm.data.formats import render_messages
 from lite_rm.data.records import DataError
 from lite_rm.data.text import bad_text
-from lite_rm.scorer import Scorer
+from lite_rm.errors import LiteRMError
+from lite_rm.scoring.scorer import Scorer
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class ServeLimits:
             raise ValueError(f"batch_window_ms: expected a number >= 0, found {self.batch_window_ms!r}")
 
 
-class RequestError(Exception):
+class RequestError(LiteRMError):
     """A request the server refuses: the HTTP status, the field at fault and why."""
 
     def __init__(self, status: int, field: str, message: str) -> None:
@@ -333,7 +334,7 @@ class RewardServer:
         batch_size: pairs per model call inside one scoring call (``None``: the Scorer's default).
         verify: check the bundle's SHA-256 digests when loading.
         head: the reward every request gets (a head's name or file, or a mixture; see
-            :meth:`lite_rm.scorer.Scorer.score`); ``None``: the bundle's own score.
+            :meth:`lite_rm.scoring.scorer.Scorer.score`); ``None``: the bundle's own score.
     """
 
     def __init__(self, bundle: str | Path, *, api_key: str | None = None, limits: ServeLimits | None = None,

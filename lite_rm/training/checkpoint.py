@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from lite_rm.data import PreferencePair, load_preferences, split_by_prompt
-from lite_rm.encoding import InputRule
 from lite_rm.files import write_text_atomic
+from lite_rm.scoring.encoding import InputRule
 
 META_FILE = "lite_rm.json"
 # The keyword arguments of load_preferences a held-out set may record (how its source was read).

@@ -3,7 +3,7 @@
 Records come from :func:`lite_rm.data.readers.read_rows` (the one reader of lite-rm: JSONL, JSON, CSV,
 optionally gzip, stdin, datasets) and are scored in chunks; every chunk's results are appended to
 ``OUTPUT.partial`` and flushed, so memory stays flat whatever the file's size, and the partial file is
-renamed to ``OUTPUT`` at the end (see :mod:`lite_rm.batch_output` for the lock, disk-full and resume
+renamed to ``OUTPUT`` at the end (see :mod:`lite_rm.jobs.batch_output` for the lock, disk-full and resume
 handling). Every output row carries the input's ``line`` (the line a record starts on, or its item
 number), which is how ``resume`` finds where an interrupted run stopped.
 
@@ -29,21 +29,20 @@ from typing import Any, NamedTuple
 
 from tqdm import tqdm
 
-from lite_rm.batch_output import (
-    LINE_FIELD,
-    PARTIAL_SUFFIX,
-    STDOUT,
-    OutputError,
-    ResumePoint,
-    open_output,
-    refuse_folder,
-)
 from lite_rm.data.formats import FORMATS, Identical, Tie, detect_format, pairs_from_record, render_messages
 from lite_rm.data.loading import map_columns
 from lite_rm.data.readers import Row, convert_rows, count_records, display_name, read_rows
 from lite_rm.data.records import DataError, Skips
-from lite_rm.files import input_identity
-from lite_rm.scorer import Scorer
+from lite_rm.files import OutputError, input_identity
+from lite_rm.jobs.batch_output import (
+    LINE_FIELD,
+    PARTIAL_SUFFIX,
+    STDOUT,
+    ResumePoint,
+    open_output,
+    refuse_folder,
+)
+from lite_rm.scoring.scorer import Scorer
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +245,7 @@ def score_file(
     """Score every record of a file (or stdin) and write the results, streaming.
 
     Args:
-        scorer: an open :class:`~lite_rm.scorer.Scorer`.
+        scorer: an open :class:`~lite_rm.scoring.scorer.Scorer`.
         input_path: JSONL, JSON or CSV/TSV (optionally gzip), ``-`` for stdin, or a dataset folder/name.
         output_path: where results go (JSONL, or CSV if the name ends in .csv/.tsv; ``-``: JSONL on
             stdout); each output row is the input row plus ``line`` and ``score`` (or ``probability``,

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from lite_rm.bundle import MAX_MAGNITUDE, BundleError, Calibration, bounded, show_value
 from lite_rm.files import write_text_atomic
+from lite_rm.scoring.bundle import MAX_MAGNITUDE, BundleError, Calibration, bounded, show_value
 
 HEAD_FORMAT = "lite-rm-head"
 HEAD_FORMAT_VERSION = 1
@@ -173,7 +173,7 @@ def save_into_bundle(folder: str | Path, head: LinearHead) -> Path:
     Raises:
         BundleError: not a bundle, or one without an embedding output.
     """
-    from lite_rm.bundle import MANIFEST_FILE, FileEntry, read_manifest
+    from lite_rm.scoring.bundle import MANIFEST_FILE, FileEntry, read_manifest
 
     folder = Path(folder)
     manifest = read_manifest(folder)

@@ -14,6 +14,8 @@ from typing import Protocol
 
 import numpy as np
 
+from lite_rm.errors import LiteRMError
+
 BACKENDS = ("onnxruntime", "openvino")
 KNOWN_INPUTS = {"input_ids", "attention_mask", "token_type_ids"}
 SCORE_OUTPUT = "logits"
@@ -21,7 +23,7 @@ SCORE_OUTPUT = "logits"
 EMBEDDING_OUTPUT = "embedding"
 
 
-class RuntimeLoadError(RuntimeError):
+class RuntimeLoadError(LiteRMError, RuntimeError):
     """The engine cannot load the graph (the message says why)."""
 
 

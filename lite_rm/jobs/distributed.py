@@ -3,7 +3,7 @@
 :class:`BundleScorer` scores the prompt/response columns of any Ray Dataset with ``ds.map_batches``.
 
 Files: each shard (a JSONL, JSON, CSV/TSV file, optionally gzip, or a Parquet file) is scored by
-:func:`lite_rm.batch_scoring.score_file`, the engine of ``lite-rm score``, so a shard's output has the
+:func:`lite_rm.jobs.batch_scoring.score_file`, the engine of ``lite-rm score``, so a shard's output has the
 same columns and scores as ``lite-rm score SHARD`` would write. Ray Data spreads the shards over a pool of
 actors (:class:`ShardScorer`, a ``map_batches`` callable): each actor opens the bundle once and scores
 one shard per call. Outputs are written as ``OUT/NAME.jsonl.partial`` and renamed when the shard is done,
@@ -29,13 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from lite_rm.batch_output import PARTIAL_SUFFIX
-from lite_rm.batch_scoring import score_file
 from lite_rm.data.readers import kind_from_name
 from lite_rm.data.records import DataError
+from lite_rm.errors import LiteRMError
 from lite_rm.extras import require
 from lite_rm.files import write_text_atomic
-from lite_rm.scorer import DEFAULT_BATCH_SIZE, Scorer
+from lite_rm.jobs.batch_output import PARTIAL_SUFFIX
+from lite_rm.jobs.batch_scoring import score_file
+from lite_rm.scoring.scorer import DEFAULT_BATCH_SIZE, Scorer
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class ShardOptions:
 RESULT_KEYS = ("shard", "output", "rows", "skipped", "seconds", "status", "error")
 
 
-class ShardError(ValueError):
+class ShardError(LiteRMError, ValueError):
     """Shards that hold bad rows: each message names the shard, the line and the field (as the local engine)."""
 
 
@@ -186,7 +187,7 @@ class BundleScorer:
         output_column: the column the scores go to (float32; replaced if it exists).
         threads: onnxruntime threads per actor (give map_batches the same ``num_cpus``).
         batch_size: pairs per model call (the Scorer's; ``None``: its default).
-        head: which reward, as :class:`~lite_rm.scorer.Scorer`'s ``head``.
+        head: which reward, as :class:`~lite_rm.scoring.scorer.Scorer`'s ``head``.
     """
 
     def __init__(self, bundle: str | Path, prompt_column: str = "prompt", response_column: str = "response",

@@ -2,7 +2,7 @@
 
 Torch-free. The Hub's own cache and offline mode apply (``HF_HUB_CACHE``, ``HF_HUB_OFFLINE=1``); without a
 network, a repository already in the cache is used as is (``snapshot_download`` falls back to it). The
-folder found is then opened with the same checks as any local bundle (:func:`lite_rm.bundle.read_manifest`).
+folder found is then opened with the same checks as any local bundle (:func:`lite_rm.scoring.bundle.read_manifest`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lite_rm.bundle import BundleError
+from lite_rm.scoring.bundle import BundleError
 
 # org/name as the Hub spells repository ids; a bare "name" is taken for a (missing) local folder.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
