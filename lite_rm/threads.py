@@ -1,4 +1,4 @@
-"""How many threads to use: ``0`` means "as many as there are free cores", for every command.
+"""How many threads to use (:func:`resolve_threads`): one rule for the API, the configs and every command.
 
 Torch-free. psutil (a core dependency) measures how busy the cores are now.
 """
@@ -14,14 +14,12 @@ def usable_cores() -> int:
 
 
 def free_cores(sample_seconds: float = 0.2) -> int:
-    """The cores not busy now (at least 1). With another process on one of two cores, one thread
-    trains about twice as fast as two (measured: 3.7 vs 1.8 pairs/s), because two threads wait on
-    each other's time slices.
+    """The cores not busy now (at least 1): with another process on one of two cores, one thread runs
+    faster than two that wait on each other's time slices.
 
-    Busy cores are measured over ``sample_seconds`` now, not read from the load average: the load
-    average trails by minutes, so a job that has just ended would still count (an idle machine got
-    one thread right after a benchmark). The sample is short because every command that takes
-    ``--threads 0`` (``score`` included) waits for it before its first row.
+    Busy cores are sampled over ``sample_seconds`` now, not read from the load average, which trails by
+    minutes (a job that has just ended would still count). The sample is short because every command
+    that takes ``--threads 0`` waits for it before its first row.
     """
     import psutil
 
@@ -30,12 +28,16 @@ def free_cores(sample_seconds: float = 0.2) -> int:
     return max(1, min(cores, cores - int(busy + 0.5)))
 
 
-def resolve_threads(threads: int) -> int:
-    """``threads`` as given when positive; ``0``: :func:`free_cores`.
+def resolve_threads(threads: int | None) -> int:
+    """The one rule for a thread count, everywhere: a positive number as given; ``0``: as many as
+    :func:`free_cores` (sampled now); ``None`` (not given): :func:`usable_cores`.
 
     Raises:
-        ValueError: a negative number.
+        ValueError: a negative number or not an integer.
     """
+    if threads is None:
+        return usable_cores()
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
-        raise ValueError(f"threads: expected an integer >= 0 (0: as many as free cores), found {threads!r}")
+        raise ValueError(f"threads: expected an integer >= 0 (0: as many as free cores) or None (all usable "
+                         f"cores), found {threads!r}")
     return threads or free_cores()

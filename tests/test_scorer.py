@@ -170,11 +170,21 @@ def test_bundle_errors(bundle: Path, tmp_path: Path) -> None:
 
 def test_constructor_argument_errors(bundle: Path) -> None:
     with pytest.raises(ValueError, match="threads"):
-        Scorer(bundle, threads=0)
+        Scorer(bundle, threads=-1)
     with pytest.raises(ValueError, match="batch_size"):
         Scorer(bundle, batch_size=0)
     with pytest.raises(ValueError, match="streams"):
         Scorer(bundle, streams=0)
+
+
+def test_threads_follow_the_one_rule(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lite_rm import threads
+
+    monkeypatch.setattr(threads, "free_cores", lambda sample_seconds=0.2: 1)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 3)
+    assert Scorer(bundle, threads=0).streams == 1  # 0: as many as are free now
+    assert Scorer(bundle).streams == 3  # not given: every usable core
+    assert Scorer(bundle, threads=2).streams == 2
 
 
 def test_streams_and_batch_size_do_not_change_scores(bundle: Path) -> None:

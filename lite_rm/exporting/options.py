@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from lite_rm.exporting.quantization import QuantPreset, load_preset
+from lite_rm.threads import resolve_threads
 
 DEFAULT_VALIDATION_PAIRS = 512
 # Tried in order, the first that passes the parity check is kept: the per-CPU dynamic preset ("auto", the
@@ -46,7 +47,7 @@ class ExportOptions:
             included (``None``, the default: reported, not enforced).
         max_accuracy_loss: allowed drop of pairwise accuracy (a share, 0.01 = 1 point).
         accept_parity_loss: write the bundle even if the checks fail (marked in the manifest).
-        threads: onnxruntime threads for the checks (``None``: onnxruntime's default).
+        threads: onnxruntime threads for the checks (:func:`~lite_rm.threads.resolve_threads`).
         seed: the validation sample's seed.
         teacher_bundle: for a distilled student: its teacher's bundle, against which the student must
             pass the fidelity gate (:mod:`lite_rm.exporting.fidelity`) on the held-out pairs.
@@ -92,8 +93,7 @@ class ExportOptions:
             raise ValueError(f"confidence_band: expected a number in [0, 0.5), found {self.confidence_band!r}")
         if self.if_unfaithful not in IF_UNFAITHFUL:
             raise ValueError(f"if_unfaithful: expected one of {', '.join(IF_UNFAITHFUL)}, found {self.if_unfaithful!r}")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise ValueError(f"threads: expected a positive integer or None, found {self.threads!r}")
+        resolve_threads(self.threads)  # fails early on a bad value
 
     def resolved_presets(self) -> list[QuantPreset]:
         """The presets to try in order (``preset`` may list several, comma-separated)."""

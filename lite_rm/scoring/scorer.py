@@ -29,7 +29,7 @@ from lite_rm.scoring.bundle import MAX_MAGNITUDE, BundleError, Manifest, bounded
 from lite_rm.scoring.encoding import EncodedPairs, encode_pairs, length_batches, load_tokenizer, pad_batch, pad_id_of
 from lite_rm.scoring.heads import DEFAULT_HEAD, LinearHead, read_head
 from lite_rm.scoring.runtimes import EMBEDDING_OUTPUT, SCORE_OUTPUT, RuntimeLoadError, open_runtime
-from lite_rm.threads import usable_cores
+from lite_rm.threads import resolve_threads
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,8 @@ class Scorer:
 
     Args:
         bundle: the bundle folder written by ``lite-rm export``.
-        threads: CPU threads in all (``None``: one per core this process may use).
+        threads: CPU threads in all (:func:`~lite_rm.threads.resolve_threads`: ``None``, one per core this
+            process may use; ``0``, as many as are free now).
         batch_size: pairs per model call (``None``: ``DEFAULT_BATCH_SIZE``, 1); pairs are sorted by length
             first so a batch pads little.
         streams: model calls run at once, each on ``threads // streams`` threads (``None``: ``threads``,
@@ -122,13 +123,12 @@ class Scorer:
         head: HeadSpec = None,
         streams: int | None = None,
     ) -> None:
-        for name, value in (("threads", threads), ("streams", streams)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name}: expected a positive integer or None, found {value!r}")
+        if streams is not None and (isinstance(streams, bool) or not isinstance(streams, int) or streams < 1):
+            raise ValueError(f"streams: expected a positive integer or None, found {streams!r}")
         batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, found {batch_size!r}")
-        threads = threads or usable_cores()
+        threads = resolve_threads(threads)
         self.streams = streams or threads
         self.manifest: Manifest = read_manifest(bundle, verify=verify)
         self.input_rule = self.manifest.input_rule
