@@ -28,17 +28,15 @@ def test_truncated_gzip(tmp_path: Path) -> None:
     assert 0 < len(loaded) < 2000 and loaded.report.skipped["truncated gzip"] == 1
 
 
-def test_non_utf8_line_in_jsonl(tmp_path: Path) -> None:
-    path = tmp_path / "b.jsonl"
-    path.write_bytes(json.dumps(GOOD).encode() + b"\n" + b'{"prompt": "\xff\xfe", "chosen": "a", "rejected": "b"}\n')
-    with pytest.raises(DataError, match=r"b\.jsonl line 2: bytes that are not UTF-8"):
-        load_preferences(path)
-
-
-def test_non_utf8_json_file(tmp_path: Path) -> None:
-    path = tmp_path / "b.json"
-    path.write_bytes(b'[\n{"prompt": "p", "chosen": "a", "rejected": "b"},\n{"prompt": "\xe9"}]')
-    with pytest.raises(DataError, match=r"b\.json line 3: bytes that are not UTF-8"):
+@pytest.mark.parametrize(("name", "data", "where"), [
+    ("b.jsonl", json.dumps(GOOD).encode() + b"\n" + b'{"prompt": "\xff\xfe", "chosen": "a", "rejected": "b"}\n',
+     r"b\.jsonl line 2"),
+    ("b.json", b'[\n{"prompt": "p", "chosen": "a", "rejected": "b"},\n{"prompt": "\xe9"}]', r"b\.json line 3"),
+])
+def test_non_utf8_bytes_name_their_line(tmp_path: Path, name: str, data: bytes, where: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(DataError, match=where + ": bytes that are not UTF-8"):
         load_preferences(path)
 
 
@@ -69,17 +67,17 @@ def test_mistyped_field(tmp_path: Path) -> None:
         load_preferences(ts)
 
 
-def test_nan_score(tmp_path: Path) -> None:
+TWO_TEXTS = '"text": ["\\n\\nHuman: a\\n\\nAssistant: b", "\\n\\nHuman: a\\n\\nAssistant: c"]'
+
+
+@pytest.mark.parametrize(("scores", "message"), [
+    ("[NaN, 1]", r"field 'score'\[0\]: expected a finite number, found nan"),
+    ("[1.0]", r"fields 'text' and 'score': expected lists of the same length, found 2 texts and 1 scores"),
+])
+def test_bad_scores_of_a_ranked_item(tmp_path: Path, scores: str, message: str) -> None:
     path = tmp_path / "n.json"
-    path.write_text('[{"text": ["\\n\\nHuman: a\\n\\nAssistant: b", "\\n\\nHuman: a\\n\\nAssistant: c"], "score": [NaN, 1]}]')
-    with pytest.raises(DataError, match=r"n\.json item 1: field 'score'\[0\]: expected a finite number, found nan"):
-        load_preferences(path)
-
-
-def test_text_score_length_mismatch(tmp_path: Path) -> None:
-    path = tmp_path / "l.json"
-    path.write_text(json.dumps([{"text": ["\n\nHuman: a\n\nAssistant: b", "\n\nHuman: a\n\nAssistant: c"], "score": [1.0]}]))
-    with pytest.raises(DataError, match=r"l\.json item 1: fields 'text' and 'score': expected lists of the same length, found 2 texts and 1 scores"):
+    path.write_text(f'[{{{TWO_TEXTS}, "score": {scores}}}]')
+    with pytest.raises(DataError, match=r"n\.json item 1: " + message):
         load_preferences(path)
 
 

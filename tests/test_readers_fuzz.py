@@ -144,21 +144,21 @@ def _score_both_ways(path: Path, out: Path) -> None:
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
+def _check_case(folder: Path, case: tuple[str, bytes], output: str) -> None:
+    name, data = case
+    path = folder / name
+    path.write_bytes(data)
+    _load_both_ways(path)
+    _score_both_ways(path, folder / output)
+
+
 @FUZZ
 @given(case=mutated_bytes())
 def test_byte_mutations_end_in_data_error(tmp_path: Path, case: tuple[str, bytes]) -> None:
-    name, data = case
-    path = tmp_path / name
-    path.write_bytes(data)
-    _load_both_ways(path)
-    _score_both_ways(path, tmp_path / "out.jsonl")
+    _check_case(tmp_path, case, "out.jsonl")
 
 
 @FUZZ
 @given(case=mutated_json())
 def test_json_mutations_end_in_data_error(tmp_path: Path, case: tuple[str, bytes]) -> None:
-    name, data = case
-    path = tmp_path / name
-    path.write_bytes(data)
-    _load_both_ways(path)
-    _score_both_ways(path, tmp_path / "out.csv")
+    _check_case(tmp_path, case, "out.csv")

@@ -38,13 +38,13 @@ from lite_rm.data.splitting import in_validation
 
 logger = logging.getLogger(__name__)
 
-# Sets holding at least this many records in all are streamed (a glob always is). In memory, a pair
-# costs about 3 KB once tokenized (Python lists of ids); 100k pairs are about 300 MB.
+# Sets holding at least this many records in all are streamed (a glob always is): tokenized in memory as
+# Python lists of ids, larger sets would take hundreds of MB.
 STREAM_MIN_RECORDS = 100_000
 # Pairs tokenized and length-grouped at a time: memory is bounded by this, not by the set's size.
 BUFFER_PAIRS = 8192
 # Validation pairs kept for early stopping and checkpoint choice (a uniform, seeded sample of the
-# held-out prompts' pairs): validating 5% of a million pairs every epoch would cost hours on a CPU.
+# held-out prompts' pairs): validating a share of a very large set every epoch would cost hours on a CPU.
 VALID_MAX_PAIRS = 4096
 # Training pairs kept when a stage needs general pairs in memory (replay in the custom stage, text
 # for the base stage's masked-LM): a uniform, seeded sample.
