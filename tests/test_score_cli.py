@@ -71,7 +71,7 @@ def test_preference_csv(bundle: Path, tmp_path: Path) -> None:
     # Line numbers count physical lines: row 0 holds a newline inside a quoted field.
     assert [int(r["line"]) for r in rows] == [2, 4, 6, 8, 10]
     s = Scorer(bundle)
-    p = s.preference_probability(ROWS[0]["prompt"], ROWS[0]["response"], "I don't know,\nsorry")
+    p = s.compare([ROWS[0]["prompt"]], [ROWS[0]["response"]], ["I don't know,\nsorry"]).probabilities[0]
     assert float(rows[0]["probability"]) == pytest.approx(p, abs=1e-6)
 
 
@@ -175,8 +175,8 @@ def test_trl_and_messages_files_without_a_flag(bundle: Path, tmp_path: Path) -> 
     result = _score(bundle, "-i", str(src), "-o", str(out), "--no-progress")
     assert result.exit_code == 0, result.output
     rows = _read_jsonl(out)
-    expected = Scorer(bundle).preference_probabilities([r["prompt"] for r in TRL], [r["chosen"] for r in TRL],
-                                                       [r["rejected"] for r in TRL])
+    expected = Scorer(bundle).compare([r["prompt"] for r in TRL], [r["chosen"] for r in TRL],
+                                      [r["rejected"] for r in TRL]).probabilities
     np.testing.assert_allclose([r["probability"] for r in rows], expected, atol=1e-6)
     assert rows[0]["chosen"] == TRL[0]["chosen"] and [r["line"] for r in rows] == list(range(1, 7))
     assert "a preferred in" in result.output
@@ -190,7 +190,7 @@ def test_trl_and_messages_files_without_a_flag(bundle: Path, tmp_path: Path) -> 
     assert rows2[0]["prompt"] == "Human: " + TRL[0]["prompt"] and rows2[0]["a"] == TRL[0]["chosen"]
     s = Scorer(bundle)
     assert rows2[0]["probability"] == pytest.approx(
-        s.preference_probability("Human: " + TRL[0]["prompt"], TRL[0]["chosen"], "no idea"), abs=1e-6)
+        s.compare(["Human: " + TRL[0]["prompt"]], [TRL[0]["chosen"]], ["no idea"]).probabilities[0], abs=1e-6)
 
 
 def test_stdin_stdout_json_threads_and_column(bundle: Path, tmp_path: Path) -> None:

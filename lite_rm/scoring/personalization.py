@@ -28,6 +28,7 @@ import numpy as np
 
 from lite_rm.extras import require
 from lite_rm.scoring.bundle import Calibration
+from lite_rm.scoring.evaluation import pair_correctness
 from lite_rm.scoring.heads import DEFAULT_HEAD, LinearHead, check_head_name, save_into_bundle, write_head
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class FitReport:
         C: the chosen inverse penalty.
         prior_weight: the coefficient of the default head inside the new head (negative: the user
             prefers the opposite of the general reward).
-        train_accuracy: accuracy on the comparisons themselves.
+        train_accuracy: accuracy on the comparisons themselves (a tie counts half).
         fit_s: seconds of the fit (search and final fit; the encoding is ``embed_s``).
     """
 
@@ -135,7 +136,7 @@ def fit_head(diffs: np.ndarray, prior: LinearHead, name: str, groups: Sequence[A
     prior_weight = float(coef[-1] * PRIOR_FEATURE_SCALE)
     weight = (coef[:-1] + prior_weight * prior.weight).astype(np.float32)
     fit_s = time.perf_counter() - started
-    train_accuracy = float(np.mean(diffs @ weight.astype(np.float64) > 0))
+    train_accuracy = float(np.mean(pair_correctness(diffs @ weight.astype(np.float64))))
     extra: dict[str, Any] = {"duplicates_dropped": given - n}
     if cv_accuracy <= 0.5:
         # Saved all the same (the user may add comparisons later), but never silently: the head is a coin toss.
