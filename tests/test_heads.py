@@ -383,6 +383,14 @@ def test_a_head_given_twice_is_a_usage_error(bundle: Path, run_cli) -> None:  # 
     assert "head 'default' is given twice" in result.stderr
 
 
+def test_a_tie_counts_half_in_the_training_accuracy() -> None:
+    # Every comparison also given the other way round: the head fit is exactly zero, every comparison a tie.
+    rng = np.random.default_rng(3)
+    rows = rng.normal(size=(6, 8))
+    head, report = fit_head(np.vstack([rows, -rows]), LinearHead("default", rng.normal(size=8).astype(np.float32)), "u")
+    assert not head.weight.any() and report.train_accuracy == 0.5
+
+
 def test_personalize_at_or_below_chance_warns_and_records_it(fresh: Path, tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
     # Each comparison also given the other way round: no preference to learn, held-out accuracy <= 0.5.
     rng = np.random.default_rng(3)

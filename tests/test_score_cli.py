@@ -193,6 +193,15 @@ def test_trl_and_messages_files_without_a_flag(bundle: Path, tmp_path: Path) -> 
         s.compare(["Human: " + TRL[0]["prompt"]], [TRL[0]["chosen"]], ["no idea"]).probabilities[0], abs=1e-6)
 
 
+def test_a_tie_counts_half_in_the_accuracy(bundle: Path, tmp_path: Path) -> None:
+    from lite_rm.jobs.batch_scoring import score_file
+
+    ties = [{"prompt": r["prompt"], "a": r["response"], "b": r["response"]} for r in ROWS[:4]]  # equal scores
+    out = tmp_path / "ties-out.jsonl"
+    report = score_file(Scorer(bundle), _jsonl(tmp_path / "ties.jsonl", ties), out, progress=False)
+    assert [r["probability"] for r in _read_jsonl(out)] == [0.5] * 4 and report.accuracy == 0.5
+
+
 def test_stdin_stdout_json_threads_and_column(bundle: Path, tmp_path: Path) -> None:
     data = "".join(json.dumps({"question": r["prompt"], "response": r["response"]}) + "\n" for r in ROWS[:5])
     result = _score(bundle, "-i", "-", "-o", "-", "--column", "prompt=question", "--threads", "0", "--no-progress",
