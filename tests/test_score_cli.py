@@ -187,10 +187,26 @@ def test_trl_and_messages_files_without_a_flag(bundle: Path, tmp_path: Path) -> 
     result = _score(bundle, "-i", str(_jsonl(tmp_path / "conv.jsonl", conv)), "-o", str(out2), "--no-progress")
     assert result.exit_code == 0, result.output
     rows2 = _read_jsonl(out2)
-    assert rows2[0]["prompt"] == "Human: " + TRL[0]["prompt"] and rows2[0]["a"] == TRL[0]["chosen"]
+    assert rows2[0]["prompt"] == "Human: " + TRL[0]["prompt"] and rows2[0]["chosen"] == TRL[0]["chosen"]
+    assert rows2[0]["rejected"] == "no idea" and not {"a", "b"} & set(rows2[0])  # named as standard rows are
     s = Scorer(bundle)
     assert rows2[0]["probability"] == pytest.approx(
         s.compare(["Human: " + TRL[0]["prompt"]], [TRL[0]["chosen"]], ["no idea"]).probabilities[0], abs=1e-6)
+
+
+def test_trl_conversational_rows_keep_chosen_and_rejected(bundle: Path, tmp_path: Path) -> None:
+    user, good, bad = ({"role": role, "content": text} for role, text in
+                       (("user", TRL[0]["prompt"]), ("assistant", TRL[0]["chosen"]), ("assistant", "no idea")))
+    explicit = {"prompt": [user], "chosen": [good], "rejected": [bad]}
+    implicit = {"chosen": [user, good], "rejected": [user, bad]}  # the prompt is the shared first message
+    for name, record in (("explicit", explicit), ("implicit", implicit)):
+        out = tmp_path / f"{name}-out.jsonl"
+        result = _score(bundle, "-i", str(_jsonl(tmp_path / f"{name}.jsonl", [record])), "-o", str(out), "--no-progress")
+        assert result.exit_code == 0, result.output
+        row = _read_jsonl(out)[0]
+        assert {k: row[k] for k in ("prompt", "chosen", "rejected")} == {
+            "prompt": "Human: " + TRL[0]["prompt"], "chosen": TRL[0]["chosen"], "rejected": "no idea"}
+        assert "a" not in row and "b" not in row and 0.0 <= row["probability"] <= 1.0
 
 
 def test_a_tie_counts_half_in_the_accuracy(bundle: Path, tmp_path: Path) -> None:

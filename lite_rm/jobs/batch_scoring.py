@@ -13,7 +13,9 @@ Three kinds of input, told apart by the first record's fields:
 * ``prompt`` + ``a`` + ``b`` -> ``probability`` (that ``a`` is preferred, calibrated), ``score_a``, ``score_b``;
 * a preference record of any format lite-rm loads (TRL ``prompt``/``chosen``/``rejected``, conversational
   messages, hh-rlhf dialogues, text/score, DSP with a domain) -> the same as ``prompt`` + ``a`` = chosen +
-  ``b`` = rejected; the share of rows where ``a`` wins is the pairwise accuracy.
+  ``b`` = rejected; the share of rows where ``a`` wins is the pairwise accuracy. A record of plain fields
+  keeps its own columns; other records give ``prompt`` and the texts as scored, named ``chosen`` and
+  ``rejected`` for formats with those fields (TRL, conversational, hh-rlhf), else ``a`` and ``b``.
 
 Prompts and responses may be chat messages (``[{"role", "content"}, ...]``), rendered as in training.
 """
@@ -48,6 +50,8 @@ from lite_rm.scoring.scorer import Scorer, check_text
 logger = logging.getLogger(__name__)
 
 _SCALARS = (str, int, float, bool, type(None))
+# Formats whose records name their responses chosen and rejected: their rows keep those names.
+_CHOSEN_REJECTED = ("pairs", "hh-rlhf")
 
 
 @dataclass
@@ -143,10 +147,11 @@ class _Rows:
             return [Item(row.number, dict(raw), _texts(record, names, row.location))]
         pairs = pairs_from_record(self.fmt or "pairs", record, row.location, self.domain)
         flat = len(pairs) == 1 and all(isinstance(v, _SCALARS) for v in raw.values())
+        first, second = ("chosen", "rejected") if (self.fmt or "pairs") in _CHOSEN_REJECTED else ("a", "b")
         items = []
         for pair in pairs:
-            # A flat record keeps its own columns (ids and all); others get prompt, a, b as scored.
-            out = dict(raw) if flat else {"prompt": pair.prompt, "a": pair.chosen, "b": pair.rejected}
+            # A flat record keeps its own columns (ids and all); others get the texts as scored.
+            out = dict(raw) if flat else {"prompt": pair.prompt, first: pair.chosen, second: pair.rejected}
             if pair.rejected_label and not flat:
                 out["b_label"] = pair.rejected_label
             items.append(Item(row.number, out, (pair.prompt, pair.chosen, pair.rejected)))
