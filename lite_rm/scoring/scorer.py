@@ -239,7 +239,7 @@ class Scorer:
         responses = _check_texts("responses", responses)
         if not responses:
             raise ValueError("responses: empty; give at least one response to score")
-        return self._score([prompt] * len(responses), responses, head)
+        return self._score([prompt] * len(responses), responses, self._heads.plan(head))
 
     @overload
     def rank(self, prompt: str | list[dict[str, str]], responses: Sequence[Any], top_k: int | None = None,
@@ -306,7 +306,7 @@ class Scorer:
             responses.append(check_text(item[1], f"pairs[{i}][1] (response)"))
         if not prompts:
             return np.empty(0, dtype=np.float32)
-        return self._score(prompts, responses, head)
+        return self._score(prompts, responses, self._heads.plan(head))
 
     def score_pairs(self, prompts: Sequence[Any], responses: Sequence[Any], head: HeadSpec = None) -> np.ndarray:
         """Scores of (prompt, response) pairs.
@@ -325,7 +325,7 @@ class Scorer:
             raise ValueError(f"score_pairs: {len(prompts)} prompts but {len(responses)} responses")
         if not prompts:
             raise ValueError("score_pairs: empty input; give at least one (prompt, response) pair")
-        return self._score(prompts, responses, head)
+        return self._score(prompts, responses, self._heads.plan(head))
 
     def compare(self, prompts: Sequence[Any], a: Sequence[Any], b: Sequence[Any], head: HeadSpec = None
                 ) -> Comparison:
@@ -392,8 +392,7 @@ class Scorer:
 
     # -- internals ------------------------------------------------------------------------------------
 
-    def _score(self, prompts: list[str], responses: list[str], head: HeadSpec | HeadPlan = None) -> np.ndarray:
-        plan = head if isinstance(head, HeadPlan) else self._heads.plan(head)
+    def _score(self, prompts: list[str], responses: list[str], plan: HeadPlan) -> np.ndarray:
         return plan.combine(dict(zip(plan.outputs, self._outputs(prompts, responses, plan.outputs), strict=True)))
 
     def _outputs(self, prompts: list[str], responses: list[str], names: Sequence[str]) -> list[np.ndarray]:
