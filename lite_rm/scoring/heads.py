@@ -239,8 +239,9 @@ class HeadPlan:
     @property
     def outputs(self) -> list[str]:
         """The graph outputs the plan reads: ``logits`` for the default head, ``embedding`` for the others."""
-        heads = {term.head is None for term in self.terms}
-        return [SCORE_OUTPUT] * (True in heads) + [EMBEDDING_OUTPUT] * (False in heads)
+        default = any(term.head is None for term in self.terms)
+        others = any(term.head is not None for term in self.terms)
+        return [SCORE_OUTPUT] * default + [EMBEDDING_OUTPUT] * others
 
     def combine(self, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """The plan's weighted sum from the graph's ``outputs``; one head with coefficient 1 returns its own
