@@ -89,7 +89,7 @@ def embed_all(bundle: Path, sets: dict[str, list[Any]], cache: Path) -> tuple[di
             return index, saved["embedding"], saved["scores"], json.loads(str(saved["timing"]))
     encoded = encode_pairs(scorer._tokenizer, [t[0] for t in texts], [t[1] for t in texts], scorer.input_rule)
     start = time.perf_counter()
-    scores, embedding = scorer.run_encoded(encoded, ("logits", "embedding"))
+    scores, embedding = scorer._run_encoded(encoded, ("logits", "embedding"))
     encode_s = time.perf_counter() - start
     start = time.perf_counter()
     head = scorer.get_head("default")

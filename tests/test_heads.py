@@ -93,7 +93,7 @@ def test_named_heads_and_mixtures_score_as_claimed(fresh: Path) -> None:
     np.testing.assert_allclose(mixed, 0.3 * scale * default + 0.7 * (emb @ alice.weight + 0.5), rtol=1e-4, atol=1e-5)
     # the constructor's head is every call's default; probabilities use that head's calibration (scale 1)
     as_alice = Scorer(fresh, threads=1, head="alice")
-    p = as_alice.preference_probability(PROMPTS[0], GOOD[0], BAD[0])
+    p = as_alice.compare(PROMPTS[:1], GOOD[:1], BAD[:1]).probabilities[0]
     s = as_alice.score(PROMPTS[0], [GOOD[0], BAD[0]])
     assert p == pytest.approx(1 / (1 + np.exp(-(float(s[0]) - float(s[1])))), rel=1e-5)
     with pytest.raises(BundleError, match="not in"):
@@ -326,7 +326,7 @@ def test_a_non_finite_score_is_an_error_not_a_nan(bundle: Path) -> None:
     scorer = Scorer(bundle, threads=1)
     dim = scorer.manifest.embedding_dim
     assert dim is not None
-    scorer._heads["broken"] = LinearHead("broken", np.full(dim, np.inf, dtype=np.float32))  # past every check
+    scorer._heads.loaded["broken"] = LinearHead("broken", np.full(dim, np.inf, dtype=np.float32))  # past every check
     with pytest.raises(BundleError, match="non-finite score"):
         scorer.score_pairs(PROMPTS[:3], GOOD[:3], head="broken")
 
@@ -352,11 +352,11 @@ def test_any_head_mixture_and_calibration_a_bundle_accepts_scores_finitely(bundl
     def check(weights: list[float], bias: float, head_scale: float, bundle_scale: float,
               mix: tuple[float, float]) -> None:
         data = {**_head_dict(dim, scale=head_scale), "weight": weights, "bias": bias}
-        scorer._heads["h"] = LinearHead.from_dict(data)  # what a bundle or profile reader accepts
-        scorer.manifest = replace(scorer.manifest, calibration=Calibration.from_dict({"scale": bundle_scale}))
+        scorer._heads.loaded["h"] = LinearHead.from_dict(data)  # what a bundle or profile reader accepts
+        scorer._heads.manifest = replace(scorer.manifest, calibration=Calibration.from_dict({"scale": bundle_scale}))
         for head in ("h", "default", {"h": mix[0], "default": mix[1]}):
             assert np.all(np.isfinite(scorer.score_pairs(texts[0], texts[1], head=head)))
-            p = scorer.preference_probabilities(*texts, head=head)
+            p = scorer.compare(*texts, head=head).probabilities
             assert np.all(np.isfinite(p)) and np.all((p >= 0) & (p <= 1))
 
     check()
@@ -381,6 +381,14 @@ def test_a_head_given_twice_is_a_usage_error(bundle: Path, run_cli) -> None:  # 
     result = run_cli("score", str(bundle), "-i", "-", "-o", "-", "--head", "default=0.5", "--head", "default=0.5")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "head 'default' is given twice" in result.stderr
+
+
+def test_a_tie_counts_half_in_the_training_accuracy() -> None:
+    # Every comparison also given the other way round: the head fit is exactly zero, every comparison a tie.
+    rng = np.random.default_rng(3)
+    rows = rng.normal(size=(6, 8))
+    head, report = fit_head(np.vstack([rows, -rows]), LinearHead("default", rng.normal(size=8).astype(np.float32)), "u")
+    assert not head.weight.any() and report.train_accuracy == 0.5
 
 
 def test_personalize_at_or_below_chance_warns_and_records_it(fresh: Path, tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]

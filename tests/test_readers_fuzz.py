@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from lite_rm.data import DataError, load_preferences
 from lite_rm.jobs.batch_scoring import score_file
+from lite_rm.scoring.scorer import Comparison
 
 HH = "\n\nHuman: {q}\n\nAssistant: {a}"
 DSP = {"query": "Q?", "responses": {"academy": "A", "business": "B", "entertainment": "E", "literature": "L",
@@ -129,8 +130,9 @@ class _FakeScorer:
         assert all(isinstance(t, str) and t.encode("utf-8") is not None for t in prompts + responses)
         return np.array([len(r) % 7 for r in responses], dtype=np.float32)
 
-    def probability_from_scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return 1 / (1 + np.exp(-(a - b).astype(np.float64)))
+    def compare(self, prompts: list[str], a: list[str], b: list[str]) -> Comparison:
+        score_a, score_b = self.score_pairs(prompts, a), self.score_pairs(prompts, b)
+        return Comparison(1 / (1 + np.exp(-(score_a - score_b).astype(np.float64))), score_a, score_b)
 
 
 def _score_both_ways(path: Path, out: Path) -> None:

@@ -71,7 +71,7 @@ def test_preference_csv(bundle: Path, tmp_path: Path) -> None:
     # Line numbers count physical lines: row 0 holds a newline inside a quoted field.
     assert [int(r["line"]) for r in rows] == [2, 4, 6, 8, 10]
     s = Scorer(bundle)
-    p = s.preference_probability(ROWS[0]["prompt"], ROWS[0]["response"], "I don't know,\nsorry")
+    p = s.compare([ROWS[0]["prompt"]], [ROWS[0]["response"]], ["I don't know,\nsorry"]).probabilities[0]
     assert float(rows[0]["probability"]) == pytest.approx(p, abs=1e-6)
 
 
@@ -175,8 +175,8 @@ def test_trl_and_messages_files_without_a_flag(bundle: Path, tmp_path: Path) -> 
     result = _score(bundle, "-i", str(src), "-o", str(out), "--no-progress")
     assert result.exit_code == 0, result.output
     rows = _read_jsonl(out)
-    expected = Scorer(bundle).preference_probabilities([r["prompt"] for r in TRL], [r["chosen"] for r in TRL],
-                                                       [r["rejected"] for r in TRL])
+    expected = Scorer(bundle).compare([r["prompt"] for r in TRL], [r["chosen"] for r in TRL],
+                                      [r["rejected"] for r in TRL]).probabilities
     np.testing.assert_allclose([r["probability"] for r in rows], expected, atol=1e-6)
     assert rows[0]["chosen"] == TRL[0]["chosen"] and [r["line"] for r in rows] == list(range(1, 7))
     assert "a preferred in" in result.output
@@ -187,10 +187,35 @@ def test_trl_and_messages_files_without_a_flag(bundle: Path, tmp_path: Path) -> 
     result = _score(bundle, "-i", str(_jsonl(tmp_path / "conv.jsonl", conv)), "-o", str(out2), "--no-progress")
     assert result.exit_code == 0, result.output
     rows2 = _read_jsonl(out2)
-    assert rows2[0]["prompt"] == "Human: " + TRL[0]["prompt"] and rows2[0]["a"] == TRL[0]["chosen"]
+    assert rows2[0]["prompt"] == "Human: " + TRL[0]["prompt"] and rows2[0]["chosen"] == TRL[0]["chosen"]
+    assert rows2[0]["rejected"] == "no idea" and not {"a", "b"} & set(rows2[0])  # named as standard rows are
     s = Scorer(bundle)
     assert rows2[0]["probability"] == pytest.approx(
-        s.preference_probability("Human: " + TRL[0]["prompt"], TRL[0]["chosen"], "no idea"), abs=1e-6)
+        s.compare(["Human: " + TRL[0]["prompt"]], [TRL[0]["chosen"]], ["no idea"]).probabilities[0], abs=1e-6)
+
+
+def test_trl_conversational_rows_keep_chosen_and_rejected(bundle: Path, tmp_path: Path) -> None:
+    user, good, bad = ({"role": role, "content": text} for role, text in
+                       (("user", TRL[0]["prompt"]), ("assistant", TRL[0]["chosen"]), ("assistant", "no idea")))
+    explicit = {"prompt": [user], "chosen": [good], "rejected": [bad]}
+    implicit = {"chosen": [user, good], "rejected": [user, bad]}  # the prompt is the shared first message
+    for name, record in (("explicit", explicit), ("implicit", implicit)):
+        out = tmp_path / f"{name}-out.jsonl"
+        result = _score(bundle, "-i", str(_jsonl(tmp_path / f"{name}.jsonl", [record])), "-o", str(out), "--no-progress")
+        assert result.exit_code == 0, result.output
+        row = _read_jsonl(out)[0]
+        assert {k: row[k] for k in ("prompt", "chosen", "rejected")} == {
+            "prompt": "Human: " + TRL[0]["prompt"], "chosen": TRL[0]["chosen"], "rejected": "no idea"}
+        assert "a" not in row and "b" not in row and 0.0 <= row["probability"] <= 1.0
+
+
+def test_a_tie_counts_half_in_the_accuracy(bundle: Path, tmp_path: Path) -> None:
+    from lite_rm.jobs.batch_scoring import score_file
+
+    ties = [{"prompt": r["prompt"], "a": r["response"], "b": r["response"]} for r in ROWS[:4]]  # equal scores
+    out = tmp_path / "ties-out.jsonl"
+    report = score_file(Scorer(bundle), _jsonl(tmp_path / "ties.jsonl", ties), out, progress=False)
+    assert [r["probability"] for r in _read_jsonl(out)] == [0.5] * 4 and report.accuracy == 0.5
 
 
 def test_stdin_stdout_json_threads_and_column(bundle: Path, tmp_path: Path) -> None:

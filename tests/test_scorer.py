@@ -43,7 +43,7 @@ def test_import_and_scoring_never_load_torch(bundle: Path) -> None:
         "import sys, lite_rm\n"
         "from lite_rm import Scorer\n"
         f"s = Scorer({str(bundle)!r})\n"
-        "print(s.score('p', ['a', 'b']).tolist(), s.preference_probability('p', 'a', 'b'))\n"
+        "print(s.score('p', ['a', 'b']).tolist(), s.compare(['p'], ['a'], ['b']).probabilities)\n"
         "heavy = [m for m in ('torch', 'transformers', 'sklearn', 'optimum') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
@@ -73,7 +73,7 @@ def test_batching_order_and_dedupe_do_not_change_scores(bundle: Path, scorer: Sc
 def test_never_changes_caller_data(scorer: Scorer) -> None:
     prompts, responses = list(PROMPTS), list(RESPONSES)
     scorer.score_pairs(prompts, responses)
-    scorer.preference_probabilities(prompts, responses, responses[::-1])
+    scorer.compare(prompts, responses, responses[::-1])
     assert prompts == PROMPTS and responses == RESPONSES
     assert scorer.score_pairs(tuple(PROMPTS), tuple(RESPONSES)).shape == (4,)
 
@@ -87,16 +87,17 @@ def test_thread_safe(scorer: Scorer) -> None:
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
-def test_preference_probability(scorer: Scorer) -> None:
-    p_ab = scorer.preference_probability(PROMPTS[0], RESPONSES[0], RESPONSES[1])
-    p_ba = scorer.preference_probability(PROMPTS[0], RESPONSES[1], RESPONSES[0])
+def test_compare(scorer: Scorer) -> None:
+    p_ab, p_ba = scorer.compare([PROMPTS[0]] * 2, RESPONSES[:2], RESPONSES[1::-1]).probabilities
     assert 0.0 < p_ab < 1.0 and p_ab + p_ba == pytest.approx(1.0)
     s = scorer.score(PROMPTS[0], RESPONSES[:2]).astype(np.float64)
     scale = scorer.manifest.calibration.scale
     assert p_ab == pytest.approx(1 / (1 + np.exp(-scale * (s[0] - s[1]))), abs=1e-6)
-    batch = scorer.preference_probabilities(PROMPTS, RESPONSES, RESPONSES[::-1])
-    assert batch.shape == (4,) and batch[0] == pytest.approx(
-        scorer.preference_probability(PROMPTS[0], RESPONSES[0], RESPONSES[3]))
+    batch = scorer.compare(PROMPTS, RESPONSES, RESPONSES[::-1])
+    assert batch.probabilities.shape == (4,) and batch.probabilities[0] == pytest.approx(
+        scorer.compare(PROMPTS[:1], RESPONSES[:1], RESPONSES[3:]).probabilities[0])
+    np.testing.assert_allclose(batch.score_a, scorer.score_pairs(PROMPTS, RESPONSES), atol=1e-6)
+    np.testing.assert_allclose(batch.score_b, scorer.score_pairs(PROMPTS, RESPONSES[::-1]), atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -108,8 +109,8 @@ def test_preference_probability(scorer: Scorer) -> None:
         (lambda s: s.score("p", []), ValueError, "empty"),
         (lambda s: s.score_pairs([], []), ValueError, "empty input"),
         (lambda s: s.score_pairs(["a"], ["b", "c"]), ValueError, "1 prompts but 2 responses"),
-        (lambda s: s.preference_probability("p", "a", 3), TypeError, "b: expected a string"),
-        (lambda s: s.preference_probabilities(["p"], ["a"], []), ValueError, "1 prompts, 1 a, 0 b"),
+        (lambda s: s.compare(["p"], ["a"], [3]), TypeError, r"b\[0\]: expected a string"),
+        (lambda s: s.compare(["p"], ["a"], []), ValueError, "1 prompts, 1 a, 0 b"),
     ],
 )
 def test_argument_errors(scorer: Scorer, call, error, match) -> None:  # type: ignore[no-untyped-def]
@@ -210,8 +211,8 @@ def test_chat_messages_render_as_in_training(scorer: Scorer, tmp_path: Path) -> 
     pair = load_preferences(path)[0]
     expected = scorer.score(pair.prompt, [pair.chosen])
     np.testing.assert_array_equal(scorer.score(messages, [reply]), expected)
-    assert scorer.preference_probability(messages, reply, "x") == pytest.approx(
-        scorer.preference_probability(pair.prompt, pair.chosen, "x"))
+    assert scorer.compare([messages], [reply], ["x"]).probabilities[0] == pytest.approx(
+        scorer.compare([pair.prompt], [pair.chosen], ["x"]).probabilities[0])
     with pytest.raises(ValueError, match=r"field 'prompt'\[0\]: expected a message"):
         scorer.score([{"content": "no role"}], ["r"])  # a DataError (ValueError) naming the argument
 

@@ -85,11 +85,11 @@ def test_preference_and_openrlhf_equal_scorer(server: str, scorer: Scorer) -> No
                    headers=AUTH, timeout=10)
     assert r.status_code == 200, r.text
     assert r.json()["probability"] == pytest.approx(
-        scorer.preference_probability(PROMPT, RESPONSES[0], RESPONSES[1]), abs=1e-6)
+        scorer.compare([PROMPT], RESPONSES[:1], RESPONSES[1:2]).probabilities[0], abs=1e-6)
     items = [{"prompt": PROMPT, "a": RESPONSES[i], "b": RESPONSES[3 - i]} for i in range(4)]
     r = httpx.post(server + "/preference", json={"items": items}, headers=AUTH, timeout=10)
-    np.testing.assert_allclose(r.json()["probabilities"], scorer.preference_probabilities(
-        [PROMPT] * 4, RESPONSES, RESPONSES[::-1]), atol=1e-6)
+    np.testing.assert_allclose(r.json()["probabilities"], scorer.compare(
+        [PROMPT] * 4, RESPONSES, RESPONSES[::-1]).probabilities, atol=1e-6)
 
     prompts = ["User: hi\nAssistant:", "User: 2+2?\nAssistant:"]
     answers = [" hello there", " 4"]
@@ -396,7 +396,7 @@ def test_a_request_chooses_its_head(bundle: Path, tmp_path: Path) -> None:
     np.testing.assert_allclose(alice_scores["scores"], alice.score("q?", texts), rtol=1e-5)
     np.testing.assert_allclose(plain_scores["scores"], plain.score("q?", texts), rtol=1e-5)
     assert not np.allclose(alice_scores["scores"], plain_scores["scores"])  # the head made a difference
-    assert preference["probability"] == pytest.approx(alice.preference_probability("q?", "a", "bb"), abs=1e-6)
+    assert preference["probability"] == pytest.approx(alice.compare(["q?"], ["a"], ["bb"]).probabilities[0], abs=1e-6)
     assert rank["results"] == [{**r, "score": pytest.approx(r["score"], rel=1e-5)}
                                for r in alice.rank("q?", texts, 1, return_documents=True)]
 

@@ -13,7 +13,9 @@ Three kinds of input, told apart by the first record's fields:
 * ``prompt`` + ``a`` + ``b`` -> ``probability`` (that ``a`` is preferred, calibrated), ``score_a``, ``score_b``;
 * a preference record of any format lite-rm loads (TRL ``prompt``/``chosen``/``rejected``, conversational
   messages, hh-rlhf dialogues, text/score, DSP with a domain) -> the same as ``prompt`` + ``a`` = chosen +
-  ``b`` = rejected; the share of rows where ``a`` wins is the pairwise accuracy.
+  ``b`` = rejected; the share of rows where ``a`` wins is the pairwise accuracy. A record of plain fields
+  keeps its own columns; other records give ``prompt`` and the texts as scored, named ``chosen`` and
+  ``rejected`` for formats with those fields (TRL, conversational, hh-rlhf), else ``a`` and ``b``.
 
 Prompts and responses may be chat messages (``[{"role", "content"}, ...]``), rendered as in training.
 """
@@ -29,7 +31,7 @@ from typing import Any, NamedTuple
 
 from tqdm import tqdm
 
-from lite_rm.data.formats import FORMATS, Identical, Tie, detect_format, pairs_from_record, render_messages
+from lite_rm.data.formats import FORMATS, Identical, Tie, detect_format, pairs_from_record
 from lite_rm.data.loading import map_columns
 from lite_rm.data.readers import Row, convert_rows, count_records, display_name, read_rows
 from lite_rm.data.records import DataError, Skips
@@ -42,11 +44,14 @@ from lite_rm.jobs.batch_output import (
     open_output,
     refuse_folder,
 )
-from lite_rm.scoring.scorer import Scorer
+from lite_rm.scoring.evaluation import pair_correctness
+from lite_rm.scoring.scorer import Scorer, check_text
 
 logger = logging.getLogger(__name__)
 
 _SCALARS = (str, int, float, bool, type(None))
+# Formats whose records name their responses chosen and rejected: their rows keep those names.
+_CHOSEN_REJECTED = ("pairs", "hh-rlhf")
 
 
 @dataclass
@@ -62,11 +67,12 @@ class ScoreReport:
     skips: Skips = field(default_factory=Skips)
     resumed_after_line: int = 0
     seconds: float = 0.0
-    preferred_a: int = 0  # rows where P(a preferred) > 0.5: pairwise accuracy when a is the chosen one
+    preferred_a: float = 0.0  # rows where P(a preferred) > 0.5, a tie counting half: accuracy when a is chosen
 
     @property
     def accuracy(self) -> float | None:
-        """Share of preference rows where ``a`` is preferred (the pairwise accuracy when a = chosen)."""
+        """Share of preference rows where ``a`` is preferred, a tie counting half (the pairwise accuracy when
+        a = chosen)."""
         return self.preferred_a / self.rows if self.mode == "preference" and self.rows else None
 
     def summary(self) -> str:
@@ -141,10 +147,11 @@ class _Rows:
             return [Item(row.number, dict(raw), _texts(record, names, row.location))]
         pairs = pairs_from_record(self.fmt or "pairs", record, row.location, self.domain)
         flat = len(pairs) == 1 and all(isinstance(v, _SCALARS) for v in raw.values())
+        first, second = ("chosen", "rejected") if (self.fmt or "pairs") in _CHOSEN_REJECTED else ("a", "b")
         items = []
         for pair in pairs:
-            # A flat record keeps its own columns (ids and all); others get prompt, a, b as scored.
-            out = dict(raw) if flat else {"prompt": pair.prompt, "a": pair.chosen, "b": pair.rejected}
+            # A flat record keeps its own columns (ids and all); others get the texts as scored.
+            out = dict(raw) if flat else {"prompt": pair.prompt, first: pair.chosen, second: pair.rejected}
             if pair.rejected_label and not flat:
                 out["b_label"] = pair.rejected_label
             items.append(Item(row.number, out, (pair.prompt, pair.chosen, pair.rejected)))
@@ -156,7 +163,7 @@ def _texts(record: dict[str, Any], names: tuple[str, ...], loc: str) -> tuple[st
     for name in names:
         if name not in record:
             raise DataError(loc, f"field {name!r} is missing; found fields {sorted(record)[:10]}", "missing field")
-    return tuple(render_messages(record[name], loc, name) for name in names)
+    return tuple(check_text(record[name], name, loc) for name in names)
 
 
 class _LastLine:
@@ -332,11 +339,10 @@ def _flush(scorer: Scorer, pending: list[Item], report: ScoreReport, out: Any) -
         out_rows = [{**item.out, LINE_FIELD: item.number, "score": float(s)}
                     for item, s in zip(pending, scores, strict=True)]
     else:
-        n = len(pending)
-        both = scorer.score_pairs(prompts + prompts, [i.texts[1] for i in pending] + [i.texts[2] for i in pending])
-        probs = scorer.probability_from_scores(both[:n], both[n:])
+        compared = scorer.compare(prompts, [item.texts[1] for item in pending], [item.texts[2] for item in pending])
         out_rows = [{**item.out, LINE_FIELD: item.number, "probability": float(p), "score_a": float(sa),
-                     "score_b": float(sb)} for item, p, sa, sb in zip(pending, probs, both[:n], both[n:], strict=True)]
-        report.preferred_a += int((probs > 0.5).sum())
+                     "score_b": float(sb)} for item, p, sa, sb in
+                    zip(pending, compared.probabilities, compared.score_a, compared.score_b, strict=True)]
+        report.preferred_a += float(pair_correctness(compared.probabilities - 0.5).sum())
     out.write(out_rows)
     report.rows += len(out_rows)

@@ -52,11 +52,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from lite_rm import __version__
-from lite_rm.data.formats import render_messages
 from lite_rm.data.records import DataError
-from lite_rm.data.text import bad_text
 from lite_rm.errors import LiteRMError
-from lite_rm.scoring.scorer import Scorer
+from lite_rm.scoring.scorer import Comparison, Scorer, check_text
 
 logger = logging.getLogger(__name__)
 
@@ -104,17 +102,12 @@ class RequestError(LiteRMError):
 
 def _text(value: Any, name: str) -> str:
     """A text field: a string or chat messages (rendered as in training), valid Unicode; else a 422."""
-    if not isinstance(value, (str, list)):
-        raise RequestError(422, name, f"expected a string or a list of {{'role', 'content'}} messages, "
-                                      f"found {type(value).__name__}")
     try:
-        text = render_messages(value, "", name)
-    except DataError as err:
+        return check_text(value, name)
+    except DataError as err:  # malformed messages: the message names the field
         raise RequestError(422, name, str(err)) from None
-    bad = bad_text(text)
-    if bad:
-        raise RequestError(422, name, bad[0])
-    return text
+    except (TypeError, ValueError) as err:  # "NAME: why"; the answer names the field on its own
+        raise RequestError(422, name, str(err).removeprefix(f"{name}: ")) from None
 
 
 def _list(body: dict[str, Any], name: str, limit: int, cost: int = 1) -> list[Any]:
@@ -211,18 +204,23 @@ def parse_rank(body: dict[str, Any], max_rows: int) -> tuple[str, list[str], lis
 
 @dataclass
 class _Job:
-    prompts: list[str]
-    responses: list[str]
-    future: asyncio.Future[np.ndarray] = field(repr=False)
+    texts: tuple[list[str], ...]  # (prompts, responses) to score, or (prompts, a, b) to compare
+    future: asyncio.Future[Any] = field(repr=False)
     head: str | None = None  # None: the server's own head
+
+    @property
+    def pairs(self) -> int:
+        """The (prompt, response) pairs the job scores: a comparison is two."""
+        return len(self.texts[0]) * (len(self.texts) - 1)
 
 
 class Batcher:
     """Scores the pairs of concurrent requests together, in one background task.
 
     The worker takes every request already queued, waits up to ``window_s`` for more (until
-    ``max_pairs``), scores them in one :meth:`Scorer.score_pairs` call in a thread (the event loop keeps
-    serving meanwhile) and answers each request's future with its own slice of the scores.
+    ``max_pairs``), scores them in one :meth:`Scorer.score_pairs` (or :meth:`Scorer.compare`) call per head
+    in a thread (the event loop keeps serving meanwhile) and answers each request's future with its own
+    slice of the results.
     """
 
     def __init__(self, scorer: Scorer, window_s: float, max_pairs: int) -> None:
@@ -242,13 +240,21 @@ class Batcher:
             await self._task
 
     async def score(self, prompts: list[str], responses: list[str], head: str | None = None) -> np.ndarray:
-        job = _Job(prompts, responses, asyncio.get_running_loop().create_future(), head)
+        """The scores of (prompt, response) pairs, as :meth:`Scorer.score_pairs`."""
+        return await self._submit((prompts, responses), head)
+
+    async def compare(self, prompts: list[str], a: list[str], b: list[str], head: str | None = None) -> Comparison:
+        """P(a preferred over b) and both scores, as :meth:`Scorer.compare`."""
+        return await self._submit((prompts, a, b), head)
+
+    async def _submit(self, texts: tuple[list[str], ...], head: str | None) -> Any:
+        job = _Job(texts, asyncio.get_running_loop().create_future(), head)
         await self._queue.put(job)
         return await job.future
 
     async def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
         """The jobs of one model call, and whether the stop sentinel was seen."""
-        jobs, pairs = [first], len(first.prompts)
+        jobs, pairs = [first], first.pairs
         deadline = asyncio.get_running_loop().time() + self.window_s
         while pairs < self.max_pairs:
             try:
@@ -264,7 +270,7 @@ class Batcher:
             if job is None:
                 return jobs, True
             jobs.append(job)
-            pairs += len(job.prompts)
+            pairs += job.pairs
         return jobs, False
 
     async def _run(self) -> None:
@@ -274,31 +280,38 @@ class Batcher:
             if first is None:
                 break
             jobs, stopping = await self._collect(first)
-            # Requests that ask for different heads are scored in one call per head (in arrival order).
-            by_head: dict[str | None, list[_Job]] = {}
+            # Requests that ask for different heads, or compare rather than score, are scored in one call
+            # each (in arrival order).
+            groups: dict[tuple[str | None, int], list[_Job]] = {}
             for job in jobs:
-                by_head.setdefault(job.head, []).append(job)
-            for head, group in by_head.items():
+                groups.setdefault((job.head, len(job.texts)), []).append(job)
+            for (head, _), group in groups.items():
                 await self._score_group(group, head)
 
     async def _score_group(self, jobs: list[_Job], head: str | None) -> None:
-        prompts = [p for job in jobs for p in job.prompts]
-        responses = [r for job in jobs for r in job.responses]
+        texts = [[text for job in jobs for text in job.texts[i]] for i in range(len(jobs[0].texts))]
+
+        def call() -> np.ndarray | Comparison:
+            if len(texts) == 2:
+                return self.scorer.score_pairs(texts[0], texts[1], head)
+            return self.scorer.compare(texts[0], texts[1], texts[2], head)
+
         try:
-            scores = await asyncio.to_thread(self.scorer.score_pairs, prompts, responses, head)
+            result = await asyncio.to_thread(call)
         except Exception as err:  # never let one bad batch end the worker: every waiter gets the error
-            logger.exception("scoring a batch of %d pairs failed", len(prompts))
+            logger.exception("scoring a batch of %d pairs failed", sum(job.pairs for job in jobs))
             for job in jobs:
                 if not job.future.done():
                     job.future.set_exception(err)
             return
         self.calls += 1
-        self.pairs += len(prompts)
+        self.pairs += sum(job.pairs for job in jobs)
         start = 0
         for job in jobs:
+            rows = len(job.texts[0])
             if not job.future.done():  # a client that went away cancelled its future
-                job.future.set_result(scores[start:start + len(job.prompts)])
-            start += len(job.prompts)
+                job.future.set_result(result[start:start + rows])
+            start += rows
 
 
 # -- the application -------------------------------------------------------------------------------------
@@ -471,9 +484,13 @@ class RewardServer:
         endpoint.__doc__ = handle.__doc__
         return endpoint
 
-    async def _pairs(self, prompts: list[str], responses: list[str], head: str | None = None) -> np.ndarray:
+    @property
+    def _batcher(self) -> Batcher:
         assert self.batcher is not None  # checked by endpoint() before any handler runs
-        return await self.batcher.score(prompts, responses, head)
+        return self.batcher
+
+    async def _pairs(self, prompts: list[str], responses: list[str], head: str | None = None) -> np.ndarray:
+        return await self._batcher.score(prompts, responses, head)
 
     def _head(self, body: dict[str, Any]) -> str | None:
         """The request's ``head``: a name among the Scorer's heads (None: the server's own head). Only
@@ -512,12 +529,11 @@ class RewardServer:
         """
         head = self._head(body)
         prompts, a, b, single = parse_preference(body, self.limits.max_rows)
-        scores = await self._pairs(prompts + prompts, a + b, head)  # a and b share the length-sorted batches
-        assert self.scorer is not None
-        probs = self.scorer.probability_from_scores(scores[:len(a)], scores[len(a):], head)
+        compared = await self._batcher.compare(prompts, a, b, head)
         if single:
-            return {"probability": float(probs[0]), "score_a": float(scores[0]), "score_b": float(scores[1])}
-        return {"probabilities": [float(p) for p in probs]}
+            return {"probability": float(compared.probabilities[0]), "score_a": float(compared.score_a[0]),
+                    "score_b": float(compared.score_b[0])}
+        return {"probabilities": [float(p) for p in compared.probabilities]}
 
     async def _rank(self, body: dict[str, Any]) -> dict[str, Any]:
         """Responses to one prompt ranked best first (as sentence-transformers' CrossEncoder.rank).

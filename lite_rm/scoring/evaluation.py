@@ -2,8 +2,8 @@
 
 Works on any scoring function ``(prompts, responses) -> rewards``: a PyTorch checkpoint during
 training, or an ONNX bundle through :class:`lite_rm.scoring.scorer.Scorer`. Every distinct
-(prompt, response) text is scored once, however many pairs and sets share it (the DSP test file's
-680 texts give all four domains' 2,176 pairs).
+(prompt, response) text is scored once, however many pairs and sets share it (DSP's four domains
+share one test file's texts).
 """
 
 from __future__ import annotations

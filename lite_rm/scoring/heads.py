@@ -17,20 +17,23 @@ import contextlib
 import json
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from lite_rm.files import write_text_atomic
-from lite_rm.scoring.bundle import MAX_MAGNITUDE, BundleError, Calibration, bounded, show_value
+from lite_rm.scoring.bundle import MAX_MAGNITUDE, BundleError, Calibration, Manifest, bounded, show_value
+from lite_rm.scoring.runtimes import EMBEDDING_OUTPUT, SCORE_OUTPUT
 
 HEAD_FORMAT = "lite-rm-head"
 HEAD_FORMAT_VERSION = 1
 HEADS_DIR = "heads"
 DEFAULT_HEAD = "default"
+# What a ``head`` argument may be: a head's name (or a head file's path), or a weighted mixture of heads.
+HeadSpec = str | dict[str, float] | None
 # A head name is a file name inside the bundle: letters, digits, '.', '_' and '-', not starting with '.'.
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # fullmatch: "$" would let "name\n" through
 
@@ -208,3 +211,171 @@ def _exclusive(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(file.fileno(), fcntl.LOCK_UN)
+
+
+class HeadTerm(NamedTuple):
+    """One head of a plan and its coefficient (its weight times its calibration scale in a mixture)."""
+
+    name: str
+    coefficient: float
+    head: LinearHead | None  # None: the default head, the graph's own ``logits``
+
+
+@dataclass(frozen=True)
+class HeadPlan:
+    """How to score one head spec: the heads to add up, and the scale of the result's probabilities.
+
+    Attributes:
+        terms: the heads and their coefficients.
+        scale: turns a difference of two scores into P(a preferred over b); 1 for a mixture, whose terms
+            are already in probability units.
+        source: the bundle, named in errors.
+    """
+
+    terms: tuple[HeadTerm, ...]
+    scale: float
+    source: str
+
+    @property
+    def outputs(self) -> list[str]:
+        """The graph outputs the plan reads: ``logits`` for the default head, ``embedding`` for the others."""
+        default = any(term.head is None for term in self.terms)
+        others = any(term.head is not None for term in self.terms)
+        return [SCORE_OUTPUT] * default + [EMBEDDING_OUTPUT] * others
+
+    def combine(self, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The plan's weighted sum from the graph's ``outputs``; one head with coefficient 1 returns its own
+        scores untouched (the default head: the graph's ``logits`` as they are).
+
+        Raises:
+            BundleError: a non-finite score (a corrupted graph, embedding or head file).
+        """
+        def part(term: HeadTerm) -> np.ndarray:
+            return outputs[SCORE_OUTPUT] if term.head is None else term.head.scores(outputs[EMBEDDING_OUTPUT])
+
+        if len(self.terms) == 1 and self.terms[0].coefficient == 1.0:
+            scores = part(self.terms[0])
+        else:
+            scores = np.asarray(sum(t.coefficient * part(t).astype(np.float64) for t in self.terms), dtype=np.float32)
+        if not np.all(np.isfinite(scores)):
+            # Bounded heads and calibrations cannot get here; a corrupted graph or embedding can. A NaN
+            # written as a score would be silently wrong (and is not JSON), so stop instead.
+            bad = int(np.sum(~np.isfinite(scores)))
+            raise BundleError(f"{self.source}: head {' + '.join(t.name for t in self.terms)} gave a "
+                              f"non-finite score (NaN or infinity) for {bad} of {len(scores)} texts; the bundle or "
+                              "head is corrupted: export it again or check the head file")
+        return scores
+
+    def probabilities(self, score_a: np.ndarray, score_b: np.ndarray) -> np.ndarray:
+        """P(a preferred over b) from two arrays of this plan's scores, float64."""
+        diff = np.asarray(score_a, dtype=np.float64) - np.asarray(score_b, dtype=np.float64)
+        with np.errstate(over="ignore"):  # exp(large) = inf gives P = 0.0 exactly, as it should
+            return 1.0 / (1.0 + np.exp(-self.scale * diff))
+
+
+class HeadSet:
+    """The heads one bundle can score, and the plans that mix them.
+
+    Holds the bundle's heads (read on first use) and the head files loaded since; turns a
+    :data:`HeadSpec` into a checked :class:`HeadPlan`.
+
+    Args:
+        manifest: the bundle's manifest.
+        has_embedding: whether the bundle's graph has the ``embedding`` output heads read.
+        default: the spec used when a call gives none (``None``: the bundle's own score).
+
+    Attributes:
+        loaded: the heads read so far (the bundle's, on first use) and the head files loaded, by name.
+
+    Raises:
+        BundleError, ValueError, TypeError: ``default`` is not a valid spec for this bundle.
+    """
+
+    def __init__(self, manifest: Manifest, has_embedding: bool, default: HeadSpec = None) -> None:
+        self.manifest = manifest
+        self.has_embedding = has_embedding
+        self.loaded: dict[str, LinearHead] = {}
+        self.default: HeadSpec = None
+        self.default = self.resolve(default)  # checked now, so a bad name fails at open, not at the first call
+
+    @property
+    def names(self) -> list[str]:
+        """``default``, the bundle's heads and the loaded head files, in that order (the others sorted)."""
+        return [DEFAULT_HEAD, *sorted((set(self.manifest.heads) | set(self.loaded)) - {DEFAULT_HEAD})]
+
+    def get(self, name: str) -> LinearHead:
+        """The linear head ``name`` (``default``: the score's last layer in linear form).
+
+        Raises:
+            BundleError: no such head, a bundle without an embedding output, or a head of another model.
+        """
+        if name in self.loaded:
+            return self.loaded[name]
+        if name not in self.manifest.heads:
+            raise BundleError(f"head {name!r}: not in {self.manifest.folder} (it has {', '.join(self.names)}); "
+                              "add one with lite-rm personalize, or give the path of a head file")
+        path = self.manifest.folder / self.manifest.heads[name]
+        self.loaded[name] = self._checked(read_head(path), str(path))
+        return self.loaded[name]
+
+    def load(self, path: str | Path) -> str:
+        """Make a head file scorable; returns its name."""
+        head = self._checked(read_head(path), str(path))
+        self.loaded[head.name] = head
+        return head.name
+
+    def require_embedding(self, what: str) -> None:
+        """A BundleError naming ``what`` unless the bundle's graph has an ``embedding`` output."""
+        if self.manifest.embedding is None or not self.has_embedding:
+            raise BundleError(f"{what}: {self.manifest.folder} was exported before heads existed (its graph has no "
+                              f"{EMBEDDING_OUTPUT!r} output); export the checkpoint again with this lite-rm to use "
+                              "heads (its default score works as before)")
+
+    def resolve(self, spec: HeadSpec) -> HeadSpec:
+        """``spec`` with head files loaded (by their name) and names and weights checked."""
+        if spec is None:
+            return self.default if self.default is not None else DEFAULT_HEAD
+        if isinstance(spec, (str, Path)):
+            text = str(spec)
+            if text.endswith(".json"):
+                return self.load(text)  # a missing file is a BundleError naming it
+            if text != DEFAULT_HEAD:
+                self.get(text)
+            return text
+        if not isinstance(spec, dict) or not spec:
+            raise TypeError(f"head: expected a head name, a head file or a non-empty {{name: weight}}, found {spec!r}")
+        mixture: dict[str, float] = {}
+        for name, weight in spec.items():
+            if not bounded(weight):
+                raise ValueError(f"head[{name!r}]: expected a finite weight within ±{MAX_MAGNITUDE:g}, "
+                                 f"found {weight!r}")
+            resolved = str(self.resolve(name))
+            mixture[resolved] = mixture.get(resolved, 0.0) + float(weight)
+        return mixture
+
+    def plan(self, spec: HeadSpec) -> HeadPlan:
+        """The checked plan of ``spec`` (``None``: the default spec)."""
+        resolved = self.resolve(spec)
+        source = str(self.manifest.folder)
+        if isinstance(resolved, str):
+            return HeadPlan((self._term(resolved, 1.0),), self._scale(resolved), source)
+        assert isinstance(resolved, dict)
+        return HeadPlan(tuple(self._term(name, weight * self._scale(name)) for name, weight in resolved.items()),
+                        1.0, source)
+
+    def _term(self, name: str, coefficient: float) -> HeadTerm:
+        return HeadTerm(name, coefficient, None if name == DEFAULT_HEAD else self.get(name))
+
+    def _scale(self, name: str) -> float:
+        return self.manifest.calibration.scale if name == DEFAULT_HEAD else self.get(name).calibration.scale
+
+    def _checked(self, head: LinearHead, where: str) -> LinearHead:
+        self.require_embedding(f"head {head.name!r}")
+        if head.dim != self.manifest.embedding_dim:
+            raise BundleError(f"{where}: head of {head.dim} dimensions, the bundle's embedding has "
+                              f"{self.manifest.embedding_dim}")
+        backbone = (self.manifest.data.get("source") or {}).get("sha256")
+        if head.backbone and backbone and head.backbone != backbone:
+            raise BundleError(f"{where}: head {head.name!r} was fit on another model (backbone {head.backbone[:12]}, "
+                              f"this bundle's is {backbone[:12]}); fit it again on this bundle")
+        return head

@@ -1,8 +1,8 @@
 """Personalization from a few comparisons, on the device: a user head fit on frozen embeddings.
 
 Torch-free: the bundle's graph gives each (prompt, response) its ``embedding`` (:mod:`lite_rm.scoring.heads`),
-and scikit-learn fits a logistic regression on the differences ``e(chosen) - e(rejected)``, so a fit
-of 100 comparisons takes a fraction of a second once the texts are encoded (bench/PERSONALIZE.md).
+and scikit-learn fits a logistic regression on the differences ``e(chosen) - e(rejected)``: a fit is a
+small convex problem, cheap next to encoding the texts.
 
 Regularized toward the bundle's own head: besides the embedding difference, the model sees the
 default head's margin ``w0 . x`` as one feature scaled by :data:`PRIOR_FEATURE_SCALE`. The L2
@@ -28,6 +28,7 @@ import numpy as np
 
 from lite_rm.extras import require
 from lite_rm.scoring.bundle import Calibration
+from lite_rm.scoring.evaluation import pair_correctness
 from lite_rm.scoring.heads import DEFAULT_HEAD, LinearHead, check_head_name, save_into_bundle, write_head
 
 logger = logging.getLogger(__name__)
@@ -39,8 +40,7 @@ PRIOR_FEATURE_SCALE = 100.0
 # Strong to weak regularization: of equally good settings the first, the safest, is kept.
 C_GRID = (0.001, 0.01, 0.1, 1.0)
 MAX_FOLDS = 5
-# lbfgs tolerance: 1e-3 instead of scikit-learn's 1e-4 cut a fit of 100 comparisons by a quarter with
-# the same test accuracy (bench/PERSONALIZE.md)
+# lbfgs tolerance, looser than scikit-learn's 1e-4: a faster fit, the same held-out accuracy.
 TOLERANCE = 1e-3
 
 
@@ -51,13 +51,14 @@ class FitReport:
     Attributes:
         comparisons: distinct comparisons used (a repeated one counts once; ``duplicates_dropped`` in
             ``extra`` says how many repeats were left out).
-        cv_accuracy: pairwise accuracy on held-out folds at the chosen ``C`` (grouped by prompt).
+        cv_accuracy: pairwise accuracy on held-out folds at the chosen ``C`` (grouped by prompt; a tie counts
+            half, as each comparison is tested both ways).
         folds: cross-validation folds; ``groups`` says what a fold keeps together (``prompt`` or
             ``comparison`` when fewer than two distinct prompts were given).
         C: the chosen inverse penalty.
         prior_weight: the coefficient of the default head inside the new head (negative: the user
             prefers the opposite of the general reward).
-        train_accuracy: accuracy on the comparisons themselves.
+        train_accuracy: accuracy on the comparisons themselves (a tie counts half).
         fit_s: seconds of the fit (search and final fit; the encoding is ``embed_s``).
     """
 
@@ -105,8 +106,8 @@ def fit_head(diffs: np.ndarray, prior: LinearHead, name: str, groups: Sequence[A
     keys = list(groups) if groups is not None else list(range(len(diffs)))
     if len(keys) != len(diffs):
         raise ValueError(f"personalize: {len(keys)} groups for {len(diffs)} comparisons; expected one per comparison")
-    # A repeated comparison adds no evidence, and its copies in different folds would score each other:
-    # ten identical comparisons once reported a cross-validated accuracy of 1.000. Keep each once.
+    # A repeated comparison adds no evidence, and its copies in different folds would score each other
+    # (an inflated cross-validated accuracy). Keep each once.
     _, first = np.unique(diffs, axis=0, return_index=True)
     first = np.sort(first)
     given, diffs, keys = len(diffs), diffs[first], [keys[i] for i in first]
@@ -116,7 +117,7 @@ def fit_head(diffs: np.ndarray, prior: LinearHead, name: str, groups: Sequence[A
                          "are needed to fit and cross-validate a head (give more of the user's choices)")
     model_selection = require("sklearn.model_selection", extra="personalize")
     linear_model = require("sklearn.linear_model", extra="personalize")
-    started = time.perf_counter()  # after the imports: scikit-learn loads once per process (about 2 s)
+    started = time.perf_counter()  # after the imports: loading scikit-learn is not the fit's time
     distinct = {k: i for i, k in enumerate(dict.fromkeys(keys))}
     group_ids = np.array([distinct[k] for k in keys])
     kind = "prompt" if groups is not None else "comparison"
@@ -135,7 +136,7 @@ def fit_head(diffs: np.ndarray, prior: LinearHead, name: str, groups: Sequence[A
     prior_weight = float(coef[-1] * PRIOR_FEATURE_SCALE)
     weight = (coef[:-1] + prior_weight * prior.weight).astype(np.float32)
     fit_s = time.perf_counter() - started
-    train_accuracy = float(np.mean(diffs @ weight.astype(np.float64) > 0))
+    train_accuracy = float(np.mean(pair_correctness(diffs @ weight.astype(np.float64))))
     extra: dict[str, Any] = {"duplicates_dropped": given - n}
     if cv_accuracy <= 0.5:
         # Saved all the same (the user may add comparisons later), but never silently: the head is a coin toss.
@@ -161,8 +162,8 @@ def _counted(given: int, distinct: int) -> str:
 def _choose_c(linear_model: Any, x: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]],
               ) -> tuple[float, float]:
     """The C of :data:`C_GRID` with the best mean held-out accuracy (the first, most regularized, of
-    equals) and that accuracy. Why not ``GridSearchCV``: its bookkeeping costs about 25 ms per fit, more
-    than the fit; here each fold walks the grid warm-started from the previous C."""
+    equals) and that accuracy. Why not ``GridSearchCV``: its bookkeeping costs more than these small fits;
+    here each fold walks the grid warm-started from the previous C."""
     accuracy = np.zeros(len(C_GRID))
     for train, test in splits:
         model = linear_model.LogisticRegression(fit_intercept=False, max_iter=2000, warm_start=True, tol=TOLERANCE)

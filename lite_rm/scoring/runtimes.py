@@ -1,9 +1,8 @@
 """The engines that run a bundle's graph: onnxruntime (the default) and OpenVINO (optional). Torch-free.
 
 Both read the same ``model.onnx``. OpenVINO (extra ``[openvino]``) runs it in bfloat16 on CPUs with
-native bf16 (Intel AMX / AVX512-BF16), which measured 2.7x CrossEncoder fp32 where onnxruntime's
-faithful int8 kernels gave about 1x (bench/SCORING.md); its scores are bf16-rounded, so they are not
-the bundle's parity-checked onnxruntime scores (0.995 order agreement on the demo's held-out pairs).
+native bf16 (Intel AMX / AVX512-BF16), where it is faster than onnxruntime; its scores are bf16-rounded,
+so they are not the bundle's parity-checked onnxruntime scores.
 """
 
 from __future__ import annotations
@@ -58,8 +57,7 @@ class OnnxRuntime:
         if threads is not None:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        # The graph was fused offline at export; ENABLE_ALL still adds the CPU layout passes and costs
-        # little at load time (bench/SCORING.md, cold start).
+        # The graph was fused offline at export; ENABLE_ALL still adds the CPU layout passes, cheap at load time.
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             self._session = ort.InferenceSession(str(model), sess_options=options,

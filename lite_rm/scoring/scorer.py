@@ -3,8 +3,8 @@
 >>> scorer = Scorer("bundle/")
 >>> scorer.score("How do I boil an egg?", ["Put it in boiling water for 8 minutes.", "Eggs are nice."])
 array([ 1.7, -0.4], dtype=float32)
->>> scorer.preference_probability("How do I boil an egg?", "Put it in ...", "Eggs are nice.")
-0.83
+>>> scorer.compare(["How do I boil an egg?"], ["Put it in ..."], ["Eggs are nice."]).probabilities
+array([0.83])
 
 Inputs go through the same input rule as training (:mod:`lite_rm.scoring.encoding`), so a bundle scores
 exactly what the checkpoint saw; chat messages (``[{"role": "user", "content": ...}, ...]``) are
@@ -24,47 +24,74 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from lite_rm.data.formats import render_messages
+from lite_rm.data.records import DataError
 from lite_rm.data.text import bad_text
-from lite_rm.scoring.bundle import MAX_MAGNITUDE, BundleError, Manifest, bounded, read_manifest
+from lite_rm.scoring.bundle import BundleError, Manifest, read_manifest
 from lite_rm.scoring.encoding import EncodedPairs, encode_pairs, length_batches, load_tokenizer, pad_batch, pad_id_of
-from lite_rm.scoring.heads import DEFAULT_HEAD, LinearHead, read_head
+from lite_rm.scoring.heads import HeadPlan, HeadSet, HeadSpec, LinearHead
 from lite_rm.scoring.runtimes import EMBEDDING_OUTPUT, SCORE_OUTPUT, RuntimeLoadError, open_runtime
 from lite_rm.threads import resolve_threads
 
 logger = logging.getLogger(__name__)
 
-# One text per model call on one thread per core (``streams``): the fastest way measured for every kind of
-# bundle on 2 cores, and it makes a dynamic-int8 text's score independent of the other texts of a call,
-# whose shared activation scale otherwise moves it (bench/threads_results.md).
+# One text per model call, the calls running at once on one thread each (``streams``): small CPUs stay
+# busy, and a dynamic-int8 text's score does not depend on the other texts of a call (their shared
+# activation scale would move it).
 DEFAULT_BATCH_SIZE = 1
-# What a ``head`` argument may be: a head's name (or a head file's path), or a weighted mixture of heads.
-HeadSpec = str | dict[str, float] | None
 
 
-def _check_text(name: str, value: Any) -> str:
-    """``value`` as text: a string, or chat messages rendered as in training; else a TypeError."""
-    if isinstance(value, list):
-        value = render_messages(value, "", name)  # DataError (a ValueError) names what is wrong
-    elif not isinstance(value, str):
+def check_text(value: Any, name: str, loc: str = "") -> str:
+    """``value`` as text: a string, or chat messages rendered as in training. The one check of the texts a
+    Scorer, ``lite-rm score`` and ``lite-rm serve`` take.
+
+    Args:
+        value: a string or a list of ``{"role", "content"}`` messages.
+        name: the argument or field, named in errors.
+        loc: where a file's record came from (``FILE line N``); when given, every problem is a DataError
+            naming it, so that a file job can skip the record.
+
+    Raises:
+        TypeError: neither a string nor a list (without ``loc``).
+        DataError: malformed messages, or with ``loc`` any problem (a DataError is a ValueError).
+        ValueError: text that is not valid Unicode (a lone surrogate).
+    """
+    if not loc and not isinstance(value, (str, list)):
         raise TypeError(f"{name}: expected a string or a list of {{'role', 'content'}} messages, "
                         f"found {type(value).__name__}")
-    bad = bad_text(value)
+    text = render_messages(value, loc, name)  # a DataError names what is wrong
+    bad = bad_text(text)
     if bad:  # tokenizers would fail on it and lose the whole batch
-        raise ValueError(f"{name}: {bad[0]}")
-    return value
+        raise DataError(loc, f"field {name!r}: {bad[0]}", bad[1]) if loc else ValueError(f"{name}: {bad[0]}")
+    return text
 
 
 def _check_texts(name: str, value: Any) -> list[str]:
     """A new list of texts from ``value`` (a list/tuple of texts), or a TypeError naming the argument."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise TypeError(f"{name}: expected a list of strings, found {type(value).__name__}")
-    return [_check_text(f"{name}[{i}]", text) for i, text in enumerate(value)]  # the caller's list is never touched
+    return [check_text(text, f"{name}[{i}]") for i, text in enumerate(value)]  # the caller's list is never touched
 
 
-def _needs(plan: list[tuple[str, float]]) -> list[str]:
-    """The graph outputs a plan of heads reads: ``logits`` for the default head, ``embedding`` for others."""
-    names = {name for name, _ in plan}
-    return [SCORE_OUTPUT] * (DEFAULT_HEAD in names) + [EMBEDDING_OUTPUT] * bool(names - {DEFAULT_HEAD})
+@dataclass(frozen=True)
+class Comparison:
+    """Responses ``a`` compared with responses ``b``, pair by pair (see :meth:`Scorer.compare`).
+
+    Attributes:
+        probabilities: calibrated P(a[i] preferred over b[i]), float64.
+        score_a: the scores of the ``a`` responses, float32.
+        score_b: the scores of the ``b`` responses, float32.
+    """
+
+    probabilities: np.ndarray
+    score_a: np.ndarray
+    score_b: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.probabilities)
+
+    def __getitem__(self, rows: slice) -> Comparison:
+        """The comparisons of ``rows`` (a slice)."""
+        return Comparison(self.probabilities[rows], self.score_a[rows], self.score_b[rows])
 
 
 @dataclass(frozen=True)
@@ -148,9 +175,7 @@ class Scorer:
         self.backend = backend
         # Feed exactly what the graph asks for, by name (some exports drop token_type_ids).
         self._input_names = self._runtime.input_names
-        self._heads: dict[str, LinearHead] = {}
-        self.head: HeadSpec = None
-        self.head = self._resolve(head)  # checked now, so a bad name fails at open, not at the first call
+        self._heads = HeadSet(self.manifest, EMBEDDING_OUTPUT in self._runtime.output_names, head)
         logger.debug("opened %s (%s, inputs %s)", bundle, self.manifest.precision, self._input_names)
 
     @classmethod
@@ -187,6 +212,12 @@ class Scorer:
     def max_length(self) -> int:
         return self.input_rule.max_length
 
+    @property
+    def head(self) -> HeadSpec:
+        """The reward a call scores when it names none: ``default`` (the bundle's own score), a head's name, or
+        a mixture ``{name: weight}``."""
+        return self._heads.default
+
     # -- public API ----------------------------------------------------------------------------------
 
     def score(self, prompt: str | list[dict[str, str]], responses: Sequence[Any], head: HeadSpec = None
@@ -204,11 +235,11 @@ class Scorer:
         Returns:
             float32 array, one score per response, in the order given.
         """
-        prompt = _check_text("prompt", prompt)
+        prompt = check_text(prompt, "prompt")
         responses = _check_texts("responses", responses)
         if not responses:
             raise ValueError("responses: empty; give at least one response to score")
-        return self._score([prompt] * len(responses), responses, head)
+        return self._score([prompt] * len(responses), responses, self._heads.plan(head))
 
     @overload
     def rank(self, prompt: str | list[dict[str, str]], responses: Sequence[Any], top_k: int | None = None,
@@ -271,11 +302,11 @@ class Scorer:
             if isinstance(item, (str, bytes)) or not isinstance(item, (Sequence, np.ndarray)) or len(item) != 2:
                 found = f"{len(item)} items" if isinstance(item, (list, tuple, np.ndarray)) else type(item).__name__
                 raise TypeError(f"pairs[{i}]: expected a (prompt, response) pair, found {found}")
-            prompts.append(_check_text(f"pairs[{i}][0] (prompt)", item[0]))
-            responses.append(_check_text(f"pairs[{i}][1] (response)", item[1]))
+            prompts.append(check_text(item[0], f"pairs[{i}][0] (prompt)"))
+            responses.append(check_text(item[1], f"pairs[{i}][1] (response)"))
         if not prompts:
             return np.empty(0, dtype=np.float32)
-        return self._score(prompts, responses, head)
+        return self._score(prompts, responses, self._heads.plan(head))
 
     def score_pairs(self, prompts: Sequence[Any], responses: Sequence[Any], head: HeadSpec = None) -> np.ndarray:
         """Scores of (prompt, response) pairs.
@@ -294,43 +325,40 @@ class Scorer:
             raise ValueError(f"score_pairs: {len(prompts)} prompts but {len(responses)} responses")
         if not prompts:
             raise ValueError("score_pairs: empty input; give at least one (prompt, response) pair")
-        return self._score(prompts, responses, head)
+        return self._score(prompts, responses, self._heads.plan(head))
 
-    def preference_probability(self, prompt: Any, a: Any, b: Any, head: HeadSpec = None) -> float:
-        """Calibrated probability that response ``a`` is preferred over ``b`` for ``prompt`` (by ``head``,
-        as in :meth:`score`)."""
-        prompt, a, b = _check_text("prompt", prompt), _check_text("a", a), _check_text("b", b)
-        return float(self._probabilities([prompt], [a], [b], head)[0])
+    def compare(self, prompts: Sequence[Any], a: Sequence[Any], b: Sequence[Any], head: HeadSpec = None
+                ) -> Comparison:
+        """Calibrated probability that ``a[i]`` is preferred over ``b[i]`` for ``prompts[i]``, with both scores.
 
-    def preference_probabilities(
-        self, prompts: Sequence[Any], a: Sequence[Any], b: Sequence[Any], head: HeadSpec = None
-    ) -> np.ndarray:
-        """Batched :meth:`preference_probability`: P(a[i] preferred over b[i] | prompts[i]).
+        Both sides are scored in one call, so ``a`` and ``b`` responses share length-sorted batches.
+
+        Args:
+            prompts: one prompt per comparison (texts or chat messages).
+            a: the first response of each comparison.
+            b: the second response of each comparison, as many as prompts.
+            head: which reward, as in :meth:`score`; its calibration turns score differences into
+                probabilities (a mixture's scores are already in probability units).
 
         Returns:
-            float64 array of probabilities, in the order given.
+            A :class:`Comparison`: ``probabilities`` (float64), ``score_a`` and ``score_b``, in the order given.
         """
         prompts, a, b = _check_texts("prompts", prompts), _check_texts("a", a), _check_texts("b", b)
         if not (len(prompts) == len(a) == len(b)):
-            raise ValueError(f"preference_probabilities: {len(prompts)} prompts, {len(a)} a, {len(b)} b")
+            raise ValueError(f"compare: {len(prompts)} prompts, {len(a)} a, {len(b)} b")
         if not prompts:
-            raise ValueError("preference_probabilities: empty input; give at least one (prompt, a, b)")
-        return self._probabilities(prompts, a, b, head)
-
-    def probability_from_scores(self, score_a: np.ndarray, score_b: np.ndarray, head: HeadSpec = None
-                                ) -> np.ndarray:
-        """P(a preferred over b) from already computed scores of ``head``, with that head's calibration
-        (a mixture's scores are already in probability units)."""
-        diff = np.asarray(score_a, dtype=np.float64) - np.asarray(score_b, dtype=np.float64)
-        with np.errstate(over="ignore"):  # exp(large) = inf gives P = 0.0 exactly, as it should
-            return 1.0 / (1.0 + np.exp(-self._plan(head)[1] * diff))
+            raise ValueError("compare: empty input; give at least one (prompt, a, b)")
+        plan = self._heads.plan(head)
+        scores = self._score(prompts + prompts, a + b, plan)
+        n = len(prompts)
+        return Comparison(plan.probabilities(scores[:n], scores[n:]), scores[:n], scores[n:])
 
     # -- heads ------------------------------------------------------------------------------------------
 
     @property
     def heads(self) -> list[str]:
         """The heads this Scorer can score: ``default``, the bundle's heads and loaded head files."""
-        return [DEFAULT_HEAD, *sorted((set(self.manifest.heads) | set(self._heads)) - {DEFAULT_HEAD})]
+        return self._heads.names
 
     def get_head(self, name: str) -> LinearHead:
         """The linear head ``name`` (``default``: the score's last layer in linear form).
@@ -338,20 +366,11 @@ class Scorer:
         Raises:
             BundleError: no such head, a bundle without an embedding output, or a head of another model.
         """
-        if name in self._heads:
-            return self._heads[name]
-        if name not in self.manifest.heads:
-            raise BundleError(f"head {name!r}: not in {self.manifest.folder} (it has {', '.join(self.heads)}); "
-                              "add one with lite-rm personalize, or give the path of a head file")
-        head = read_head(self.manifest.folder / self.manifest.heads[name])
-        self._heads[name] = self._checked(head, f"{self.manifest.folder / self.manifest.heads[name]}")
-        return head
+        return self._heads.get(name)
 
     def load_head(self, path: str | Path) -> str:
         """Make a head file (e.g. a per-user profile written by ``personalize``) scorable; returns its name."""
-        head = self._checked(read_head(path), str(path))
-        self._heads[head.name] = head
-        return head.name
+        return self._heads.load(path)
 
     def embed_pairs(self, prompts: Sequence[Any], responses: Sequence[Any]) -> np.ndarray:
         """The ``embedding`` of each (prompt, response) pair, ``(n, dim)`` float32: what heads read."""
@@ -360,7 +379,7 @@ class Scorer:
             raise ValueError(f"embed_pairs: {len(prompts)} prompts but {len(responses)} responses")
         if not prompts:
             raise ValueError("embed_pairs: empty input; give at least one (prompt, response) pair")
-        self._require_embedding("embed_pairs")
+        self._heads.require_embedding("embed_pairs")
         return self._outputs(prompts, responses, (EMBEDDING_OUTPUT,))[0]
 
     def personalize(self, prompts: Sequence[Any], chosen: Sequence[Any], rejected: Sequence[Any], name: str,
@@ -371,89 +390,10 @@ class Scorer:
 
         return personalize(self, prompts, chosen, rejected, name, profile=profile, seed=seed)
 
-    def _require_embedding(self, what: str) -> None:
-        if self.manifest.embedding is None or EMBEDDING_OUTPUT not in self._runtime.output_names:
-            raise BundleError(f"{what}: {self.manifest.folder} was exported before heads existed (its graph has no "
-                              f"{EMBEDDING_OUTPUT!r} output); export the checkpoint again with this lite-rm to use "
-                              "heads (its default score works as before)")
-
-    def _checked(self, head: LinearHead, where: str) -> LinearHead:
-        self._require_embedding(f"head {head.name!r}")
-        if head.dim != self.manifest.embedding_dim:
-            raise BundleError(f"{where}: head of {head.dim} dimensions, the bundle's embedding has "
-                              f"{self.manifest.embedding_dim}")
-        backbone = (self.manifest.data.get("source") or {}).get("sha256")
-        if head.backbone and backbone and head.backbone != backbone:
-            raise BundleError(f"{where}: head {head.name!r} was fit on another model (backbone {head.backbone[:12]}, "
-                              f"this bundle's is {backbone[:12]}); fit it again on this bundle")
-        return head
-
-    def _resolve(self, head: HeadSpec) -> HeadSpec:
-        """``head`` with head files loaded (by their name) and names and weights checked."""
-        if head is None:
-            return self.head if self.head is not None else DEFAULT_HEAD
-        if isinstance(head, (str, Path)):
-            text = str(head)
-            if text.endswith(".json"):
-                return self.load_head(text)  # a missing file is a BundleError naming it
-            if text != DEFAULT_HEAD:
-                self.get_head(text)
-            return text
-        if not isinstance(head, dict) or not head:
-            raise TypeError(f"head: expected a head name, a head file or a non-empty {{name: weight}}, found {head!r}")
-        mixture: dict[str, float] = {}
-        for name, weight in head.items():
-            if not bounded(weight):
-                raise ValueError(f"head[{name!r}]: expected a finite weight within ±{MAX_MAGNITUDE:g}, "
-                                 f"found {weight!r}")
-            resolved = self._resolve(name)
-            mixture[str(resolved)] = mixture.get(str(resolved), 0.0) + float(weight)
-        return mixture
-
-    def _plan(self, head: HeadSpec) -> tuple[list[tuple[str, float]], float]:
-        """The heads to add up with their coefficients, and the probability scale of the result."""
-        resolved = self._resolve(head)
-        if isinstance(resolved, str):
-            return [(resolved, 1.0)], self._scale(resolved)
-        assert isinstance(resolved, dict)
-        return [(name, weight * self._scale(name)) for name, weight in resolved.items()], 1.0
-
-    def _scale(self, name: str) -> float:
-        return self.manifest.calibration.scale if name == DEFAULT_HEAD else self.get_head(name).calibration.scale
-
     # -- internals ------------------------------------------------------------------------------------
 
-    def _probabilities(self, prompts: list[str], a: list[str], b: list[str], head: HeadSpec) -> np.ndarray:
-        # One call for both sides so that a and b responses share length-sorted batches.
-        scores = self._score(prompts + prompts, a + b, head)
-        n = len(prompts)
-        return self.probability_from_scores(scores[:n], scores[n:], head)
-
-    def _score(self, prompts: list[str], responses: list[str], head: HeadSpec = None) -> np.ndarray:
-        plan, _ = self._plan(head)
-        needs = _needs(plan)
-        return self._combine(plan, dict(zip(needs, self._outputs(prompts, responses, needs), strict=True)))
-
-    def _combine(self, plan: list[tuple[str, float]], outputs: dict[str, np.ndarray]) -> np.ndarray:
-        """The plan's weighted sum; one head with weight 1 returns its own scores untouched (the default
-        head: the graph's ``logits`` as they are)."""
-        def part(name: str) -> np.ndarray:
-            if name == DEFAULT_HEAD:
-                return outputs[SCORE_OUTPUT]
-            return self.get_head(name).scores(outputs[EMBEDDING_OUTPUT])
-
-        if len(plan) == 1 and plan[0][1] == 1.0:
-            scores = part(plan[0][0])
-        else:
-            scores = np.asarray(sum(coef * part(name).astype(np.float64) for name, coef in plan), dtype=np.float32)
-        if not np.all(np.isfinite(scores)):
-            # Bounded heads and calibrations cannot get here; a corrupted graph or embedding can. A NaN
-            # written as a score would be silently wrong (and is not JSON), so stop instead.
-            bad = int(np.sum(~np.isfinite(scores)))
-            raise BundleError(f"{self.manifest.folder}: head {' + '.join(name for name, _ in plan)} gave a "
-                              f"non-finite score (NaN or infinity) for {bad} of {len(scores)} texts; the bundle or "
-                              "head is corrupted: export it again or check the head file")
-        return scores
+    def _score(self, prompts: list[str], responses: list[str], plan: HeadPlan) -> np.ndarray:
+        return plan.combine(dict(zip(plan.outputs, self._outputs(prompts, responses, plan.outputs), strict=True)))
 
     def _outputs(self, prompts: list[str], responses: list[str], names: Sequence[str]) -> list[np.ndarray]:
         if self.dedupe:
@@ -465,21 +405,13 @@ class Scorer:
             if len(first) < len(prompts):
                 unique_p, unique_r = zip(*first, strict=True) if first else ((), ())
                 encoded = encode_pairs(self._tokenizer, list(unique_p), list(unique_r), self.input_rule)
-                return [out[where] for out in self.run_encoded(encoded, names)]
+                return [out[where] for out in self._run_encoded(encoded, names)]
         encoded = encode_pairs(self._tokenizer, prompts, responses, self.input_rule)
-        return self.run_encoded(encoded, names)
+        return self._run_encoded(encoded, names)
 
-    def score_encoded(self, encoded: EncodedPairs, head: HeadSpec = None) -> np.ndarray:
-        """Scores of already encoded pairs (see :func:`lite_rm.scoring.encoding.encode_pairs`) by ``head``.
-
-        Pairs run in batches of similar length (:func:`lite_rm.scoring.encoding.length_batches`).
-        """
-        plan, _ = self._plan(head)
-        needs = _needs(plan)
-        return self._combine(plan, dict(zip(needs, self.run_encoded(encoded, needs), strict=True)))
-
-    def run_encoded(self, encoded: EncodedPairs, names: Sequence[str] = (SCORE_OUTPUT,)) -> list[np.ndarray]:
-        """The graph's named outputs (``logits`` ``(n,)``, ``embedding`` ``(n, dim)``) for encoded pairs."""
+    def _run_encoded(self, encoded: EncodedPairs, names: Sequence[str] = (SCORE_OUTPUT,)) -> list[np.ndarray]:
+        """The graph's named outputs (``logits`` ``(n,)``, ``embedding`` ``(n, dim)``) for encoded pairs, run in
+        batches of similar length."""
         batches = length_batches(encoded.lengths(), self.batch_size)
 
         def run(idx: np.ndarray) -> list[np.ndarray]:
