@@ -86,6 +86,9 @@ def tables() -> list[Table]:
     for source in _families(BENCH / "results" / "distill"):
         found.append(Table(source.with_suffix(".md"), lambda s=source: script("distill_bench").markdown(_json(s)),
                            "python bench/distill_bench.py --run runs/demo"))
+    found += [Table(BENCH / "SCORING.md", lambda s=source: engines_markdown(_json(s)),
+                    "python bench/engine_bench.py --texts 200", section=f"engines-{source.stem}")
+              for source in _families(BENCH / "results" / "engines")]
     found += [Table(BENCH / page, lambda m=module, f=function, j=source: getattr(script(m), f)(_json(BENCH / j)),
                     f"python bench/{module}.py") for page, module, function, source in FROM_ONE_JSON]
     found += [
@@ -100,6 +103,18 @@ def tables() -> list[Table]:
               "python bench/memory_bench.py", section="memory"),
     ]
     return found
+
+
+def engines_markdown(result: dict[str, Any]) -> str:
+    """The table of ``bench/engine_bench.py``'s JSON: texts/s and × PyTorch fp32 per depth and engine."""
+    m = result["machine"]
+    lines = [f"`{result['command']}` ({result['date']}) on {m['cpu']} ({', '.join(m['flags'])}), {m['cores']} "
+             f"cores; {result['texts']} distinct DSP test texts, {result['threads']} threads, max length "
+             f"{result['max_length']}, one text per call:", "",
+             "| model and engine | texts/s | × PyTorch fp32, batch 32 |", "| --- | ---: | ---: |"]
+    lines += [f"| {name} | {row['texts_per_s']:.1f} | {row['speedup']:.2f} |"
+              for name, row in result["rows"].items()]
+    return "\n".join(lines) + "\n"
 
 
 def _study(quick: bool) -> str:
