@@ -98,6 +98,8 @@ def tables() -> list[Table]:
         Table(BENCH / "study" / "quick.md", lambda: _study(quick=True), "python bench/study.py --quick"),
         Table(BENCH / "CUSTOM.md", lambda: script("custom_bench").report(), "python bench/custom_bench.py",
               section="custom"),
+        Table(BENCH / "POOLING.md", lambda: script("pooling_study").markdown(_json(BENCH / "pooling_results.json")),
+              "python bench/pooling_study.py", section="pooling"),
         Table(BENCH / "MEMORY.md",
               lambda: script("memory_bench").table(_json(BENCH / "memory_results.json")["rows"]) + "\n",
               "python bench/memory_bench.py", section="memory"),
