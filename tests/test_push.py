@@ -4,7 +4,9 @@ into a local folder laid out as the Hub's cache (HfApi patched), then opened by 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -156,3 +158,12 @@ def test_cli_dry_run_and_errors(pushable: Path, tmp_path: Path) -> None:
     assert card.read_text(encoding="utf-8").startswith("---\n")
     result = runner.invoke(main, ["push", str(pushable), "bad name", "--dry-run"])
     assert result.exit_code == 1 and "Error: 'bad name': expected a Hugging Face Hub repository id" in result.output
+
+
+def test_push_is_torch_free() -> None:
+    code = ("import sys; import lite_rm.jobs.publishing, lite_rm.cli.push_cmd; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr

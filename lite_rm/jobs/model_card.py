@@ -47,7 +47,7 @@ def _summary(manifest: Manifest, repo_id: str) -> list[str]:
     heads = ", ".join(sorted(manifest.heads)) or "none (its own score only)"
     return [
         f"# {repo_id}", "",
-        "A [lite-rm](https://pypi.org/project/lite-rm/) reward model bundle: a cross-encoder that reads a "
+        "A lite-rm reward model bundle: a cross-encoder that reads a "
         "(prompt, response) pair and returns one number, higher for the response that the preferences it was "
         f"trained on would choose ({domains}). It is an ONNX model ({manifest.precision}{size}) with its "
         "tokenizer and a manifest, scored on CPUs with onnxruntime, without torch.", "",
