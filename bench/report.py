@@ -150,7 +150,7 @@ def splice(page: str, name: str, table: str) -> str:
     begin = BEGIN.format(name=name)
     pattern = re.compile(re.escape(begin) + r"\n.*?" + re.escape(END), flags=re.S)
     if not pattern.search(page):
-        raise ValueError(f"no {begin} ... {END} markers")
+        raise ValueError(f"no {begin} ... {END} markers: add them where the table goes")
     return pattern.sub(lambda _: f"{begin}\n{table}{END}", page, count=1)
 
 
@@ -159,7 +159,10 @@ def rendered(table: Table) -> str:
     text = table.render()
     if table.section is None:
         return text
-    return splice(table.path.read_text(encoding="utf-8"), table.section, text)
+    try:
+        return splice(table.path.read_text(encoding="utf-8"), table.section, text)
+    except ValueError as err:
+        raise ValueError(f"{table.path.relative_to(REPO)}: {err}") from None
 
 
 def stale() -> list[str]:
