@@ -186,6 +186,12 @@ def main() -> None:
 
 
 def report(result: dict[str, Any], path: Path) -> None:
+    """Write :func:`report_text` to ``path``."""
+    path.write_text(report_text(result))
+    print(f"wrote {path.relative_to(REPO)}")
+
+
+def report_text(result: dict[str, Any]) -> str:
     """The tables of bench/PERSONALIZE.md, from the results (mean over seeds)."""
     ks: list[Any] = [*SIZES, "all"]
 
@@ -223,8 +229,7 @@ def report(result: dict[str, Any], path: Path) -> None:
               "| part | " + " | ".join(DOMAINS) + " |", "| --- | " + " | ".join("---" for _ in DOMAINS) + " |"]
     lines += [f"| {name} | " + " | ".join(f"{acc[d]:.3f}" for d in DOMAINS) + " |"
               for name, acc in result.get("representation", {}).items()]
-    path.write_text("\n".join(lines) + "\n")
-    print(f"wrote {path.relative_to(REPO)}")
+    return "\n".join(lines) + "\n"
 
 
 def representation(sets: dict[str, list[Any]], index: dict[tuple[str, str], int], embedding: np.ndarray,

@@ -170,6 +170,14 @@ def table(runs: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def markdown(data: dict[str, Any]) -> str:
+    """bench/pooling_results.md: the table of each seed's runs."""
+    text = f"Seed {data['runs']['cls']['seed']}, general and custom stages:\n\n" + table(data["runs"])
+    for seed, pair in data["extra_seeds"].items():
+        text += f"\nSeed {seed}, general stage only:\n\n" + table(pair)
+    return text
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cls-run", default=str(REPO / "runs/demo"), help="the CLS-pooled run (make demo)")
@@ -187,7 +195,6 @@ def main() -> None:
     ensure_variant(cls_dir, mean_dir, args.threads, "mean")
     runs = {"cls": summary(cls_dir, args.threads, args.redo_validation),
             "mean": summary(mean_dir, args.threads, args.redo_validation)}
-    text = f"Seed {runs['cls']['seed']}, general and custom stages:\n\n" + table(runs)
     seeds: dict[str, Any] = {}
     for seed in args.extra_seeds:  # the general stage again with another seed: its own held-out pairs
         pair = {}
@@ -196,8 +203,8 @@ def main() -> None:
             ensure_variant(cls_dir, folder, args.threads, pooling, seed)
             pair[pooling] = summary(folder, args.threads, args.redo_validation)
         seeds[str(seed)] = pair
-        text += f"\nSeed {seed}, general stage only:\n\n" + table(pair)
     data = {"command": command, "machine": machine(), "noise_sd": NOISE, "runs": runs, "extra_seeds": seeds}
+    text = markdown(data)
     (REPO / "bench" / "pooling_results.json").write_text(json.dumps(data, indent=2) + "\n")
     (REPO / "bench" / "pooling_results.md").write_text(text)
     print(text)

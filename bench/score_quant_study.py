@@ -18,23 +18,17 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-
-from lite_rm.exporting import ExportOptions, validation_pairs
-from lite_rm.exporting.onnx import bundle_tokenizer, model_config, onnx_export, optimize
-from lite_rm.exporting.parity import calibration_feeds
-from lite_rm.exporting.quantization import load_preset, quantize
-from lite_rm.exporting.writer import stage_bundle
-from lite_rm.scoring.bundle import BUNDLE_FORMAT, FORMAT_VERSION, Calibration, Manifest
-from lite_rm.scoring.scorer import Scorer
-from lite_rm.training.checkpoint import input_rule_of
 
 HEAD = ("^/bert/pooler/", "^/classifier/")
 
 
 def variants(base: str) -> dict[str, tuple[str, object]]:
     """name -> (graph: raw|optimized, preset or 'optimum-default')."""
+    from lite_rm.exporting.quantization import load_preset
+
     p = load_preset(base)
     return {
         "optimum default (raw graph, per-tensor, head int8)": ("raw", "optimum-default"),
@@ -64,6 +58,16 @@ def main() -> None:
     ap.add_argument("--output", default="bench/scoring_quant_study")
     args = ap.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # imported here so that bench/report.py can render the table without the export extra
+    from lite_rm.exporting import ExportOptions, validation_pairs
+    from lite_rm.exporting.onnx import bundle_tokenizer, model_config, onnx_export, optimize
+    from lite_rm.exporting.parity import calibration_feeds
+    from lite_rm.exporting.quantization import load_preset, quantize
+    from lite_rm.exporting.writer import stage_bundle
+    from lite_rm.scoring.bundle import BUNDLE_FORMAT, FORMAT_VERSION, Calibration, Manifest
+    from lite_rm.scoring.scorer import Scorer
+    from lite_rm.training.checkpoint import input_rule_of
+
     ckpt, work = Path(args.checkpoint), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     validation = validation_pairs(ckpt, ExportOptions(validation_pairs=args.validation_pairs))
@@ -139,17 +143,24 @@ def main() -> None:
               "validation": {"source": source, "pairs": n}, "threads": args.threads, "batch_size": args.batch_size,
               "fp32_mean_abs_margin": float(np.mean(np.abs(ref))), "rows": rows}
     Path(args.output + ".json").write_text(json.dumps(result, indent=2) + "\n")
+    Path(args.output + ".md").write_text(markdown(result))
+    print(markdown(result))
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """bench/scoring_quant_study.md: one row per quantization variant."""
+    validation = result["validation"]
     lines = ["# int8 quantization study", "", f"Command: `{result['command']}`  ",
-             f"Checkpoint `{ckpt}`; {n} validation pairs ({source}); {args.threads} threads, batch {args.batch_size}; "
+             f"Checkpoint `{result['checkpoint']}`; {validation['pairs']} validation pairs ({validation['source']}); "
+             f"{result['threads']} threads, batch {result['batch_size']}; "
              f"mean |fp32 margin| {result['fp32_mean_abs_margin']:.3f}", "",
              "| variant | MB | order agreement vs fp32 | accuracy | mean abs margin error | speed vs fp32 |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for r in rows:
+    for r in result["rows"]:
         lines.append(f"| {r['variant']} | {r['size_mb']:.1f} | {r['order_agreement_vs_fp32']:.3f} "
                      f"| {r['accuracy']:.3f} "
                      f"| {r['mean_abs_margin_error']:.4f} | {r['speed_vs_fp32']:.2f}× |")
-    Path(args.output + ".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -221,17 +221,20 @@ def plot_tradeoff(panels: dict[str, list[tuple[str, float, float]]], path: Path)
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="report the quick variant")
-    args = parser.parse_args(argv)
-    variant = "quick" if args.quick else "full"
+def target(quick: bool) -> Path:
+    """The page of a variant: bench/STUDY.md, or bench/study/quick.md."""
+    return ROOT / "bench" / "study" / "quick.md" if quick else ROOT / "bench" / "STUDY.md"
+
+
+def render(quick: bool, plot_dir: Path | None) -> str | None:
+    """The page of the full (or quick) study from its result files (``None``: none yet); with ``plot_dir``
+    also its curves and trade-off plots, drawn there."""
+    variant = "quick" if quick else "full"
     records = load(variant)
     if not records:
-        print(f"no results in {RESULTS / variant}: run bench/study.py{' --quick' if args.quick else ''} first")
-        return 1
+        return None
     out_dir = ROOT / "bench" / "study"
-    prefix = "quick-" if args.quick else ""
+    prefix = "quick-" if quick else ""
     # The first domain of the plan has every strategy with every seed; the others one seed: a table each,
     # so that each row of a table covers the same cells.
     first = records[0]["settings"]["domains"][0]
@@ -245,14 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     seconds = sum(r.get("seconds", 0) for r in records)
     domains = sorted({r["cell"]["domain"] for r in _custom_cells(records)})
     parts = [f"# Study results ({variant} variant)", "",
-             f"Written by `python bench/study_report.py{' --quick' if args.quick else ''}` from the "
-             f"{len(records)} result files of `python bench/study.py{' --quick' if args.quick else ''}` "
+             f"Written by `python bench/study_report.py{' --quick' if quick else ''}` from the "
+             f"{len(records)} result files of `python bench/study.py{' --quick' if quick else ''}` "
              f"(bench/study/results/{variant}/), {seconds / 3600:.1f} CPU-hours of cells. Every accuracy is "
              "pairwise accuracy on the test split; nothing was tuned on test data.", "",
              "Settings: " + json.dumps(settings), "",
              "Machine: " + json.dumps(records[0]["machine"]), ""]
     comparison = out_dir / "comparison.md"
-    if comparison.exists() and not args.quick:
+    if comparison.exists() and not quick:
         parts += [comparison.read_text(encoding="utf-8").strip(), ""]
     parts += ["## Preservation strategies (custom stage from the helpful+harmless+WebGPT general model, all pairs)", "",
               f"DSP {first}, seeds {', '.join(map(str, first_seeds))}: one custom model per strategy and seed; "
@@ -277,21 +280,31 @@ def main(argv: list[str] | None = None) -> int:
               "Effect of starting from the general model, in accuracy points (paired by seed):", "",
               effect_table(curve_data, records)]
     if curve_data:
-        plot_curves(curve_data, out_dir / f"{prefix}curves.png")
+        if plot_dir is not None:
+            plot_curves(curve_data, plot_dir / f"{prefix}curves.png")
         parts.append(f"![curves](study/{prefix}curves.png)\n")
     if tradeoff:
-        n_all = len(domains)
-        plot_tradeoff({f"DSP {first}, {len(first_seeds)} seeds": tradeoff,
-                       f"{n_all} domains, seed {first_seeds[0] if first_seeds else 0}": tradeoff_all},
-                      out_dir / f"{prefix}tradeoff.png")
+        if plot_dir is not None:
+            plot_tradeoff({f"DSP {first}, {len(first_seeds)} seeds": tradeoff,
+                           f"{len(domains)} domains, seed {first_seeds[0] if first_seeds else 0}": tradeoff_all},
+                          plot_dir / f"{prefix}tradeoff.png")
         parts.append(f"![trade-off](study/{prefix}tradeoff.png)\n")
-    target = out_dir / "quick.md" if args.quick else ROOT / "bench" / "STUDY.md"
     text = "\n".join(parts)
-    if args.quick:
-        text = text.replace("](study/", "](")
-    target.write_text(text, encoding="utf-8")
+    return text.replace("](study/", "](") if quick else text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="report the quick variant")
+    args = parser.parse_args(argv)
+    text = render(args.quick, ROOT / "bench" / "study")
+    if text is None:
+        print(f"no results in {RESULTS / ('quick' if args.quick else 'full')}: run "
+              f"bench/study.py{' --quick' if args.quick else ''} first")
+        return 1
+    target(args.quick).write_text(text, encoding="utf-8")
     print(text)
-    print(f"written: {target}")
+    print(f"written: {target(args.quick)}")
     return 0
 
 

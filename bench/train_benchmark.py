@@ -345,6 +345,13 @@ def _table_rows(paths: list[Path], prefix: str, cells: Any) -> list[str]:
 
 
 def report(args: argparse.Namespace) -> None:
+    out = REPO / "bench" / "training_results.md"
+    out.write_text(report_text())
+    print(f"wrote {out.relative_to(REPO)}")
+
+
+def report_text() -> str:
+    """bench/training_results.md from the JSON files of bench/results/training/."""
     from lite_rm.scoring.evaluation import general_average, results_table
 
     lines = ["# Training benchmark results", "",
@@ -434,9 +441,7 @@ def report(args: argparse.Namespace) -> None:
             *(f"{d['accuracy'][k]:.3f}" for k in ("helpful", "harmless", "webgpt")),
             f"{next(iter(d['general_avg'].values())):.3f}", f"{d['accuracy']['dsp-academy']:.3f}", d["wall_seconds"]])
         lines.append("")
-    out = REPO / "bench" / "training_results.md"
-    out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {out.relative_to(REPO)}")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:

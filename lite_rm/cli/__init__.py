@@ -24,6 +24,7 @@ COMMANDS = {
     "serve": "lite_rm.cli.serve_cmd:serve",
     "distill": "lite_rm.cli.distill_cmd:distill",
     "personalize": "lite_rm.cli.personalize_cmd:personalize",
+    "push": "lite_rm.cli.push_cmd:push",
 }
 
 
