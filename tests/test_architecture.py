@@ -70,7 +70,6 @@ def test_no_import_from_a_higher_layer() -> None:
     assert upward == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 27: the training circle is being removed")
 def test_no_import_circle() -> None:
     graph = {m: {t for t in targets if t != "lite_rm"} for m, targets in _graph().items()}
     done: set[str] = set()

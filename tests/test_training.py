@@ -324,9 +324,9 @@ def test_free_cores_counts_the_cores_busy_now(monkeypatch: pytest.MonkeyPatch, p
 
 def test_training_threads_zero_means_free_cores(tmp_path: Path, tiny_checkpoint: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from lite_rm.training import pipeline
+    from lite_rm.training import driver
 
-    monkeypatch.setattr(pipeline, "resolve_threads", lambda n: 1 if n == 0 else n)
+    monkeypatch.setattr(driver, "resolve_threads", lambda n: 1 if n == 0 else n)
     raw = synthetic_config(tmp_path, tiny_checkpoint, stages=["general"], threads=0, **{"general.max_steps": 1})
     assert train(TrainConfig.from_dict(raw))["threads"] == 1
 
