@@ -6,8 +6,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 import lite_rm
 
 PACKAGE = Path(lite_rm.__file__).parent
