@@ -294,6 +294,13 @@ def trainable_state(model: Any) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def hf_tokenizer(path: str | Path) -> Any:
+    """The transformers tokenizer of a folder (for saving beside a checkpoint and for MLM masking)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
+
+
 def save_checkpoint(
     model: Any, tokenizer: Any, folder: str | Path, rule: InputRule, **meta: Any
 ) -> Path:
