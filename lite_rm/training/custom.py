@@ -170,10 +170,9 @@ def check_start(model: Any, valid_data: PairData, pad_id: int, ctx: StageContext
     """The start model's per-pair correctness on the custom validation pairs (logged as an accuracy with
     its pair count and 95% interval), with a warning when it is below chance.
 
-    Below chance the start model's preferences oppose the custom data's. The study (bench/STUDY.md)
-    found that for such domains (DSP entertainment from the general model) a start from the plain
-    encoder learns more from a few hundred pairs (without the general preferences); the user should
-    know before spending the training time.
+    Below chance the start model's preferences oppose the custom data's. For such domains a start from
+    the plain encoder learned more from a few hundred pairs in the study (docs/study.md), without the
+    general preferences; the user should know before spending the training time.
     """
     correct = steps.pair_correct(model, valid_data, pad_id, ctx.bf16, ctx.config.eval_batch_size)
     acc = float(np.mean(correct))
@@ -184,7 +183,7 @@ def check_start(model: Any, valid_data: PairData, pad_id: int, ctx: StageContext
         logger.warning(
             "custom %s: the start model (%s) scores %.3f on the validation pairs, below chance: its preferences "
             "oppose this data's. With few pairs a start from the plain encoder (--stages custom --model default) "
-            "learned the domain better in the study (bench/STUDY.md), at the price of the general preferences.",
+            "learned the domain better in the study (docs/study.md), at the price of the general preferences.",
             target, start, acc)
     return correct
 
@@ -249,17 +248,22 @@ def choose_shipped(
         choice = selection.forced(cfg.choose, shipped, {a: scored(a) for a in {0.0, alpha}},
                                   cfg.interpolate_tolerance, general_n, ctx.config.seed)
     seconds = time.perf_counter() - started
+    _log_choice(target, choice, seconds, warn=choice.kept_start and cfg.choose == "validated")
+    model.load_state_dict(interpolate(start_state, custom_state, choice.alpha))
+    return {"interpolation": {"alpha": choice.alpha, **record},
+            "choice": choice.to_dict() | {"seconds": round(seconds, 1)}}
+
+
+def _log_choice(target: str, choice: selection.Choice, seconds: float, warn: bool) -> None:
+    """The candidates scored, the choice's record, and what shipped (a warning when ``warn``)."""
     logger.info("custom %s: %d candidates scored on the validation pairs in %.0fs", target, len(choice.candidates),
                 seconds)
     for line in selection.describe(choice.to_dict()):
         logger.info("custom %s: %s", target, line)
-    if choice.kept_start and cfg.choose == "validated":
+    if warn:
         logger.warning("custom %s: %s", target, choice.reason)
     else:
         logger.info("custom %s: shipped %s (alpha %g): %s", target, choice.shipped, choice.alpha, choice.reason)
-    model.load_state_dict(interpolate(start_state, custom_state, choice.alpha))
-    return {"interpolation": {"alpha": choice.alpha, **record},
-            "choice": choice.to_dict() | {"seconds": round(seconds, 1)}}
 
 
 def run_custom(ctx: StageContext, job: StageJob) -> dict[str, Any]:

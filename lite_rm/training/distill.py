@@ -74,7 +74,7 @@ class DistillConfig(OptimConfig):
         save_every: save the resumable state every this many steps (0: never mid-run).
     """
 
-    # 2 layers, 1 epoch: the student of `make demo` (bench/DISTILL.md: speed and fidelity per depth)
+    # 2 layers, 1 epoch: the student of `make demo`
     layers: int = 2
     keep: str = "first"
     pair_coef: float = 1.0

@@ -105,8 +105,8 @@ def dropout_overrides(path: str | Path, dropout: str) -> tuple[dict[str, float],
 
     ``all`` keeps the encoder's own rates; ``hidden`` turns off attention-probability dropout only;
     ``off`` turns off every dropout. Why not ``all`` on CPU: with a dropout rate, PyTorch's
-    ``scaled_dot_product_attention`` leaves its fused CPU kernel for the unfused one, and a training
-    step at max length 256 takes about twice as long (bench/TRAINING.md, "Dropout").
+    ``scaled_dot_product_attention`` leaves its fused CPU kernel for the unfused one, which is much
+    slower at training lengths.
     """
     if dropout not in DROPOUT_CHOICES:
         raise ValueError(f"dropout: expected one of {', '.join(DROPOUT_CHOICES)}, found {dropout!r}")
