@@ -247,9 +247,8 @@ def mix(args: argparse.Namespace) -> None:
     measure the default ``interpolate = 0.5`` from the runs made when the default was ``auto``.
     """
     from lite_rm.training.checkpoint import input_rule_of, read_meta
-    from lite_rm.training.modeling import load_reward_model, save_checkpoint, trainable_state
+    from lite_rm.training.modeling import hf_tokenizer, load_reward_model, save_checkpoint, trainable_state
     from lite_rm.training.preservation import interpolate
-    from lite_rm.training.stages import hf_tokenizer
 
     sources = {"academy": RUN.with_name(f"{RUN.name}-idle"),
                **{d: DOMAINS_RUN / d for d in ("business", "entertainment", "literature")}}

@@ -6,8 +6,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 import lite_rm
 
 PACKAGE = Path(lite_rm.__file__).parent
@@ -70,7 +68,6 @@ def test_no_import_from_a_higher_layer() -> None:
     assert upward == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 27: the training circle is being removed")
 def test_no_import_circle() -> None:
     graph = {m: {t for t in targets if t != "lite_rm"} for m, targets in _graph().items()}
     done: set[str] = set()

@@ -324,9 +324,9 @@ def test_free_cores_counts_the_cores_busy_now(monkeypatch: pytest.MonkeyPatch, p
 
 def test_training_threads_zero_means_free_cores(tmp_path: Path, tiny_checkpoint: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from lite_rm.training import pipeline
+    from lite_rm.training import driver
 
-    monkeypatch.setattr(pipeline, "resolve_threads", lambda n: 1 if n == 0 else n)
+    monkeypatch.setattr(driver, "resolve_threads", lambda n: 1 if n == 0 else n)
     raw = synthetic_config(tmp_path, tiny_checkpoint, stages=["general"], threads=0, **{"general.max_steps": 1})
     assert train(TrainConfig.from_dict(raw))["threads"] == 1
 
@@ -349,7 +349,7 @@ def test_custom_stage_warns_when_the_start_model_opposes_the_data(tmp_path: Path
 
 def test_checkpoints_record_exactly_the_pairs_they_held_out(tmp_path: Path, tiny_checkpoint: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from lite_rm.training import custom, stages
+    from lite_rm.training import context, custom, general
     from lite_rm.training.checkpoint import validation_split_of
 
     used: dict[str, list] = {"general": [], "custom": []}
@@ -361,9 +361,9 @@ def test_checkpoints_record_exactly_the_pairs_they_held_out(tmp_path: Path, tiny
             return out
         return wrapped
 
-    monkeypatch.setattr(stages, "general_pairs", spy("general", stages.general_pairs))
-    monkeypatch.setattr(custom, "general_pairs", spy("general", stages.general_pairs))
-    monkeypatch.setattr(custom, "custom_data", spy("custom", stages.custom_data))
+    monkeypatch.setattr(general, "general_pairs", spy("general", context.general_pairs))
+    monkeypatch.setattr(custom, "general_pairs", spy("general", context.general_pairs))
+    monkeypatch.setattr(custom, "custom_data", spy("custom", context.custom_data))
     # seed 1 (not the split's old default 0) and "auto" interpolation, which validates on general pairs too
     raw = synthetic_config(tmp_path, tiny_checkpoint, seed=1, **{"general.max_steps": 2, "custom.max_steps": 2,
                                                                   "custom.interpolate": "auto"})

@@ -12,7 +12,6 @@ import functools
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,9 +22,17 @@ from lite_rm.scoring.evaluation import accuracy_interval
 from lite_rm.training import mlm as mlm_lib
 from lite_rm.training import parallel, selection, steps
 from lite_rm.training.batching import PairData, add_replay, encode_preferences, plan_epochs
+from lite_rm.training.context import (
+    StageContext,
+    StageJob,
+    custom_data,
+    custom_validation_split,
+    general_pairs,
+)
 from lite_rm.training.loop import StepFn, run_loop
 from lite_rm.training.modeling import (
     autocast,
+    hf_tokenizer,
     load_reward_model,
     save_checkpoint,
     to_device,
@@ -33,17 +40,6 @@ from lite_rm.training.modeling import (
     trainable_state,
 )
 from lite_rm.training.preservation import ALPHA_GRID, L2SP, choose_alpha, freeze, interpolate
-from lite_rm.training.stages import (
-    EvalFn,
-    StageContext,
-    custom_data,
-    custom_validation_split,
-    general_available,
-    general_pairs,
-    hf_tokenizer,
-    loop_args,
-    summary_of,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +79,7 @@ def load_custom_data(ctx: StageContext, target: str, tokenizer: Any) -> CustomDa
     # a fixed alpha (the default) and no replay need no general pairs at all
     general_train = general_valid = None
     # the validated choice needs the general held-out pairs too, when the run has general sets at all
-    validated = cfg.choose == "validated" and general_available(ctx)
+    validated = cfg.choose == "validated" and ctx.general.available
     if cfg.replay_share > 0 or cfg.interpolate == "auto" or validated:
         g_train, _, g_valid = general_pairs(ctx)
         general_valid = encode_preferences(tokenizer, ctx.rule, g_valid)
@@ -174,10 +170,9 @@ def check_start(model: Any, valid_data: PairData, pad_id: int, ctx: StageContext
     """The start model's per-pair correctness on the custom validation pairs (logged as an accuracy with
     its pair count and 95% interval), with a warning when it is below chance.
 
-    Below chance the start model's preferences oppose the custom data's. The study (bench/STUDY.md)
-    found that for such domains (DSP entertainment from the general model) a start from the plain
-    encoder learns more from a few hundred pairs (without the general preferences); the user should
-    know before spending the training time.
+    Below chance the start model's preferences oppose the custom data's. For such domains a start from
+    the plain encoder learned more from a few hundred pairs in the study (docs/study.md), without the
+    general preferences; the user should know before spending the training time.
     """
     correct = steps.pair_correct(model, valid_data, pad_id, ctx.bf16, ctx.config.eval_batch_size)
     acc = float(np.mean(correct))
@@ -188,7 +183,7 @@ def check_start(model: Any, valid_data: PairData, pad_id: int, ctx: StageContext
         logger.warning(
             "custom %s: the start model (%s) scores %.3f on the validation pairs, below chance: its preferences "
             "oppose this data's. With few pairs a start from the plain encoder (--stages custom --model default) "
-            "learned the domain better in the study (bench/STUDY.md), at the price of the general preferences.",
+            "learned the domain better in the study (docs/study.md), at the price of the general preferences.",
             target, start, acc)
     return correct
 
@@ -253,34 +248,32 @@ def choose_shipped(
         choice = selection.forced(cfg.choose, shipped, {a: scored(a) for a in {0.0, alpha}},
                                   cfg.interpolate_tolerance, general_n, ctx.config.seed)
     seconds = time.perf_counter() - started
-    logger.info("custom %s: %d candidates scored on the validation pairs in %.0fs", target, len(choice.candidates),
-                seconds)
-    for line in selection.describe(choice.to_dict()):
-        logger.info("custom %s: %s", target, line)
-    if choice.kept_start and cfg.choose == "validated":
-        logger.warning("custom %s: %s", target, choice.reason)
-    else:
-        logger.info("custom %s: shipped %s (alpha %g): %s", target, choice.shipped, choice.alpha, choice.reason)
+    _log_choice(target, choice, seconds, warn=choice.kept_start and cfg.choose == "validated")
     model.load_state_dict(interpolate(start_state, custom_state, choice.alpha))
     return {"interpolation": {"alpha": choice.alpha, **record},
             "choice": choice.to_dict() | {"seconds": round(seconds, 1)}}
 
 
-def run_custom(
-    ctx: StageContext, target: str, start: str, out: Path, mlm_source: str | None, evaluate: EvalFn | None = None
-) -> dict[str, Any]:
-    """Stage ``custom`` (CRFT) for one target, with the configured preservation options.
+def _log_choice(target: str, choice: selection.Choice, seconds: float, warn: bool) -> None:
+    """The candidates scored, the choice's record, and what shipped (a warning when ``warn``)."""
+    logger.info("custom %s: %d candidates scored on the validation pairs in %.0fs", target, len(choice.candidates),
+                seconds)
+    for line in selection.describe(choice.to_dict()):
+        logger.info("custom %s: %s", target, line)
+    if warn:
+        logger.warning("custom %s: %s", target, choice.reason)
+    else:
+        logger.info("custom %s: shipped %s (alpha %g): %s", target, choice.shipped, choice.alpha, choice.reason)
 
-    Args:
-        ctx: the run.
-        target: a DSP domain (or the custom file's name).
-        start: the starting checkpoint (normally the general model).
-        out: the checkpoint folder to write.
-        mlm_source: a folder with a trained MLM head (the base stage) for imitation learning; else
-            ``start`` (a new head).
-        evaluate: model -> metrics, run before the checkpoint is written.
+
+def run_custom(ctx: StageContext, job: StageJob) -> dict[str, Any]:
+    """Stage ``custom`` (CRFT) for ``job.target`` (a DSP domain, or the custom file's name), from
+    ``job.start`` (normally the general model), with the configured preservation options.
+
+    Imitation learning starts from ``job.mlm_source``'s trained MLM head (the base stage's) when there
+    is one, else from a new head. ``job.evaluate`` runs before the checkpoint is written.
     """
-    cfg = ctx.config.custom
+    cfg, target, start = ctx.config.custom, job.target, job.start
     tokenizer = load_tokenizer(start)
     pad_id = pad_id_of(tokenizer)
     data = load_custom_data(ctx, target, tokenizer)
@@ -289,7 +282,7 @@ def run_custom(
     start_state = trainable_state(model)
     main = parallel.is_main()  # with several processes, only process 0 checks, interpolates and writes
     start_correct = check_start(model, data.valid, pad_id, ctx, target, start) if len(data.valid) and main else None
-    keep = setup_preservation(ctx, model, start, mlm_source)
+    keep = setup_preservation(ctx, model, start, job.mlm_source)
 
     def validate() -> float:
         return steps.pair_accuracy(model, data.valid, pad_id, ctx.bf16, ctx.config.eval_batch_size)
@@ -298,17 +291,16 @@ def run_custom(
                       step_fn=custom_step(ctx, model, data, keep, pad_id), optim=cfg,
                       steps_per_epoch=data.steps_per_epoch, validate=validate if len(data.valid) else None,
                       after_step=keep.l2sp.pull if keep.l2sp is not None else None, valid_pairs=len(data.valid),
-                      **loop_args(ctx, f"custom-{target}"))
+                      **ctx.loop_args(job.name))
     start_valid = float(np.mean(start_correct)) if start_correct is not None else None
-    summary = summary_of(result) | {"train_pairs": len(data.train), "valid_pairs": len(data.valid),
-                                    "frozen": len(keep.frozen), "listwise": data.listwise,
-                                    "start_valid": start_valid}
+    summary = result.summary() | {"train_pairs": len(data.train), "valid_pairs": len(data.valid),
+                                  "frozen": len(keep.frozen), "listwise": data.listwise, "start_valid": start_valid}
     if not main:
         return summary
     summary |= choose_shipped(ctx, model, start_state, data, pad_id, start_correct, target)
 
-    metrics = evaluate(model) if evaluate else {}
-    save_checkpoint(model, hf_tokenizer(start), out, ctx.rule, stage="custom", base_model=str(start),
+    metrics = job.evaluate(model)
+    save_checkpoint(model, hf_tokenizer(start), job.folder, ctx.rule, stage="custom", base_model=str(start),
                     domains=[target] if not cfg.data else [], training=summary, metrics=metrics,
                     validation_split=custom_validation_split(ctx, target).to_dict())
     return summary

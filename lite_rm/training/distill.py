@@ -41,6 +41,7 @@ from lite_rm.training.checkpoint import META_FILE, ValidationSplit, input_rule_o
 from lite_rm.training.config import DROPOUT_CHOICES, ConfigError, OptimConfig, _check, _non_negative, _positive
 from lite_rm.training.loop import run_loop
 from lite_rm.training.modeling import (
+    hf_tokenizer,
     load_reward_model,
     resolve_bf16,
     save_checkpoint,
@@ -73,7 +74,7 @@ class DistillConfig(OptimConfig):
         save_every: save the resumable state every this many steps (0: never mid-run).
     """
 
-    # 2 layers, 1 epoch: the student of `make demo` (bench/DISTILL.md: speed and fidelity per depth)
+    # 2 layers, 1 epoch: the student of `make demo`
     layers: int = 2
     keep: str = "first"
     pair_coef: float = 1.0
@@ -269,8 +270,6 @@ def _distill_step(student: Any, data: PairData, targets: torch.Tensor, pad_id: i
 def _save_student(student: Any, teacher: Path, output: Path, split: ValidationSplit, summary: dict[str, Any],
                   config: DistillConfig, keep: list[int], teacher_layers: int) -> None:
     """The student as a normal checkpoint: the teacher's input rule and held-out split, and where it came from."""
-    from lite_rm.training.stages import hf_tokenizer
-
     meta = read_meta(teacher)
     save_checkpoint(student, hf_tokenizer(teacher), output, input_rule_of(teacher), stage="distill",
                     base_model=str(teacher), domains=meta.get("domains", []), training=summary,
@@ -347,10 +346,8 @@ def distill(teacher: str | Path, output: str | Path, layers: int = DistillConfig
                           log_every=config.log_every, save_every=config.save_every, desc="distill",
                           report_to=[])
         end = _fidelity(student, valid, t_valid, pad_id, bf16, batch)
-    from lite_rm.training.stages import summary_of
-
-    summary = summary_of(result) | {"train_pairs": len(train_pairs), "train_texts": len(data.texts),
-                                    "valid_pairs": len(valid_pairs), "held_out_start": start, "held_out": end}
+    summary = result.summary() | {"train_pairs": len(train_pairs), "train_texts": len(data.texts),
+                                  "valid_pairs": len(valid_pairs), "held_out_start": start, "held_out": end}
     _save_student(student, teacher, output, split, summary, config, keep, teacher_layers)
     shutil.rmtree(state_dir, ignore_errors=True)
     return summary

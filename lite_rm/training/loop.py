@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 # A step: plan item -> (loss to minimize, metrics to log, pairs it trained on).
 StepFn = Callable[[Any], tuple[torch.Tensor, dict[str, float], int]]
 
+
 @dataclass
 class LoopResult:
     """What a stage's loop did.
@@ -49,6 +50,13 @@ class LoopResult:
     pairs_per_s: float = 0.0
     train_seconds: float = 0.0
     stopped_early: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        """The training summary a checkpoint records (``lite_rm.json`` ``training``)."""
+        last = self.log[-1] if self.log else {}
+        return {"steps": self.steps, "pairs_per_s": round(self.pairs_per_s, 3),
+                "train_seconds": round(self.train_seconds, 1), "best_valid": self.best_valid,
+                "stopped_early": self.stopped_early, "last_log": last, "valid_curve": self.valid}
 
 
 HEAD_PREFIXES = ("classifier.", "pooler.", "bert.pooler.")

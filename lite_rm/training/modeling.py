@@ -105,8 +105,8 @@ def dropout_overrides(path: str | Path, dropout: str) -> tuple[dict[str, float],
 
     ``all`` keeps the encoder's own rates; ``hidden`` turns off attention-probability dropout only;
     ``off`` turns off every dropout. Why not ``all`` on CPU: with a dropout rate, PyTorch's
-    ``scaled_dot_product_attention`` leaves its fused CPU kernel for the unfused one, and a training
-    step at max length 256 takes about twice as long (bench/TRAINING.md, "Dropout").
+    ``scaled_dot_product_attention`` leaves its fused CPU kernel for the unfused one, which is much
+    slower at training lengths.
     """
     if dropout not in DROPOUT_CHOICES:
         raise ValueError(f"dropout: expected one of {', '.join(DROPOUT_CHOICES)}, found {dropout!r}")
@@ -292,6 +292,13 @@ def score_all(
 def trainable_state(model: Any) -> dict[str, torch.Tensor]:
     """A detached copy of the model's weights (for best-so-far snapshots and interpolation)."""
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def hf_tokenizer(path: str | Path) -> Any:
+    """The transformers tokenizer of a folder (for saving beside a checkpoint and for MLM masking)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
 
 
 def save_checkpoint(

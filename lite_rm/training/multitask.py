@@ -14,7 +14,6 @@ import dataclasses
 import logging
 import random
 from dataclasses import dataclass
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,17 +21,16 @@ import numpy as np
 import torch
 
 from lite_rm.scoring.encoding import load_tokenizer, pad_id_of
-from lite_rm.training import parallel, stages, steps
+from lite_rm.training import parallel, steps
 from lite_rm.training.batching import PairData, add_replay, encode_preferences, plan_epochs
 from lite_rm.training.checkpoint import ValidationSplit
-from lite_rm.training.loop import run_loop
-from lite_rm.training.modeling import load_reward_model, save_checkpoint, trainable_state
+from lite_rm.training.context import StageContext, StageJob, custom_data, custom_validation_split, general_pairs
+from lite_rm.training.loop import StepFn, run_loop
+from lite_rm.training.modeling import hf_tokenizer, load_reward_model, save_checkpoint, trainable_state
 from lite_rm.training.preservation import interpolate
-from lite_rm.training.stages import EvalFn, StageContext
 
 logger = logging.getLogger(__name__)
 
-NAME = "multitask"
 # The general pairs train the general head; without custom.replay_share this share of each batch.
 DEFAULT_REPLAY = 0.25
 
@@ -79,10 +77,10 @@ def load_data(ctx: StageContext, domains: list[str], tokenizer: Any) -> tuple[di
     """Every domain's encoded data and plan (with general replay), and the general pairs replayed."""
     cfg, seed = ctx.config.custom, ctx.config.seed
     share = cfg.replay_share or DEFAULT_REPLAY
-    general = encode_preferences(tokenizer, ctx.rule, stages.general_pairs(ctx)[0])
+    general = encode_preferences(tokenizer, ctx.rule, general_pairs(ctx)[0])
     out = {}
     for i, domain in enumerate(domains):
-        train, lists, valid = stages.custom_data(ctx, domain)
+        train, lists, valid = custom_data(ctx, domain)
         data = encode_preferences(tokenizer, ctx.rule, train, lists)
         plan, per_epoch = plan_epochs(data, cfg.batch_size, cfg.epochs, seed + i)
         out[domain] = DomainData(data, encode_preferences(tokenizer, ctx.rule, valid),
@@ -97,78 +95,105 @@ def interleave(data: dict[str, DomainData], seed: int) -> list[tuple[str, list[i
     return plan
 
 
-def run_multitask(ctx: StageContext, domains: list[str], start: str, out: Path,
-                  evaluate: EvalFn | None = None) -> dict[str, Any]:
-    """Train one backbone with a head per domain; write the checkpoint with the heads in ``lite_rm.json``.
+@dataclass
+class HeadModel:
+    """The reward model with one linear head per domain, each scored through its :class:`HeadView`."""
 
-    Over 60 lines: data, model, step, loop, interpolation and saving, in the order they happen.
-    """
-    from lite_rm.scoring.heads import LinearHead
+    model: Any
+    layers: dict[str, torch.nn.Linear]
+    views: dict[str, HeadView]
 
-    cfg = ctx.config.custom
-    tokenizer = load_tokenizer(start)
-    pad_id = pad_id_of(tokenizer)
-    data, general, share = load_data(ctx, domains, tokenizer)
-    model = load_reward_model(start, ctx.config.seed, ctx.config.dropout, ctx.config.pooling).to(ctx.device)
-    layers = {d: copy.deepcopy(score_layer(model)) for d in domains}
-    heads = torch.nn.ModuleDict(layers)
-    views = {d: HeadView(model, layers[d]) for d in domains}
-    start_state = trainable_state(model)
+    @classmethod
+    def start(cls, ctx: StageContext, start: str, domains: list[str]) -> HeadModel:
+        """The model of ``start``, every domain head a copy of its score layer."""
+        model = load_reward_model(start, ctx.config.seed, ctx.config.dropout, ctx.config.pooling).to(ctx.device)
+        layers = {d: copy.deepcopy(score_layer(model)) for d in domains}
+        return cls(model, layers, {d: HeadView(model, layers[d]) for d in domains})
+
+    def named_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
+        """The model's, then the heads' (named as part of the reward head, so ``custom.head_lr_scale``
+        applies to them too)."""
+        return [*self.model.named_parameters(), *((f"classifier.{d}.{n}", p) for d, layer in self.layers.items()
+                                                  for n, p in layer.named_parameters())]
+
+    def head_records(self, data: dict[str, DomainData]) -> dict[str, Any]:
+        """Each domain head as ``lite_rm.json`` records it (:class:`lite_rm.scoring.heads.LinearHead`)."""
+        from lite_rm.scoring.heads import LinearHead
+
+        return {d: LinearHead(d, layer.weight.detach().float().cpu().numpy()[0],
+                              float(layer.bias.detach().float().cpu()[0]),
+                              provenance={"method": "multitask", "train_pairs": len(data[d].train)}).to_dict()
+                for d, layer in self.layers.items()}
+
+
+def multitask_step(ctx: StageContext, heads: HeadModel, data: dict[str, DomainData], general: PairData,
+                   pad_id: int) -> StepFn:
+    """A step on one domain's units through its head, and its replayed general pairs through the
+    model's own score layer (the general head), their losses weighted by pairs."""
 
     def step(item: tuple[str, list[int], list[int]]) -> tuple[torch.Tensor, dict[str, float], int]:
         domain, units, replay = item
         own = data[domain]
-        done = steps.reward_step(views[domain], [steps.StepSource(own.train, units, own.train.lists is not None)],
-                                 pad_id, ctx.bf16)
+        done = steps.reward_step(heads.views[domain],
+                                 [steps.StepSource(own.train, units, own.train.lists is not None)], pad_id, ctx.bf16)
         loss, metrics, pairs = done.loss, dict(done.metrics), done.pairs
         if replay:  # the general pairs through the model's own score layer: the general head
-            kept = steps.reward_step(model, [steps.StepSource(general, replay)], pad_id, ctx.bf16)
+            kept = steps.reward_step(heads.model, [steps.StepSource(general, replay)], pad_id, ctx.bf16)
             loss = (done.pairs * loss + kept.pairs * kept.loss) / (done.pairs + kept.pairs)
             metrics["replay_acc"], pairs = kept.metrics["acc"], pairs + kept.pairs
         return loss, metrics, pairs
 
+    return step
+
+
+def run_multitask(ctx: StageContext, job: StageJob) -> dict[str, Any]:
+    """Train one backbone with a head per domain of ``custom.domains`` from ``job.start``; write the
+    checkpoint with the heads in ``lite_rm.json``."""
+    cfg, domains, start = ctx.config.custom, list(ctx.config.custom.domains), job.start
+    tokenizer = load_tokenizer(start)
+    pad_id = pad_id_of(tokenizer)
+    data, general, share = load_data(ctx, domains, tokenizer)
+    heads = HeadModel.start(ctx, start, domains)
+    start_state = trainable_state(heads.model)
+
+    def head_accuracy(domain: str) -> float:
+        return steps.pair_accuracy(heads.views[domain], data[domain].valid, pad_id, ctx.bf16,
+                                   ctx.config.eval_batch_size)
+
     def validate() -> float:
-        return float(np.mean([steps.pair_accuracy(views[d], data[d].valid, pad_id, ctx.bf16,
-                                                  ctx.config.eval_batch_size) for d in domains]))
+        return float(np.mean([head_accuracy(d) for d in domains]))
 
     # validate after eval_every steps of EACH domain, the cadence of a one-domain run
     optim = dataclasses.replace(cfg, eval_every=cfg.eval_every * len(domains))
-    # the domain heads are named as part of the reward head, so custom.head_lr_scale applies to them too
-    named = [*model.named_parameters(), *((f"classifier.{d}.{n}", p) for d in domains
-                                          for n, p in layers[d].named_parameters())]
-    result = run_loop(modules={"model": model, "heads": heads}, named_params=named,
-                      plan=interleave(data, ctx.config.seed), step_fn=step, optim=optim,
+    result = run_loop(modules={"model": heads.model, "heads": torch.nn.ModuleDict(heads.layers)},
+                      named_params=heads.named_parameters(), plan=interleave(data, ctx.config.seed),
+                      step_fn=multitask_step(ctx, heads, data, general, pad_id), optim=optim,
                       steps_per_epoch=sum(d.steps_per_epoch for d in data.values()), validate=validate,
-                      **stages.loop_args(ctx, f"custom-{NAME}"))
-    summary = stages.summary_of(result) | {"domains": domains, "replay_share": share,
-                                    "train_pairs": {d: len(v.train) for d, v in data.items()},
-                                    "valid_pairs": {d: len(v.valid) for d, v in data.items()}}
+                      **ctx.loop_args(job.name))
+    summary = result.summary() | {"domains": domains, "replay_share": share,
+                                  "train_pairs": {d: len(v.train) for d, v in data.items()},
+                                  "valid_pairs": {d: len(v.valid) for d, v in data.items()}}
     if not parallel.is_main():
         return summary
     # interpolation pulls the shared model (encoder and general head) toward the general model; the domain
     # heads keep what they learned (their start, a copy of the general head, opposes some domains)
     alpha = float(cfg.interpolate) if cfg.interpolate != "off" else 1.0
-    model.load_state_dict(interpolate(start_state, trainable_state(model), alpha))
+    heads.model.load_state_dict(interpolate(start_state, trainable_state(heads.model), alpha))
     summary["interpolation"] = {"alpha": alpha, "applies_to": "encoder and general head"}
-    summary["valid_by_head"] = {d: steps.pair_accuracy(views[d], data[d].valid, pad_id, ctx.bf16,
-                                                       ctx.config.eval_batch_size) for d in domains}
-    metrics = evaluate(model) if evaluate else {}
+    summary["valid_by_head"] = {d: head_accuracy(d) for d in domains}
+    metrics = job.evaluate(heads.model)
     for d in domains:  # each domain's test set scored by its own head
-        if evaluate and f"dsp-{d}" in metrics:
-            metrics[f"dsp-{d}"] = evaluate(views[d], [f"dsp-{d}"])[f"dsp-{d}"]
-    head_records = {d: LinearHead(d, layers[d].weight.detach().float().cpu().numpy()[0],
-                                  float(layers[d].bias.detach().float().cpu()[0]),
-                                  provenance={"method": "multitask", "train_pairs": len(data[d].train)}).to_dict()
-                    for d in domains}
-    save_checkpoint(model, stages.hf_tokenizer(start), out, ctx.rule, stage="custom", base_model=str(start),
-                    domains=domains, multitask=True, heads=head_records, training=summary, metrics=metrics,
-                    validation_split=validation_split(ctx, domains).to_dict())
+        if f"dsp-{d}" in metrics:
+            metrics[f"dsp-{d}"] = job.evaluate(heads.views[d], [f"dsp-{d}"])[f"dsp-{d}"]
+    save_checkpoint(heads.model, hf_tokenizer(start), job.folder, ctx.rule, stage="custom", base_model=str(start),
+                    domains=domains, multitask=True, heads=heads.head_records(data), training=summary,
+                    metrics=metrics, validation_split=validation_split(ctx, domains).to_dict())
     return summary
 
 
 def validation_split(ctx: StageContext, domains: list[str]) -> ValidationSplit:
     """Every domain's held-out pairs (named by the domain) and the general sets'."""
-    splits = [stages.custom_validation_split(ctx, d) for d in domains]
+    splits = [custom_validation_split(ctx, d) for d in domains]
     own = [s for split in splits for s in split.sets if s.domain]
     general = [s for s in splits[0].sets if not s.domain]
     return ValidationSplit(ctx.config.seed, (*own, *general))

@@ -17,8 +17,8 @@ How a run is shared out:
   (the output folder must be on a filesystem every machine sees).
 
 Two ways in: ``lite-rm train --processes N`` re-runs itself under ``torchrun --standalone`` on this
-machine (:func:`launch`), and ``torchrun ... --no-python lite-rm train ...`` (several machines) sets the
-environment that :func:`session` reads.
+machine (:mod:`lite_rm.training.launch`), and ``torchrun ... --no-python lite-rm train ...`` (several
+machines) sets the environment that :func:`session` reads.
 """
 
 from __future__ import annotations
@@ -27,11 +27,7 @@ import contextlib
 import datetime
 import logging
 import os
-import subprocess
-import sys
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -182,41 +178,3 @@ def broadcast_metric(compute: Callable[[], float]) -> float:
     value = torch.tensor([compute() if is_main() else 0.0], dtype=torch.float64)
     dist.broadcast(value, src=0)
     return float(value.item())
-
-
-def launch(config: Any, resume: bool, overwrite: bool, processes: int) -> None:
-    """Run :func:`lite_rm.training.pipeline.train` in ``processes`` processes on this machine, under
-    ``torchrun --standalone`` (a free port, no rendezvous server); returns when they finish.
-
-    Raises:
-        ParallelRunError: a process failed (torchrun stops the others; their errors are on stderr).
-    """
-    with tempfile.TemporaryDirectory(prefix="lite-rm-") as tmp:
-        config_file = Path(tmp) / "config.json"
-        config_file.write_text(config.to_json(), encoding="utf-8")
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-                   "-m", "lite_rm.training.parallel", str(config_file)]
-        command += ["--resume"] * resume + ["--overwrite"] * overwrite
-        logger.info("starting %d training processes: %s", processes, " ".join(command))
-        done = subprocess.run(command, check=False)
-    if done.returncode != 0:
-        raise ParallelRunError(
-            f"the {processes} training processes failed (exit status {done.returncode}); their messages are "
-            f"above. Pass --resume to continue from the last saved state of {config.output_dir}")
-
-
-def _worker(argv: list[str]) -> None:
-    """One process of :func:`launch`: ``python -m lite_rm.training.parallel CONFIG.json [--resume] [--overwrite]``."""
-    import json
-
-    from lite_rm.training.config import TrainConfig
-    from lite_rm.training.pipeline import train
-
-    level = logging.INFO if int(os.environ.get("RANK", "0")) == 0 else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    config = TrainConfig.from_dict(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
-    train(config, resume="--resume" in argv[1:], overwrite="--overwrite" in argv[1:])
-
-
-if __name__ == "__main__":
-    _worker(sys.argv[1:])

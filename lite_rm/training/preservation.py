@@ -53,8 +53,7 @@ class L2SP:
     each optimizer step, ``w <- w - coef * (lr_t / lr_max) * (w - w0)``. As a loss term
     ``coef * ||w - w0||^2`` (Li et al. 2018) it misbehaves under Adam: Adam rescales the penalty's tiny
     gradient on rows the reward loss never touches (most of the word embeddings) into full-size
-    steps, moving them *away*; measured on the tiny model, the loss form moved the embeddings 15x
-    further than no pull at all. The reward head is left free.
+    steps, moving them *away*, further than no pull at all would. The reward head is left free.
 
     Args:
         model: the reward model (its ``base_model`` is pulled).
@@ -107,8 +106,7 @@ def choose_alpha(
 
     The accepted drop is at least one standard error of the general validation accuracy,
     ``sqrt(0.25 / general_pairs)`` (0.036 for 190 pairs): a smaller drop is indistinguishable from
-    noise, and treating it as real once chose alpha 0.25 over 0.75 for DSP entertainment, giving up
-    0.21 of custom validation accuracy for a 0.03 general "drop" on a near-chance general model.
+    noise, and treating it as real would give up custom accuracy for a general "drop" that is not there.
 
     Args:
         evaluate: alpha -> (custom validation accuracy, general validation accuracy).
@@ -127,8 +125,7 @@ def choose_alpha(
         rows.append({"alpha": alpha, "custom_valid": custom_acc, "general_valid": general_acc})
         logger.info("interpolation alpha=%.2f: custom valid %.4f, general valid %.4f", alpha, custom_acc, general_acc)
     # alpha 0 is the general model unchanged: it stays in the grid as a reference but is never chosen,
-    # or a domain whose training costs general accuracy would get its customization thrown away (it
-    # happened: DSP entertainment, custom validation 0.87 at alpha 1, got alpha 0 and 0.32 on test).
+    # or a domain whose training costs general accuracy would get its customization thrown away.
     candidates = [r for r in rows if r["alpha"] > 0] or rows
     ok = [r for r in candidates if r["general_valid"] >= general_reference - tolerance - 1e-9]
     if ok:

@@ -9,11 +9,11 @@ scored on the custom validation pairs and on the general held-out pairs, and
 - its general validation accuracy is within the tolerance of the start model's (as ``interpolate =
   "auto"`` judges it: at least one standard error of that accuracy), and
 - it beats the start model on the custom validation pairs by a **paired** comparison: the lower end of
-  the paired-bootstrap 95% interval of (candidate − start) accuracy is above 0. A raw difference of a
-  few pairs out of 150–250 is noise (:func:`lite_rm.scoring.evaluation.paired_accuracy_interval`).
+  the paired-bootstrap 95% interval of (candidate − start) accuracy is above 0; a raw difference of a
+  few pairs is noise (:func:`lite_rm.scoring.evaluation.paired_accuracy_interval`).
 
 Among those, the configured mix (``custom.interpolate``, 0.5 by default: the study's best trade-off
-of domain and general accuracy, bench/STUDY.md) is kept unless another candidate is better than it on
+of domain and general accuracy, docs/study.md) is kept unless another candidate is better than it on
 the custom validation pairs beyond chance; otherwise the best custom validation accuracy wins (ties:
 the smaller alpha, closer to the start). ``custom.choose`` forces the fine-tuned model (as
 ``interpolate`` sets it) or the start model instead. This module holds the rule and its record; numpy
