@@ -61,17 +61,14 @@ def check(
     checks: list[FileCheck | RowsCheck] = []
     for source in sources:
         try:
-            try:
-                checks.append(check_source(
-                    source, format=data_format, domain=domain, skip_invalid=skip_invalid, columns=mapping,
-                    split=split, tokenizer=tokenizer, rule=rule,
-                ))
-            except DataError as err:
-                if err.reason != "unknown format" or data_format is not None:
-                    raise
-                checks.append(_check_score_rows(source, mapping, split, skip_invalid, tokenizer, rule, err))
-        except (DataError, OSError) as err:
-            fail(err)
+            checks.append(check_source(
+                source, format=data_format, domain=domain, skip_invalid=skip_invalid, columns=mapping,
+                split=split, tokenizer=tokenizer, rule=rule,
+            ))
+        except DataError as err:
+            if err.reason != "unknown format" or data_format is not None:
+                raise
+            checks.append(_check_score_rows(source, mapping, split, skip_invalid, tokenizer, rule, err))
     leaks = find_leaks(checks)
     if as_json:
         out = {"sources": [c.to_dict() for c in checks],

@@ -54,19 +54,17 @@ def distill(teacher: str, output: str, layers: int, keep: str, epochs: float, ma
       lite-rm distill runs/demo/custom-academy -o runs/demo/student-l3
       lite-rm distill runs/demo/custom-academy -o runs/demo/student-l3 --layers 3 --epochs 2
     """
-    from lite_rm.extras import MissingExtraError, require
-    from lite_rm.files import OutputError, check_output
+    from lite_rm.extras import require
+    from lite_rm.files import check_output
     from lite_rm.training.encoders import refuse_bundle
 
     try:
-        refuse_bundle(teacher)
-        check_output(output, "checkpoint", [teacher], overwrite, keep_existing=resume)  # before torch loads
-        require("torch")
-        require("transformers")
-    except (MissingExtraError, OutputError, ValueError) as err:
+        refuse_bundle(teacher)  # a ValueError of lite_rm.training.encoders
+    except ValueError as err:
         fail(err)
-    from lite_rm.data import DataError
-    from lite_rm.training.config import ConfigError
+    check_output(output, "checkpoint", [teacher], overwrite, keep_existing=resume)  # before torch loads
+    require("torch")
+    require("transformers")
     from lite_rm.training.distill import distill as run_distill
 
     settings: dict[str, Any] = {
@@ -76,9 +74,8 @@ def distill(teacher: str, output: str, layers: int, keep: str, epochs: float, ma
     try:
         summary = run_distill(teacher, output, layers, data_dir=data_dir, resume=resume, overwrite=overwrite,
                               **settings)
-    except (ConfigError, DataError, FileExistsError, FileNotFoundError, ValueError, OSError) as err:
+    except ValueError as err:  # the distillation's own checks (--layers, the teacher's recorded data)
         fail(err)
-        return
     if as_json:
         click.echo(json.dumps({"student": str(output), "training": summary}, indent=2))
         return

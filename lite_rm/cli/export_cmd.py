@@ -89,18 +89,13 @@ def export(checkpoint: str, output: str, overwrite: bool, int8: bool, preset: st
     The exported model is checked against PyTorch on the checkpoint's held-out validation pairs before
     anything is written; the bundle scores with `lite-rm score` or `lite_rm.Scorer` without torch.
     """
-    from lite_rm.data import DataError
-    from lite_rm.extras import MissingExtraError
-    from lite_rm.files import OutputError, check_output
+    from lite_rm.files import check_output
     from lite_rm.threads import resolve_threads
 
-    try:
-        check_output(output, "bundle", [checkpoint, teacher_bundle], overwrite)  # before the slow imports
-    except OutputError as err:
-        fail(err)
-    try:
-        from lite_rm.exporting import ExportOptions, FidelityError, ParityError, export_bundle, export_steps
+    check_output(output, "bundle", [checkpoint, teacher_bundle], overwrite)  # before the slow imports
+    from lite_rm.exporting import ExportOptions, export_bundle, export_steps
 
+    try:
         options = ExportOptions(
             int8=int8, preset=preset, per_channel=per_channel, static=static, exclude_nodes=exclude_nodes,
             exclude_last_layers=exclude_last_layers, optimization_level=optimization_level,
@@ -112,9 +107,8 @@ def export(checkpoint: str, output: str, overwrite: bool, int8: bool, preset: st
         )
         with _progress_bar(export_steps(options)) as step_done:
             manifest = export_bundle(checkpoint, output, options, progress=step_done, overwrite=overwrite)
-    except (MissingExtraError, ParityError, FidelityError, DataError, OSError, ValueError) as err:
+    except ValueError as err:  # a checkpoint's corrupted lite_rm.json (lite_rm.training.checkpoint)
         fail(err)
-        return
     summary = export_summary(output, manifest)
     if as_json:
         click.echo(json.dumps(summary, indent=2))

@@ -162,27 +162,18 @@ def train(config_file: str | None, settings: tuple[str, ...], resume: bool, over
       lite-rm train -o runs/biz --skip-base --domain business --l2sp-coef 0.01
       lite-rm train -c my.toml --resume
     """
-    from lite_rm.extras import MissingExtraError, require
-    from lite_rm.training.config import ConfigError
+    from lite_rm.extras import require
     from lite_rm.training.metrics import check_reporters
 
-    try:
-        require("torch")
-        config = _config(config_file, flags, settings)
-        check_reporters(config.report_to)  # a missing library fails now, not after the first stage
-    except (ConfigError, MissingExtraError) as err:
-        fail(err)
-        return
-
-    from lite_rm.data import DataError
-    from lite_rm.training.parallel import ParallelRunError
+    require("torch")
+    config = _config(config_file, flags, settings)
+    check_reporters(config.report_to)  # a missing library fails now, not after the first stage
     from lite_rm.training.pipeline import train as run_training
 
     try:
         results = run_training(config, resume=resume, overwrite=overwrite)
-    except (FileExistsError, FileNotFoundError, DataError, ValueError, ParallelRunError) as err:
+    except ValueError as err:  # the training modules' own checks: a bundle as --model, a resume on other data
         fail(err)
-        return
     out = Path(config.output_dir)
     if as_json:
         click.echo(json.dumps(results, indent=2))

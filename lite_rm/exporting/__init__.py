@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from lite_rm.errors import ExportError
 from lite_rm.exporting.calibration import calibrate, fit_temperature
 from lite_rm.exporting.fidelity import FidelityError, FidelityResult, check_fidelity
 from lite_rm.exporting.heads import checkpoint_heads
@@ -198,7 +199,7 @@ def _fidelity_record(run: _Run, result: FidelityResult, teacher_bundle: Path) ->
 def _base_manifest(checkpoint: Path, rule: InputRule, config: dict[str, Any]) -> Manifest:
     positions = max_positions(config) or DEFAULT_MAX_POSITIONS
     if rule.max_length > positions:
-        raise ValueError(f"{checkpoint / META_FILE}: input_rule.max_length {rule.max_length} exceeds the model's "
+        raise ExportError(f"{checkpoint / META_FILE}: input_rule.max_length {rule.max_length} exceeds the model's "
                          f"{positions} positions (config.json)")
     return Manifest(folder=Path(), data={"format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION},
                     input_rule=rule, calibration=Calibration(), max_positions=positions)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lite_rm.errors import ConfigError
 from lite_rm.exporting.quantization import QuantPreset, load_preset
 from lite_rm.threads import resolve_threads
 
@@ -82,17 +83,18 @@ class ExportOptions:
 
     def __post_init__(self) -> None:
         if self.optimization_level not in (0, 1, 2):
-            raise ValueError(f"optimization_level: expected 0, 1 or 2, found {self.optimization_level!r}")
+            raise ConfigError(f"optimization_level: expected 0, 1 or 2, found {self.optimization_level!r}")
         if self.validation_pairs < 10:
-            raise ValueError(f"validation_pairs: expected at least 10, found {self.validation_pairs}")
+            raise ConfigError(f"validation_pairs: expected at least 10, found {self.validation_pairs}")
         for name in ("max_order_change", "max_accuracy_loss", "min_confident_agreement"):
             value = getattr(self, name)
             if not (value is None and name == "max_order_change") and not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name}: expected a share in [0, 1], found {value!r}")
+                raise ConfigError(f"{name}: expected a share in [0, 1], found {value!r}")
         if not 0.0 <= self.confidence_band < 0.5:
-            raise ValueError(f"confidence_band: expected a number in [0, 0.5), found {self.confidence_band!r}")
+            raise ConfigError(f"confidence_band: expected a number in [0, 0.5), found {self.confidence_band!r}")
         if self.if_unfaithful not in IF_UNFAITHFUL:
-            raise ValueError(f"if_unfaithful: expected one of {', '.join(IF_UNFAITHFUL)}, found {self.if_unfaithful!r}")
+            raise ConfigError(f"if_unfaithful: expected one of {', '.join(IF_UNFAITHFUL)}, "
+                              f"found {self.if_unfaithful!r}")
         resolve_threads(self.threads)  # fails early on a bad value
 
     def resolved_presets(self) -> list[QuantPreset]:
@@ -106,5 +108,5 @@ class ExportOptions:
                 else None,
             ))
         if not out:
-            raise ValueError("preset: expected at least one preset name")
+            raise ConfigError("preset: expected at least one preset name")
         return out

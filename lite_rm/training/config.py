@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lite_rm.data.formats import DSP_DOMAINS, FORMATS
-from lite_rm.errors import LiteRMError
+from lite_rm.errors import ConfigError
 from lite_rm.training.metrics import REPORTERS
 
 STAGES = ("base", "general", "custom")
@@ -38,9 +38,8 @@ POOLING_CHOICES = ("cls", "mean")
 
 T = TypeVar("T")
 
-
-class ConfigError(LiteRMError, ValueError):
-    """A bad configuration value; the message names the key."""
+__all__ = ["ConfigError", "TrainConfig", "BaseStageConfig", "GeneralStageConfig", "CustomStageConfig",
+           "OptimConfig"]
 
 
 def _check(ok: bool, key: str, expected: str, value: Any) -> None:
