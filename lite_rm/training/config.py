@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from lite_rm.data.formats import DSP_DOMAINS, FORMATS
 from lite_rm.errors import ConfigError
+from lite_rm.flags import Flag
 from lite_rm.training.metrics import REPORTERS
 
 STAGES = ("base", "general", "custom")
@@ -37,9 +38,6 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 POOLING_CHOICES = ("cls", "mean")
 
 T = TypeVar("T")
-
-__all__ = ["ConfigError", "TrainConfig", "BaseStageConfig", "GeneralStageConfig", "CustomStageConfig",
-           "OptimConfig"]
 
 
 def _check(ok: bool, key: str, expected: str, value: Any) -> None:
@@ -441,3 +439,66 @@ def _build(cls: type[T], data: dict[str, Any], prefix: str, nested: set[str] | N
         return cls(**data)
     except TypeError as err:  # a wrong type the checks could not name (should be rare)
         raise ConfigError(f"config {prefix[:-1] or 'top level'}: {err}") from None
+
+
+# The flags of `lite-rm train` and the keys they set; the CLI is built from this table, defaults shown as
+# TrainConfig has them. A flag not given leaves the key as the config file (or the default) has it.
+_RUN, _DATA, _CUSTOM, _STAGES, _MACHINE = "Run", "Data", "Custom stage", "Every reward stage", "Hardware"
+TRAIN_FLAGS = (
+    Flag("-o --output", "output_dir", "Run folder for checkpoints and results.", _RUN),
+    Flag("--model", "model", "Encoder to start from: 'default' (offline all-MiniLM-L6-v2), a folder or a hub id.",
+         _RUN),
+    Flag("--data-dir", "data_dir", "Data folder (else $LITE_RM_DATA or ../shared/data).", _RUN, kind="folder"),
+    Flag("--stages", "stages", "Comma-separated stages to run, e.g. 'general,custom'.", _RUN, kind="csv"),
+    Flag("--domain", "custom.domains", "DSP domain to customize for (repeatable).", _DATA, kind="list"),
+    Flag("--custom-data", "custom.data", "Preference data to customize on instead of DSP: a file, a datasets "
+         "folder or a hub dataset name (read with --format/--split/--column/--skip-invalid).", _DATA,
+         metavar="SOURCE"),
+    Flag("--general-set", "general.sets", "A general preference set: a file, a quoted glob of shards "
+         "('shards/*.jsonl.gz'), a datasets folder or a hub dataset name (repeatable; replaces the default "
+         "helpful/harmless/WebGPT). Large sets are streamed.", _DATA, kind="table", metavar="NAME=SOURCE"),
+    Flag("--proportion", "general.proportions", "Uses per epoch of a general set's pairs (repeatable; 1 = once).",
+         _DATA, kind="numbers", metavar="NAME=X"),
+    Flag("--eval-set", "eval_sets", "An evaluation set (repeatable; replaces the default test files).", _DATA,
+         kind="table", metavar="NAME=FILE"),
+    Flag("--multitask/--one-model-per-domain", "custom.multitask", "Train ONE model for all --domain values: a "
+         "head per domain on a shared encoder (custom-multitask/).", _CUSTOM, kind="switch"),
+    Flag("--listwise/--pairwise", "custom.listwise", "Train DSP lists with a softmax, or as pairs.", _CUSTOM,
+         kind="switch"),
+    Flag("--imitation-coef", "custom.imitation_coef", "Weight of the MLM loss on preferred responses.", _CUSTOM,
+         kind="float"),
+    Flag("--replay-share", "custom.replay_share", "Share of each custom batch that is general pairs.", _CUSTOM,
+         kind="float"),
+    Flag("--l2sp-coef", "custom.l2sp_coef", "L2-SP: share of the distance to the general weights pulled back per "
+         "step, in [0, 1).", _CUSTOM, kind="float"),
+    Flag("--freeze-layers", "custom.freeze_layers", "Freeze the lowest N transformer layers.", _CUSTOM, kind="int"),
+    Flag("--freeze-embeddings/--train-embeddings", "custom.freeze_embeddings", "Freeze the embeddings.", _CUSTOM,
+         kind="switch"),
+    Flag("--interpolate", "custom.interpolate", "Weight interpolation: off, auto (chosen on validation) or a "
+         "number in [0, 1].", _CUSTOM),
+    Flag("--choose", "custom.choose", "What the custom stage ships: validated = the fine-tuned model or a mix only "
+         "if it beats the start model on the custom validation pairs (paired bootstrap) and keeps general "
+         "accuracy, else the start model; finetuned = as --interpolate sets it, unchecked; start = the start "
+         "model.", _CUSTOM, kind="choice", choices=CHOOSE_CHOICES),
+    Flag("--epochs", ("general.epochs", "custom.epochs"), "Epochs of every reward stage.", _STAGES, kind="float"),
+    Flag("--max-steps", ("base.max_steps", "general.max_steps", "custom.max_steps"),
+         "Stop every stage after this many steps (0: no limit; quick runs).", _STAGES, kind="int"),
+    Flag("--seed", "seed", "Seed for data order, masking, dropout and head initialization.", _STAGES, kind="int"),
+    Flag("--max-length", "max_length", "Token budget of the input rule.", _STAGES, kind="int"),
+    Flag("--bf16/--no-bf16", "bf16", "bfloat16 autocast (auto: on a GPU that supports it, on a CPU with native "
+         "bf16).", _MACHINE, kind="switch"),
+    Flag("--device", "device", "Where to train: auto = CUDA when available, else Apple MPS, else the CPU.",
+         _MACHINE, kind="choice", choices=DEVICE_CHOICES),
+    Flag("--processes", "processes", "Training processes on this machine (PyTorch DDP: one per GPU, or gloo "
+         "processes on the CPU); every step's batch is shared out, so results match one process.", _MACHINE,
+         kind="int", low=1),
+    Flag("--dropout", "dropout", "Dropout while training: the encoder's own (all), none on attention (hidden), "
+         "none (off).", _MACHINE, kind="choice", choices=DROPOUT_CHOICES),
+    Flag("--threads", "threads", "Torch threads (0: as many as free cores).", _MACHINE, kind="int", low=0),
+    Flag("--report-to", "report_to", "Also send the logged metrics to TensorBoard (RUN/tensorboard/<stage>/) or "
+         "Weights & Biases (repeatable; RUN/.metrics/<stage>.jsonl is always written).", _MACHINE, kind="list",
+         choices=REPORTERS),
+)
+# The shared data-source flags (lite_rm.cli.options.data_source_options) and the keys they set for train.
+DATA_SOURCE_KEYS = {"data_format": "custom.data_format", "split": "custom.data_split",
+                    "columns": "custom.data_columns", "skip_invalid": "custom.skip_invalid"}
