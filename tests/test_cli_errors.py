@@ -73,3 +73,11 @@ def test_bad_input_never_escapes_as_an_exception(tmp_path: Path, tiny_checkpoint
 def test_help_of_every_verb(verb: str) -> None:
     result = CliRunner().invoke(main, [verb, "--help"])
     assert result.exit_code == 0 and result.exception is None, result.output
+    examples = result.output.split("Examples:", 1)[-1]
+    assert "Examples:" in result.output and f"lite-rm {verb} " in examples, result.output
+
+
+def test_verbs_are_listed_in_the_order_of_the_work() -> None:
+    lines = CliRunner().invoke(main, ["--help"]).output.split("Commands:", 1)[1].splitlines()
+    order = ["data", "train", "eval", "export", "distill", "score", "serve", "personalize", "plot"]
+    assert [line.split()[0] for line in lines if line.split() and line.split()[0] in order] == order

@@ -60,7 +60,7 @@ verify_option = click.option("--verify", is_flag=True,
 backend_option = click.option(
     "--backend", type=click.Choice(["onnxruntime", "openvino"]), default="onnxruntime", show_default=True,
     help="Engine that runs the bundle: onnxruntime (the parity-checked scores) or openvino (extra [openvino]; "
-         "bf16 on CPUs with native bf16, faster there; see bench/SCORING.md).")
+         "bf16 on CPUs with native bf16).")
 
 
 def bundle_options(what: str) -> Callable[[F], F]:

@@ -33,8 +33,13 @@ def personalize(bundle: str, comparisons: str, name: str, profile: str | None, d
     cache; its head then goes to --profile FILE).
 
     A logistic regression on embedding differences, regularized toward the bundle's own score, with the
-    penalty chosen by cross-validation grouped by prompt; under a second for 100 comparisons once they
-    are encoded. The head is saved atomically into BUNDLE (heads/, listed in the manifest) or --profile.
+    penalty chosen by cross-validation grouped by prompt. The head is saved atomically into BUNDLE
+    (heads/, listed in the manifest) or --profile.
+
+    \b
+    Examples:
+      lite-rm personalize bundles/academy -c alice.jsonl -n alice
+      lite-rm personalize acme/tiny-rm -c alice.jsonl -n alice --profile alice.json
     """
     from lite_rm.data import load_preferences
     from lite_rm.scoring.heads import check_head_name

@@ -54,6 +54,12 @@ def score(bundle: str, input_path: str, output_path: str, data_format: str | Non
     Streams both files, so memory stays flat whatever the input's size. BUNDLE is a bundle folder, or a
     Hugging Face Hub repository ORG/NAME holding one (fetched through the Hub's cache; HF_HUB_OFFLINE=1
     uses the cache only).
+
+    \b
+    Examples:
+      lite-rm score bundles/academy -i rows.jsonl -o scores.jsonl
+      lite-rm score bundles/academy -i prefs.jsonl -o probs.csv --head alice.json
+      lite-rm score acme/tiny-rm -i - -o - < rows.jsonl
     """
     from lite_rm.data import DataError
     from lite_rm.jobs.batch_scoring import score_file

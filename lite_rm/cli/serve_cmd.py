@@ -44,6 +44,11 @@ def serve(bundle: str, host: str, port: int, api_key: str | None, max_body_bytes
 
     Concurrent requests are scored together (dynamic batching). Stops on Ctrl-C or SIGTERM after
     answering the requests in flight (waiting --graceful-timeout seconds at most), with exit status 0.
+
+    \b
+    Examples:
+      lite-rm serve bundles/academy --port 8000
+      LITE_RM_API_KEY=secret lite-rm serve acme/tiny-rm --host 0.0.0.0
     """
     from lite_rm.extras import require
     from lite_rm.scoring.bundle import read_manifest
