@@ -14,6 +14,7 @@ import click
 from lite_rm.cli import fail
 from lite_rm.cli.options import SectionedCommand, flag_options, flag_sections, flag_values, json_option, threads_option
 from lite_rm.exporting.options import EXPORT_FLAGS, ExportOptions
+from lite_rm.scoring.bundle import Manifest
 
 logger = logging.getLogger(__name__)
 
@@ -83,15 +84,15 @@ def _progress_bar(steps: list[str]) -> Iterator[Callable[[str], None]]:
         bar.update(bar.total - bar.n)
 
 
-def export_summary(output: str, manifest: dict[str, Any]) -> dict[str, Any]:
+def export_summary(output: str, manifest: Manifest) -> dict[str, Any]:
     """What ``lite-rm export`` reports (``--json`` prints it): the bundle, its size and the checks."""
     return {
-        "bundle": output, "precision": manifest["precision"],
-        "model_bytes": manifest["files"][manifest["model_file"]]["bytes"],
-        "quantization": (manifest.get("quantization") or {}).get("name"),
-        "parity": manifest["parity"], "calibration": manifest["calibration"],
-        "fidelity": manifest.get("fidelity") or (manifest.get("distilled_student") or {}).get("fidelity"),
-        "shipped": "teacher" if manifest.get("distilled_student") else "exported",
+        "bundle": output, "precision": manifest.precision,
+        "model_bytes": manifest.files[manifest.model_file].bytes,
+        "quantization": (manifest.quantization or {}).get("name"),
+        "parity": manifest.parity, "calibration": manifest.calibration.to_dict(),
+        "fidelity": manifest.fidelity or (manifest.distilled_student or {}).get("fidelity"),
+        "shipped": "teacher" if manifest.distilled_student else "exported",
     }
 
 
