@@ -36,6 +36,7 @@ INTERPOLATE_CHOICES = ("off", "auto")
 CHOOSE_CHOICES = ("validated", "finetuned", "start")  # custom.choose (lite_rm.training.selection)
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 POOLING_CHOICES = ("cls", "mean")
+KEEP_CHOICES = ("first", "spread")  # distill.keep (lite_rm.training.distill.kept_layers)
 
 T = TypeVar("T")
 
@@ -425,6 +426,53 @@ class TrainConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+@dataclass
+class DistillConfig(OptimConfig):
+    """Settings of a distillation (the optimizer fields as in :class:`OptimConfig`).
+
+    Attributes:
+        layers: encoder layers the student keeps (fewer than the teacher has).
+        keep: which layers: ``first`` (the lowest ones) or ``spread`` (evenly spaced, ending with the last).
+        pair_coef: weight of the pairwise term (the student's r(a) - r(b) toward the teacher's) beside
+            the MSE on the raw reward; 0: MSE only.
+        seed: seeds the batch plan and dropout.
+        bf16: bfloat16 autocast on CPU: ``auto`` (when the CPU computes bf16 natively), true or false.
+        dropout: dropout while training, as ``lite-rm train --dropout``.
+        threads: torch threads (0: as many as there are free cores).
+        eval_batch_size: texts per forward pass when scoring (the teacher, validation).
+        log_every: log every this many steps.
+        save_every: save the resumable state every this many steps (0: never mid-run).
+    """
+
+    # 2 layers, 1 epoch: the student of `make demo`
+    layers: int = 2
+    keep: str = "first"
+    pair_coef: float = 1.0
+    epochs: float = 1.0
+    lr: float = 1e-4
+    batch_size: int = 32
+    threads: int = 0
+    eval_batch_size: int = 64
+    seed: int = 0
+    dropout: str = "off"  # as lite-rm train: attention dropout forces slow unfused attention on CPU
+    bf16: Any = "auto"
+    log_every: int = 10
+    save_every: int = 50
+
+    def __post_init__(self) -> None:
+        self._validate("distill")
+        _positive("distill.layers", self.layers, integer=True)
+        _check(self.keep in KEEP_CHOICES, "distill.keep", f"one of {', '.join(KEEP_CHOICES)}", self.keep)
+        _non_negative("distill.pair_coef", self.pair_coef)
+        _check(self.bf16 in ("auto", True, False), "distill.bf16", "auto, true or false", self.bf16)
+        _check(self.dropout in DROPOUT_CHOICES, "distill.dropout", f"one of {', '.join(DROPOUT_CHOICES)}",
+               self.dropout)
+        _non_negative("distill.threads", self.threads, integer=True)
+        _positive("distill.eval_batch_size", self.eval_batch_size, integer=True)
+        _positive("distill.log_every", self.log_every, integer=True)
+        _non_negative("distill.save_every", self.save_every, integer=True)
 
 
 def _build(cls: type[T], data: dict[str, Any], prefix: str, nested: set[str] | None = None) -> T:
