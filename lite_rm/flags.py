@@ -32,7 +32,7 @@ class Flag:
         group: its section of ``--help``.
         kind: see :data:`KINDS`.
         choices: the values of a ``choice``, or of each item of a ``list``.
-        low, high: bounds of an ``int`` or ``float`` (``high_open``: ``high`` itself excluded).
+        low, high: bounds of an ``int`` or ``float`` (``low_open``, ``high_open``: the bound itself excluded).
         metavar: how ``--help`` names the value.
         default_text: shown as the default instead of the dataclass's value (``""``: none shown).
     """
@@ -45,6 +45,7 @@ class Flag:
     choices: tuple[str, ...] = ()
     low: float | None = None
     high: float | None = None
+    low_open: bool = False
     high_open: bool = False
     metavar: str | None = None
     default_text: str | None = None

@@ -167,9 +167,9 @@ def _click_type(flag: Flag) -> Any:
     bounded = flag.low is not None or flag.high is not None
     if flag.kind == "int" and bounded:
         low, high = (None if bound is None else int(bound) for bound in (flag.low, flag.high))
-        return click.IntRange(low, high, max_open=flag.high_open)
+        return click.IntRange(low, high, min_open=flag.low_open, max_open=flag.high_open)
     if flag.kind == "float" and bounded:
-        return click.FloatRange(flag.low, flag.high, max_open=flag.high_open)
+        return click.FloatRange(flag.low, flag.high, min_open=flag.low_open, max_open=flag.high_open)
     if flag.choices:
         return click.Choice(flag.choices)
     paths = {"folder": click.Path(file_okay=False, path_type=str), "file": click.Path(path_type=str)}

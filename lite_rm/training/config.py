@@ -156,7 +156,7 @@ class GeneralStageConfig(OptimConfig):
             "general preference enrichment".
         streaming: ``auto`` (stream when a set is a glob of shards or the sets hold 100,000 records or
             more), ``on`` or ``off``: read the general sets a buffer at a time so memory does not grow
-            with them (:mod:`lite_rm.data.streaming`, bench/MEMORY.md).
+            with them (:mod:`lite_rm.data.streaming`).
         buffer_pairs: pairs tokenized and grouped by length at a time when streaming.
     """
 
@@ -164,7 +164,7 @@ class GeneralStageConfig(OptimConfig):
     proportions: dict[str, float] = field(default_factory=dict)
     streaming: str = "auto"
     buffer_pairs: int = 8192
-    # 1e-4 rather than the usual 2e-5..4e-5: at 4e-5 one epoch leaves the loss at log 2 (bench/TRAINING.md)
+    # Above the usual 2e-5..4e-5: with a new reward head, smaller rates barely move the loss in one epoch.
     lr: float = 1e-4
     valid_fraction: float = 0.05
 
@@ -239,12 +239,8 @@ class CustomStageConfig(OptimConfig):
     valid_fraction: float = 0.15
     eval_every: int = 40
     patience: int = 2
-    # 0.5, not auto: in the study (academy, three seeds) a fixed half-way mix kept general accuracy
-    # within 0.5 point of the general model at 0.8 point of custom accuracy, while auto, which must
-    # judge drops on 190 noisy general validation pairs, kept 2.6 points less (bench/STUDY.md).
-    # On domains the general model opposes (DSP entertainment, literature) it costs 8-9 points of the
-    # domain at max length 128, but not at 256, where L2-SP 0.03 matched its domain accuracy and kept
-    # less (bench/TRAINING.md).
+    # 0.5, not auto: a fixed half-way mix keeps the general model's accuracy and most of the custom gain,
+    # while auto must judge accuracy drops on a small, noisy general validation split.
     interpolate: float | str = 0.5
     imitation_coef: float = 0.0
     replay_share: float = 0.0
@@ -253,7 +249,7 @@ class CustomStageConfig(OptimConfig):
     freeze_layers: int = 0
     interpolate_tolerance: float = 0.01
     # validated: never ship weights that do not beat the start model on the user's own validation pairs
-    # (issue 29: 1,000 long-answer pairs made a model worse at them and at the general sets, silently)
+    # (fine-tuning on a user's data can make a model worse at it and at the general sets, silently)
     choose: str = "validated"
     multitask: bool = False
 
@@ -338,9 +334,10 @@ class TrainConfig:
             hidden states, as sentence embedders are trained). Applies when a stage starts a new head;
             a reward checkpoint keeps the pooling it was trained with (recorded in its config.json).
         dropout: dropout while training: ``all`` (the encoder's own rates), ``hidden`` (no dropout of
-            attention probabilities, which on CPU forces PyTorch's slow unfused attention: steps take
-            about twice as long), ``off`` (none). Checkpoints keep the encoder's own rates.
-        threads: torch intra-op threads (0: torch's default).
+            attention probabilities, which on CPU forces PyTorch's slow unfused attention), ``off``
+            (none). Checkpoints keep the encoder's own rates.
+        threads: torch intra-op threads (0: as many as there are free cores,
+            :func:`lite_rm.threads.resolve_threads`).
         log_every: log loss / accuracy / margin / pairs/s every this many steps.
         save_every: write a resumable mid-stage checkpoint every this many steps (0: only at stage ends).
         eval_sets: name -> preference file evaluated after every stage; empty: the default test
@@ -359,8 +356,7 @@ class TrainConfig:
     seed: int = 0
     max_length: int = 256
     bf16: Any = "auto"
-    # off: a pipeline at 13.3 min instead of 21.1 (attention dropout forces slow unfused attention
-    # on CPU), with validation accuracy within noise of "all" (bench/TRAINING.md, "Dropout");
+    # off: attention dropout forces slow unfused attention on CPU, for no accuracy gain on validation;
     # TRL's preference trainers (DPO among them) turn dropout off by default too.
     dropout: str = "off"
     pooling: str = "cls"
@@ -550,3 +546,27 @@ TRAIN_FLAGS = (
 # The shared data-source flags (lite_rm.cli.options.data_source_options) and the keys they set for train.
 DATA_SOURCE_KEYS = {"data_format": "custom.data_format", "split": "custom.data_split",
                     "columns": "custom.data_columns", "skip_invalid": "custom.skip_invalid"}
+
+
+# The flags of `lite-rm distill` and the DistillConfig fields they set (built as TRAIN_FLAGS is).
+_STUDENT, _STEPS = "Student", "Training"
+DISTILL_FLAGS = (
+    Flag("--layers", "layers", "Encoder layers the student keeps.", _STUDENT, kind="int", low=1),
+    Flag("--keep", "keep", "Which of the teacher's layers: the lowest ones, or evenly spaced ending with the last.",
+         _STUDENT, kind="choice", choices=KEEP_CHOICES),
+    Flag("--pair-coef", "pair_coef", "Weight of the pairwise term (the student's r(a) - r(b) toward the "
+         "teacher's) beside the MSE.", _STUDENT, kind="float", low=0),
+    Flag("--epochs", "epochs", "Passes over the teacher's training texts.", _STEPS, kind="float", low=0,
+         low_open=True),
+    Flag("--max-steps", "max_steps", "Stop after this many steps (0: no limit).", _STEPS, kind="int", low=0),
+    Flag("--lr", "lr", "Peak learning rate (AdamW, linear warm-up and decay).", _STEPS, kind="float"),
+    Flag("--batch-size", "batch_size", "Pairs per step.", _STEPS, kind="int", low=1),
+    Flag("--eval-every", "eval_every", "Validate on the held-out pairs every N steps (0: once per epoch); the "
+         "best is kept.", _STEPS, kind="int", low=0),
+    Flag("--patience", "patience", "Stop after N validations without improvement (0: never).", _STEPS, kind="int",
+         low=0),
+    Flag("--seed", "seed", "Seed of the batch order.", _STEPS, kind="int"),
+    Flag("--bf16/--no-bf16", "bf16", "bfloat16 autocast on CPU (auto: when the CPU computes bf16 natively).",
+         _MACHINE, kind="switch"),
+    Flag("--threads", "threads", "Torch threads (0: as many as free cores).", _MACHINE, kind="int", low=0),
+)
