@@ -185,7 +185,7 @@ def add_embedding_output(model: Path) -> tuple[int, Any, float, list[str]]:
     The embedding is the vector the score's last linear layer reads (BERT: the pooler's output),
     followed, when the graph has a CLS pooler, by the attention-masked mean of the last hidden states:
     the sentence-embedding view the default encoder was trained for, which lets a head on a frozen
-    backbone learn styles the pooler's reward-tuned vector does not keep (bench/PERSONALIZE.md). Edits
+    backbone learn styles the pooler's reward-tuned vector does not keep. Edits
     ``model`` in place (the raw export, before fusion) by adding nodes beside the existing ones, so the
     ``logits`` output is computed exactly as before. Why by hand: Optimum's exporter returns the task's
     outputs only.

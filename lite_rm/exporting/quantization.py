@@ -288,7 +288,7 @@ def _rowwise_int8_embeddings(model: Any, exclude: list[str], min_rows: int = 512
 
     ``Gather(int8 table, ids) -> Cast -> Mul(Gather(scales, ids))`` gives each token its own scale.
     Optimum's Gather quantization shares one scale over the table, and the rows of rare tokens lose
-    most of their precision: measured, it costs block-wise int8 about 1 point of order agreement.
+    most of their precision, which costs order agreement.
     onnxruntime's GatherBlockQuantized would do this natively but supports only 4 bits.
     """
     onnx = require("onnx")

@@ -33,8 +33,8 @@ SUPPORTED_VERSIONS = (1,)
 DEFAULT_MAX_POSITIONS = 512
 PRECISIONS = ("fp32", "int8")
 # The largest magnitude of a head weight or bias, a calibration scale or a mixture weight, checked when
-# written and when read: with it a score stays far inside float32 (a weight of 1e308 once scored NaN, a
-# calibration scale of 1e308 turned every probability into 0.0). Trained values are below 100.
+# written and when read: with it a score stays far inside float32 (a huge weight or scale overflows to
+# NaN, or turns every probability into 0 or 1); trained values are far below it.
 MAX_MAGNITUDE = 1e4
 
 __all__ = ["MAX_MAGNITUDE", "BundleError", "Calibration", "Embedding", "FileEntry", "Manifest", "Source", "bounded",
