@@ -245,7 +245,11 @@ def export_bundle(checkpoint: str | Path, output: str | Path, options: ExportOpt
     Raises:
         ParityError: the checks failed and ``accept_parity_loss`` is off (nothing is written).
         OutputError: ``output`` may not be written (checked before any work; a ``ValueError``).
-        FileNotFoundError, ValueError: a missing checkpoint, tokenizer or validation data, custom code.
+        FidelityError: a distilled student fails its gate and ``if_unfaithful`` is ``fail``.
+        ConfigError: a bad option or preset (a ``ValueError``).
+        ExportError: not a one-label reward model, custom code, no tokenizer, no validation pairs (a
+            ``ValueError``).
+        FileNotFoundError, DataError: a missing checkpoint, or missing or unreadable validation data.
     """
     options = options or ExportOptions(**kwargs)
     checkpoint = Path(checkpoint)

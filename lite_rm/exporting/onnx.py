@@ -34,7 +34,7 @@ def model_config(checkpoint: Path) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: no ``config.json``.
-        ValueError: invalid JSON, more than one label, or an ``auto_map`` for an unknown architecture.
+        ExportError: invalid JSON, more than one label, or an ``auto_map`` for an unknown architecture.
     """
     from lite_rm.training.encoders import refuse_bundle
 
@@ -140,7 +140,7 @@ def bundle_tokenizer(checkpoint: Path, work: Path) -> Path:
     inputs) plus the tokenizer configs transformers' ``AutoTokenizer`` reads.
 
     Raises:
-        ValueError: the checkpoint has no fast tokenizer to make ``tokenizer.json`` from.
+        ExportError: the checkpoint has no fast tokenizer to make ``tokenizer.json`` from.
     """
     tokenizers = require("tokenizers")
     out = work / "tokenizer"
@@ -195,7 +195,7 @@ def add_embedding_output(model: Path) -> tuple[int, Any, float, list[str]]:
         part: the default head in linear form), and what each part of the vector is.
 
     Raises:
-        ValueError: the score is not made by a final ``Gemm`` (or ``MatMul`` + ``Add``) with constant
+        ExportError: the score is not made by a final ``Gemm`` (or ``MatMul`` + ``Add``) with constant
             weights, so there is no single linear layer to expose.
     """
     onnx = require("onnx")

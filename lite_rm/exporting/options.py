@@ -1,4 +1,5 @@
-"""What an export does: :class:`ExportOptions`, validated on construction (every field is a CLI flag)."""
+"""What an export does: :class:`ExportOptions`, validated on construction, and :data:`EXPORT_FLAGS`, the
+``lite-rm export`` flags that set its fields."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ IF_UNFAITHFUL = ("fail", "teacher", "keep")
 
 @dataclass
 class ExportOptions:
-    """What ``lite-rm export`` does; every field is a CLI flag.
+    """What ``lite-rm export`` does; a bad value raises :class:`~lite_rm.errors.ConfigError` naming the field.
 
     Attributes:
         int8: quantize to int8 (dynamic unless the preset says static).

@@ -120,7 +120,7 @@ def load_preset(name: str) -> QuantPreset:
     """Load a preset by name (``auto`` picks the one for this CPU) or from a ``.toml`` path.
 
     Raises:
-        ValueError: unknown name (the message lists the valid ones) or an invalid preset file.
+        ConfigError: unknown name (the message lists the valid ones) or an invalid preset file.
     """
     if name == "auto":
         name = detect_preset()

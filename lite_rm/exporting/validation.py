@@ -99,7 +99,7 @@ def validation_pairs(checkpoint: str | Path, options: ExportOptions) -> Validati
     At most ``options.validation_pairs`` pairs, sampled with ``options.seed`` (order kept).
 
     Raises:
-        FileNotFoundError, ValueError, lite_rm.data.DataError: missing or unreadable data.
+        FileNotFoundError, ExportError, lite_rm.data.DataError: missing or unreadable data.
     """
     checkpoint = Path(checkpoint)
     held_out: bool | None
