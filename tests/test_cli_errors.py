@@ -81,3 +81,19 @@ def test_verbs_are_listed_in_the_order_of_the_work() -> None:
     lines = CliRunner().invoke(main, ["--help"]).output.split("Commands:", 1)[1].splitlines()
     order = ["data", "train", "eval", "export", "distill", "score", "serve", "personalize", "plot"]
     assert [line.split()[0] for line in lines if line.split() and line.split()[0] in order] == order
+
+
+def test_flag_tables_set_real_keys_and_show_the_dataclass_defaults() -> None:
+    from lite_rm.exporting.options import EXPORT_FLAGS, ExportOptions
+    from lite_rm.training.config import DISTILL_FLAGS, TRAIN_FLAGS, DistillConfig, TrainConfig
+
+    for table, config in ((TRAIN_FLAGS, TrainConfig()), (EXPORT_FLAGS, ExportOptions()),
+                          (DISTILL_FLAGS, DistillConfig())):
+        assert len({flag.dest for flag in table}) == len(table)
+        for flag in table:
+            flag.default_of(config)  # a key the dataclass does not have raises KeyError
+    shown = {flag.dest: flag.default_of(TrainConfig()) for flag in TRAIN_FLAGS}
+    assert shown["output"] == "runs/lite-rm" and shown["listwise"] == "--listwise"
+    assert shown["epochs"] == "general 1.0, custom 2.0" and shown["stages"] == "base,general,custom"
+    help_text = CliRunner().invoke(main, ["export", "--help"]).output
+    assert f"[default: {ExportOptions().validation_pairs}]" in help_text
