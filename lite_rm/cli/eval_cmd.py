@@ -11,11 +11,13 @@ import click
 
 from lite_rm.cli import fail
 from lite_rm.cli.options import (
+    SectionedCommand,
     bundle_options,
     data_source_options,
     head_option,
     json_option,
     parse_columns,
+    sections,
 )
 
 OUTPUT_SUFFIXES = (".json", ".md")
@@ -122,7 +124,10 @@ def _write_outputs(outputs: tuple[str, ...], payload: dict[str, Any], table: str
             fail(f"-o {out}: cannot write the results ({err.strerror or err})")
 
 
-@click.command("eval", context_settings={"show_default": True})
+@click.command("eval", cls=SectionedCommand, context_settings={"show_default": True}, sections=sections({
+    "Data": ("data", "data_format", "split", "columns", "skip_invalid", "domains", "data_dir"),
+    "Output": ("name", "outputs", "as_json"),
+    "Model": ("bf16", "threads", "verify", "backend", "head", "batch_size")}))
 @click.argument("model", metavar="MODEL|ORG/NAME")
 @click.option("--data", "data", multiple=True, metavar="[NAME=]SOURCE",
               help="An evaluation set (repeatable): a file, a datasets folder or a Hugging Face dataset name. "

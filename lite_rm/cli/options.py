@@ -129,6 +129,11 @@ class SectionedCommand(click.Command):
                     formatter.write_dl(rows)
 
 
+def sections(groups: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    """``sections`` of a :class:`SectionedCommand` from ``{title: parameter names}``."""
+    return {name: title for title, names in groups.items() for name in names}
+
+
 def flag_sections(table: Sequence[Flag], **more: str) -> dict[str, str]:
     """``sections`` of a :class:`SectionedCommand` for a flag table (``more``: other parameters' sections)."""
     return {flag.dest: flag.group for flag in table} | more

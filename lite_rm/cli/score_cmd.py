@@ -9,15 +9,21 @@ import click
 
 from lite_rm.cli import fail
 from lite_rm.cli.options import (
+    SectionedCommand,
     bundle_options,
     data_source_options,
     head_option,
     json_option,
     parse_columns,
+    sections,
 )
 
 
-@click.command("score")
+@click.command("score", cls=SectionedCommand, sections=sections({
+    "Input": ("input_path", "data_format", "split", "columns", "skip_invalid", "kind", "domain"),
+    "Output": ("output_path", "resume", "progress", "as_json"),
+    "Model": ("threads", "verify", "backend", "head", "batch_size"),
+    "Ray": ("engine", "address", "workers")}))
 @click.argument("bundle", type=click.Path(path_type=str), metavar="BUNDLE|ORG/NAME")
 @click.option("-i", "--input", "input_path", required=True, type=click.Path(path_type=str, allow_dash=True),
               help="Rows to score: JSONL, JSON or CSV/TSV (optionally .gz), a dataset folder or name, or - "

@@ -7,10 +7,13 @@ from typing import Any
 import click
 
 from lite_rm.cli import fail
-from lite_rm.cli.options import head_option, threads_option, verify_option
+from lite_rm.cli.options import SectionedCommand, head_option, sections, threads_option, verify_option
 
 
-@click.command("serve")
+@click.command("serve", cls=SectionedCommand, sections=sections({
+    "Server": ("host", "port", "api_key", "graceful_timeout", "log_level"),
+    "Limits": ("max_body_bytes", "max_rows", "batch_window_ms", "max_batch_pairs"),
+    "Model": ("batch_size", "threads", "verify", "head")}))
 @click.argument("bundle", type=click.Path(path_type=str), metavar="BUNDLE|ORG/NAME")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Any address but loopback needs an API key.")

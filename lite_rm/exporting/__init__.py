@@ -227,6 +227,18 @@ def _final_manifest(run: _Run, preset: QuantPreset | None, parity: dict[str, Any
                     extra=dict(run.options.extra_manifest))
 
 
+def _write(run: _Run, output: str | Path, model: Path, manifest: Manifest, backbone: str) -> Manifest:
+    """Write the bundle with its heads: the score's own (``default``) and a multi-task checkpoint's."""
+    default_head = _default_head(run, manifest.calibration, backbone)
+    heads = [default_head] if default_head else []
+    if default_head:
+        heads += checkpoint_heads(run.checkpoint, model, run.tokenizer, manifest, run.work, backbone,
+                                  run.options.threads)
+    written = write_bundle(output, model, run.tokenizer, manifest, run.config, heads)
+    run.done("write")
+    return written
+
+
 def export_bundle(checkpoint: str | Path, output: str | Path, options: ExportOptions | None = None,
                   progress: Progress | None = None, overwrite: bool = False, **kwargs: Any) -> Manifest:
     """Export a lite-rm (or any Hugging Face one-label sequence-classification) checkpoint to a bundle.
@@ -289,14 +301,8 @@ def export_bundle(checkpoint: str | Path, output: str | Path, options: ExportOpt
             logger.warning("wrote the teacher's bundle %s to %s in the student's place", teacher, output)
             return manifest
         backbone = folder_digest(checkpoint)
-        final_manifest = _final_manifest(run, preset, parity, calibration, backbone, fidelity)
-        default_head = _default_head(run, calibration, backbone)
-        heads = [default_head] if default_head else []
-        if default_head:
-            heads += checkpoint_heads(checkpoint, model, run.tokenizer, final_manifest, work, backbone,
-                                      options.threads)
-        manifest = write_bundle(output, model, run.tokenizer, final_manifest, config, heads)
-        run.done("write")
+        manifest = _write(run, output, model, _final_manifest(run, preset, parity, calibration, backbone, fidelity),
+                          backbone)
     size_mb = manifest.files[manifest.model_file].bytes / 1e6
     logger.info("wrote %s (%s, %.1f MB)", output, manifest.precision, size_mb)
     return manifest
