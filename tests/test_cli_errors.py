@@ -97,3 +97,16 @@ def test_flag_tables_set_real_keys_and_show_the_dataclass_defaults() -> None:
     assert shown["epochs"] == "general 1.0, custom 2.0" and shown["stages"] == "base,general,custom"
     help_text = CliRunner().invoke(main, ["export", "--help"]).output
     assert f"[default: {ExportOptions().validation_pairs}]" in help_text
+
+
+def test_file_system_errors_are_one_line_at_the_boundary(tmp_path: Path) -> None:
+    from lite_rm.cli import os_error_message
+
+    assert os_error_message(FileNotFoundError(2, "No such file or directory", "x.json")) == \
+        "x.json: No such file or directory"
+    assert os_error_message(FileNotFoundError("data folder /x does not exist")) == "data folder /x does not exist"
+    folder = tmp_path / "not-a-checkpoint"
+    folder.mkdir()
+    result = CliRunner().invoke(main, ["export", str(folder), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert "config.json is missing" in result.output and "Traceback" not in result.output
