@@ -173,7 +173,7 @@ def main() -> None:
                 print(json.dumps({k: v for k, v in rows[-1].items() if k != "general"}), flush=True)
     result = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine(),
               "representation": representation(sets, index, embedding, prior,
-                                               Scorer(bundle).manifest.embedding["parts"]),
+                                               Scorer(bundle).manifest.embedding.parts),
               "bundle": str(bundle.relative_to(REPO)) if bundle.is_relative_to(REPO) else str(bundle),
               "bundle_precision": Scorer(bundle).manifest.precision, "encoding": timing,
               "untouched": {**untouched, "general_avg": general_untouched},

@@ -64,7 +64,7 @@ def main() -> None:
     from lite_rm.exporting.parity import calibration_feeds
     from lite_rm.exporting.quantization import load_preset, quantize
     from lite_rm.exporting.writer import stage_bundle
-    from lite_rm.scoring.bundle import BUNDLE_FORMAT, FORMAT_VERSION, Calibration, Manifest
+    from lite_rm.scoring.bundle import Calibration, Manifest
     from lite_rm.scoring.scorer import Scorer
     from lite_rm.training.checkpoint import input_rule_of
 
@@ -85,8 +85,7 @@ def main() -> None:
         unfused = optimize(raw, 2, attention="multi_head")
     tok_dir = bundle_tokenizer(ckpt, work)
     tok = tok_dir / "tokenizer.json"
-    manifest = Manifest(folder=Path(), data={"format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION},
-                        input_rule=rule, calibration=Calibration())
+    manifest = Manifest(folder=Path(), input_rule=rule, calibration=Calibration())
     models = {"fp32 (fused)": opt}
     todo = variants(args.preset)
     if args.static:

@@ -12,7 +12,7 @@ PACKAGE = Path(lite_rm.__file__).parent
 
 # Lowest first. The package root (the public facade, imported first by Python anyway) is left out.
 LAYERS = [
-    ("lite_rm.errors", "lite_rm.files", "lite_rm.extras", "lite_rm.threads"),
+    ("lite_rm.errors", "lite_rm.files", "lite_rm.extras", "lite_rm.threads", "lite_rm.flags"),
     ("lite_rm.data",),
     ("lite_rm.scoring",),
     ("lite_rm.training",),

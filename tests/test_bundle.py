@@ -57,7 +57,8 @@ def test_reads_a_version_1_manifest_of_the_previous_code(tmp_path: Path) -> None
     assert m.precision == "int8" and m.domains == ["academy"] and m.input_rule.max_length == 256
     assert m.calibration.scale == 0.5 and m.calibration.temperature == 2.0 and not m.calibration.degenerate
     assert m.model_path == tmp_path / "b" / "model.onnx" and m.tokenizer_path == tmp_path / "b" / "tokenizer.json"
-    assert m.max_positions == 512 and m.data["parity"]["passed"]
+    assert m.max_positions == 512 and m.parity["passed"] and m.source.sha256 == "0" * 64
+    assert m.embedding is None and m.extra == {} and m.to_dict()["export"] == old_manifest()["export"]
     again = Manifest.from_dict(m.to_dict(), m.folder)  # the writer's dict reads back the same
     assert again.input_rule == m.input_rule and again.calibration == m.calibration and again.files == m.files
 

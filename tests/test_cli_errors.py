@@ -73,3 +73,40 @@ def test_bad_input_never_escapes_as_an_exception(tmp_path: Path, tiny_checkpoint
 def test_help_of_every_verb(verb: str) -> None:
     result = CliRunner().invoke(main, [verb, "--help"])
     assert result.exit_code == 0 and result.exception is None, result.output
+    examples = result.output.split("Examples:", 1)[-1]
+    assert "Examples:" in result.output and f"lite-rm {verb} " in examples, result.output
+
+
+def test_verbs_are_listed_in_the_order_of_the_work() -> None:
+    lines = CliRunner().invoke(main, ["--help"]).output.split("Commands:", 1)[1].splitlines()
+    order = ["data", "train", "eval", "export", "distill", "score", "serve", "personalize", "plot"]
+    assert [line.split()[0] for line in lines if line.split() and line.split()[0] in order] == order
+
+
+def test_flag_tables_set_real_keys_and_show_the_dataclass_defaults() -> None:
+    from lite_rm.exporting.options import EXPORT_FLAGS, ExportOptions
+    from lite_rm.training.config import DISTILL_FLAGS, TRAIN_FLAGS, DistillConfig, TrainConfig
+
+    for table, config in ((TRAIN_FLAGS, TrainConfig()), (EXPORT_FLAGS, ExportOptions()),
+                          (DISTILL_FLAGS, DistillConfig())):
+        assert len({flag.dest for flag in table}) == len(table)
+        for flag in table:
+            flag.default_of(config)  # a key the dataclass does not have raises KeyError
+    shown = {flag.dest: flag.default_of(TrainConfig()) for flag in TRAIN_FLAGS}
+    assert shown["output"] == "runs/lite-rm" and shown["listwise"] == "--listwise"
+    assert shown["epochs"] == "general 1.0, custom 2.0" and shown["stages"] == "base,general,custom"
+    help_text = CliRunner().invoke(main, ["export", "--help"]).output
+    assert f"[default: {ExportOptions().validation_pairs}]" in help_text
+
+
+def test_file_system_errors_are_one_line_at_the_boundary(tmp_path: Path) -> None:
+    from lite_rm.cli import os_error_message
+
+    assert os_error_message(FileNotFoundError(2, "No such file or directory", "x.json")) == \
+        "x.json: No such file or directory"
+    assert os_error_message(FileNotFoundError("data folder /x does not exist")) == "data folder /x does not exist"
+    folder = tmp_path / "not-a-checkpoint"
+    folder.mkdir()
+    result = CliRunner().invoke(main, ["export", str(folder), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert "config.json is missing" in result.output and "Traceback" not in result.output

@@ -108,13 +108,13 @@ def test_default_blockwise_int8_keeps_orders(exported: dict[str, Path], tiny_che
     # A preset chain: the first preset that passes is kept, every attempt is recorded.
     manifest = export_bundle(tiny_checkpoint, out, int8=True, validation=exported["valid"],
                              preset="avx512_vnni,blockwise")
-    attempts = manifest["parity"].get("int8_attempts") or [manifest["parity"]["int8"]]
-    assert manifest["quantization"]["name"] == attempts[-1]["preset"] and manifest["parity"]["passed"]
+    attempts = manifest.parity.get("int8_attempts") or [manifest.parity["int8"]]
+    assert manifest.quantization["name"] == attempts[-1]["preset"] and manifest.parity["passed"]
     assert all(not a["passed"] for a in attempts[:-1])
     manifest = export_bundle(tiny_checkpoint, out, int8=True, validation=exported["valid"], preset="blockwise",
                              overwrite=True)  # replaces the bundle written just above
-    assert manifest["quantization"]["name"] == "blockwise" and manifest["parity"]["passed"]
-    assert manifest["parity"]["int8"]["order_agreement"] >= 0.99
+    assert manifest.quantization["name"] == "blockwise" and manifest.parity["passed"]
+    assert manifest.parity["int8"]["order_agreement"] >= 0.99
     nodes = onnx.load(str(out / "model.onnx")).graph.node
     ops = [n.op_type for n in nodes]
     assert ops.count("MatMulNBits") == 12  # 2 layers x (q, k, v, attention out, ffn up, ffn down)

@@ -117,7 +117,7 @@ def test_export_records_a_passing_gate(gate_setup: dict[str, Path], tiny_checkpo
 
     out = gate_setup["tmp"] / "same"
     manifest = export_bundle(tiny_checkpoint, out, validation=gate_setup["valid"], teacher_bundle=gate_setup["teacher"])
-    fidelity = manifest["fidelity"]
+    fidelity = manifest.fidelity
     assert fidelity["passed"] and fidelity["order_agreement"] == 1.0
     assert fidelity["teacher_bundle"] == str(gate_setup["teacher"].resolve())
 
@@ -134,11 +134,11 @@ def test_an_unfaithful_student_writes_nothing_or_the_teacher(gate_setup: dict[st
     export_bundle(gate_setup["reversed"], out, if_unfaithful="teacher", **args)
     shipped, teacher = read_manifest(out, verify=True), read_manifest(gate_setup["teacher"])
     assert shipped.files[shipped.model_file].sha256 == teacher.files[teacher.model_file].sha256
-    record = shipped.data["distilled_student"]
+    record = shipped.distilled_student
     assert not record["fidelity"]["passed"] and record["fidelity"]["problems"]
     kept = gate_setup["tmp"] / "kept"
     manifest = export_bundle(gate_setup["reversed"], kept, if_unfaithful="keep", **args)
-    assert manifest["fidelity"]["passed"] is False
+    assert manifest.fidelity["passed"] is False
 
 
 def test_export_cli_reports_the_gate(gate_setup: dict[str, Path]) -> None:

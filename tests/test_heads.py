@@ -66,7 +66,7 @@ def test_embedding_is_the_pooler_output_and_the_masked_mean_of_the_last_hidden_s
     from lite_rm.scoring.encoding import encode_pairs, pad_batch
 
     scorer = Scorer(bundle, threads=1)
-    assert scorer.manifest.embedding_dim == 64 and len(scorer.manifest.embedding["parts"]) == 2
+    assert scorer.manifest.embedding_dim == 64 and len(scorer.manifest.embedding.parts) == 2
     model = AutoModelForSequenceClassification.from_pretrained(tiny_checkpoint).eval()
     encoded = encode_pairs(scorer._tokenizer, PROMPTS[:3], [GOOD[0], BAD[1], GOOD[2] * 3], scorer.input_rule)
     batch = {k: torch.from_numpy(v) for k, v in pad_batch(encoded, [0, 1, 2], 0).items()}
@@ -275,7 +275,7 @@ def test_a_mean_pooled_checkpoint_exports_with_its_pooling(tmp_path: Path, tiny_
     valid.write_text("".join(json.dumps({"prompt": p, "chosen": g, "rejected": b}) + "\n"
                              for p, g, b in zip(PROMPTS, GOOD, BAD, strict=True)))
     manifest = export_bundle(checkpoint, tmp_path / "bundle", validation=valid)  # fp32 parity vs the mean-pooled model
-    assert manifest["parity"]["fp32"]["passed"]
+    assert manifest.parity["fp32"]["passed"]
     scorer = Scorer(tmp_path / "bundle", threads=1)
     assert scorer.manifest.embedding_dim == 32  # the mean is the score layer's input: one part
     np.testing.assert_allclose(scorer.get_head("default").scores(scorer.embed_pairs(PROMPTS, GOOD)),

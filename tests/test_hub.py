@@ -123,3 +123,40 @@ def test_score_cli_resolves_a_hub_id(bundle: Path, tmp_path: Path) -> None:
     missing = score("acme/not-cached", tmp_path / "x.jsonl")
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert "'acme/not-cached': no local folder of that name, and not in the Hugging Face cache" in missing.stderr
+
+
+def _lite_rm(args: list[str], cache: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``lite-rm ARGS`` in a fresh process with the fake cache, offline."""
+    cli = "import sys; from lite_rm.cli import main; sys.argv[0] = 'lite-rm'; main()"
+    return subprocess.run([sys.executable, "-c", cli, *args], capture_output=True, text=True, env=_env(cache),
+                          timeout=120, cwd=cwd)
+
+
+def test_eval_cli_resolves_a_hub_id(bundle: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    _fake_cache(cache, "acme/tiny-rm", bundle)
+    pairs = write_pairs(tmp_path / "pairs.jsonl", 8)
+    args = ["--data", f"mine={pairs}", "--json", "--threads", "1"]
+    hub, local = (_lite_rm(["eval", name, *args], cache, tmp_path) for name in ("acme/tiny-rm", str(bundle)))
+    assert hub.returncode == 0 and local.returncode == 0, hub.stderr + local.stderr
+    hub_result, local_result = json.loads(hub.stdout), json.loads(local.stdout)
+    assert hub_result["model"] == "acme/tiny-rm" and hub_result["kind"] == "bundle"
+    assert hub_result["results"]["tiny-rm"] == local_result["results"][bundle.name]
+    missing = _lite_rm(["eval", "acme/not-cached", *args], cache, tmp_path)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert "'acme/not-cached': no local folder of that name, and not in the Hugging Face cache" in missing.stderr
+
+
+def test_personalize_cli_resolves_a_hub_id_into_a_profile(bundle: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    snapshot = _fake_cache(cache, "acme/tiny-rm", bundle)
+    comparisons = write_pairs(tmp_path / "mine.jsonl", 12)
+    args = ["personalize", "acme/tiny-rm", "-c", str(comparisons), "-n", "alice", "--threads", "1"]
+    into_cache = _lite_rm(args, cache, tmp_path)  # the shared cache is never written to
+    assert into_cache.returncode == 2 and "--profile FILE" in into_cache.stderr
+    assert not (snapshot / "heads" / "alice.json").exists()
+    profile = tmp_path / "alice.json"
+    result = _lite_rm([*args, "--profile", str(profile), "--json"], cache, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["comparisons"] == 12 and profile.is_file()
+    assert sorted(p.name for p in (snapshot / "heads").iterdir()) == ["default.json"]

@@ -63,7 +63,7 @@ def test_preference_csv(bundle: Path, tmp_path: Path) -> None:
         w.writerow(["id", "question", "a", "b"])
         w.writerows([[i, r["prompt"], r["response"], "I don't know,\nsorry"] for i, r in enumerate(ROWS[:5])])
     out = tmp_path / "out.csv"
-    result = CliRunner().invoke(main, ["score", str(bundle), "-i", str(src), "-o", str(out), "--prompt-field", "question"])
+    result = CliRunner().invoke(main, ["score", str(bundle), "-i", str(src), "-o", str(out), "--column", "prompt=question"])
     assert result.exit_code == 0, result.output
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -229,7 +229,7 @@ def test_stdin_stdout_json_threads_and_column(bundle: Path, tmp_path: Path) -> N
     assert not (Path.cwd() / "-").exists()
     out = tmp_path / "o.jsonl"
     src = _jsonl(tmp_path / "i.jsonl", [{"q": r["prompt"], "response": r["response"]} for r in ROWS[:5]])
-    result = _score(bundle, "-i", str(src), "-o", str(out), "--prompt-field", "q", "--json", "--no-progress")
+    result = _score(bundle, "-i", str(src), "-o", str(out), "--column", "prompt=q", "--json", "--no-progress")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["rows"] == 5 and report["mode"] == "score" and report["skipped"] == {}

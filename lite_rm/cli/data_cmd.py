@@ -17,7 +17,13 @@ logger = logging.getLogger(__name__)
 
 @click.group()
 def data() -> None:
-    """Preference data: validate and summarize files."""
+    """Preference data: validate and summarize files.
+
+    \b
+    Examples:
+      lite-rm data check my-prefs.jsonl
+      lite-rm data check train.jsonl test.jsonl --fail-on-leaks
+    """
 
 
 @data.command("check")
@@ -39,6 +45,12 @@ def check(
 
     Reports the format, pairs, ties and invalid records dropped, token lengths (how much the max length
     truncates) and leaks: prompts shared between the sources given together (train and test).
+
+    \b
+    Examples:
+      lite-rm data check my-prefs.jsonl
+      lite-rm data check train.jsonl test.jsonl --fail-on-leaks
+      lite-rm data check answers.csv --column prompt=question --max-length 512
     """
     from lite_rm.data import DataError
     from lite_rm.jobs.data_check import check_source, find_leaks
@@ -61,17 +73,14 @@ def check(
     checks: list[FileCheck | RowsCheck] = []
     for source in sources:
         try:
-            try:
-                checks.append(check_source(
-                    source, format=data_format, domain=domain, skip_invalid=skip_invalid, columns=mapping,
-                    split=split, tokenizer=tokenizer, rule=rule,
-                ))
-            except DataError as err:
-                if err.reason != "unknown format" or data_format is not None:
-                    raise
-                checks.append(_check_score_rows(source, mapping, split, skip_invalid, tokenizer, rule, err))
-        except (DataError, OSError) as err:
-            fail(err)
+            checks.append(check_source(
+                source, format=data_format, domain=domain, skip_invalid=skip_invalid, columns=mapping,
+                split=split, tokenizer=tokenizer, rule=rule,
+            ))
+        except DataError as err:
+            if err.reason != "unknown format" or data_format is not None:
+                raise
+            checks.append(_check_score_rows(source, mapping, split, skip_invalid, tokenizer, rule, err))
     leaks = find_leaks(checks)
     if as_json:
         out = {"sources": [c.to_dict() for c in checks],

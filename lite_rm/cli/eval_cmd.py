@@ -11,11 +11,13 @@ import click
 
 from lite_rm.cli import fail
 from lite_rm.cli.options import (
+    SectionedCommand,
     bundle_options,
     data_source_options,
     head_option,
     json_option,
     parse_columns,
+    sections,
 )
 
 OUTPUT_SUFFIXES = (".json", ".md")
@@ -24,15 +26,10 @@ PROGRESS_CHUNK = 1024  # texts scored between progress updates (large: each call
 
 def _bundle_score_fn(model: Path, threads: int, batch_size: int | None, verify: bool, backend: str, head: Any = None
                      ) -> Any:
-    from lite_rm.extras import MissingExtraError
-    from lite_rm.scoring.bundle import BundleError
     from lite_rm.scoring.scorer import Scorer
 
-    try:
-        return Scorer(model, threads=threads, batch_size=batch_size, verify=verify, backend=backend,
-                      head=head).score_pairs
-    except (BundleError, MissingExtraError, ValueError, OSError) as err:
-        fail(f"{model}: cannot load the bundle ({err})")
+    return Scorer(model, threads=threads, batch_size=batch_size, verify=verify, backend=backend,
+                  head=head).score_pairs
 
 
 def _checkpoint_score_fn(model: Path, bf16: bool | None, threads: int, batch_size: int) -> Any:
@@ -52,7 +49,7 @@ def _checkpoint_score_fn(model: Path, bf16: bool | None, threads: int, batch_siz
         rule = input_rule_of(model)
         reward_model = load_reward_model(model, seed=0)
         tokenizer = load_tokenizer(model)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError) as err:  # transformers' own errors for a broken folder: say which folder
         fail(f"{model}: cannot load the checkpoint ({err})")
     return torch_score_fn(reward_model, tokenizer, rule, resolve_bf16("auto" if bf16 is None else bf16), batch_size)
 
@@ -68,6 +65,16 @@ def _score_fn(model: Path, bf16: bool | None, threads: int, batch_size: int | No
         fail(f"{model}: expected a checkpoint folder (config.json, weights, tokenizer) or an ONNX bundle folder "
              "(manifest.json, model.onnx)")
     return _checkpoint_score_fn(model, bf16, threads, batch_size or 64), "checkpoint"
+
+
+def _model_folder(model: str) -> Path:
+    """MODEL as a folder: a path, or the snapshot of a Hub repository ORG/NAME in the Hub's cache."""
+    from lite_rm.scoring.hub import resolve_bundle
+
+    folder = resolve_bundle(model)
+    if not folder.is_dir():
+        raise click.BadParameter(f"{model!r}: no such folder (nor a Hub repository ORG/NAME)", param_hint="MODEL")
+    return folder
 
 
 def _with_progress(score: Any) -> Any:
@@ -117,8 +124,11 @@ def _write_outputs(outputs: tuple[str, ...], payload: dict[str, Any], table: str
             fail(f"-o {out}: cannot write the results ({err.strerror or err})")
 
 
-@click.command("eval", context_settings={"show_default": True})
-@click.argument("model", type=click.Path(exists=True, file_okay=False))
+@click.command("eval", cls=SectionedCommand, context_settings={"show_default": True}, sections=sections({
+    "Data": ("data", "data_format", "split", "columns", "skip_invalid", "domains", "data_dir"),
+    "Output": ("name", "outputs", "as_json"),
+    "Model": ("bf16", "threads", "verify", "backend", "head", "batch_size")}))
+@click.argument("model", metavar="MODEL|ORG/NAME")
 @click.option("--data", "data", multiple=True, metavar="[NAME=]SOURCE",
               help="An evaluation set (repeatable): a file, a datasets folder or a Hugging Face dataset name. "
                    "DSP data gives one set per domain with per-opponent accuracy. "
@@ -140,7 +150,8 @@ def eval_command(model: str, data: tuple[str, ...], data_format: str | None, spl
                  columns: tuple[str, ...], skip_invalid: bool, domains: tuple[str, ...], data_dir: str | None,
                  name: str | None, outputs: tuple[str, ...], as_json: bool, bf16: bool | None, threads: int,
                  head: Any, batch_size: int | None, verify: bool, backend: str) -> None:
-    """Pairwise accuracy of MODEL (a checkpoint or an ONNX bundle folder) on preference sets.
+    """Pairwise accuracy of MODEL (a checkpoint or an ONNX bundle folder, or a Hugging Face Hub repository
+    ORG/NAME holding a bundle, through the Hub's cache) on preference sets.
 
     \b
     Examples:
@@ -148,7 +159,7 @@ def eval_command(model: str, data: tuple[str, ...], data_format: str | None, spl
       lite-rm eval runs/demo/general --data helpful=../shared/data/general/helpful.test.json -o out/general.md
       lite-rm eval bundle/ --data mine=my-prefs.csv --column prompt=question --json
     """
-    from lite_rm.data import DSP_DOMAINS, DataError, resolve_data_dir
+    from lite_rm.data import DSP_DOMAINS, resolve_data_dir
     from lite_rm.scoring.evaluation import default_eval_sets, eval_sets_from, evaluate, general_average, results_table
     from lite_rm.threads import resolve_threads
 
@@ -159,18 +170,14 @@ def eval_command(model: str, data: tuple[str, ...], data_format: str | None, spl
     load = {"format": data_format, "split": split, "columns": tuple(parse_columns(columns).items()),
             "skip_invalid": skip_invalid}
     chosen_domains = list(domains) or list(DSP_DOMAINS)
-    try:
-        if data:
-            sets = eval_sets_from(_named_sources(data), chosen_domains, **load)
-        else:
-            sets = default_eval_sets(resolve_data_dir(data_dir), chosen_domains)
-        loaded = {s.name: s.load() for s in sets}  # bad data fails before the model is loaded
-        score, kind = _score_fn(Path(model), bf16, resolve_threads(threads), batch_size, verify, backend,
-                                head)
-        results = evaluate(_with_progress(score), sets, loaded)
-    except (DataError, FileNotFoundError) as err:
-        fail(err)
-        return
+    folder = _model_folder(model)
+    if data:
+        sets = eval_sets_from(_named_sources(data), chosen_domains, **load)
+    else:
+        sets = default_eval_sets(resolve_data_dir(data_dir), chosen_domains)
+    loaded = {s.name: s.load() for s in sets}  # bad data fails before the model is loaded
+    score, kind = _score_fn(folder, bf16, resolve_threads(threads), batch_size, verify, backend, head)
+    results = evaluate(_with_progress(score), sets, loaded)
     rows = {name or Path(model).name: results}
     table = results_table(rows)
     # As in a training run's results.json: the mean over helpful, harmless and webgpt (null without all three).

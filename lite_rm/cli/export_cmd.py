@@ -12,109 +12,52 @@ from typing import Any
 import click
 
 from lite_rm.cli import fail
-from lite_rm.cli.options import json_option, threads_option
+from lite_rm.cli.options import SectionedCommand, flag_options, flag_sections, flag_values, json_option, threads_option
+from lite_rm.exporting.options import EXPORT_FLAGS, ExportOptions
+from lite_rm.scoring.bundle import Manifest
 
 logger = logging.getLogger(__name__)
 
 
-def _preset_help() -> str:
+def _preset_names() -> str:
     from lite_rm.exporting.quantization import available_presets
 
     return ", ".join(["auto", *available_presets()])
 
 
-def _default_preset() -> str:
-    from lite_rm.exporting.options import DEFAULT_PRESET
-
-    return DEFAULT_PRESET
-
-
-@click.command("export")
+@click.command("export", cls=SectionedCommand, sections=flag_sections(EXPORT_FLAGS, threads="Parity check"))
 @click.argument("checkpoint", type=click.Path(file_okay=False, path_type=str))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=str),
               help="Bundle folder to write: a new or empty folder, or a bundle to replace with --overwrite.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle at --output (atomically, at the end).")
-@click.option("--int8", is_flag=True, help="Quantize to int8 (see --preset).")
-@click.option("--preset", default=_default_preset(), show_default=True,
-              help=f"Quantization preset: {_preset_help()} (auto: the dynamic preset for this CPU), or a "
-                   ".toml file; several, comma-separated, are tried in order and the first that passes the "
-                   "parity check is kept (see export/README.md).")
-@click.option("--per-channel/--per-tensor", default=None, help="Override the preset's weight granularity.")
-@click.option("--static", "static", flag_value=True, default=None,
-              help="Static quantization: activation ranges calibrated on the validation pairs.")
-@click.option("--exclude-nodes", multiple=True, metavar="REGEX",
-              help="Keep nodes whose name matches in fp32 (repeatable).")
-@click.option("--exclude-last-layers", type=click.IntRange(min=0), default=None,
-              help="Keep the last N encoder layers in fp32 (overrides the preset).")
-@click.option("--optimization-level", type=click.IntRange(0, 2), default=2, show_default=True,
-              help="onnxruntime graph optimization (0: none, 1: basic, 2: + transformer fusions).")
-@click.option("--validation", type=click.Path(dir_okay=True, path_type=str), default=None,
-              help="Preference file for the parity check and calibration (default: validation split of "
-                   "the training data in the data folder).")
-@click.option("--validation-domain", default=None, help="Domain of a DSP validation file.")
-@click.option("--validation-pairs", type=click.IntRange(min=10), default=512, show_default=True,
-              help="Most validation pairs to use.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=str), default=None,
-              help="Data folder for the default validation sample (else $LITE_RM_DATA, else ../shared/data).")
-@click.option("--min-confident-agreement", type=click.FloatRange(0, 1), default=0.99, show_default=True,
-              help="Least share of the validation pairs PyTorch is confident about (calibrated P outside "
-                   "0.5 ± --confidence-band) whose order int8 must keep.")
-@click.option("--confidence-band", type=click.FloatRange(0, 0.5, max_open=True), default=0.1, show_default=True,
-              help="Pairs whose calibrated P(a preferred) is within 0.5 ± this are near-ties, not confident.")
-@click.option("--max-order-change", type=click.FloatRange(0, 1), default=None,
-              help="Also cap the share of ALL validation pairs (near-ties included) whose order int8 flips "
-                   "[default: reported, not enforced].")
-@click.option("--max-accuracy-loss", type=click.FloatRange(0, 1), default=0.01, show_default=True,
-              help="Largest pairwise-accuracy drop allowed for int8 (0.01 = 1 point).")
-@click.option("--accept-parity-loss", is_flag=True,
-              help="Write the bundle even if the parity check fails (the manifest records it).")
-@click.option("--teacher-bundle", type=click.Path(file_okay=False, path_type=str), default=None,
-              help="For a distilled student (lite-rm distill): its teacher's bundle; the student must pass the "
-                   "fidelity gate against it on the held-out pairs (see docs/distill.md).")
-@click.option("--if-unfaithful", type=click.Choice(["fail", "teacher", "keep"]), default="fail", show_default=True,
-              help="When the student fails the gate: write nothing, write the teacher's bundle in its place, "
-                   "or write the student anyway (marked).")
-@threads_option("onnxruntime in the parity check")
 @json_option
-def export(checkpoint: str, output: str, overwrite: bool, int8: bool, preset: str, per_channel: bool | None,
-           static: bool | None, exclude_nodes: tuple[str, ...], exclude_last_layers: int | None,
-           optimization_level: int,
-           validation: str | None, validation_domain: str | None, validation_pairs: int, data_dir: str | None,
-           min_confident_agreement: float, confidence_band: float, max_order_change: float | None,
-           max_accuracy_loss: float, accept_parity_loss: bool, teacher_bundle: str | None, if_unfaithful: str,
-           threads: int, as_json: bool) -> None:
+@flag_options(EXPORT_FLAGS, ExportOptions(), presets=_preset_names())
+@threads_option("onnxruntime in the parity check")
+def export(checkpoint: str, output: str, overwrite: bool, threads: int, as_json: bool, **flags: Any) -> None:
     """Export CHECKPOINT to a scoring bundle: model.onnx, tokenizer.json, manifest.json (plus config.json
     and the tokenizer configs, so Optimum and sentence-transformers load the folder too).
 
     The exported model is checked against PyTorch on the checkpoint's held-out validation pairs before
     anything is written; the bundle scores with `lite-rm score` or `lite_rm.Scorer` without torch.
+
+    \b
+    Examples:
+      lite-rm export runs/demo/custom-academy -o bundles/academy
+      lite-rm export runs/demo/custom-academy -o bundles/academy-int8 --int8
+      lite-rm export runs/demo/student -o bundles/student --int8 --teacher-bundle bundles/academy-int8
     """
-    from lite_rm.data import DataError
-    from lite_rm.extras import MissingExtraError
-    from lite_rm.files import OutputError, check_output
+    from lite_rm.files import check_output
     from lite_rm.threads import resolve_threads
 
-    try:
-        check_output(output, "bundle", [checkpoint, teacher_bundle], overwrite)  # before the slow imports
-    except OutputError as err:
-        fail(err)
-    try:
-        from lite_rm.exporting import ExportOptions, FidelityError, ParityError, export_bundle, export_steps
+    check_output(output, "bundle", [checkpoint, flags.get("teacher_bundle")], overwrite)  # before the slow imports
+    from lite_rm.exporting import export_bundle, export_steps
 
-        options = ExportOptions(
-            int8=int8, preset=preset, per_channel=per_channel, static=static, exclude_nodes=exclude_nodes,
-            exclude_last_layers=exclude_last_layers, optimization_level=optimization_level,
-            validation=validation, validation_domain=validation_domain, validation_pairs=validation_pairs,
-            data_dir=data_dir, min_confident_agreement=min_confident_agreement, confidence_band=confidence_band,
-            max_order_change=max_order_change, max_accuracy_loss=max_accuracy_loss,
-            accept_parity_loss=accept_parity_loss, threads=resolve_threads(threads),
-            teacher_bundle=teacher_bundle, if_unfaithful=if_unfaithful,
-        )
+    options = ExportOptions(**flag_values(EXPORT_FLAGS, flags), threads=resolve_threads(threads))
+    try:
         with _progress_bar(export_steps(options)) as step_done:
             manifest = export_bundle(checkpoint, output, options, progress=step_done, overwrite=overwrite)
-    except (MissingExtraError, ParityError, FidelityError, DataError, OSError, ValueError) as err:
+    except ValueError as err:  # a checkpoint's corrupted lite_rm.json (lite_rm.training.checkpoint)
         fail(err)
-        return
     summary = export_summary(output, manifest)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -141,15 +84,15 @@ def _progress_bar(steps: list[str]) -> Iterator[Callable[[str], None]]:
         bar.update(bar.total - bar.n)
 
 
-def export_summary(output: str, manifest: dict[str, Any]) -> dict[str, Any]:
+def export_summary(output: str, manifest: Manifest) -> dict[str, Any]:
     """What ``lite-rm export`` reports (``--json`` prints it): the bundle, its size and the checks."""
     return {
-        "bundle": output, "precision": manifest["precision"],
-        "model_bytes": manifest["files"][manifest["model_file"]]["bytes"],
-        "quantization": (manifest.get("quantization") or {}).get("name"),
-        "parity": manifest["parity"], "calibration": manifest["calibration"],
-        "fidelity": manifest.get("fidelity") or (manifest.get("distilled_student") or {}).get("fidelity"),
-        "shipped": "teacher" if manifest.get("distilled_student") else "exported",
+        "bundle": output, "precision": manifest.precision,
+        "model_bytes": manifest.files[manifest.model_file].bytes,
+        "quantization": (manifest.quantization or {}).get("name"),
+        "parity": manifest.parity, "calibration": manifest.calibration.to_dict(),
+        "fidelity": manifest.fidelity or (manifest.distilled_student or {}).get("fidelity"),
+        "shipped": "teacher" if manifest.distilled_student else "exported",
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -11,7 +12,7 @@ from lite_rm.cli.options import data_source_options, json_option, parse_columns,
 
 
 @click.command("personalize")
-@click.argument("bundle", type=click.Path(path_type=str))
+@click.argument("bundle", type=click.Path(path_type=str), metavar="BUNDLE|ORG/NAME")
 @click.option("-c", "--comparisons", required=True, type=click.Path(path_type=str),
               help="The user's comparisons, in any preference format lite-rm reads (prompt/chosen/rejected "
                    "JSONL, text/score, HH-RLHF, DSP with --domain, a dataset folder or name).")
@@ -28,28 +29,38 @@ def personalize(bundle: str, comparisons: str, name: str, profile: str | None, d
                 threads: int, seed: int, as_json: bool) -> None:
     """Fit a head for one user (or domain) from their comparisons, on the bundle's frozen embedding.
 
+    BUNDLE is a bundle folder, or a Hugging Face Hub repository ORG/NAME holding one (through the Hub's
+    cache; its head then goes to --profile FILE).
+
     A logistic regression on embedding differences, regularized toward the bundle's own score, with the
-    penalty chosen by cross-validation grouped by prompt; under a second for 100 comparisons once they
-    are encoded. The head is saved atomically into BUNDLE (heads/, listed in the manifest) or --profile.
+    penalty chosen by cross-validation grouped by prompt. The head is saved atomically into BUNDLE
+    (heads/, listed in the manifest) or --profile.
+
+    \b
+    Examples:
+      lite-rm personalize bundles/academy -c alice.jsonl -n alice
+      lite-rm personalize acme/tiny-rm -c alice.jsonl -n alice --profile alice.json
     """
-    from lite_rm.data import DataError, load_preferences
-    from lite_rm.extras import MissingExtraError
-    from lite_rm.scoring.bundle import BundleError
+    from lite_rm.data import load_preferences
     from lite_rm.scoring.heads import check_head_name
+    from lite_rm.scoring.hub import is_hub_id, resolve_bundle
     from lite_rm.scoring.scorer import Scorer
     from lite_rm.threads import resolve_threads
 
-    try:
+    if profile is None and is_hub_id(bundle) and not Path(bundle).exists():
+        # the Hub's cache is shared and its files are links to blobs: never write a head into it
+        raise click.UsageError(f"{bundle} is a Hugging Face Hub repository: write the head to a file with "
+                               "--profile FILE (then: lite-rm score ... --head FILE)")
+    try:  # the head name and the fit's own checks (too few comparisons, ...) are ValueErrors of the library
         check_head_name(name)
         data = load_preferences(comparisons, format=data_format, domain=domain, skip_invalid=skip_invalid,
                                 columns=parse_columns(columns), split=split)
-        scorer = Scorer(bundle, threads=resolve_threads(threads))
+        scorer = Scorer(resolve_bundle(bundle), threads=resolve_threads(threads))
         pairs = data.pairs
         report = scorer.personalize([p.prompt for p in pairs], [p.chosen for p in pairs],
                                     [p.rejected for p in pairs], name, profile=profile, seed=seed)
-    except (DataError, BundleError, MissingExtraError, FileNotFoundError, ValueError, OSError) as err:
+    except ValueError as err:
         fail(err)
-        return
     result = {"name": name, "bundle": bundle, "source": comparisons, "skipped": data.report.skipped_total,
               **report.to_dict()}
     if as_json:

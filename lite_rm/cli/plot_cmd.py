@@ -34,12 +34,9 @@ def plot(folder: Path, output: Path | None, data: str | None, data_format: str |
       lite-rm plot runs/demo
       lite-rm plot bundles/academy --data held_out.jsonl -o figures/
     """
-    from lite_rm.extras import MissingExtraError, require
+    from lite_rm.extras import require
 
-    try:
-        require("matplotlib")
-    except MissingExtraError as err:
-        fail(err)
+    require("matplotlib")
     from lite_rm.jobs import plotting
 
     if (folder / "manifest.json").is_file():
@@ -49,28 +46,24 @@ def plot(folder: Path, output: Path | None, data: str | None, data_format: str |
         fail(f"--data is for a bundle folder; {folder} has no manifest.json")
     try:
         written = plotting.plot_run(folder, output)
-    except (FileNotFoundError, ValueError, OSError) as err:
+    except (OSError, ValueError) as err:  # not a run folder, or an unreadable results/metrics file: say what fits
         fail(f"{err}; give a run folder (lite-rm train -o) or a bundle folder (lite-rm export)")
-        return
     for path in written:
         click.echo(str(path))
 
 
 def _plot_bundle(folder: Path, output: Path | None, data: str | None, data_format: str | None, split: str | None,
                  columns: tuple[str, ...], skip_invalid: bool, max_pairs: int) -> None:
-    from lite_rm.data import DataError, load_preferences
-    from lite_rm.extras import MissingExtraError
+    from lite_rm.data import load_preferences
     from lite_rm.jobs import plotting
-    from lite_rm.scoring.bundle import BundleError
 
+    pairs = None
+    if data:
+        pairs = load_preferences(data, format=data_format, split=split, columns=parse_columns(columns) or None,
+                                 skip_invalid=skip_invalid).pairs
     try:
-        pairs = None
-        if data:
-            pairs = load_preferences(data, format=data_format, split=split, columns=parse_columns(columns) or None,
-                                     skip_invalid=skip_invalid).pairs
         written = plotting.plot_bundle(folder, pairs, output, max_pairs=max_pairs)
-    except (BundleError, DataError, MissingExtraError, FileNotFoundError, ValueError, OSError) as err:
+    except ValueError as err:  # plotting's own: no held-out split recorded, no pairs to score
         fail(err)
-        return
     for path in written:
         click.echo(str(path))

@@ -9,25 +9,21 @@ import click
 
 from lite_rm.cli import fail
 from lite_rm.cli.options import (
+    SectionedCommand,
     bundle_options,
     data_source_options,
     head_option,
     json_option,
     parse_columns,
+    sections,
 )
 
-# The flags of earlier versions: each is --column FIELD=NAME.
-_LEGACY_FIELDS = {"prompt_field": "prompt", "response_field": "response", "a_field": "a", "b_field": "b"}
 
-
-def _legacy_field_options(func):  # type: ignore[no-untyped-def]
-    for dest, ours in _LEGACY_FIELDS.items():
-        flag = "--" + dest.replace("_", "-")
-        func = click.option(flag, dest, default=None, hidden=True, help=f"Same as --column {ours}=NAME.")(func)
-    return func
-
-
-@click.command("score")
+@click.command("score", cls=SectionedCommand, sections=sections({
+    "Input": ("input_path", "data_format", "split", "columns", "skip_invalid", "kind", "domain"),
+    "Output": ("output_path", "resume", "progress", "as_json"),
+    "Model": ("threads", "verify", "backend", "head", "batch_size"),
+    "Ray": ("engine", "address", "workers")}))
 @click.argument("bundle", type=click.Path(path_type=str), metavar="BUNDLE|ORG/NAME")
 @click.option("-i", "--input", "input_path", required=True, type=click.Path(path_type=str, allow_dash=True),
               help="Rows to score: JSONL, JSON or CSV/TSV (optionally .gz), a dataset folder or name, or - "
@@ -54,37 +50,33 @@ def _legacy_field_options(func):  # type: ignore[no-untyped-def]
                                                 "ray://HOST:10001; default: start a local one).")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="With --engine ray: scoring actors, each with its own model and --threads CPUs.")
-@_legacy_field_options
 def score(bundle: str, input_path: str, output_path: str, data_format: str | None, split: str | None,
           columns: tuple[str, ...], skip_invalid: bool, kind: str | None, domain: str | None, resume: bool,
           threads: int, head: Any, batch_size: int | None, progress: bool, as_json: bool, verify: bool,
-          backend: str, engine: str, address: str | None, workers: int, **legacy: str | None) -> None:
+          backend: str, engine: str, address: str | None, workers: int) -> None:
     """Score (prompt, response) rows, or give P(a preferred over b) for (prompt, a, b) rows and for
     preference records (a = chosen, b = rejected: the share where a wins is the pairwise accuracy).
 
     Streams both files, so memory stays flat whatever the input's size. BUNDLE is a bundle folder, or a
     Hugging Face Hub repository ORG/NAME holding one (fetched through the Hub's cache; HF_HUB_OFFLINE=1
     uses the cache only).
+
+    \b
+    Examples:
+      lite-rm score bundles/academy -i rows.jsonl -o scores.jsonl
+      lite-rm score bundles/academy -i prefs.jsonl -o probs.csv --head alice.json
+      lite-rm score acme/tiny-rm -i - -o - < rows.jsonl
     """
     from lite_rm.data import DataError
-    from lite_rm.extras import MissingExtraError
-    from lite_rm.files import OutputError
     from lite_rm.jobs.batch_scoring import score_file
-    from lite_rm.scoring.bundle import BundleError
     from lite_rm.scoring.hub import resolve_bundle
     from lite_rm.scoring.scorer import DEFAULT_BATCH_SIZE, Scorer
     from lite_rm.threads import resolve_threads
 
     if as_json and output_path == "-":
         raise click.UsageError("--json and -o - both write to stdout; give -o FILE with --json")
-    try:
-        bundle = str(resolve_bundle(bundle))  # org/name: a Hugging Face Hub repository, through its cache
-    except BundleError as err:
-        fail(err)
+    bundle = str(resolve_bundle(bundle))  # org/name: a Hugging Face Hub repository, through its cache
     mapping = parse_columns(columns)
-    for dest, ours in _LEGACY_FIELDS.items():
-        if legacy.get(dest):
-            mapping.setdefault(ours, str(legacy[dest]))
     if engine == "ray":
         if head is not None:
             raise click.UsageError("--head is not supported with --engine ray yet; score with the local engine")
@@ -96,6 +88,8 @@ def score(bundle: str, input_path: str, output_path: str, data_format: str | Non
                       columns=mapping,
                       domain=domain, skip_invalid=skip_invalid)
         return
+    if resume and output_path == "-":
+        fail("--resume needs an output file (-o FILE): stdout keeps no partial results")
     try:
         scorer = Scorer(bundle, threads=resolve_threads(threads), batch_size=batch_size, verify=verify,
                         backend=backend, head=head)
@@ -109,13 +103,8 @@ def score(bundle: str, input_path: str, output_path: str, data_format: str | Non
             ". The rows before it are written: rerun with --skip-invalid --resume to skip it and go on (a fixed "
             "input is another input: rerun without --resume)")
         fail(f"{err}{hint}")
-        return
-    except (BundleError, OutputError, MissingExtraError, FileNotFoundError, ValueError, OSError) as err:
-        fail(err)
-        return
     except KeyboardInterrupt:
         fail(f"interrupted; rerun with --resume to continue from {output_path}.partial")
-        return
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return
@@ -127,24 +116,26 @@ def score(bundle: str, input_path: str, output_path: str, data_format: str | Non
 def _score_on_ray(bundle: str, inputs: str, output_dir: str, address: str | None, workers: int, as_json: bool,
                   verify: bool, **options: Any) -> None:
     """``--engine ray``: every shard of ``inputs`` into ``output_dir`` (see :mod:`lite_rm.jobs.distributed`)."""
-    from lite_rm.extras import MissingExtraError, require
+    from lite_rm.errors import LiteRMError
+    from lite_rm.extras import require
     from lite_rm.jobs.distributed import ShardOptions, list_shards, score_dataset
-    from lite_rm.scoring.bundle import BundleError, read_manifest
+    from lite_rm.scoring.bundle import read_manifest
 
+    read_manifest(bundle, verify=verify)  # a bad bundle or input fails here, before Ray starts
     try:
-        read_manifest(bundle, verify=verify)  # a bad bundle or input fails here, before Ray starts
         list_shards(inputs)
-        ray = require("ray", "ray")
-        if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        report = score_dataset(bundle, inputs, output_dir, workers=workers, options=ShardOptions(**options))
-    except (BundleError, MissingExtraError, FileNotFoundError, ValueError, OSError) as err:
+    except ValueError as err:  # two shards that would write the same output file
         fail(err)
-        return
+    ray = require("ray", "ray")
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        report = score_dataset(bundle, inputs, output_dir, workers=workers, options=ShardOptions(**options))
+    except (LiteRMError, OSError):
+        raise  # explained at the CLI boundary
     except Exception as err:  # Ray wraps a worker's error (a bad row, a full disk) in its own types
         fail(f"a shard failed: {str(err).strip().splitlines()[-1][:500]}; rerun the same command to score the "
              "shards not done (finished shards are kept)")
-        return
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return

@@ -7,10 +7,13 @@ from typing import Any
 import click
 
 from lite_rm.cli import fail
-from lite_rm.cli.options import head_option, threads_option, verify_option
+from lite_rm.cli.options import SectionedCommand, head_option, sections, threads_option, verify_option
 
 
-@click.command("serve")
+@click.command("serve", cls=SectionedCommand, sections=sections({
+    "Server": ("host", "port", "api_key", "graceful_timeout", "log_level"),
+    "Limits": ("max_body_bytes", "max_rows", "batch_window_ms", "max_batch_pairs"),
+    "Model": ("batch_size", "threads", "verify", "head")}))
 @click.argument("bundle", type=click.Path(path_type=str), metavar="BUNDLE|ORG/NAME")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Any address but loopback needs an API key.")
@@ -44,32 +47,31 @@ def serve(bundle: str, host: str, port: int, api_key: str | None, max_body_bytes
 
     Concurrent requests are scored together (dynamic batching). Stops on Ctrl-C or SIGTERM after
     answering the requests in flight (waiting --graceful-timeout seconds at most), with exit status 0.
+
+    \b
+    Examples:
+      lite-rm serve bundles/academy --port 8000
+      LITE_RM_API_KEY=secret lite-rm serve acme/tiny-rm --host 0.0.0.0
     """
-    from lite_rm.extras import MissingExtraError, require
-    from lite_rm.scoring.bundle import BundleError, read_manifest
+    from lite_rm.extras import require
+    from lite_rm.scoring.bundle import read_manifest
     from lite_rm.scoring.hub import resolve_bundle
     from lite_rm.threads import resolve_threads
 
-    try:
-        require("starlette", "serve")
-        require("uvicorn", "serve")
-    except MissingExtraError as err:
-        fail(err)
+    require("starlette", "serve")
+    require("uvicorn", "serve")
     from lite_rm.jobs.serving import RewardServer, ServeLimits, is_loopback, run_server
 
     api_key = api_key or None  # an empty LITE_RM_API_KEY is no key
     if not is_loopback(host) and api_key is None:
         fail(f"--host {host}: refusing to listen on a non-loopback address without an API key; give --api-key "
              "or set LITE_RM_API_KEY (clients then send 'Authorization: Bearer KEY'), or keep --host 127.0.0.1")
-    try:
-        bundle = str(resolve_bundle(bundle))  # org/name: a Hugging Face Hub repository, through its cache
-        read_manifest(bundle, verify=verify)  # a wrong path fails here, before the server starts
-        if head is not None:
-            from lite_rm.scoring.scorer import Scorer
+    bundle = str(resolve_bundle(bundle))  # org/name: a Hugging Face Hub repository, through its cache
+    read_manifest(bundle, verify=verify)  # a wrong path fails here, before the server starts
+    if head is not None:
+        from lite_rm.scoring.scorer import Scorer
 
-            Scorer(bundle, threads=1, head=head)  # so does an unknown head
-    except (BundleError, OSError, ValueError, TypeError) as err:
-        fail(err)
+        Scorer(bundle, threads=1, head=head)  # so does an unknown head (a BundleError)
     limits = ServeLimits(max_body_bytes=max_body_bytes, max_rows=max_rows, batch_window_ms=batch_window_ms,
                          max_batch_pairs=max_batch_pairs)
     server = RewardServer(bundle, api_key=api_key, limits=limits, threads=resolve_threads(threads),

@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from lite_rm.errors import ExportError
 from lite_rm.exporting.calibration import calibrate, fit_temperature
 from lite_rm.exporting.fidelity import FidelityError, FidelityResult, check_fidelity
 from lite_rm.exporting.heads import checkpoint_heads
@@ -48,14 +49,7 @@ from lite_rm.exporting.quantization import QuantPreset, quantize
 from lite_rm.exporting.validation import ValidationPairs, checkpoint_domains, validation_pairs
 from lite_rm.exporting.writer import stage_bundle, write_bundle, write_teacher_in_place
 from lite_rm.files import check_output, folder_digest, scratch_dir
-from lite_rm.scoring.bundle import (
-    BUNDLE_FORMAT,
-    DEFAULT_MAX_POSITIONS,
-    FORMAT_VERSION,
-    TOKENIZER_FILE,
-    Calibration,
-    Manifest,
-)
+from lite_rm.scoring.bundle import DEFAULT_MAX_POSITIONS, TOKENIZER_FILE, Calibration, Embedding, Manifest, Source
 from lite_rm.scoring.encoding import InputRule
 from lite_rm.scoring.heads import DEFAULT_HEAD, LinearHead
 from lite_rm.scoring.runtimes import EMBEDDING_OUTPUT
@@ -198,10 +192,9 @@ def _fidelity_record(run: _Run, result: FidelityResult, teacher_bundle: Path) ->
 def _base_manifest(checkpoint: Path, rule: InputRule, config: dict[str, Any]) -> Manifest:
     positions = max_positions(config) or DEFAULT_MAX_POSITIONS
     if rule.max_length > positions:
-        raise ValueError(f"{checkpoint / META_FILE}: input_rule.max_length {rule.max_length} exceeds the model's "
+        raise ExportError(f"{checkpoint / META_FILE}: input_rule.max_length {rule.max_length} exceeds the model's "
                          f"{positions} positions (config.json)")
-    return Manifest(folder=Path(), data={"format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION},
-                    input_rule=rule, calibration=Calibration(), max_positions=positions)
+    return Manifest(folder=Path(), input_rule=rule, calibration=Calibration(), max_positions=positions)
 
 
 def _default_head(run: _Run, calibration: Calibration, backbone: str) -> LinearHead | None:
@@ -216,35 +209,38 @@ def _default_head(run: _Run, calibration: Calibration, backbone: str) -> LinearH
 def _final_manifest(run: _Run, preset: QuantPreset | None, parity: dict[str, Any], calibration: Calibration,
                     backbone: str, fidelity: dict[str, Any] | None = None) -> Manifest:
     meta = read_meta(run.checkpoint)
-    data = {
-        **run.base.data,
-        "created_by": f"lite-rm {_version()}",
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "source": {
-            "checkpoint": str(run.checkpoint.resolve()), "sha256": backbone,
-            "model_type": run.config.get("model_type"),
-            "lite_rm_meta": meta if (run.checkpoint / META_FILE).exists() else None,
-        },
-        "export": {
-            # the engine the parity check scored with (Scorer(backend="openvino") can still run the graph)
-            "engine": "onnxruntime",
-            "optimum_onnx": _dist_version("optimum-onnx"), "onnxruntime": _dist_version("onnxruntime"),
-            "optimization_level": run.options.optimization_level, "timings_s": run.timings,
-        },
-        "quantization": preset.to_dict() if preset else None,
-        "parity": parity,
-        **({"fidelity": fidelity} if fidelity else {}),
-        **run.options.extra_manifest,
+    source = Source(str(run.checkpoint.resolve()), backbone, run.config.get("model_type"),
+                    meta if (run.checkpoint / META_FILE).exists() else None)
+    export = {
+        # the engine the parity check scored with (Scorer(backend="openvino") can still run the graph)
+        "engine": "onnxruntime",
+        "optimum_onnx": _dist_version("optimum-onnx"), "onnxruntime": _dist_version("onnxruntime"),
+        "optimization_level": run.options.optimization_level, "timings_s": run.timings,
     }
-    embedding = None if run.embedding is None else {
-        "output": EMBEDDING_OUTPUT, "dim": run.embedding[0], "parts": run.embedding[3]}
-    return Manifest(folder=Path(), data=data, input_rule=run.rule, calibration=calibration,
+    embedding = None if run.embedding is None else Embedding(EMBEDDING_OUTPUT, run.embedding[0], run.embedding[3])
+    return Manifest(folder=Path(), input_rule=run.rule, calibration=calibration,
                     precision="int8" if preset else "fp32", max_positions=run.base.max_positions,
-                    domains=checkpoint_domains(meta), embedding=embedding)
+                    domains=checkpoint_domains(meta), embedding=embedding, source=source,
+                    created_by=f"lite-rm {_version()}",
+                    created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), export=export,
+                    quantization=preset.to_dict() if preset else None, parity=parity, fidelity=fidelity,
+                    extra=dict(run.options.extra_manifest))
+
+
+def _write(run: _Run, output: str | Path, model: Path, manifest: Manifest, backbone: str) -> Manifest:
+    """Write the bundle with its heads: the score's own (``default``) and a multi-task checkpoint's."""
+    default_head = _default_head(run, manifest.calibration, backbone)
+    heads = [default_head] if default_head else []
+    if default_head:
+        heads += checkpoint_heads(run.checkpoint, model, run.tokenizer, manifest, run.work, backbone,
+                                  run.options.threads)
+    written = write_bundle(output, model, run.tokenizer, manifest, run.config, heads)
+    run.done("write")
+    return written
 
 
 def export_bundle(checkpoint: str | Path, output: str | Path, options: ExportOptions | None = None,
-                  progress: Progress | None = None, overwrite: bool = False, **kwargs: Any) -> dict[str, Any]:
+                  progress: Progress | None = None, overwrite: bool = False, **kwargs: Any) -> Manifest:
     """Export a lite-rm (or any Hugging Face one-label sequence-classification) checkpoint to a bundle.
 
     Args:
@@ -256,12 +252,16 @@ def export_bundle(checkpoint: str | Path, output: str | Path, options: ExportOpt
         overwrite: replace an existing bundle at ``output``.
 
     Returns:
-        The manifest written into the bundle.
+        The manifest written into the bundle, as read back from it.
 
     Raises:
         ParityError: the checks failed and ``accept_parity_loss`` is off (nothing is written).
         OutputError: ``output`` may not be written (checked before any work; a ``ValueError``).
-        FileNotFoundError, ValueError: a missing checkpoint, tokenizer or validation data, custom code.
+        FidelityError: a distilled student fails its gate and ``if_unfaithful`` is ``fail``.
+        ConfigError: a bad option or preset (a ``ValueError``).
+        ExportError: not a one-label reward model, custom code, no tokenizer, no validation pairs (a
+            ``ValueError``).
+        FileNotFoundError, DataError: a missing checkpoint, or missing or unreadable validation data.
     """
     options = options or ExportOptions(**kwargs)
     checkpoint = Path(checkpoint)
@@ -299,19 +299,13 @@ def export_bundle(checkpoint: str | Path, output: str | Path, options: ExportOpt
                 "checkpoint": str(checkpoint.resolve()), "fidelity": fidelity})
             run.done("write")
             logger.warning("wrote the teacher's bundle %s to %s in the student's place", teacher, output)
-            return manifest.to_dict()
+            return manifest
         backbone = folder_digest(checkpoint)
-        final_manifest = _final_manifest(run, preset, parity, calibration, backbone, fidelity)
-        default_head = _default_head(run, calibration, backbone)
-        heads = [default_head] if default_head else []
-        if default_head:
-            heads += checkpoint_heads(checkpoint, model, run.tokenizer, final_manifest, work, backbone,
-                                      options.threads)
-        manifest = write_bundle(output, model, run.tokenizer, final_manifest, config, heads)
-        run.done("write")
+        manifest = _write(run, output, model, _final_manifest(run, preset, parity, calibration, backbone, fidelity),
+                          backbone)
     size_mb = manifest.files[manifest.model_file].bytes / 1e6
     logger.info("wrote %s (%s, %.1f MB)", output, manifest.precision, size_mb)
-    return manifest.to_dict()
+    return manifest
 
 
 def _dist_version(name: str) -> str | None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from lite_rm.errors import ExportError
 from lite_rm.exporting.calibration import calibrate
 from lite_rm.exporting.writer import stage_bundle
 from lite_rm.scoring.bundle import Calibration, Manifest
@@ -21,7 +22,7 @@ def _widened(head: LinearHead, dim: int | None) -> LinearHead:
     if dim is None or head.dim == dim:
         return head
     if head.dim > dim:
-        raise ValueError(f"head {head.name!r} has {head.dim} weights, more than the embedding's {dim}")
+        raise ExportError(f"head {head.name!r} has {head.dim} weights, more than the embedding's {dim}")
     return replace(head, weight=np.concatenate([head.weight, np.zeros(dim - head.dim, dtype=np.float32)]))
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from lite_rm.errors import ExportError
 from lite_rm.extras import require
 from lite_rm.files import write_text_atomic
 from lite_rm.scoring.bundle import TOKENIZER_FILE
@@ -33,7 +34,7 @@ def model_config(checkpoint: Path) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: no ``config.json``.
-        ValueError: invalid JSON, more than one label, or an ``auto_map`` for an unknown architecture.
+        ExportError: invalid JSON, more than one label, or an ``auto_map`` for an unknown architecture.
     """
     from lite_rm.training.encoders import refuse_bundle
 
@@ -44,16 +45,16 @@ def model_config(checkpoint: Path) -> dict[str, Any]:
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+        raise ExportError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(config, dict):
-        raise ValueError(f"{path}: expected a JSON object, found {type(config).__name__}")
+        raise ExportError(f"{path}: expected a JSON object, found {type(config).__name__}")
     if config.get("num_labels", len(config.get("id2label", {}) or {0: 0})) != 1:
-        raise ValueError(f"{checkpoint}: a reward model has one output (num_labels=1); found {config.get('id2label')}")
+        raise ExportError(f"{checkpoint}: a reward model has one output (num_labels=1); found {config.get('id2label')}")
     if "auto_map" in config:
         configuration_auto = require("transformers.models.auto.configuration_auto")
         model_type = config.get("model_type")
         if model_type not in configuration_auto.CONFIG_MAPPING:
-            raise ValueError(
+            raise ExportError(
                 f"{path}: auto_map names custom model code ({model_type!r} is not a transformers architecture); "
                 "lite-rm never runs code from a checkpoint folder: export a built-in architecture")
         logger.warning("%s: ignoring auto_map (custom code is never run); exporting the built-in %s model",
@@ -139,7 +140,7 @@ def bundle_tokenizer(checkpoint: Path, work: Path) -> Path:
     inputs) plus the tokenizer configs transformers' ``AutoTokenizer`` reads.
 
     Raises:
-        ValueError: the checkpoint has no fast tokenizer to make ``tokenizer.json`` from.
+        ExportError: the checkpoint has no fast tokenizer to make ``tokenizer.json`` from.
     """
     tokenizers = require("tokenizers")
     out = work / "tokenizer"
@@ -153,7 +154,7 @@ def bundle_tokenizer(checkpoint: Path, work: Path) -> Path:
         source = work / "converted"
         tok.save_pretrained(source)
         if not (source / TOKENIZER_FILE).is_file():
-            raise ValueError(f"{checkpoint}: no tokenizer.json and no fast tokenizer to make one from")
+            raise ExportError(f"{checkpoint}: no tokenizer.json and no fast tokenizer to make one from")
     tokenizer = tokenizers.Tokenizer.from_file(str(source / TOKENIZER_FILE))
     tokenizer.no_truncation()
     tokenizer.no_padding()
@@ -172,7 +173,7 @@ def _drop_auto_map(path: Path) -> None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
-        raise ValueError(f"{path}: not valid JSON") from None
+        raise ExportError(f"{path}: not valid JSON") from None
     if isinstance(data, dict) and "auto_map" in data:
         del data["auto_map"]
         write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
@@ -184,7 +185,7 @@ def add_embedding_output(model: Path) -> tuple[int, Any, float, list[str]]:
     The embedding is the vector the score's last linear layer reads (BERT: the pooler's output),
     followed, when the graph has a CLS pooler, by the attention-masked mean of the last hidden states:
     the sentence-embedding view the default encoder was trained for, which lets a head on a frozen
-    backbone learn styles the pooler's reward-tuned vector does not keep (bench/PERSONALIZE.md). Edits
+    backbone learn styles the pooler's reward-tuned vector does not keep. Edits
     ``model`` in place (the raw export, before fusion) by adding nodes beside the existing ones, so the
     ``logits`` output is computed exactly as before. Why by hand: Optimum's exporter returns the task's
     outputs only.
@@ -194,7 +195,7 @@ def add_embedding_output(model: Path) -> tuple[int, Any, float, list[str]]:
         part: the default head in linear form), and what each part of the vector is.
 
     Raises:
-        ValueError: the score is not made by a final ``Gemm`` (or ``MatMul`` + ``Add``) with constant
+        ExportError: the score is not made by a final ``Gemm`` (or ``MatMul`` + ``Add``) with constant
             weights, so there is no single linear layer to expose.
     """
     onnx = require("onnx")
@@ -227,7 +228,7 @@ def _score_layer(onnx: Any, graph: Any, model: Path) -> tuple[str, Any, float]:
         bias = float(np.asarray(constants[node.input[1]]).reshape(-1)[0])
         node = producers[node.input[0]]
     if node is None or node.op_type not in ("Gemm", "MatMul") or node.input[1] not in constants:
-        raise ValueError(f"{model}: the score {score!r} is not made by a final linear layer with constant weights; "
+        raise ExportError(f"{model}: the score {score!r} is not made by a final linear layer with constant weights; "
                          "cannot expose an embedding for heads")
     weight = np.asarray(constants[node.input[1]], dtype=np.float32)
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
@@ -236,7 +237,7 @@ def _score_layer(onnx: Any, graph: Any, model: Path) -> tuple[str, Any, float]:
         if len(node.input) > 2 and node.input[2] in constants:
             bias = float(np.asarray(constants[node.input[2]]).reshape(-1)[0])
     if weight.ndim != 2 or weight.shape[1] != 1:
-        raise ValueError(f"{model}: the last layer maps to {weight.shape[1:]} outputs; a reward model has one")
+        raise ExportError(f"{model}: the last layer maps to {weight.shape[1:]} outputs; a reward model has one")
     return node.input[0], weight[:, 0].copy(), bias
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from lite_rm.errors import ConfigError
 from lite_rm.extras import require
 from lite_rm.files import TOMLDecodeError, parse_toml
 
@@ -78,25 +79,25 @@ class QuantPreset:
 
     def __post_init__(self) -> None:
         if self.method not in ("dynamic", "blockwise"):
-            raise ValueError(f"preset {self.name}: method {self.method!r} is not 'dynamic' or 'blockwise'")
+            raise ConfigError(f"preset {self.name}: method {self.method!r} is not 'dynamic' or 'blockwise'")
         if self.method == "blockwise" and (self.block_size < 16 or self.block_size & (self.block_size - 1)):
-            raise ValueError(f"preset {self.name}: block_size must be a power of two >= 16, found {self.block_size}")
+            raise ConfigError(f"preset {self.name}: block_size must be a power of two >= 16, found {self.block_size}")
         if self.accuracy_level not in (0, 1, 2, 3, 4):
-            raise ValueError(f"preset {self.name}: accuracy_level must be 0-4, found {self.accuracy_level!r}")
+            raise ConfigError(f"preset {self.name}: accuracy_level must be 0-4, found {self.accuracy_level!r}")
         if self.attention not in ATTENTION_FUSIONS:
-            raise ValueError(
+            raise ConfigError(
                 f"preset {self.name}: attention {self.attention!r} is not one of {', '.join(ATTENTION_FUSIONS)}")
         if self.optimum_config not in OPTIMUM_CONFIGS:
-            raise ValueError(
+            raise ConfigError(
                 f"preset {self.name}: optimum_config {self.optimum_config!r} is not one of {', '.join(OPTIMUM_CONFIGS)}"
             )
         for pattern in self.exclude_nodes:
             try:
                 re.compile(pattern)
             except re.error as err:
-                raise ValueError(f"preset {self.name}: exclude_nodes pattern {pattern!r} is invalid ({err})") from None
+                raise ConfigError(f"preset {self.name}: exclude_nodes pattern {pattern!r} is invalid ({err})") from None
         if self.exclude_last_layers < 0:
-            raise ValueError(f"preset {self.name}: exclude_last_layers must be >= 0")
+            raise ConfigError(f"preset {self.name}: exclude_last_layers must be >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -119,33 +120,33 @@ def load_preset(name: str) -> QuantPreset:
     """Load a preset by name (``auto`` picks the one for this CPU) or from a ``.toml`` path.
 
     Raises:
-        ValueError: unknown name (the message lists the valid ones) or an invalid preset file.
+        ConfigError: unknown name (the message lists the valid ones) or an invalid preset file.
     """
     if name == "auto":
         name = detect_preset()
     if name.endswith(".toml"):
         path = Path(name)
         if not path.is_file():
-            raise ValueError(f"preset file {path} not found")
+            raise ConfigError(f"preset file {path} not found")
         text, source = path.read_text(encoding="utf-8"), str(path)
         name = path.stem
     else:
         names = available_presets()
         if name not in names:
-            raise ValueError(f"unknown preset {name!r}; choose one of: auto, {', '.join(names)} (or a .toml path)")
+            raise ConfigError(f"unknown preset {name!r}; choose one of: auto, {', '.join(names)} (or a .toml path)")
         text = (resources.files(PRESET_PACKAGE) / f"{name}.toml").read_text(encoding="utf-8")
         source = f"export/presets/{name}.toml"
     try:
         data = parse_toml(text)
     except TOMLDecodeError as err:
-        raise ValueError(f"{source}: invalid TOML ({err})") from None
+        raise ConfigError(f"{source}: invalid TOML ({err})") from None
     known = set(QuantPreset.__dataclass_fields__) - {"name", "extra"}
     extra = {k: v for k, v in data.items() if k not in known}
     fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
     try:
         return QuantPreset(name=name, extra=extra, **fields)  # type: ignore[arg-type]
     except TypeError as err:
-        raise ValueError(f"{source}: {err}") from None
+        raise ConfigError(f"{source}: {err}") from None
 
 
 def _cpu_flags() -> set[str]:
@@ -233,7 +234,7 @@ def quantize(
     ranges = None
     if preset.static:
         if not calibration_feeds:
-            raise ValueError(f"preset {preset.name} is static: it needs calibration data (validation pairs)")
+            raise ConfigError(f"preset {preset.name} is static: it needs calibration data (validation pairs)")
         ranges = _calibration_ranges(model_path, config, calibration_feeds)
     logger.info("quantizing %s with preset %s (%d nodes kept fp32)", model_path.name, preset.name,
                 len(config.nodes_to_exclude))
@@ -287,7 +288,7 @@ def _rowwise_int8_embeddings(model: Any, exclude: list[str], min_rows: int = 512
 
     ``Gather(int8 table, ids) -> Cast -> Mul(Gather(scales, ids))`` gives each token its own scale.
     Optimum's Gather quantization shares one scale over the table, and the rows of rare tokens lose
-    most of their precision: measured, it costs block-wise int8 about 1 point of order agreement.
+    most of their precision, which costs order agreement.
     onnxruntime's GatherBlockQuantized would do this natively but supports only 4 bits.
     """
     onnx = require("onnx")

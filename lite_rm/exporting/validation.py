@@ -18,6 +18,7 @@ from typing import Any
 
 from lite_rm.data import DSP_DOMAINS, PreferencePair, load_preferences, resolve_data_dir, split_by_prompt
 from lite_rm.data.locations import DSP_TRAIN, GENERAL_TRAIN
+from lite_rm.errors import ExportError
 from lite_rm.exporting.options import ExportOptions
 from lite_rm.training.checkpoint import read_meta, validation_split_of
 
@@ -67,7 +68,7 @@ def _recorded(checkpoint: Path) -> tuple[list[PreferencePair], str, list[str]] |
     names = [s.name for s in split.sets if s.domain] + [s.name for s in split.sets if not s.domain]
     pairs = [p for name in names for p in held[name]]
     if not pairs:
-        raise ValueError(f"{checkpoint}: its recorded validation split holds no pairs; give --validation FILE")
+        raise ExportError(f"{checkpoint}: its recorded validation split holds no pairs; give --validation FILE")
     parts = ", ".join(f"{s.name} ({s.valid_fraction:.0%} of prompts)" for s in split.sets if s.valid_fraction)
     return pairs, f"held-out split of the training data, seed {split.seed}: {parts}", \
         [name for name in names for _ in held[name]]
@@ -98,7 +99,7 @@ def validation_pairs(checkpoint: str | Path, options: ExportOptions) -> Validati
     At most ``options.validation_pairs`` pairs, sampled with ``options.seed`` (order kept).
 
     Raises:
-        FileNotFoundError, ValueError, lite_rm.data.DataError: missing or unreadable data.
+        FileNotFoundError, ExportError, lite_rm.data.DataError: missing or unreadable data.
     """
     checkpoint = Path(checkpoint)
     held_out: bool | None

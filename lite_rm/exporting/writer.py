@@ -15,7 +15,7 @@ from typing import Any
 
 from lite_rm.exporting.onnx import CONFIG_FILE
 from lite_rm.files import atomic_dir
-from lite_rm.scoring.bundle import MANIFEST_FILE, MODEL_FILE, Manifest, read_manifest
+from lite_rm.scoring.bundle import MODEL_FILE, Manifest, read_manifest, write_manifest
 from lite_rm.scoring.heads import LinearHead, head_file, write_head
 
 
@@ -49,9 +49,7 @@ def stage_bundle(folder: Path, model: Path, tokenizer_dir: Path, manifest: Manif
         write_head(folder / head_file(head.name), head)
         names.append(head_file(head.name))
     listed = {**manifest.heads, **{head.name: head_file(head.name) for head in heads or []}}
-    manifest = replace(manifest, model_file=MODEL_FILE, heads=listed).with_files(folder, names)
-    text = json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n"
-    (folder / MANIFEST_FILE).write_text(text, encoding="utf-8")
+    write_manifest(folder, replace(manifest, model_file=MODEL_FILE, heads=listed).with_files(folder, names))
     return folder
 
 
@@ -81,7 +79,6 @@ def write_teacher_in_place(output: str | Path, teacher_bundle: str | Path, recor
         for name in teacher.files:
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(teacher.folder / name, folder / name)
-        data = teacher.to_dict() | {"distilled_student": record}
-        (folder / MANIFEST_FILE).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_manifest(folder, replace(teacher, distilled_student=record))
         read_manifest(folder, verify=True)
     return read_manifest(output)

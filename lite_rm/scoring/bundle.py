@@ -2,10 +2,11 @@
 
 The manifest says how to read the model (format version, input rule, max length), where it came from
 (the source checkpoint's hash, domains, preset), how faithful it is (parity figures) and how to turn
-score differences into calibrated preference probabilities. :class:`Manifest` is its one schema: the
-export writes ``Manifest.to_dict()`` and :func:`read_manifest` parses with ``Manifest.from_dict``, which
-checks every field's type and bounds and confines every file the manifest names to the bundle folder.
-``export/README.md`` documents every field.
+score differences into calibrated preference probabilities. :class:`Manifest` is its one schema, with
+typed parts (:class:`Source`, :class:`Embedding`, :class:`Calibration`, :class:`FileEntry`):
+:func:`write_manifest` writes ``Manifest.to_dict()`` (the one writer of ``manifest.json``) and
+:func:`read_manifest` parses with ``Manifest.from_dict``, which checks every field's type and bounds and
+confines every file the manifest names to the bundle folder. ``export/README.md`` documents every field.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from lite_rm.errors import LiteRMError
-from lite_rm.files import file_digest
+from lite_rm.files import file_digest, write_text_atomic
 from lite_rm.scoring.encoding import InputRule
 
 MANIFEST_FILE = "manifest.json"
@@ -32,12 +33,12 @@ SUPPORTED_VERSIONS = (1,)
 DEFAULT_MAX_POSITIONS = 512
 PRECISIONS = ("fp32", "int8")
 # The largest magnitude of a head weight or bias, a calibration scale or a mixture weight, checked when
-# written and when read: with it a score stays far inside float32 (a weight of 1e308 once scored NaN, a
-# calibration scale of 1e308 turned every probability into 0.0). Trained values are below 100.
+# written and when read: with it a score stays far inside float32 (a huge weight or scale overflows to
+# NaN, or turns every probability into 0 or 1); trained values are far below it.
 MAX_MAGNITUDE = 1e4
 
-__all__ = ["MAX_MAGNITUDE", "BundleError", "Calibration", "FileEntry", "Manifest", "bounded", "file_digest",
-           "file_entry", "read_manifest", "show_value"]
+__all__ = ["MAX_MAGNITUDE", "BundleError", "Calibration", "Embedding", "FileEntry", "Manifest", "Source", "bounded",
+           "file_digest", "file_entry", "read_manifest", "show_value", "write_manifest"]
 
 
 class BundleError(LiteRMError, ValueError):
@@ -178,15 +179,80 @@ def _relative_file(name: str, value: Any) -> str:
 
 
 @dataclass(frozen=True)
+class Embedding:
+    """The graph's ``embedding`` output: the vector the score's last linear layer reads, which heads read too.
+
+    ``parts`` describes what the vector is made of, in order (``None`` in bundles that did not record it).
+    """
+
+    output: str
+    dim: int
+    parts: list[str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"output": self.output, "dim": self.dim, **({} if self.parts is None else {"parts": list(self.parts)})}
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> Embedding | None:
+        """``embedding``: ``null`` (a bundle exported before heads) or ``{"output": name, "dim": n, "parts": ...}``."""
+        if raw is None:
+            return None
+        if not isinstance(raw, dict) or not isinstance(raw.get("output"), str):
+            raise _bad("embedding", "null or an object with output and dim", raw)
+        dim, parts = raw.get("dim"), raw.get("parts")
+        if isinstance(dim, bool) or not isinstance(dim, int) or not 0 < dim <= 65536:
+            raise _bad("embedding.dim", "an integer from 1 to 65536", dim)
+        if parts is not None and (not isinstance(parts, list) or not all(isinstance(p, str) for p in parts)):
+            raise _bad("embedding.parts", "a list of strings or null", parts)
+        return cls(raw["output"], dim, None if parts is None else list(parts))
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a bundle came from: the checkpoint folder, its digest (heads record it as their backbone), the
+    model type and the checkpoint's ``lite_rm.json`` (``None`` for a checkpoint lite-rm did not train)."""
+
+    checkpoint: str
+    sha256: str | None = None
+    model_type: str | None = None
+    lite_rm_meta: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"checkpoint": self.checkpoint, "sha256": self.sha256, "model_type": self.model_type,
+                "lite_rm_meta": self.lite_rm_meta}
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> Source | None:
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            raise _bad("source", "an object or null", raw)
+        for key, kind in (("checkpoint", str), ("sha256", str), ("model_type", str), ("lite_rm_meta", dict)):
+            if raw.get(key) is not None and not isinstance(raw[key], kind):
+                raise _bad(f"source.{key}", f"{'an object' if kind is dict else 'a string'} or null", raw[key])
+        return cls(str(raw.get("checkpoint") or ""), raw.get("sha256"), raw.get("model_type"), raw.get("lite_rm_meta"))
+
+
+# Top-level records kept as the exporter wrote them (figures read by key), each an object or null: always
+# written, and the records only some bundles carry, written when present.
+_RECORDS = ("export", "quantization", "parity")
+_OPTIONAL_RECORDS = ("fidelity", "distilled_student")
+_KNOWN = {"format", "format_version", "model_file", "tokenizer_file", "precision", "input_rule", "max_length",
+          "max_positions", "domains", "calibration", "files", "embedding", "heads", "source", "created_by",
+          "created_at", *_RECORDS, *_OPTIONAL_RECORDS}
+
+
+@dataclass(frozen=True)
 class Manifest:
     """The parsed ``manifest.json`` of a bundle: one schema for the writer and the reader.
 
-    ``data`` keeps the raw dict (figures such as ``parity`` and ``source`` stay plain objects);
-    ``folder`` is the bundle folder it was read from (``Path()`` before writing).
+    ``folder`` is the bundle folder it was read from (``Path()`` before writing). The figures of the
+    export (``parity``, ``quantization``, ``export``, ``fidelity``, ``distilled_student``) stay the plain
+    objects the exporter recorded; ``extra`` holds any other top-level key (benchmarks record their
+    settings there), written back as it was.
     """
 
     folder: Path
-    data: dict[str, Any]
     input_rule: InputRule
     calibration: Calibration
     model_file: str = MODEL_FILE
@@ -195,13 +261,27 @@ class Manifest:
     max_positions: int = DEFAULT_MAX_POSITIONS
     domains: list[str] = field(default_factory=list)
     files: dict[str, FileEntry] = field(default_factory=dict)
-    embedding: dict[str, Any] | None = None
+    embedding: Embedding | None = None
     heads: dict[str, str] = field(default_factory=dict)
+    source: Source | None = None
+    created_by: str | None = None
+    created_at: str | None = None
+    export: dict[str, Any] | None = None
+    quantization: dict[str, Any] | None = None
+    parity: dict[str, Any] | None = None
+    fidelity: dict[str, Any] | None = None
+    distilled_student: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def embedding_dim(self) -> int | None:
         """The size of the graph's ``embedding`` output (``None``: a bundle exported before heads)."""
-        return int(self.embedding["dim"]) if self.embedding else None
+        return self.embedding.dim if self.embedding else None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The manifest as its JSON object (:meth:`to_dict`), for reading a figure by key."""
+        return self.to_dict()
 
     @property
     def model_path(self) -> Path:
@@ -212,15 +292,20 @@ class Manifest:
         return self.folder / self.tokenizer_file
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object of ``manifest.json`` (extra keys of ``data`` kept)."""
+        """The JSON object of ``manifest.json`` (``extra`` keys kept)."""
+        records = {key: getattr(self, key) for key in _RECORDS}
+        records.update({key: getattr(self, key) for key in _OPTIONAL_RECORDS if getattr(self, key) is not None})
         return {
-            **self.data, "format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION,
+            **self.extra, "format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION,
             "model_file": self.model_file, "tokenizer_file": self.tokenizer_file, "precision": self.precision,
             "input_rule": self.input_rule.to_dict(), "max_length": self.input_rule.max_length,
             "max_positions": self.max_positions, "domains": list(self.domains),
             "calibration": self.calibration.to_dict(),
             "files": {name: entry.to_dict() for name, entry in sorted(self.files.items())},
-            "embedding": self.embedding, "heads": dict(sorted(self.heads.items())),
+            "embedding": self.embedding.to_dict() if self.embedding else None,
+            "heads": dict(sorted(self.heads.items())),
+            "source": self.source.to_dict() if self.source else None,
+            "created_by": self.created_by, "created_at": self.created_at, **records,
         }
 
     def with_files(self, folder: Path, names: list[str]) -> Manifest:
@@ -259,14 +344,13 @@ class Manifest:
         files = {} if files is None else files
         if not isinstance(files, dict):
             raise _bad("files", "an object of file name -> {bytes, sha256}", files)
-        for key, kind, expected in (("parity", dict, "an object or null"), ("source", dict, "an object or null"),
-                                    ("export", dict, "an object or null"),
-                                    ("quantization", dict, "an object or null"),
-                                    ("created_by", str, "a string or null"), ("created_at", str, "a string or null")):
-            _optional(data, key, kind, expected)
-        embedding, heads = _embedding(data.get("embedding")), _heads(data.get("heads"))
+        records = {key: _optional(data, key, dict, "an object or null") for key in (*_RECORDS, *_OPTIONAL_RECORDS)}
         return cls(
-            folder=Path(folder), data=dict(data), input_rule=rule, embedding=embedding, heads=heads,
+            folder=Path(folder), input_rule=rule, embedding=Embedding.from_dict(data.get("embedding")),
+            heads=_heads(data.get("heads")), source=Source.from_dict(data.get("source")),
+            created_by=_optional(data, "created_by", str, "a string or null"),
+            created_at=_optional(data, "created_at", str, "a string or null"),
+            extra={key: value for key, value in data.items() if key not in _KNOWN}, **records,
             calibration=Calibration.from_dict(data.get("calibration")),
             model_file=_relative_file("model_file", data.get("model_file", MODEL_FILE)),
             tokenizer_file=_relative_file("tokenizer_file", data.get("tokenizer_file", TOKENIZER_FILE)),
@@ -274,18 +358,6 @@ class Manifest:
             files={_relative_file(f"files[{name!r}]", name): FileEntry.from_dict(name, entry)
                    for name, entry in files.items()},
         )
-
-
-def _embedding(raw: Any) -> dict[str, Any] | None:
-    """``embedding``: ``null`` (no such output) or ``{"output": name, "dim": n, ...}``."""
-    if raw is None:
-        return None
-    if not isinstance(raw, dict) or not isinstance(raw.get("output"), str):
-        raise _bad("embedding", "null or an object with output and dim", raw)
-    dim = raw.get("dim")
-    if isinstance(dim, bool) or not isinstance(dim, int) or not 0 < dim <= 65536:
-        raise _bad("embedding.dim", "an integer from 1 to 65536", dim)
-    return dict(raw)
 
 
 def _heads(raw: Any) -> dict[str, str]:
@@ -394,3 +466,11 @@ def read_manifest(folder: str | Path, verify: bool = False) -> Manifest:
         fpath = _inside(folder, name, what)
         _check_file(fpath, manifest.files.get(name), verify, file_digest)
     return manifest
+
+
+def write_manifest(folder: str | Path, manifest: Manifest) -> Path:
+    """Write ``manifest`` as ``folder/manifest.json``, atomically (a reader sees the old file or the new one):
+    the one writer of the file (export, a teacher copied in place, a head added)."""
+    path = Path(folder) / MANIFEST_FILE
+    write_text_atomic(path, json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n")
+    return path

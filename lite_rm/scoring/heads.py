@@ -176,7 +176,7 @@ def save_into_bundle(folder: str | Path, head: LinearHead) -> Path:
     Raises:
         BundleError: not a bundle, or one without an embedding output.
     """
-    from lite_rm.scoring.bundle import MANIFEST_FILE, FileEntry, read_manifest
+    from lite_rm.scoring.bundle import FileEntry, read_manifest, write_manifest
 
     folder = Path(folder)
     manifest = read_manifest(folder)
@@ -191,7 +191,7 @@ def save_into_bundle(folder: str | Path, head: LinearHead) -> Path:
         files = {k: v for k, v in manifest.files.items() if k != old}
         files[name] = FileEntry.of(folder / name)
         updated = replace(manifest, heads={**manifest.heads, head.name: name}, files=files)
-        write_text_atomic(folder / MANIFEST_FILE, json.dumps(updated.to_dict(), indent=2, sort_keys=True) + "\n")
+        write_manifest(folder, updated)
         if old and old != name:
             (folder / old).unlink(missing_ok=True)
     return folder / name

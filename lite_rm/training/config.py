@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lite_rm.data.formats import DSP_DOMAINS, FORMATS
-from lite_rm.errors import LiteRMError
+from lite_rm.errors import ConfigError
+from lite_rm.flags import Flag
 from lite_rm.training.metrics import REPORTERS
 
 STAGES = ("base", "general", "custom")
@@ -35,12 +36,9 @@ INTERPOLATE_CHOICES = ("off", "auto")
 CHOOSE_CHOICES = ("validated", "finetuned", "start")  # custom.choose (lite_rm.training.selection)
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 POOLING_CHOICES = ("cls", "mean")
+KEEP_CHOICES = ("first", "spread")  # distill.keep (lite_rm.training.distill.kept_layers)
 
 T = TypeVar("T")
-
-
-class ConfigError(LiteRMError, ValueError):
-    """A bad configuration value; the message names the key."""
 
 
 def _check(ok: bool, key: str, expected: str, value: Any) -> None:
@@ -158,7 +156,7 @@ class GeneralStageConfig(OptimConfig):
             "general preference enrichment".
         streaming: ``auto`` (stream when a set is a glob of shards or the sets hold 100,000 records or
             more), ``on`` or ``off``: read the general sets a buffer at a time so memory does not grow
-            with them (:mod:`lite_rm.data.streaming`, bench/MEMORY.md).
+            with them (:mod:`lite_rm.data.streaming`).
         buffer_pairs: pairs tokenized and grouped by length at a time when streaming.
     """
 
@@ -166,7 +164,7 @@ class GeneralStageConfig(OptimConfig):
     proportions: dict[str, float] = field(default_factory=dict)
     streaming: str = "auto"
     buffer_pairs: int = 8192
-    # 1e-4 rather than the usual 2e-5..4e-5: at 4e-5 one epoch leaves the loss at log 2 (bench/TRAINING.md)
+    # Above the usual 2e-5..4e-5: with a new reward head, smaller rates barely move the loss in one epoch.
     lr: float = 1e-4
     valid_fraction: float = 0.05
 
@@ -241,12 +239,8 @@ class CustomStageConfig(OptimConfig):
     valid_fraction: float = 0.15
     eval_every: int = 40
     patience: int = 2
-    # 0.5, not auto: in the study (academy, three seeds) a fixed half-way mix kept general accuracy
-    # within 0.5 point of the general model at 0.8 point of custom accuracy, while auto, which must
-    # judge drops on 190 noisy general validation pairs, kept 2.6 points less (bench/STUDY.md).
-    # On domains the general model opposes (DSP entertainment, literature) it costs 8-9 points of the
-    # domain at max length 128, but not at 256, where L2-SP 0.03 matched its domain accuracy and kept
-    # less (bench/TRAINING.md).
+    # 0.5, not auto: a fixed half-way mix keeps the general model's accuracy and most of the custom gain,
+    # while auto must judge accuracy drops on a small, noisy general validation split.
     interpolate: float | str = 0.5
     imitation_coef: float = 0.0
     replay_share: float = 0.0
@@ -255,7 +249,7 @@ class CustomStageConfig(OptimConfig):
     freeze_layers: int = 0
     interpolate_tolerance: float = 0.01
     # validated: never ship weights that do not beat the start model on the user's own validation pairs
-    # (issue 29: 1,000 long-answer pairs made a model worse at them and at the general sets, silently)
+    # (fine-tuning on a user's data can make a model worse at it and at the general sets, silently)
     choose: str = "validated"
     multitask: bool = False
 
@@ -340,9 +334,10 @@ class TrainConfig:
             hidden states, as sentence embedders are trained). Applies when a stage starts a new head;
             a reward checkpoint keeps the pooling it was trained with (recorded in its config.json).
         dropout: dropout while training: ``all`` (the encoder's own rates), ``hidden`` (no dropout of
-            attention probabilities, which on CPU forces PyTorch's slow unfused attention: steps take
-            about twice as long), ``off`` (none). Checkpoints keep the encoder's own rates.
-        threads: torch intra-op threads (0: torch's default).
+            attention probabilities, which on CPU forces PyTorch's slow unfused attention), ``off``
+            (none). Checkpoints keep the encoder's own rates.
+        threads: torch intra-op threads (0: as many as there are free cores,
+            :func:`lite_rm.threads.resolve_threads`).
         log_every: log loss / accuracy / margin / pairs/s every this many steps.
         save_every: write a resumable mid-stage checkpoint every this many steps (0: only at stage ends).
         eval_sets: name -> preference file evaluated after every stage; empty: the default test
@@ -361,8 +356,7 @@ class TrainConfig:
     seed: int = 0
     max_length: int = 256
     bf16: Any = "auto"
-    # off: a pipeline at 13.3 min instead of 21.1 (attention dropout forces slow unfused attention
-    # on CPU), with validation accuracy within noise of "all" (bench/TRAINING.md, "Dropout");
+    # off: attention dropout forces slow unfused attention on CPU, for no accuracy gain on validation;
     # TRL's preference trainers (DPO among them) turn dropout off by default too.
     dropout: str = "off"
     pooling: str = "cls"
@@ -430,6 +424,53 @@ class TrainConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
+@dataclass
+class DistillConfig(OptimConfig):
+    """Settings of a distillation (the optimizer fields as in :class:`OptimConfig`).
+
+    Attributes:
+        layers: encoder layers the student keeps (fewer than the teacher has).
+        keep: which layers: ``first`` (the lowest ones) or ``spread`` (evenly spaced, ending with the last).
+        pair_coef: weight of the pairwise term (the student's r(a) - r(b) toward the teacher's) beside
+            the MSE on the raw reward; 0: MSE only.
+        seed: seeds the batch plan and dropout.
+        bf16: bfloat16 autocast on CPU: ``auto`` (when the CPU computes bf16 natively), true or false.
+        dropout: dropout while training, as ``lite-rm train --dropout``.
+        threads: torch threads (0: as many as there are free cores).
+        eval_batch_size: texts per forward pass when scoring (the teacher, validation).
+        log_every: log every this many steps.
+        save_every: save the resumable state every this many steps (0: never mid-run).
+    """
+
+    # 2 layers, 1 epoch: the student of `make demo`
+    layers: int = 2
+    keep: str = "first"
+    pair_coef: float = 1.0
+    epochs: float = 1.0
+    lr: float = 1e-4
+    batch_size: int = 32
+    threads: int = 0
+    eval_batch_size: int = 64
+    seed: int = 0
+    dropout: str = "off"  # as lite-rm train: attention dropout forces slow unfused attention on CPU
+    bf16: Any = "auto"
+    log_every: int = 10
+    save_every: int = 50
+
+    def __post_init__(self) -> None:
+        self._validate("distill")
+        _positive("distill.layers", self.layers, integer=True)
+        _check(self.keep in KEEP_CHOICES, "distill.keep", f"one of {', '.join(KEEP_CHOICES)}", self.keep)
+        _non_negative("distill.pair_coef", self.pair_coef)
+        _check(self.bf16 in ("auto", True, False), "distill.bf16", "auto, true or false", self.bf16)
+        _check(self.dropout in DROPOUT_CHOICES, "distill.dropout", f"one of {', '.join(DROPOUT_CHOICES)}",
+               self.dropout)
+        _non_negative("distill.threads", self.threads, integer=True)
+        _positive("distill.eval_batch_size", self.eval_batch_size, integer=True)
+        _positive("distill.log_every", self.log_every, integer=True)
+        _non_negative("distill.save_every", self.save_every, integer=True)
+
+
 def _build(cls: type[T], data: dict[str, Any], prefix: str, nested: set[str] | None = None) -> T:
     names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(names))
@@ -442,3 +483,90 @@ def _build(cls: type[T], data: dict[str, Any], prefix: str, nested: set[str] | N
         return cls(**data)
     except TypeError as err:  # a wrong type the checks could not name (should be rare)
         raise ConfigError(f"config {prefix[:-1] or 'top level'}: {err}") from None
+
+
+# The flags of `lite-rm train` and the keys they set; the CLI is built from this table, defaults shown as
+# TrainConfig has them. A flag not given leaves the key as the config file (or the default) has it.
+_RUN, _DATA, _CUSTOM, _STAGES, _MACHINE = "Run", "Data", "Custom stage", "Every reward stage", "Hardware"
+TRAIN_FLAGS = (
+    Flag("-o --output", "output_dir", "Run folder for checkpoints and results.", _RUN),
+    Flag("--model", "model", "Encoder to start from: 'default' (offline all-MiniLM-L6-v2), a folder or a hub id.",
+         _RUN),
+    Flag("--data-dir", "data_dir", "Data folder (else $LITE_RM_DATA or ../shared/data).", _RUN, kind="folder"),
+    Flag("--stages", "stages", "Comma-separated stages to run, e.g. 'general,custom'.", _RUN, kind="csv"),
+    Flag("--domain", "custom.domains", "DSP domain to customize for (repeatable).", _DATA, kind="list"),
+    Flag("--custom-data", "custom.data", "Preference data to customize on instead of DSP: a file, a datasets "
+         "folder or a hub dataset name (read with --format/--split/--column/--skip-invalid).", _DATA,
+         metavar="SOURCE"),
+    Flag("--general-set", "general.sets", "A general preference set: a file, a quoted glob of shards "
+         "('shards/*.jsonl.gz'), a datasets folder or a hub dataset name (repeatable; replaces the default "
+         "helpful/harmless/WebGPT). Large sets are streamed.", _DATA, kind="table", metavar="NAME=SOURCE"),
+    Flag("--proportion", "general.proportions", "Uses per epoch of a general set's pairs (repeatable; 1 = once).",
+         _DATA, kind="numbers", metavar="NAME=X"),
+    Flag("--eval-set", "eval_sets", "An evaluation set (repeatable; replaces the default test files).", _DATA,
+         kind="table", metavar="NAME=FILE"),
+    Flag("--multitask/--one-model-per-domain", "custom.multitask", "Train ONE model for all --domain values: a "
+         "head per domain on a shared encoder (custom-multitask/).", _CUSTOM, kind="switch"),
+    Flag("--listwise/--pairwise", "custom.listwise", "Train DSP lists with a softmax, or as pairs.", _CUSTOM,
+         kind="switch"),
+    Flag("--imitation-coef", "custom.imitation_coef", "Weight of the MLM loss on preferred responses.", _CUSTOM,
+         kind="float"),
+    Flag("--replay-share", "custom.replay_share", "Share of each custom batch that is general pairs.", _CUSTOM,
+         kind="float"),
+    Flag("--l2sp-coef", "custom.l2sp_coef", "L2-SP: share of the distance to the general weights pulled back per "
+         "step, in [0, 1).", _CUSTOM, kind="float"),
+    Flag("--freeze-layers", "custom.freeze_layers", "Freeze the lowest N transformer layers.", _CUSTOM, kind="int"),
+    Flag("--freeze-embeddings/--train-embeddings", "custom.freeze_embeddings", "Freeze the embeddings.", _CUSTOM,
+         kind="switch"),
+    Flag("--interpolate", "custom.interpolate", "Weight interpolation: off, auto (chosen on validation) or a "
+         "number in [0, 1].", _CUSTOM),
+    Flag("--choose", "custom.choose", "What the custom stage ships: validated = the fine-tuned model or a mix only "
+         "if it beats the start model on the custom validation pairs (paired bootstrap) and keeps general "
+         "accuracy, else the start model; finetuned = as --interpolate sets it, unchecked; start = the start "
+         "model.", _CUSTOM, kind="choice", choices=CHOOSE_CHOICES),
+    Flag("--epochs", ("general.epochs", "custom.epochs"), "Epochs of every reward stage.", _STAGES, kind="float"),
+    Flag("--max-steps", ("base.max_steps", "general.max_steps", "custom.max_steps"),
+         "Stop every stage after this many steps (0: no limit; quick runs).", _STAGES, kind="int"),
+    Flag("--seed", "seed", "Seed for data order, masking, dropout and head initialization.", _STAGES, kind="int"),
+    Flag("--max-length", "max_length", "Token budget of the input rule.", _STAGES, kind="int"),
+    Flag("--bf16/--no-bf16", "bf16", "bfloat16 autocast (auto: on a GPU that supports it, on a CPU with native "
+         "bf16).", _MACHINE, kind="switch"),
+    Flag("--device", "device", "Where to train: auto = CUDA when available, else Apple MPS, else the CPU.",
+         _MACHINE, kind="choice", choices=DEVICE_CHOICES),
+    Flag("--processes", "processes", "Training processes on this machine (PyTorch DDP: one per GPU, or gloo "
+         "processes on the CPU); every step's batch is shared out, so results match one process.", _MACHINE,
+         kind="int", low=1),
+    Flag("--dropout", "dropout", "Dropout while training: the encoder's own (all), none on attention (hidden), "
+         "none (off).", _MACHINE, kind="choice", choices=DROPOUT_CHOICES),
+    Flag("--threads", "threads", "Torch threads (0: as many as free cores).", _MACHINE, kind="int", low=0),
+    Flag("--report-to", "report_to", "Also send the logged metrics to TensorBoard (RUN/tensorboard/<stage>/) or "
+         "Weights & Biases (repeatable; RUN/.metrics/<stage>.jsonl is always written).", _MACHINE, kind="list",
+         choices=REPORTERS),
+)
+# The shared data-source flags (lite_rm.cli.options.data_source_options) and the keys they set for train.
+DATA_SOURCE_KEYS = {"data_format": "custom.data_format", "split": "custom.data_split",
+                    "columns": "custom.data_columns", "skip_invalid": "custom.skip_invalid"}
+
+
+# The flags of `lite-rm distill` and the DistillConfig fields they set (built as TRAIN_FLAGS is).
+_STUDENT, _STEPS = "Student", "Training"
+DISTILL_FLAGS = (
+    Flag("--layers", "layers", "Encoder layers the student keeps.", _STUDENT, kind="int", low=1),
+    Flag("--keep", "keep", "Which of the teacher's layers: the lowest ones, or evenly spaced ending with the last.",
+         _STUDENT, kind="choice", choices=KEEP_CHOICES),
+    Flag("--pair-coef", "pair_coef", "Weight of the pairwise term (the student's r(a) - r(b) toward the "
+         "teacher's) beside the MSE.", _STUDENT, kind="float", low=0),
+    Flag("--epochs", "epochs", "Passes over the teacher's training texts.", _STEPS, kind="float", low=0,
+         low_open=True),
+    Flag("--max-steps", "max_steps", "Stop after this many steps (0: no limit).", _STEPS, kind="int", low=0),
+    Flag("--lr", "lr", "Peak learning rate (AdamW, linear warm-up and decay).", _STEPS, kind="float"),
+    Flag("--batch-size", "batch_size", "Pairs per step.", _STEPS, kind="int", low=1),
+    Flag("--eval-every", "eval_every", "Validate on the held-out pairs every N steps (0: once per epoch); the "
+         "best is kept.", _STEPS, kind="int", low=0),
+    Flag("--patience", "patience", "Stop after N validations without improvement (0: never).", _STEPS, kind="int",
+         low=0),
+    Flag("--seed", "seed", "Seed of the batch order.", _STEPS, kind="int"),
+    Flag("--bf16/--no-bf16", "bf16", "bfloat16 autocast on CPU (auto: when the CPU computes bf16 natively).",
+         _MACHINE, kind="switch"),
+    Flag("--threads", "threads", "Torch threads (0: as many as free cores).", _MACHINE, kind="int", low=0),
+)

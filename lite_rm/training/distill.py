@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from lite_rm.scoring.evaluation import pairwise_accuracy
 from lite_rm.threads import resolve_threads
 from lite_rm.training.batching import PairData, encode_preferences, plan_epochs
 from lite_rm.training.checkpoint import META_FILE, ValidationSplit, input_rule_of, read_meta, validation_split_of
-from lite_rm.training.config import DROPOUT_CHOICES, ConfigError, OptimConfig, _check, _non_negative, _positive
+from lite_rm.training.config import KEEP_CHOICES, ConfigError, DistillConfig
 from lite_rm.training.loop import run_loop
 from lite_rm.training.modeling import (
     hf_tokenizer,
@@ -52,55 +52,7 @@ from lite_rm.training.modeling import (
 
 logger = logging.getLogger(__name__)
 
-KEEP_CHOICES = ("first", "spread")
 TEACHER_SCORES = "teacher_scores.safetensors"  # in the state folder: the teacher runs once per distillation
-
-
-@dataclass
-class DistillConfig(OptimConfig):
-    """Settings of a distillation (the optimizer fields as in :class:`OptimConfig`).
-
-    Attributes:
-        layers: encoder layers the student keeps (fewer than the teacher has).
-        keep: which layers: ``first`` (the lowest ones) or ``spread`` (evenly spaced, ending with the last).
-        pair_coef: weight of the pairwise term (the student's r(a) - r(b) toward the teacher's) beside
-            the MSE on the raw reward; 0: MSE only.
-        seed: seeds the batch plan and dropout.
-        bf16: bfloat16 autocast on CPU: ``auto`` (when the CPU computes bf16 natively), true or false.
-        dropout: dropout while training, as ``lite-rm train --dropout``.
-        threads: torch threads (0: as many as there are free cores).
-        eval_batch_size: texts per forward pass when scoring (the teacher, validation).
-        log_every: log every this many steps.
-        save_every: save the resumable state every this many steps (0: never mid-run).
-    """
-
-    # 2 layers, 1 epoch: the student of `make demo`
-    layers: int = 2
-    keep: str = "first"
-    pair_coef: float = 1.0
-    epochs: float = 1.0
-    lr: float = 1e-4
-    batch_size: int = 32
-    threads: int = 0
-    eval_batch_size: int = 64
-    seed: int = 0
-    dropout: str = "off"  # as lite-rm train: attention dropout forces slow unfused attention on CPU
-    bf16: Any = "auto"
-    log_every: int = 10
-    save_every: int = 50
-
-    def __post_init__(self) -> None:
-        self._validate("distill")
-        _positive("distill.layers", self.layers, integer=True)
-        _check(self.keep in KEEP_CHOICES, "distill.keep", f"one of {', '.join(KEEP_CHOICES)}", self.keep)
-        _non_negative("distill.pair_coef", self.pair_coef)
-        _check(self.bf16 in ("auto", True, False), "distill.bf16", "auto, true or false", self.bf16)
-        _check(self.dropout in DROPOUT_CHOICES, "distill.dropout", f"one of {', '.join(DROPOUT_CHOICES)}",
-               self.dropout)
-        _non_negative("distill.threads", self.threads, integer=True)
-        _positive("distill.eval_batch_size", self.eval_batch_size, integer=True)
-        _positive("distill.log_every", self.log_every, integer=True)
-        _non_negative("distill.save_every", self.save_every, integer=True)
 
 
 def kept_layers(teacher_layers: int, layers: int, keep: str = "first") -> list[int]:
