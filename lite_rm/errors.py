@@ -19,3 +19,8 @@ class ConfigError(LiteRMError, ValueError):
 class ExportError(LiteRMError, ValueError):
     """A checkpoint that cannot be exported as asked (not a one-label reward model, custom code, no
     tokenizer, no validation pairs); the message says what to give instead."""
+
+
+class InputError(LiteRMError, ValueError):
+    """An input lite-rm cannot use: a folder of the wrong kind (a bundle for a checkpoint, a run folder
+    without results), corrupted metadata, a head name, too few comparisons; the message says what to give."""

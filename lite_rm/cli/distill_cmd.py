@@ -8,7 +8,6 @@ from typing import Any
 
 import click
 
-from lite_rm.cli import fail
 from lite_rm.cli.options import SectionedCommand, flag_options, flag_sections, flag_values, json_option
 from lite_rm.training.config import DISTILL_FLAGS, DistillConfig
 
@@ -42,20 +41,14 @@ def distill(teacher: str, output: str, data_dir: str | None, resume: bool, overw
     from lite_rm.files import check_output
     from lite_rm.training.encoders import refuse_bundle
 
-    try:
-        refuse_bundle(teacher)  # a ValueError of lite_rm.training.encoders
-    except ValueError as err:
-        fail(err)
+    refuse_bundle(teacher)
     check_output(output, "checkpoint", [teacher], overwrite, keep_existing=resume)  # before torch loads
     require("torch")
     require("transformers")
     from lite_rm.training.distill import distill as run_distill
 
     settings = flag_values(DISTILL_FLAGS, flags)
-    try:
-        summary = run_distill(teacher, output, data_dir=data_dir, resume=resume, overwrite=overwrite, **settings)
-    except ValueError as err:  # the distillation's own checks (--layers, the teacher's recorded data)
-        fail(err)
+    summary = run_distill(teacher, output, data_dir=data_dir, resume=resume, overwrite=overwrite, **settings)
     if as_json:
         click.echo(json.dumps({"student": str(output), "training": summary}, indent=2))
         return

@@ -11,7 +11,6 @@ from typing import Any
 
 import click
 
-from lite_rm.cli import fail
 from lite_rm.cli.options import SectionedCommand, flag_options, flag_sections, flag_values, json_option, threads_option
 from lite_rm.exporting.options import EXPORT_FLAGS, ExportOptions
 from lite_rm.scoring.bundle import Manifest
@@ -53,11 +52,8 @@ def export(checkpoint: str, output: str, overwrite: bool, threads: int, as_json:
     from lite_rm.exporting import export_bundle, export_steps
 
     options = ExportOptions(**flag_values(EXPORT_FLAGS, flags), threads=resolve_threads(threads))
-    try:
-        with _progress_bar(export_steps(options)) as step_done:
-            manifest = export_bundle(checkpoint, output, options, progress=step_done, overwrite=overwrite)
-    except ValueError as err:  # a checkpoint's corrupted lite_rm.json (lite_rm.training.checkpoint)
-        fail(err)
+    with _progress_bar(export_steps(options)) as step_done:
+        manifest = export_bundle(checkpoint, output, options, progress=step_done, overwrite=overwrite)
     summary = export_summary(output, manifest)
     if as_json:
         click.echo(json.dumps(summary, indent=2))

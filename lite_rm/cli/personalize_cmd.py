@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from lite_rm.cli import fail
 from lite_rm.cli.options import data_source_options, json_option, parse_columns, threads_option
 
 
@@ -51,16 +50,13 @@ def personalize(bundle: str, comparisons: str, name: str, profile: str | None, d
         # the Hub's cache is shared and its files are links to blobs: never write a head into it
         raise click.UsageError(f"{bundle} is a Hugging Face Hub repository: write the head to a file with "
                                "--profile FILE (then: lite-rm score ... --head FILE)")
-    try:  # the head name and the fit's own checks (too few comparisons, ...) are ValueErrors of the library
-        check_head_name(name)
-        data = load_preferences(comparisons, format=data_format, domain=domain, skip_invalid=skip_invalid,
-                                columns=parse_columns(columns), split=split)
-        scorer = Scorer(resolve_bundle(bundle), threads=resolve_threads(threads))
-        pairs = data.pairs
-        report = scorer.personalize([p.prompt for p in pairs], [p.chosen for p in pairs],
-                                    [p.rejected for p in pairs], name, profile=profile, seed=seed)
-    except ValueError as err:
-        fail(err)
+    check_head_name(name)
+    data = load_preferences(comparisons, format=data_format, domain=domain, skip_invalid=skip_invalid,
+                            columns=parse_columns(columns), split=split)
+    scorer = Scorer(resolve_bundle(bundle), threads=resolve_threads(threads))
+    pairs = data.pairs
+    report = scorer.personalize([p.prompt for p in pairs], [p.chosen for p in pairs],
+                                [p.rejected for p in pairs], name, profile=profile, seed=seed)
     result = {"name": name, "bundle": bundle, "source": comparisons, "skipped": data.report.skipped_total,
               **report.to_dict()}
     if as_json:

@@ -61,9 +61,6 @@ def _plot_bundle(folder: Path, output: Path | None, data: str | None, data_forma
     if data:
         pairs = load_preferences(data, format=data_format, split=split, columns=parse_columns(columns) or None,
                                  skip_invalid=skip_invalid).pairs
-    try:
-        written = plotting.plot_bundle(folder, pairs, output, max_pairs=max_pairs)
-    except ValueError as err:  # plotting's own: no held-out split recorded, no pairs to score
-        fail(err)
+    written = plotting.plot_bundle(folder, pairs, output, max_pairs=max_pairs)
     for path in written:
         click.echo(str(path))

@@ -11,7 +11,6 @@ from typing import Any
 
 import click
 
-from lite_rm.cli import fail
 from lite_rm.cli.options import (
     SectionedCommand,
     data_source_options,
@@ -89,10 +88,7 @@ def train(config_file: str | None, settings: tuple[str, ...], resume: bool, over
     check_reporters(config.report_to)  # a missing library fails now, not after the first stage
     from lite_rm.training.pipeline import train as run_training
 
-    try:
-        results = run_training(config, resume=resume, overwrite=overwrite)
-    except ValueError as err:  # the training modules' own checks: a bundle as --model, a resume on other data
-        fail(err)
+    results = run_training(config, resume=resume, overwrite=overwrite)
     out = Path(config.output_dir)
     if as_json:
         click.echo(json.dumps(results, indent=2))

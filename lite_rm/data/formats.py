@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lite_rm.data.records import DataError, PreferencePair, RankedList
+from lite_rm.errors import ConfigError
 
 FORMATS = ("dsp", "text-score", "hh-rlhf", "pairs")
 DSP_DOMAINS = ("academy", "business", "entertainment", "literature")
@@ -178,7 +179,7 @@ def pairs_from_record(
         return [PreferencePair(prompt, c, r, loc)]
     if fmt == "pairs":
         return [_pair_from_pairs(record, loc)]
-    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    raise ConfigError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
 def _finite(number: float) -> bool:

@@ -18,6 +18,7 @@ from lite_rm.data.formats import (
 )
 from lite_rm.data.readers import Row, convert_rows, read_rows
 from lite_rm.data.records import DataError, LoadReport, PreferencePair, PreferenceSet, RankedList
+from lite_rm.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ def iter_preferences(
         DataError: a bad record (unless skipped), or a source missing or damaged as a whole.
     """
     if format is not None and format not in (*FORMATS, "hf"):
-        raise ValueError(f"unknown format {format!r}; expected one of {', '.join((*FORMATS, 'hf'))}")
+        raise ConfigError(f"unknown format {format!r}; expected one of {', '.join((*FORMATS, 'hf'))}")
     report.format = "?" if format in (None, "hf") else str(format)
 
     def convert(row: Row, raw: dict[str, Any]) -> list[PreferencePair]:

@@ -35,6 +35,7 @@ from lite_rm.data.loading import check_loaded, iter_preferences
 from lite_rm.data.readers import count_records, is_dataset_source, is_glob, open_hf_dataset
 from lite_rm.data.records import DataError, LoadReport, PreferencePair
 from lite_rm.data.splitting import in_validation
+from lite_rm.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def wants_streaming(sources: Mapping[str, str], mode: str = "auto", threshold: i
         ValueError: an unknown mode.
     """
     if mode not in MODES:
-        raise ValueError(f"general.streaming: expected one of {', '.join(MODES)}, found {mode!r}")
+        raise ConfigError(f"general.streaming: expected one of {', '.join(MODES)}, found {mode!r}")
     if mode != "auto":
         return mode == "on"
     if any(is_glob(source) for source in sources.values()):

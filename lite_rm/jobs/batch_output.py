@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from lite_rm.errors import ConfigError
 from lite_rm.files import OutputError, identity_change, write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -278,7 +279,7 @@ def open_output(output: str | Path, *, resume: bool = False, source: dict[str, A
     """
     if str(output) == STDOUT:
         if resume:
-            raise ValueError("--resume needs an output file (-o FILE): stdout keeps no partial results")
+            raise ConfigError("--resume needs an output file (-o FILE): stdout keeps no partial results")
         out: _Partial | _Stdout = _Stdout()
     else:
         refuse_folder(output)

@@ -31,7 +31,7 @@ import numpy as np
 
 from lite_rm.data.readers import kind_from_name
 from lite_rm.data.records import DataError
-from lite_rm.errors import LiteRMError
+from lite_rm.errors import InputError, LiteRMError
 from lite_rm.extras import require
 from lite_rm.files import write_text_atomic
 from lite_rm.jobs.batch_output import PARTIAL_SUFFIX
@@ -69,7 +69,7 @@ def list_shards(source: str | Path) -> list[Path]:
     for shard in shards:
         name = output_name(shard)
         if name in seen:
-            raise ValueError(f"{seen[name]} and {shard} would both write {name}; rename one of them")
+            raise InputError(f"{seen[name]} and {shard} would both write {name}; rename one of them")
         seen[name] = shard
     return shards
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from lite_rm.errors import InputError
 from lite_rm.extras import require
 from lite_rm.training.metrics import METRICS_DIR, METRICS_FILE, stage_rows
 
@@ -131,15 +132,15 @@ def general_kept_of(results: Path) -> dict[str, float]:
     try:
         data = json.loads(results.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:
-        raise ValueError(f"{results}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+        raise InputError(f"{results}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except (ValueError, RecursionError) as err:
-        raise ValueError(f"{results}: not valid JSON ({str(err)[:120]})") from None
+        raise InputError(f"{results}: not valid JSON ({str(err)[:120]})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{results}: expected a JSON object, found {type(data).__name__}")
+        raise InputError(f"{results}: expected a JSON object, found {type(data).__name__}")
     kept = data.get("general_kept") or {}
     if not isinstance(kept, dict) or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in kept.values()):
-        raise ValueError(f"{results}: field 'general_kept': expected an object of model name -> number, "
+        raise InputError(f"{results}: field 'general_kept': expected an object of model name -> number, "
                          f"found {str(kept)[:80]}")
     return {str(k): float(v) for k, v in kept.items()}
 
@@ -240,7 +241,7 @@ def held_out_pairs(manifest: Any) -> list[Any]:
 
     meta = (manifest.data.get("source") or {}).get("lite_rm_meta") or {}
     if not meta.get("validation_split"):
-        raise ValueError(f"{manifest.folder}: the bundle records no held-out split of its training data; "
+        raise InputError(f"{manifest.folder}: the bundle records no held-out split of its training data; "
                          "give the pairs with --data FILE")
     held = ValidationSplit.from_dict(meta["validation_split"]).held_out()
     return [pair for pairs in held.values() for pair in pairs]
@@ -266,7 +267,7 @@ def plot_bundle(bundle: str | Path, pairs: Sequence[Any] | None = None, out: str
     scorer = Scorer(bundle)
     pairs = list(pairs) if pairs is not None else held_out_pairs(scorer.manifest)
     if not pairs:
-        raise ValueError(f"{bundle}: no pairs to score for the reliability diagram")
+        raise InputError(f"{bundle}: no pairs to score for the reliability diagram")
     if len(pairs) > max_pairs:
         keep = np.random.default_rng(seed).choice(len(pairs), max_pairs, replace=False)
         pairs = [pairs[i] for i in sorted(keep)]

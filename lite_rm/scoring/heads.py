@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from lite_rm.errors import InputError
 from lite_rm.files import write_text_atomic
 from lite_rm.scoring.bundle import MAX_MAGNITUDE, BundleError, Calibration, Manifest, bounded, show_value
 from lite_rm.scoring.runtimes import EMBEDDING_OUTPUT, SCORE_OUTPUT
@@ -41,7 +42,7 @@ _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # fullmatch: "$" would 
 def check_head_name(name: Any) -> str:
     """``name`` when it can name a head file, else a ValueError saying what a name may hold."""
     if not isinstance(name, str) or not _NAME.fullmatch(name) or name.endswith(".json"):
-        raise ValueError(f"head name: expected 1-64 letters, digits, '_', '.', '-' (not starting with '.', "
+        raise InputError(f"head name: expected 1-64 letters, digits, '_', '.', '-' (not starting with '.', "
                          f"no .json suffix), found {name!r}")
     return name
 
@@ -347,7 +348,7 @@ class HeadSet:
         mixture: dict[str, float] = {}
         for name, weight in spec.items():
             if not bounded(weight):
-                raise ValueError(f"head[{name!r}]: expected a finite weight within ±{MAX_MAGNITUDE:g}, "
+                raise InputError(f"head[{name!r}]: expected a finite weight within ±{MAX_MAGNITUDE:g}, "
                                  f"found {weight!r}")
             resolved = str(self.resolve(name))
             mixture[resolved] = mixture.get(resolved, 0.0) + float(weight)

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from lite_rm.errors import InputError
 from lite_rm.extras import require
 from lite_rm.scoring.bundle import Calibration
 from lite_rm.scoring.evaluation import pair_correctness
@@ -102,10 +103,10 @@ def fit_head(diffs: np.ndarray, prior: LinearHead, name: str, groups: Sequence[A
     check_head_name(name)
     diffs = np.asarray(diffs, dtype=np.float64)
     if diffs.ndim != 2 or diffs.shape[1] != prior.dim:
-        raise ValueError(f"personalize: expected embedding differences of shape (n, {prior.dim}), found {diffs.shape}")
+        raise InputError(f"personalize: expected embedding differences of shape (n, {prior.dim}), found {diffs.shape}")
     keys = list(groups) if groups is not None else list(range(len(diffs)))
     if len(keys) != len(diffs):
-        raise ValueError(f"personalize: {len(keys)} groups for {len(diffs)} comparisons; expected one per comparison")
+        raise InputError(f"personalize: {len(keys)} groups for {len(diffs)} comparisons; expected one per comparison")
     # A repeated comparison adds no evidence, and its copies in different folds would score each other
     # (an inflated cross-validated accuracy). Keep each once.
     _, first = np.unique(diffs, axis=0, return_index=True)
@@ -113,7 +114,7 @@ def fit_head(diffs: np.ndarray, prior: LinearHead, name: str, groups: Sequence[A
     given, diffs, keys = len(diffs), diffs[first], [keys[i] for i in first]
     n = len(diffs)
     if n < MIN_COMPARISONS:
-        raise ValueError(f"personalize: {_counted(given, n)}; at least {MIN_COMPARISONS} distinct comparisons "
+        raise InputError(f"personalize: {_counted(given, n)}; at least {MIN_COMPARISONS} distinct comparisons "
                          "are needed to fit and cross-validate a head (give more of the user's choices)")
     model_selection = require("sklearn.model_selection", extra="personalize")
     linear_model = require("sklearn.linear_model", extra="personalize")
@@ -191,13 +192,13 @@ def personalize(scorer: Any, prompts: Sequence[Any], chosen: Sequence[Any], reje
     """
     check_head_name(name)
     if name == DEFAULT_HEAD:
-        raise ValueError(f"personalize: {DEFAULT_HEAD!r} is the bundle's own score; give the head another name")
+        raise InputError(f"personalize: {DEFAULT_HEAD!r} is the bundle's own score; give the head another name")
     if not (len(prompts) == len(chosen) == len(rejected)):
-        raise ValueError(f"personalize: {len(prompts)} prompts, {len(chosen)} chosen, {len(rejected)} rejected; "
+        raise InputError(f"personalize: {len(prompts)} prompts, {len(chosen)} chosen, {len(rejected)} rejected; "
                          "expected one of each per comparison")
     distinct = len(set(zip(map(str, prompts), map(str, chosen), map(str, rejected), strict=True)))
     if distinct < MIN_COMPARISONS:  # before the encoding: duplicates are dropped again, exactly, by fit_head
-        raise ValueError(f"personalize: {_counted(len(prompts), distinct)}; at least {MIN_COMPARISONS} distinct "
+        raise InputError(f"personalize: {_counted(len(prompts), distinct)}; at least {MIN_COMPARISONS} distinct "
                          "comparisons are needed to fit and cross-validate a head")
     started = time.perf_counter()
     embedded = scorer.embed_pairs(list(prompts) * 2, list(chosen) + list(rejected))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lite_rm.data import PreferencePair, load_preferences, split_by_prompt
+from lite_rm.errors import InputError
 from lite_rm.files import write_text_atomic
 from lite_rm.scoring.encoding import InputRule
 
@@ -38,9 +39,9 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid JSON ({err}); the checkpoint metadata is corrupted") from None
+        raise InputError(f"{path}: not valid JSON ({err}); the checkpoint metadata is corrupted") from None
     if not isinstance(meta, dict) or "input_rule" not in meta:
-        raise ValueError(f"{path}: expected an object with 'input_rule', found {str(meta)[:80]}")
+        raise InputError(f"{path}: expected an object with 'input_rule', found {str(meta)[:80]}")
     return meta
 
 
@@ -75,19 +76,19 @@ class HeldOutSet:
     @classmethod
     def from_dict(cls, data: Any) -> HeldOutSet:
         if not isinstance(data, dict):
-            raise ValueError(f"validation_split.sets: expected objects, found {type(data).__name__}")
+            raise InputError(f"validation_split.sets: expected objects, found {type(data).__name__}")
         fraction = data.get("valid_fraction")
         if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0 <= fraction < 1:
-            raise ValueError(f"validation_split valid_fraction: expected a number in [0, 1), found {fraction!r}")
+            raise InputError(f"validation_split valid_fraction: expected a number in [0, 1), found {fraction!r}")
         for key in ("name", "source"):
             if not isinstance(data.get(key), str) or not data[key]:
-                raise ValueError(f"validation_split {key}: expected a non-empty string, found {data.get(key)!r}")
+                raise InputError(f"validation_split {key}: expected a non-empty string, found {data.get(key)!r}")
         domain = data.get("domain")
         if domain is not None and not isinstance(domain, str):
-            raise ValueError(f"validation_split domain: expected a string or null, found {domain!r}")
+            raise InputError(f"validation_split domain: expected a string or null, found {domain!r}")
         options = data.get("options") or {}
         if not isinstance(options, dict) or not set(options) <= LOAD_OPTIONS:
-            raise ValueError(f"validation_split options: expected an object with keys among {sorted(LOAD_OPTIONS)}, "
+            raise InputError(f"validation_split options: expected an object with keys among {sorted(LOAD_OPTIONS)}, "
                              f"found {options!r:.80}")
         return cls(data["name"], data["source"], float(fraction), domain, dict(options))
 
@@ -109,10 +110,10 @@ class ValidationSplit:
     @classmethod
     def from_dict(cls, data: Any) -> ValidationSplit:
         if not isinstance(data, dict) or not isinstance(data.get("sets"), list):
-            raise ValueError(f"validation_split: expected an object with 'seed' and 'sets', found {data!r:.80}")
+            raise InputError(f"validation_split: expected an object with 'seed' and 'sets', found {data!r:.80}")
         seed = data.get("seed")
         if not isinstance(seed, int) or isinstance(seed, bool):
-            raise ValueError(f"validation_split seed: expected an integer, found {seed!r}")
+            raise InputError(f"validation_split seed: expected an integer, found {seed!r}")
         return cls(seed, tuple(HeldOutSet.from_dict(s) for s in data["sets"]))
 
     def held_out(self) -> dict[str, list[PreferencePair]]:
@@ -132,4 +133,4 @@ def validation_split_of(folder: str | Path) -> ValidationSplit | None:
     try:
         return ValidationSplit.from_dict(data)
     except ValueError as err:
-        raise ValueError(f"{Path(folder) / META_FILE}: {err}") from None
+        raise InputError(f"{Path(folder) / META_FILE}: {err}") from None

@@ -32,6 +32,7 @@ import torch
 
 from lite_rm.data import PreferencePair, load_preferences, split_by_prompt
 from lite_rm.data.locations import DSP_TRAIN, GENERAL_TRAIN
+from lite_rm.errors import InputError
 from lite_rm.files import check_output, folder_digest
 from lite_rm.scoring.encoding import load_tokenizer, pad_id_of
 from lite_rm.scoring.evaluation import pairwise_accuracy
@@ -62,13 +63,13 @@ def kept_layers(teacher_layers: int, layers: int, keep: str = "first") -> list[i
         ValueError: ``layers`` is not smaller than the teacher's count, or ``keep`` is unknown.
     """
     if not 0 < layers < teacher_layers:
-        raise ValueError(f"--layers: expected 1 to {teacher_layers - 1} (the teacher has {teacher_layers} "
+        raise ConfigError(f"--layers: expected 1 to {teacher_layers - 1} (the teacher has {teacher_layers} "
                          f"encoder layers; a student keeps fewer), found {layers}")
     if keep == "first":
         return list(range(layers))
     if keep == "spread":  # evenly spaced, the last layer included: 6 -> 3 keeps 1, 3, 5
         return sorted({round((i + 1) * teacher_layers / layers) - 1 for i in range(layers)})
-    raise ValueError(f"keep: expected one of {', '.join(KEEP_CHOICES)}, found {keep!r}")
+    raise ConfigError(f"keep: expected one of {', '.join(KEEP_CHOICES)}, found {keep!r}")
 
 
 def _layer_list(model: Any) -> torch.nn.ModuleList:
@@ -78,7 +79,7 @@ def _layer_list(model: Any) -> torch.nn.ModuleList:
         layers = getattr(owner, "layer", None)
         if isinstance(layers, torch.nn.ModuleList):
             return layers
-    raise ValueError(f"{type(model).__name__}: cannot find its encoder layers (expected base_model.encoder.layer "
+    raise InputError(f"{type(model).__name__}: cannot find its encoder layers (expected base_model.encoder.layer "
                      "or base_model.transformer.layer); distillation supports BERT-family encoders")
 
 
@@ -266,7 +267,7 @@ def distill(teacher: str | Path, output: str | Path, layers: int = DistillConfig
         return finished
     recorded = validation_split_of(teacher)
     if recorded is None:
-        raise ValueError(f"teacher {teacher}: its lite_rm.json records no validation_split, so its training "
+        raise InputError(f"teacher {teacher}: its lite_rm.json records no validation_split, so its training "
                          "and held-out pairs are unknown; retrain it with this lite-rm version")
     split = relocate(recorded, data_dir)
     rule, bf16, batch = input_rule_of(teacher), resolve_bf16(config.bf16), config.eval_batch_size
@@ -278,7 +279,7 @@ def distill(teacher: str | Path, output: str | Path, layers: int = DistillConfig
         pad_id = pad_id_of(tokenizer)
         train_pairs, valid_pairs = split_pairs(split)
         if not train_pairs:
-            raise ValueError(f"teacher {teacher}: its recorded training sets hold no training pairs")
+            raise InputError(f"teacher {teacher}: its recorded training sets hold no training pairs")
         data, valid = encode_preferences(tokenizer, rule, train_pairs), encode_preferences(tokenizer, rule, valid_pairs)
         t_train, t_valid = _teacher_scores(model, data, valid, pad_id, bf16, batch, state_dir / TEACHER_SCORES)
         student = shrink(model, keep)  # the teacher's weights, layers dropped: the teacher itself is gone now

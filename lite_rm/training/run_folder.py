@@ -14,6 +14,7 @@ from lite_rm.data.locations import DSP_TEST, DSP_TRAIN, GENERAL_TEST, GENERAL_TR
 from lite_rm.files import identity_change, input_identity
 from lite_rm.training.checkpoint import META_FILE
 from lite_rm.training.config import TrainConfig
+from lite_rm.training.state import ResumeStateError
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def _check_config(run: Path, before: dict[str, Any], config: TrainConfig) -> Non
     now = config.to_dict()
     changed = sorted(k for k in set(before) | set(now) if k not in _RESUME_FREE_KEYS and before.get(k) != now.get(k))
     if changed:
-        raise ValueError(
+        raise ResumeStateError(
             f"{run} was started with a different configuration (keys {', '.join(changed)} differ); "
             "resume with the same settings, or start the run again with --overwrite (or in another output "
             "folder)"
@@ -127,7 +128,7 @@ def _check_data(run: Path, config: TrainConfig) -> None:
     try:
         before = json.loads(saved.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise ValueError(f"{saved}: unreadable ({err}); start the run again with --overwrite") from None
+        raise ResumeStateError(f"{saved}: unreadable ({err}); start the run again with --overwrite") from None
     before = before if isinstance(before, dict) else {}
     now = data_identity(config)
     for role in sorted(set(before) | set(now)):
@@ -136,7 +137,7 @@ def _check_data(run: Path, config: TrainConfig) -> None:
         else:
             change = identity_change(before[role], now[role]) or ""
         if change:
-            raise ValueError(f"{run} was started on other data ({role}: {change}); resume with the data it "
+            raise ResumeStateError(f"{run} was started on other data ({role}: {change}); resume with the data it "
                              "started on, or start the run again with --overwrite (or in another output folder)")
 
 
