@@ -28,8 +28,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench/results/distill"
 sys.path.insert(0, str(REPO / "bench"))
@@ -156,19 +154,9 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 def chart(r: dict[str, Any], path: Path) -> None:
-    from matplotlib.figure import Figure
+    from score_bench import speed_accuracy_chart
 
-    fig = Figure(figsize=(6.4, 4.2))
-    ax = fig.add_subplot()
-    for key, row in r["rows"].items():
-        mean = float(np.mean(list(row["accuracy"].values())))
-        ax.scatter(row["speedup"], mean)
-        ax.annotate(key, (row["speedup"], mean), fontsize=8, xytext=(4, 4), textcoords="offset points")
-    ax.set_xlabel("× CrossEncoder fp32 at batch 32")
-    ax.set_ylabel("mean test accuracy (4 sets)")
-    ax.set_title(f"students vs teacher, {r['machine']['family']}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    speed_accuracy_chart(r, path, f"students vs teacher, {r['machine']['family']}", log=False)
 
 
 if __name__ == "__main__":
