@@ -54,6 +54,10 @@ def _cases(tmp_path: Path, tiny_checkpoint: Path, data_dir: Path) -> list[list[s
         ["personalize", str(tmp_path / "no-bundle"), "-c", str(data_dir / "general/webgpt.test.json"), "-n", "alice"],
         ["personalize", str(bundle), "-c", str(data_dir / "general/webgpt.test.json"), "-n", "a/b"],
         ["score", str(bundle), "-i", str(bad_jsonl), "-o", str(tmp_path / "s.jsonl"), "--head", "a=x", "--head", "b=1"],
+        ["distill", str(bundle), "-o", str(tmp_path / "student")],
+        ["distill", str(empty), "-o", str(tmp_path / "student")],
+        ["push", str(empty), "org/name", "--dry-run"],
+        ["push", str(bundle), "not a repository name", "--dry-run"],
     ]
 
 
@@ -65,11 +69,11 @@ def test_bad_input_never_escapes_as_an_exception(tmp_path: Path, tiny_checkpoint
         assert result.exception is None or isinstance(result.exception, SystemExit), (args, repr(result.exception))
         assert "Traceback" not in result.output and result.output.strip(), args
         verbs.add(args[0])
-    assert verbs == {"data", "train", "eval", "export", "score", "plot", "serve", "personalize"}
+    assert verbs == {"data", "train", "eval", "export", "distill", "score", "plot", "serve", "personalize", "push"}
 
 
 @pytest.mark.parametrize("verb", ["data", "train", "eval", "export", "score", "plot", "serve", "distill",
-                                  "personalize"])
+                                  "personalize", "push"])
 def test_help_of_every_verb(verb: str) -> None:
     result = CliRunner().invoke(main, [verb, "--help"])
     assert result.exit_code == 0 and result.exception is None, result.output
@@ -79,7 +83,7 @@ def test_help_of_every_verb(verb: str) -> None:
 
 def test_verbs_are_listed_in_the_order_of_the_work() -> None:
     lines = CliRunner().invoke(main, ["--help"]).output.split("Commands:", 1)[1].splitlines()
-    order = ["data", "train", "eval", "export", "distill", "score", "serve", "personalize", "plot"]
+    order = ["data", "train", "eval", "export", "distill", "score", "serve", "personalize", "plot", "push"]
     assert [line.split()[0] for line in lines if line.split() and line.split()[0] in order] == order
 
 
