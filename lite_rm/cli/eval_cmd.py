@@ -9,16 +9,7 @@ from typing import Any
 
 import click
 
-from lite_rm.cli import fail
-from lite_rm.cli.options import (
-    SectionedCommand,
-    bundle_options,
-    data_source_options,
-    head_option,
-    json_option,
-    parse_columns,
-    sections,
-)
+from lite_rm.cli import fail, options
 
 OUTPUT_SUFFIXES = (".json", ".md")
 PROGRESS_CHUNK = 1024  # texts scored between progress updates (large: each call sorts its texts by length)
@@ -124,7 +115,8 @@ def _write_outputs(outputs: tuple[str, ...], payload: dict[str, Any], table: str
             fail(f"-o {out}: cannot write the results ({err.strerror or err})")
 
 
-@click.command("eval", cls=SectionedCommand, context_settings={"show_default": True}, sections=sections({
+@click.command("eval", cls=options.SectionedCommand, context_settings={"show_default": True},
+               sections=options.sections({
     "Data": ("data", "data_format", "split", "columns", "skip_invalid", "domains", "data_dir"),
     "Output": ("name", "outputs", "as_json"),
     "Model": ("bf16", "threads", "verify", "backend", "head", "batch_size")}))
@@ -133,17 +125,17 @@ def _write_outputs(outputs: tuple[str, ...], payload: dict[str, Any], table: str
               help="An evaluation set (repeatable): a file, a datasets folder or a Hugging Face dataset name. "
                    "DSP data gives one set per domain with per-opponent accuracy. "
                    "[default: the test files of the data folder]")
-@data_source_options
+@options.data_source_options
 @click.option("--domain", "domains", multiple=True, help="DSP domains to evaluate (repeatable). [default: all four]")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Data folder for the default sets.")
 @click.option("--name", help="Row label in the table. [default: the model folder's name]")
 @click.option("-o", "--output", "outputs", multiple=True, type=click.Path(dir_okay=False),
               help="Write the results to FILE: JSON for .json, the Markdown table for .md (repeatable; "
                    "missing folders are created).")
-@json_option
+@options.json_option
 @click.option("--bf16/--no-bf16", default=None, help="bfloat16 autocast for checkpoints. [default: auto]")
-@bundle_options("scoring")
-@head_option
+@options.bundle_options("scoring")
+@options.head_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Texts per forward pass [default: 64 for a checkpoint, the Scorer's 1 for a bundle].")
 def eval_command(model: str, data: tuple[str, ...], data_format: str | None, split: str | None,
@@ -167,7 +159,7 @@ def eval_command(model: str, data: tuple[str, ...], data_format: str | None, spl
     if bad:
         fail(f"--domain: unknown domain {bad[0]!r}; expected one of {', '.join(DSP_DOMAINS)}")
     _check_outputs(outputs)
-    load = {"format": data_format, "split": split, "columns": tuple(parse_columns(columns).items()),
+    load = {"format": data_format, "split": split, "columns": tuple(options.parse_columns(columns).items()),
             "skip_invalid": skip_invalid}
     chosen_domains = list(domains) or list(DSP_DOMAINS)
     folder = _model_folder(model)
