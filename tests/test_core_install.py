@@ -59,3 +59,12 @@ def test_core_install_has_no_heavy_packages_and_runs_the_cli(core_env: Path, dat
     assert "no token statistics" in proc.stderr  # the default tokenizer comes with the [train] extra
     bad = subprocess.run([cli, "data", "check", str(data_dir / "missing.json")], capture_output=True, text=True)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr and "file not found" in bad.stderr
+
+
+def test_every_subpackage_is_packaged() -> None:
+    """A folder missing from pyproject's package list would be absent from a regular (non-editable) install."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "lite_rm").rglob("__init__.py")}
+    assert found - listed == set()
