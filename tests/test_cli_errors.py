@@ -114,3 +114,10 @@ def test_file_system_errors_are_one_line_at_the_boundary(tmp_path: Path) -> None
     result = CliRunner().invoke(main, ["export", str(folder), "-o", str(tmp_path / "out")])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert "config.json is missing" in result.output and "Traceback" not in result.output
+
+
+def test_command_summaries_read_whole() -> None:
+    for args in ([], ["data"]):
+        listing = CliRunner().invoke(main, [*args, "--help"], terminal_width=80).output.split("Commands:", 1)[1]
+        summaries = [line.split(None, 1)[1] for line in listing.splitlines() if line.strip()]
+        assert summaries and all(not s.endswith("...") and len(s) <= 55 for s in summaries), summaries

@@ -26,7 +26,7 @@ def data() -> None:
     """
 
 
-@data.command("check")
+@data.command("check", short_help="Validate and summarize preference files.")
 @click.argument("sources", nargs=-1, required=True)
 @data_source_options
 @click.option("--domain", default=None, help="DSP target domain (default: every domain).")

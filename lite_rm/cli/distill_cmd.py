@@ -12,7 +12,8 @@ from lite_rm.cli.options import SectionedCommand, flag_options, flag_sections, f
 from lite_rm.training.config import DISTILL_FLAGS, DistillConfig
 
 
-@click.command(cls=SectionedCommand, sections=flag_sections(DISTILL_FLAGS, data_dir="Training"))
+@click.command(cls=SectionedCommand, short_help="Distill a checkpoint into a smaller student.",
+               sections=flag_sections(DISTILL_FLAGS, data_dir="Training"))
 @click.argument("teacher", type=click.Path(path_type=str))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=str), help="The student's checkpoint folder.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted distillation into the output folder.")

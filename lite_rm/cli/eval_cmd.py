@@ -116,6 +116,7 @@ def _write_outputs(outputs: tuple[str, ...], payload: dict[str, Any], table: str
 
 
 @click.command("eval", cls=options.SectionedCommand, context_settings={"show_default": True},
+               short_help="Pairwise accuracy of a checkpoint or bundle.",
                sections=options.sections({
     "Data": ("data", "data_format", "split", "columns", "skip_invalid", "domains", "data_dir"),
     "Output": ("name", "outputs", "as_json"),

@@ -24,7 +24,8 @@ def _preset_names() -> str:
     return ", ".join(["auto", *available_presets()])
 
 
-@click.command("export", cls=SectionedCommand, sections=flag_sections(EXPORT_FLAGS, threads="Parity check"))
+@click.command("export", cls=SectionedCommand, short_help="Export a checkpoint to an ONNX scoring bundle.",
+               sections=flag_sections(EXPORT_FLAGS, threads="Parity check"))
 @click.argument("checkpoint", type=click.Path(file_okay=False, path_type=str))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=str),
               help="Bundle folder to write: a new or empty folder, or a bundle to replace with --overwrite.")

@@ -10,7 +10,7 @@ import click
 from lite_rm.cli.options import data_source_options, json_option, parse_columns, threads_option
 
 
-@click.command("personalize")
+@click.command("personalize", short_help="Fit a head for one user from their comparisons.")
 @click.argument("bundle", type=click.Path(path_type=str), metavar="BUNDLE|ORG/NAME")
 @click.option("-c", "--comparisons", required=True, type=click.Path(path_type=str),
               help="The user's comparisons, in any preference format lite-rm reads (prompt/chosen/rejected "

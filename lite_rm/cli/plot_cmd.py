@@ -10,7 +10,8 @@ from lite_rm.cli import fail
 from lite_rm.cli.options import data_source_options, parse_columns
 
 
-@click.command(context_settings={"show_default": True})
+@click.command(context_settings={"show_default": True},
+               short_help="Plot training curves or a reliability diagram.")
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the PNGs. [default: FOLDER/plots]")

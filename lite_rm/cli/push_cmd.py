@@ -9,7 +9,7 @@ import click
 from lite_rm.cli.options import json_option
 
 
-@click.command("push")
+@click.command("push", short_help="Upload a bundle to the Hugging Face Hub.")
 @click.argument("bundle", type=click.Path(path_type=str))
 @click.argument("repo_id", metavar="ORG/NAME")
 @click.option("--private", is_flag=True, help="Create the repository private (an existing one keeps its visibility).")

@@ -19,7 +19,8 @@ from lite_rm.cli.options import (
 )
 
 
-@click.command("score", cls=SectionedCommand, sections=sections({
+@click.command("score", cls=SectionedCommand, short_help="Score a file of rows with a bundle (no torch).",
+               sections=sections({
     "Input": ("input_path", "data_format", "split", "columns", "skip_invalid", "kind", "domain"),
     "Output": ("output_path", "resume", "progress", "as_json"),
     "Model": ("threads", "verify", "backend", "head", "batch_size"),

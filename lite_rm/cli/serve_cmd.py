@@ -10,7 +10,8 @@ from lite_rm.cli import fail
 from lite_rm.cli.options import SectionedCommand, head_option, sections, threads_option, verify_option
 
 
-@click.command("serve", cls=SectionedCommand, sections=sections({
+@click.command("serve", cls=SectionedCommand, short_help="Serve a bundle over HTTP (scoring API).",
+               sections=sections({
     "Server": ("host", "port", "api_key", "graceful_timeout", "log_level"),
     "Limits": ("max_body_bytes", "max_rows", "batch_window_ms", "max_batch_pairs"),
     "Model": ("batch_size", "threads", "verify", "head")}))

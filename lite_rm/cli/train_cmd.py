@@ -53,7 +53,8 @@ def _config(config_file: str | None, flags: dict[str, Any], settings: tuple[str,
     return TrainConfig.from_dict(data)
 
 
-@click.command(cls=SectionedCommand, sections=flag_sections(TRAIN_FLAGS, skip_base="Run",
+@click.command(cls=SectionedCommand, short_help="Train a reward model: base, general, custom stages.",
+               sections=flag_sections(TRAIN_FLAGS, skip_base="Run",
                                                              **dict.fromkeys(DATA_SOURCE_KEYS, "Data")))
 @click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False),
               help="A TOML or YAML config file (keys as in TrainConfig; flags override it).")
