@@ -153,7 +153,7 @@ def test_scores_real_dsp_test_without_torch(bundle: Path, tmp_path: Path, data_d
     assert rows[0]["a"] == pairs[0].chosen and rows[-1]["line"] == 136
     assert [r["line"] for r in rows] == sorted(r["line"] for r in rows)
     assert {r["b_label"] for r in rows} == {"business", "entertainment", "literature", "normal"}
-    assert "a preferred in" in result.stderr
+    assert "chosen preferred in" in result.stderr and "(pairwise accuracy)" in result.stderr
 
 
 # -- one reader, consistent interface (issue 12) and faults (issue 14) -------------------------------------
@@ -179,7 +179,7 @@ def test_trl_and_messages_files_without_a_flag(bundle: Path, tmp_path: Path) -> 
                                       [r["rejected"] for r in TRL]).probabilities
     np.testing.assert_allclose([r["probability"] for r in rows], expected, atol=1e-6)
     assert rows[0]["chosen"] == TRL[0]["chosen"] and [r["line"] for r in rows] == list(range(1, 7))
-    assert "a preferred in" in result.output
+    assert "chosen preferred in" in result.output and "(pairwise accuracy)" in result.output
     # The same pairs as a conversation: messages + replies as message lists, rendered as in training.
     conv = [{"messages": [{"role": "user", "content": r["prompt"]}],
              "chosen": [{"role": "assistant", "content": r["chosen"]}], "rejected": r["rejected"]} for r in TRL]
@@ -216,6 +216,8 @@ def test_a_tie_counts_half_in_the_accuracy(bundle: Path, tmp_path: Path) -> None
     out = tmp_path / "ties-out.jsonl"
     report = score_file(Scorer(bundle), _jsonl(tmp_path / "ties.jsonl", ties), out, progress=False)
     assert [r["probability"] for r in _read_jsonl(out)] == [0.5] * 4 and report.accuracy == 0.5
+    # (prompt, a, b) rows: neither is "chosen", so the share is not called an accuracy
+    assert "; a preferred in 0.500 of rows" in report.summary() and "pairwise accuracy" not in report.summary()
 
 
 def test_stdin_stdout_json_threads_and_column(bundle: Path, tmp_path: Path) -> None:

@@ -68,6 +68,7 @@ class ScoreReport:
     resumed_after_line: int = 0
     seconds: float = 0.0
     preferred_a: float = 0.0  # rows where P(a preferred) > 0.5, a tie counting half: accuracy when a is chosen
+    a_is_chosen: bool = False  # preference records (a = chosen), not (prompt, a, b) rows
 
     @property
     def accuracy(self) -> float | None:
@@ -82,7 +83,8 @@ class ScoreReport:
         if self.resumed_after_line:
             text += f"; resumed after line {self.resumed_after_line}"
         if self.accuracy is not None:
-            text += f"; a preferred in {self.accuracy:.3f} of rows"
+            text += (f"; chosen preferred in {self.accuracy:.3f} of rows (pairwise accuracy)" if self.a_is_chosen
+                     else f"; a preferred in {self.accuracy:.3f} of rows")
         if self.no_preference:
             text += f"; {self.no_preference} records without a preference (tie or identical) not scored"
         if self.skips.total:
@@ -206,6 +208,7 @@ def _items(rows: Iterable[Row], adapter: _Rows, report: ScoreReport, skip_invali
             report.no_preference += 1
             return []
         report.mode = adapter.mode
+        report.a_is_chosen = adapter.kind == "records"
         return [item for item in new if not resume.written(item)]
 
     # Records before the resume point were dealt with by the interrupted run (scored or skipped).
