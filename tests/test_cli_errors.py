@@ -7,6 +7,7 @@ kept in ``result.exception``, so that is what these tests check (a handled error
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,17 @@ def test_command_summaries_read_whole() -> None:
         listing = CliRunner().invoke(main, [*args, "--help"], terminal_width=80).output.split("Commands:", 1)[1]
         summaries = [line.split(None, 1)[1] for line in listing.splitlines() if line.strip()]
         assert summaries and all(not s.endswith("...") and len(s) <= 55 for s in summaries), summaries
+
+
+def test_help_examples_and_shared_units_agree() -> None:
+    from lite_rm.cli.eval_cmd import eval_command
+    from lite_rm.cli.score_cmd import score
+
+    examples = CliRunner().invoke(main, ["distill", "--help"]).output.split("Examples:", 1)[1]
+    for line in examples.splitlines():
+        named, given = re.search(r"-o \S+-l(\d+)\b", line), re.search(r"--layers (\d+)", line)
+        # a folder named for its layer count holds a student of that many layers
+        assert (named and named.group(1)) == (given and given.group(1)), line
+    units = {next(p for p in command.params if p.name == "batch_size").help.split("[default")[0]  # type: ignore[union-attr]
+             for command in (score, eval_command)}
+    assert units == {"(prompt, response) texts per model call "}

@@ -35,8 +35,8 @@ def distill(teacher: str, output: str, data_dir: str | None, resume: bool, overw
 
     \b
     Examples:
-      lite-rm distill runs/demo/custom-academy -o runs/demo/student-l3
-      lite-rm distill runs/demo/custom-academy -o runs/demo/student-l3 --layers 3 --epochs 2
+      lite-rm distill runs/demo/custom-academy -o runs/demo/student
+      lite-rm distill runs/demo/custom-academy --layers 3 -o runs/demo/student-l3 --epochs 2
     """
     from lite_rm.extras import require
     from lite_rm.files import check_output

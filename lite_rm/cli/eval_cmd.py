@@ -138,7 +138,8 @@ def _write_outputs(outputs: tuple[str, ...], payload: dict[str, Any], table: str
 @options.bundle_options("scoring")
 @options.head_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Texts per forward pass [default: 64 for a checkpoint, the Scorer's 1 for a bundle].")
+              help="(prompt, response) texts per model call [default: 64 for a checkpoint, the Scorer's 1 for a "
+                   "bundle].")
 def eval_command(model: str, data: tuple[str, ...], data_format: str | None, split: str | None,
                  columns: tuple[str, ...], skip_invalid: bool, domains: tuple[str, ...], data_dir: str | None,
                  name: str | None, outputs: tuple[str, ...], as_json: bool, bf16: bool | None, threads: int,

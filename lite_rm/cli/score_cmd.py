@@ -41,7 +41,8 @@ from lite_rm.cli.options import (
 @bundle_options("onnxruntime")
 @head_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Pairs per model call [default: 1, the Scorer's: one text per call on each thread].")
+              help="(prompt, response) texts per model call [default: 1, the Scorer's: one text per call on "
+                   "each thread].")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar of rows with rows/s.")
 @json_option
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
