@@ -216,3 +216,17 @@ def test_train_reads_custom_data_like_every_command(tmp_path: Path, tiny_checkpo
         assert split.held_out()[own.name]  # reloads with the recorded options
     bad = _run(["train", "-c", str(config_file), "-o", str(tmp_path / "x"), "--custom-data", str(renamed)])
     assert bad.exit_code == 1 and "Traceback" not in bad.output and "column" in bad.output.lower()
+
+
+def test_data_source_flags_say_they_read_custom_data_only() -> None:
+    """--format/--split/--column/--skip-invalid set custom.* keys only: the general and eval sets are read with the
+    detected format, and the help says so."""
+    from lite_rm.cli.train_cmd import _flag_overrides, train
+    from lite_rm.training.config import DATA_SOURCE_KEYS
+
+    overrides = _flag_overrides({"data_format": "pairs", "split": "test", "columns": ("prompt=q",),
+                                 "skip_invalid": True}, {})
+    assert sorted(overrides) == sorted(DATA_SOURCE_KEYS.values()) and all(k.startswith("custom.") for k in overrides)
+    helps = {p.name: getattr(p, "help", "") or "" for p in train.params}
+    assert all("Only for --custom-data, not --general-set or --eval-set" in helps[name] for name in DATA_SOURCE_KEYS)
+    assert "--custom-data only" in helps["general_set"] and "as --general-set is" in helps["eval_set"]

@@ -29,19 +29,30 @@ def parse_columns(values: tuple[str, ...]) -> dict[str, str]:
 
 
 def data_source_options(func: F) -> F:
-    """``--format``, ``--split``, ``--column``, ``--domain``, ``--skip-invalid``: how preference data is read
-    (the options of :func:`lite_rm.data.load_preferences`), the same on every command that reads it."""
+    """``--format``, ``--split``, ``--column``, ``--skip-invalid``: how preference data is read (the options
+    of :func:`lite_rm.data.load_preferences`), the same on every command that reads it."""
+    return data_source_options_for("")(func)
+
+
+def data_source_options_for(scope: str) -> Callable[[F], F]:
+    """:func:`data_source_options` whose help texts end with ``scope``: which of the command's data they read,
+    where it reads several (``lite-rm train``: ``--custom-data`` only)."""
+    end = f" {scope}" if scope else ""
     options = [
         click.option("--format", "data_format", type=click.Choice(FORMAT_CHOICES), default=None,
-                     help="Preference format (detected from the first record when omitted)."),
-        click.option("--split", default=None, help="Split of a Hugging Face dataset (default: train)."),
+                     help=f"Preference format (detected from the first record when omitted).{end}"),
+        click.option("--split", default=None, help=f"Split of a Hugging Face dataset (default: train).{end}"),
         click.option("--column", "columns", multiple=True, metavar="FIELD=COLUMN",
-                     help="Map a source column to a field, e.g. --column prompt=question. Repeatable."),
-        click.option("--skip-invalid", is_flag=True, help="Skip malformed records (counted) instead of stopping."),
+                     help=f"Map a source column to a field, e.g. --column prompt=question. Repeatable.{end}"),
+        click.option("--skip-invalid", is_flag=True,
+                     help=f"Skip malformed records (counted) instead of stopping.{end}"),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+
+    def decorate(func: F) -> F:
+        for option in reversed(options):
+            func = option(func)
+        return func
+    return decorate
 
 
 def threads_option(what: str) -> Callable[[F], F]:

@@ -13,7 +13,7 @@ import click
 
 from lite_rm.cli.options import (
     SectionedCommand,
-    data_source_options,
+    data_source_options_for,
     flag_options,
     flag_sections,
     flag_values,
@@ -65,7 +65,9 @@ def _config(config_file: str | None, flags: dict[str, Any], settings: tuple[str,
 @json_option
 @flag_options(TRAIN_FLAGS, TrainConfig())
 @click.option("--skip-base", is_flag=True, help="Run general and custom only (start from the encoder as is).")
-@data_source_options
+# custom.data_format/data_split/data_columns/skip_invalid (DATA_SOURCE_KEYS): the general and evaluation sets are
+# read with the format detected from their first record (lite_rm.training.context, driver).
+@data_source_options_for("Only for --custom-data, not --general-set or --eval-set.")
 def train(config_file: str | None, settings: tuple[str, ...], resume: bool, overwrite: bool, as_json: bool,
           **flags: Any) -> None:
     """Train a reward model in three stages: base (MLM), general (GRFT), custom (CRFT).

@@ -500,10 +500,13 @@ TRAIN_FLAGS = (
          metavar="SOURCE"),
     Flag("--general-set", "general.sets", "A general preference set: a file, a quoted glob of shards "
          "('shards/*.jsonl.gz'), a datasets folder or a hub dataset name (repeatable; replaces the default "
-         "helpful/harmless/WebGPT). Large sets are streamed.", _DATA, kind="table", metavar="NAME=SOURCE"),
+         "helpful/harmless/WebGPT). Large sets are streamed. Read in the format detected from the first record "
+         "(--format, --split, --column and --skip-invalid are for --custom-data only).", _DATA, kind="table",
+         metavar="NAME=SOURCE"),
     Flag("--proportion", "general.proportions", "Uses per epoch of a general set's pairs (repeatable; 1 = once).",
          _DATA, kind="numbers", metavar="NAME=X"),
-    Flag("--eval-set", "eval_sets", "An evaluation set (repeatable; replaces the default test files).", _DATA,
+    Flag("--eval-set", "eval_sets", "An evaluation set (repeatable; replaces the default test files). Read in the "
+         "format detected from the first record, as --general-set is.", _DATA,
          kind="table", metavar="NAME=FILE"),
     Flag("--multitask/--one-model-per-domain", "custom.multitask", "Train ONE model for all --domain values: a "
          "head per domain on a shared encoder (custom-multitask/).", _CUSTOM, kind="switch"),
