@@ -69,7 +69,7 @@ def _listing(folder: Path) -> dict[str, bytes]:
 def test_push_then_open_by_name_offline(pushable: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     before = _listing(pushable)
     hub = FakeHub(tmp_path / "remote").install(monkeypatch)
-    result = push_bundle(pushable, "acme/tiny-rm", private=True, revision="v1")
+    result = push_bundle(pushable, "acme/tiny-rm", private=True, revision="v1", license_id="apache-2.0")
     assert result.url == "https://huggingface.co/acme/tiny-rm/commit/abc"
     assert [c[0] for c in hub.calls] == ["create_repo", "create_branch", "upload_folder"]
     assert hub.calls[0][2]["private"] is True and hub.calls[2][2]["revision"] == "v1"
@@ -92,7 +92,7 @@ def test_only_the_files_the_manifest_names_travel(pushable: Path, tmp_path: Path
     shutil.copytree(pushable, bundle)
     (bundle / "notes.txt").write_text("private")
     FakeHub(tmp_path / "remote").install(monkeypatch)
-    result = push_bundle(bundle, "acme/tiny-rm")
+    result = push_bundle(bundle, "acme/tiny-rm", license_id="apache-2.0")
     assert "notes.txt" not in result.files
     assert not (tmp_path / "remote" / "acme" / "tiny-rm" / "notes.txt").exists()
 
@@ -107,6 +107,7 @@ def test_card_says_what_a_user_needs(pushable: Path) -> None:
                  "## Licence", "`cc-by-nc-4.0`"):
         assert text in card, text
     assert "## Fidelity" not in card  # not distilled
+    assert "pip install lite-rm" not in card and "Install lite-rm as its README says" in card
     assert str(pushable.parent) not in card  # a public card names no local folder
 
 
@@ -131,7 +132,7 @@ def test_errors_say_what_to_do(pushable: Path, tiny_checkpoint: Path, tmp_path: 
         push_bundle(tiny_checkpoint, "acme/x")
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
     with pytest.raises(MissingExtraError, match=r'pip install "huggingface_hub'):
-        push_bundle(pushable, "acme/x")
+        push_bundle(pushable, "acme/x", license_id="apache-2.0")
 
 
 def test_a_refused_upload_says_how_to_log_in(pushable: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -144,7 +145,7 @@ def test_a_refused_upload_says_how_to_log_in(pushable: Path, monkeypatch: pytest
 
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", refuse)
     with pytest.raises(PushError, match=r"HTTP 401.*huggingface-cli login, or HF_TOKEN"):
-        push_bundle(pushable, "acme/x")
+        push_bundle(pushable, "acme/x", license_id="apache-2.0")
 
 
 def test_cli_dry_run_and_errors(pushable: Path, tmp_path: Path) -> None:
@@ -158,6 +159,73 @@ def test_cli_dry_run_and_errors(pushable: Path, tmp_path: Path) -> None:
     assert card.read_text(encoding="utf-8").startswith("---\n")
     result = runner.invoke(main, ["push", str(pushable), "bad name", "--dry-run"])
     assert result.exit_code == 1 and "Error: 'bad name': expected a Hugging Face Hub repository id" in result.output
+
+
+# -- the licence follows the training data the manifest records ------------------------------------------------
+
+DSP_RUN = (("academy", "/home/someone/data/dsp/train.json", "academy"),
+           ("helpful", "/home/someone/data/general/helpful.train.json", None))
+
+
+def _trained_on(pushable: Path, *sets: tuple[str, str, str | None]) -> dict[str, Any]:
+    """The pushable bundle's manifest, as if its checkpoint had recorded these (name, source, domain) sets."""
+    data = json.loads((pushable / "manifest.json").read_text())
+    data["source"]["lite_rm_meta"]["validation_split"] = {"seed": 0, "sets": [
+        {"name": name, "source": source, "valid_fraction": 0.1, "domain": domain, "options": {}}
+        for name, source, domain in sets]}
+    return data
+
+
+def test_licence_follows_the_recorded_training_data(pushable: Path) -> None:
+    from lite_rm.jobs.model_card import default_license
+
+    def card(*sets: tuple[str, str, str | None], license_id: str | None = None) -> tuple[str | None, str]:
+        manifest = Manifest.from_dict(_trained_on(pushable, *sets), pushable)
+        return default_license(manifest), model_card(manifest, "acme/x", license_id=license_id)
+
+    licence, text = card(*DSP_RUN)  # DSP, and DSP's cleaned general sets: CC BY-NC 4.0
+    assert licence == "cc-by-nc-4.0" and "\nlicense: cc-by-nc-4.0\n" in text
+    assert "because data it was trained on is under CC BY-NC 4.0" in text and "academy (`train.json`, DSP" in text
+    assert "/home/someone" not in text
+    for sets in ([DSP_RUN[1]], [("mine", "/x/dsp-like.json", "business")]):  # general sets alone; a DSP domain
+        assert card(*sets)[0] == "cc-by-nc-4.0"
+    for sets in ([("mine", "/x/mine.jsonl", None)], [("hh", "/x/hh-rlhf/harmless-base/test.jsonl.gz", None)], []):
+        licence, text = card(*sets)  # the user's own data, or HH-RLHF upstream (MIT): the owner must choose
+        assert licence is None and "\nlicense: other\n" in text and "**Licence not set.**" in text
+        assert "--license ID" in text
+    assert "HH-RLHF: MIT" in card(("hh", "/x/hh-rlhf/harmless-base/test.jsonl.gz", None))[1]
+    assert default_license(read_manifest(pushable)) is None  # not recorded
+    licence, text = card(("mine", "/x/mine.jsonl", None), license_id="apache-2.0")
+    assert "\nlicense: apache-2.0\n" in text and "Licence not set" not in text and "mine (`mine.jsonl`, licence unknown)" in text
+
+
+def test_upload_needs_a_licence_unless_the_data_sets_one(pushable: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    hub = FakeHub(tmp_path / "remote").install(monkeypatch)
+    with pytest.raises(PushError, match=r"choose the model's licence, e.g. --license apache-2.0"):
+        push_bundle(pushable, "acme/x")  # nothing recorded: nothing public without the owner's licence
+    assert hub.calls == []
+    dry = push_bundle(pushable, "acme/x", dry_run=True)
+    assert (dry.license_id, dry.license_from) == ("other", "not set") and "**Licence not set.**" in dry.card
+
+    bundle = tmp_path / "dsp-bundle"  # the same bundle, its checkpoint recorded as trained on DSP's data
+    shutil.copytree(pushable, bundle)
+    (bundle / "manifest.json").write_text(json.dumps(_trained_on(pushable, *DSP_RUN)))
+    result = push_bundle(bundle, "acme/x")
+    assert (result.license_id, result.license_from) == ("cc-by-nc-4.0", "training data")
+    uploaded = (tmp_path / "remote" / "acme" / "x" / "README.md").read_text(encoding="utf-8")
+    assert "\nlicense: cc-by-nc-4.0\n" in uploaded
+    with caplog.at_level("WARNING", logger="lite_rm.jobs.publishing"):
+        given = push_bundle(bundle, "acme/x", license_id="apache-2.0", dry_run=True)
+    assert given.license_from == "given" and "includes CC BY-NC 4.0 data" in caplog.text
+
+    result_cli = CliRunner().invoke(main, ["push", str(bundle), "acme/x", "--dry-run"])
+    assert result_cli.exit_code == 0 and "licence: cc-by-nc-4.0 (from the training data" in result_cli.stderr
+    result_cli = CliRunner().invoke(main, ["push", str(pushable), "acme/x", "--dry-run", "--json"])
+    assert json.loads(result_cli.stdout)["license"] == "other"
+    result_cli = CliRunner().invoke(main, ["push", str(pushable), "acme/x"])
+    assert result_cli.exit_code == 1 and "Error:" in result_cli.output and "--license" in result_cli.output
 
 
 def test_push_is_torch_free() -> None:

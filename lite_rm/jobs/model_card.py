@@ -3,19 +3,87 @@
 Everything on the card comes from the manifest (what it scores, the input rule, parity, calibration,
 fidelity, training data and metrics), so the card cannot disagree with the bundle it describes. Local
 paths the manifest records (the checkpoint, the data files) are shown by their last part only: a card is
-public, the folders of the machine that trained the model are not.
+public, the folders of the machine that trained the model are not. Unless the owner gives a licence, the card's
+follows the training data the manifest records (DSP's data and its cleaned general sets: CC BY-NC 4.0); for
+other data it is ``other`` with a line asking the owner to set one.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
+from lite_rm.data.locations import DSP_TEST, DSP_TRAIN, GENERAL_TEST, GENERAL_TRAIN
 from lite_rm.scoring.bundle import Manifest
 
 CARD_FILE = "README.md"
-DEFAULT_LICENSE = "apache-2.0"
+NON_COMMERCIAL = "cc-by-nc-4.0"
+# The card's licence when neither the owner nor the recorded training data sets one: the Hub's id for a
+# licence not in its list; the card then says that the owner has not chosen one.
+UNSET_LICENSE = "other"
+# The data of the data folder, known by its file names (lite_rm.data.locations), and its licence: DSP's
+# preferences and DSP's cleaned general sets are CC BY-NC 4.0; Anthropic's HH-RLHF upstream is MIT.
+_DSP_FILES = (DSP_TRAIN, DSP_TEST)
+_GENERAL_FILES = (*GENERAL_TRAIN.values(), *GENERAL_TEST.values())
+_DSP_LICENCE, _HH_RLHF_LICENCE = "CC BY-NC 4.0", "MIT"
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """One training set a bundle's manifest records (the checkpoint's validation split), with its licence.
+
+    Attributes:
+        name: the set's name in the run (``academy``, ``helpful``, ...).
+        file: the last part of its source (a public card names no local folder).
+        origin: what lite-rm recognises it as (``DSP``, ...), or ``""``.
+        licence: the data's licence, or ``""`` when lite-rm does not know it.
+    """
+
+    name: str
+    file: str
+    origin: str = ""
+    licence: str = ""
+
+    def describe(self) -> str:
+        known = f", {self.origin}: {self.licence}" if self.licence else ", licence unknown"
+        return f"{self.name} (`{self.file}`{known})"
+
+
+def _known(source: str, domain: Any) -> tuple[str, str]:
+    """(origin, licence) of a recorded source, ``("", "")`` when unknown."""
+    path = source.replace("\\", "/")
+    ends = path.endswith  # a recorded file is absolute: its tail names it
+    if domain or any(path == rel or ends("/" + rel) for rel in _DSP_FILES):
+        return "DSP", _DSP_LICENCE  # only DSP data carries a DSP domain
+    if any(path == rel or ends("/" + rel) for rel in _GENERAL_FILES):
+        return "DSP's cleaned general set", _DSP_LICENCE
+    if "/hh-rlhf/" in f"/{path}".lower() or path.lower() == "anthropic/hh-rlhf":
+        return "HH-RLHF", _HH_RLHF_LICENCE
+    return "", ""
+
+
+def training_sets(manifest: Manifest) -> list[TrainingSet] | None:
+    """The training sets the manifest records (its checkpoint's validation split), ``None`` if not recorded."""
+    source = manifest.data.get("source")
+    meta = source.get("lite_rm_meta") if isinstance(source, dict) else None
+    split = meta.get("validation_split") if isinstance(meta, dict) else None
+    if not isinstance(split, dict) or not isinstance(split.get("sets"), list):
+        return None
+    found = []
+    for raw in split["sets"]:
+        if isinstance(raw, dict):
+            origin, licence = _known(str(raw.get("source") or ""), raw.get("domain"))
+            found.append(TrainingSet(str(raw.get("name")), _short(raw.get("source")), origin, licence))
+    return found
+
+
+def default_license(manifest: Manifest) -> str | None:
+    """The licence the recorded training data calls for: ``cc-by-nc-4.0`` when it includes DSP data or DSP's
+    general sets; ``None`` (the owner must choose) when it includes neither or is not recorded."""
+    sets = training_sets(manifest) or []
+    return NON_COMMERCIAL if any(s.licence == _DSP_LICENCE for s in sets) else None
 
 
 def _number(value: Any, digits: int = 3) -> str:
@@ -59,7 +127,8 @@ def _summary(manifest: Manifest, repo_id: str) -> list[str]:
 def _usage(repo_id: str) -> list[str]:
     return [
         "## How to use it", "",
-        "```bash", "pip install lite-rm", "```", "",
+        "Install lite-rm as its README says (from a clone of its repository; scoring needs only the core "
+        "install, without torch).", "",
         "```python", "from lite_rm import Scorer", "",
         f'scorer = Scorer.from_pretrained("{repo_id}")',
         'scorer.score("How do I peel garlic?", ["Crush each clove with the flat of a knife.", "Look it up."])',
@@ -181,24 +250,42 @@ def _training(manifest: Manifest) -> list[str]:
     return [*lines, ""]
 
 
-def _licence(license_id: str) -> list[str]:
-    return ["## Licence", "",
-            f"The model is shared under `{license_id}`. The data it was trained on has its own licence, which "
-            "may restrict how the model is used.", ""]
+def _licence(manifest: Manifest, license_id: str | None) -> list[str]:
+    sets = training_sets(manifest)
+    data = ("Its training data, as recorded in the manifest: " + "; ".join(s.describe() for s in sets) + "."
+            if sets else "Its training data is not recorded in the manifest.")
+    if license_id:
+        return ["## Licence", "", f"The model is shared under `{license_id}`. {data} The data's licence may "
+                "restrict how the model is used.", ""]
+    derived = default_license(manifest)
+    if derived:
+        return ["## Licence", "", f"The model is shared under `{derived}` (non-commercial use only) because data it "
+                f"was trained on is under {_DSP_LICENCE}. {data}", ""]
+    return ["## Licence", "", f"**Licence not set.** {data} lite-rm does not know a licence for it and the owner "
+            "has not chosen one: ask the owner before using the model. Owner: set it with "
+            "`lite-rm push BUNDLE ORG/NAME --license ID` (a Hugging Face Hub licence id).", ""]
 
 
-def model_card(manifest: Manifest, repo_id: str, *, license_id: str = DEFAULT_LICENSE) -> str:
+def card_license(manifest: Manifest, license_id: str | None = None) -> str:
+    """The licence id of the card's metadata: ``license_id`` if given, else :func:`default_license`, else
+    ``other`` (the card then says that the licence is not set)."""
+    return license_id or default_license(manifest) or UNSET_LICENSE
+
+
+def model_card(manifest: Manifest, repo_id: str, *, license_id: str | None = None) -> str:
     """The ``README.md`` of a Hub repository holding this bundle.
 
     Args:
         manifest: the bundle's parsed manifest (:func:`lite_rm.scoring.bundle.read_manifest`).
         repo_id: the repository, ``org/name`` (used in the usage examples).
-        license_id: the licence identifier of the card's metadata (the Hub's ids, e.g. ``apache-2.0``).
+        license_id: the licence identifier of the card's metadata (the Hub's ids, e.g. ``apache-2.0``);
+            ``None``: the one the recorded training data calls for (:func:`default_license`), else
+            ``other`` with a line asking the owner to set it.
 
     Returns:
         The card: YAML metadata, then Markdown sections.
     """
-    parts = [_front_matter(manifest, license_id), _summary(manifest, repo_id), _usage(repo_id), _input(manifest),
-             _parity(manifest), _calibration(manifest), _fidelity(manifest), _training(manifest),
-             _licence(license_id)]
+    parts = [_front_matter(manifest, card_license(manifest, license_id)), _summary(manifest, repo_id),
+             _usage(repo_id), _input(manifest), _parity(manifest), _calibration(manifest), _fidelity(manifest),
+             _training(manifest), _licence(manifest, license_id)]
     return "\n".join(line for part in parts for line in part).rstrip("\n") + "\n"

@@ -20,7 +20,7 @@ from typing import Any
 
 from lite_rm.errors import LiteRMError
 from lite_rm.extras import MissingExtraError
-from lite_rm.jobs.model_card import CARD_FILE, DEFAULT_LICENSE, model_card
+from lite_rm.jobs.model_card import CARD_FILE, NON_COMMERCIAL, UNSET_LICENSE, card_license, default_license, model_card
 from lite_rm.scoring.bundle import MANIFEST_FILE, Manifest, read_manifest
 from lite_rm.scoring.hub import is_hub_id
 
@@ -40,12 +40,16 @@ class PushResult:
         files: the files of the upload, as named in the repository.
         card: the model card (``README.md``) text.
         url: the commit's address on the Hub (``None`` for a dry run).
+        license_id: the licence on the card (``other``: not set; a dry run only).
+        license_from: where it came from: ``given``, ``training data`` or ``not set``.
     """
 
     repo_id: str
     files: list[str] = field(default_factory=list)
     card: str = ""
     url: str | None = None
+    license_id: str = UNSET_LICENSE
+    license_from: str = "not set"
 
 
 def bundle_files(manifest: Manifest) -> list[str]:
@@ -85,7 +89,7 @@ def _hub_error(repo_id: str, err: Exception) -> PushError:
 
 
 def push_bundle(bundle: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None,
-                token: str | None = None, license_id: str = DEFAULT_LICENSE, commit_message: str | None = None,
+                token: str | None = None, license_id: str | None = None, commit_message: str | None = None,
                 dry_run: bool = False) -> PushResult:
     """Upload a bundle to the Hub repository ``repo_id`` (created if missing) with a model card.
 
@@ -95,7 +99,10 @@ def push_bundle(bundle: str | Path, repo_id: str, *, private: bool = False, revi
         private: create the repository private (an existing repository keeps its visibility).
         revision: a branch to push to (created from ``main`` if missing; default ``main``).
         token: a Hub token with write access (default: huggingface_hub's login or ``HF_TOKEN``).
-        license_id: the licence of the card's metadata.
+        license_id: the licence of the card's metadata (a Hub licence id). ``None``: ``cc-by-nc-4.0`` when the
+            training data recorded in the manifest includes DSP data or DSP's general sets (their licence);
+            otherwise the owner must choose: a dry run writes ``other`` and a card asking the owner to set
+            it, an upload stops with a PushError.
         commit_message: the commit's message (default: says which bundle was pushed).
         dry_run: check the bundle and write the card, but contact nobody and upload nothing.
 
@@ -103,7 +110,8 @@ def push_bundle(bundle: str | Path, repo_id: str, *, private: bool = False, revi
         The repository, the files uploaded, the card and the commit's address.
 
     Raises:
-        PushError: ``repo_id`` is not ``org/name``, or the Hub refused or could not be reached.
+        PushError: ``repo_id`` is not ``org/name``, no licence was given where the recorded training data sets
+            none (an upload), or the Hub refused or could not be reached.
         BundleError: ``bundle`` is not a complete, uncorrupted bundle (the message says how to make one).
         MissingExtraError: huggingface_hub is not installed.
     """
@@ -116,10 +124,21 @@ def push_bundle(bundle: str | Path, repo_id: str, *, private: bool = False, revi
     if CARD_FILE in names:
         raise PushError(f"{folder}: the manifest lists a {CARD_FILE} of its own, where the model card would go; "
                         "export the bundle again")
+    derived = default_license(manifest)
+    chosen = card_license(manifest, license_id)
+    origin = "given" if license_id else "training data" if derived else "not set"
+    if license_id and derived == NON_COMMERCIAL and license_id != derived:
+        logger.warning("licence %s given, but the training data recorded in %s includes CC BY-NC 4.0 data (DSP); "
+                       "check that the licence allows that", license_id, folder)
+    if origin == "not set" and not dry_run:
+        # a public model without a licence its owner chose is not uploaded: nothing tells users what they may do
+        raise PushError(f"{folder}: choose the model's licence, e.g. --license apache-2.0 (a Hugging Face Hub "
+                        "licence id): lite-rm knows no licence for the training data recorded in the manifest "
+                        "(only DSP's data sets one, cc-by-nc-4.0); --dry-run shows the card")
     card = model_card(manifest, repo_id, license_id=license_id)
     files = sorted([*names, CARD_FILE])
     if dry_run:
-        return PushResult(repo_id, files, card)
+        return PushResult(repo_id, files, card, license_id=chosen, license_from=origin)
     hub = _hub()
     api = hub.HfApi(token=token)
     message = commit_message or f"Upload lite-rm bundle {folder.resolve().name}"
@@ -135,4 +154,4 @@ def push_bundle(bundle: str | Path, repo_id: str, *, private: bool = False, revi
         raise _hub_error(repo_id, err) from None
     url = getattr(info, "commit_url", None) or f"https://huggingface.co/{repo_id}"
     logger.info("pushed %d files to %s", len(files), url)
-    return PushResult(repo_id, files, card, str(url))
+    return PushResult(repo_id, files, card, str(url), license_id=chosen, license_from=origin)
