@@ -157,6 +157,8 @@ def test_cli_dry_run_and_errors(pushable: Path, tmp_path: Path) -> None:
     result = runner.invoke(main, ["push", str(pushable), "acme/tiny-rm", "--dry-run", "--card", str(card), "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout)["url"] is None
     assert card.read_text(encoding="utf-8").startswith("---\n")
+    help_text = " ".join(runner.invoke(main, ["push", "--help"]).output.split())
+    assert "Prefer the environment variable: a flag is visible to other users in the process list." in help_text
     result = runner.invoke(main, ["push", str(pushable), "bad name", "--dry-run"])
     assert result.exit_code == 1 and "Error: 'bad name': expected a Hugging Face Hub repository id" in result.output
 
