@@ -7,7 +7,7 @@ The demo's general model (``make demo``'s ``RUN/general``) is customized as a us
   helpful-300, helpful-1500   general chat pairs with long multi-turn answers: a seeded sample of
                               general/helpful.train.json; the user's test pairs: general/helpful.test.json.
                               (The start model's general stage trained on 95% of helpful.train once: this is
-                              the issue's "more of the general kind" user, not new preferences.)
+                              a "more of the general kind" user, not new preferences.)
   webgpt-all                  long answers with references: general/webgpt.train.json (its non-tie pairs);
                               test: general/webgpt.test.json.
   short-300, short-1536       short answers: DSP's plain Alpaca ("normal") response preferred over each of

@@ -1,4 +1,4 @@
-"""Memory benchmark of the general stage (issue 17): peak RSS against the number of general pairs.
+"""Memory benchmark of the general stage: peak RSS against the number of general pairs (streamed and in memory).
 
 For each size (default 10^4, 10^5, 10^6 synthetic pairs) it writes gzip JSONL shards of 10^4 pairs under a
 temporary folder (never in the repo; removed at the end), then runs in a fresh subprocess

@@ -178,6 +178,16 @@ def markdown(data: dict[str, Any]) -> str:
     return text
 
 
+def page(data: dict[str, Any]) -> str:
+    """bench/pooling_results.md: a header with the command and machine, then the tables of ``markdown``."""
+    m = data["machine"]
+    return ("# Pooling study: mean pooling against the [CLS] pooler\n\n"
+            f"Command: `{data['command'].strip()}`  \n"
+            f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, onnxruntime {m['onnxruntime']}, "
+            f"torch {m['torch']}  \n"
+            "What the figures say and how the runs differ: bench/POOLING.md.\n\n" + markdown(data))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cls-run", default=str(REPO / "runs/demo"), help="the CLS-pooled run (make demo)")
@@ -204,7 +214,7 @@ def main() -> None:
             pair[pooling] = summary(folder, args.threads, args.redo_validation)
         seeds[str(seed)] = pair
     data = {"command": command, "machine": machine(), "noise_sd": NOISE, "runs": runs, "extra_seeds": seeds}
-    text = markdown(data)
+    text = page(data)
     (REPO / "bench" / "pooling_results.json").write_text(json.dumps(data, indent=2) + "\n")
     (REPO / "bench" / "pooling_results.md").write_text(text)
     print(text)

@@ -72,7 +72,7 @@ def _families(folder: Path) -> list[Path]:
 FROM_ONE_JSON = [
     ("threads_results.md", "threads_bench", "markdown", "threads_results.json"),
     ("scoring_quant_study.md", "score_quant_study", "markdown", "scoring_quant_study.json"),
-    ("pooling_results.md", "pooling_study", "markdown", "pooling_results.json"),
+    ("pooling_results.md", "pooling_study", "page", "pooling_results.json"),
     ("personalize_results.md", "personalize_bench", "report_text", "personalize_results.json"),
 ]
 

@@ -4,8 +4,8 @@ model with realistic (small) margins. Not part of the package: ``lite-rm train``
     .venv/bin/python bench/score_finetune.py --domain academy --epochs 1 --output bench/.work/bt-academy
 
 A random head gives near-zero, nearly random score gaps; int8 quantization noise then flips many pair
-orders and says nothing about a trained model. One epoch on one domain's 1,536 pairs (about 0.75 test
-accuracy, the issue's baseline figure) is enough to measure what quantization does to real margins.
+orders and says nothing about a trained model. One epoch on one domain's pairs trains real (if small)
+margins, which is what the quantization study needs to measure.
 """
 
 from __future__ import annotations

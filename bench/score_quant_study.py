@@ -150,6 +150,7 @@ def markdown(result: dict[str, Any]) -> str:
     """bench/scoring_quant_study.md: one row per quantization variant."""
     validation = result["validation"]
     lines = ["# int8 quantization study", "", f"Command: `{result['command']}`  ",
+             "Machine: not recorded (the script does not write it into its JSON)  ",
              f"Checkpoint `{result['checkpoint']}`; {validation['pairs']} validation pairs ({validation['source']}); "
              f"{result['threads']} threads, batch {result['batch_size']}; "
              f"mean |fp32 margin| {result['fp32_mean_abs_margin']:.3f}", "",

@@ -1,15 +1,18 @@
 """Threads and batching: one bundle scored several ways on the same cores, against CrossEncoder fp32.
 
-Issue 13's "threads and batching" way: one onnxruntime session with all threads against concurrent
-calls of one thread each (the Scorer's ``streams``), two sessions against one, and the batch size. Every
-way scores the same distinct DSP test texts in one process, interleaved chunk by chunk (the helpers of
-bench/score_bench.py), de-duplication off; speed as × sentence-transformers ``CrossEncoder.predict`` fp32,
-2 threads, batch 32 (the issue's baseline). Bundles: those bench/score_bench.py wrote (fp32, the default
-``--int8``, and the presets), exported first when absent.
+Retired: it imports helpers that bench/score_bench.py no longer has (``CrossEncoderFp32``, ``bundles``,
+``demo_checkpoint``), so it does not run. Its results (bench/threads_results.json and .md, measured on a
+2-core AMD EPYC, committed 2026-12-02) are historical; bench/report.py still renders their table.
 
-    .venv/bin/python bench/threads_bench.py            # after bench/score_bench.py, or on its own
+What it measured: one onnxruntime session with all threads against concurrent calls of one thread each
+(the Scorer's ``streams``), two sessions against one, and the batch size. Every way scored the same
+distinct DSP test texts in one process, interleaved chunk by chunk, de-duplication off; speed as ×
+sentence-transformers ``CrossEncoder.predict`` fp32, 2 threads, batch 32. Bundles: fp32, the default
+``--int8`` and the presets, exported first when absent.
 
-Writes bench/threads_results.json and bench/threads_results.md.
+    .venv/bin/python bench/threads_bench.py            # no longer runs (see above)
+
+Wrote bench/threads_results.json and bench/threads_results.md.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ WAYS = [("Scorer default: 2 streams x 1 thread, batch 1", 2, 2, 1, 1),
         ("2 streams x 1 thread, batch 32", 2, 2, 32, 1),
         ("1 stream x 2 threads, batch 1", 2, 1, 1, 1),
         ("1 stream x 2 threads, batch 8", 2, 1, 8, 1),
-        ("1 stream x 2 threads, batch 32 (the old default)", 2, 1, 32, 1),
+        ("1 stream x 2 threads, batch 32 (the Scorer's default until 2026-12-02)", 2, 1, 32, 1),
         ("2 concurrent calls on one 2-thread session, batch 1", 4, 2, 1, 1),
         ("2 sessions x 1 thread, batch 1", 1, 1, 1, 2)]
 
@@ -70,7 +73,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # imported here, so that bench/report.py renders the table from the JSON; score_bench no longer has
-    # CrossEncoderFp32, bundles and demo_checkpoint, so measuring again needs this script ported to its Peer
+    # CrossEncoderFp32, bundles and demo_checkpoint, which is why this script is retired
     from score_bench import (  # type: ignore[attr-defined]
         CrossEncoderFp32,
         bundles,
@@ -108,7 +111,9 @@ def main() -> None:
 
 def markdown(r: dict[str, Any]) -> str:
     m = r["machine"]
-    lines = ["# Threads and batching", "", f"Command: `{r['command']}`  ",
+    lines = ["# Threads and batching", "",
+             "Historical results: bench/threads_bench.py is retired and no longer runs (bench/SCORING.md).", "",
+             f"Command: `{r['command']}`  ",
              f"Machine: {m['cpu']}, {m['cores']} cores (load average before/after "
              f"{r['load_average_before_after'][0][0]:.1f}/{r['load_average_before_after'][1][0]:.1f}), Python "
              f"{m['python']}, onnxruntime {m['onnxruntime']}, torch {m['torch']}  ",

@@ -131,9 +131,9 @@ def lite_rm_throughput(threads: int, bf16: bool, length_grouping: bool = True, c
 
 def cross_encoder_throughput(threads: int, dropout: bool = True) -> dict[str, Any]:
     """pairs/s of sentence-transformers' CrossEncoder.fit on the same slice: max length 256, 16 pairs
-    (32 texts, chosen label 1 and rejected label 0) a batch, lr 3e-5, fp32 — the issue's baseline.
-    ``dropout=False``: the same without dropout, to show how much of lite-rm's lead its dropout
-    default gives."""
+    (32 texts, chosen label 1 and rejected label 0) a batch, lr 3e-5, fp32: the baseline lite-rm's loop
+    is compared with. ``dropout=False``: the same without dropout, to show how much of lite-rm's lead
+    its dropout default gives."""
     import torch
     from sentence_transformers import CrossEncoder, InputExample
     from torch.utils.data import DataLoader
@@ -292,7 +292,7 @@ LR_CHECKS: dict[str, tuple[str, str, list[str]]] = {
                                                          "--set", "general.head_lr_scale=25"]),
     "general-lr1e-4": ("general", "study-base", ["--set", "general.lr=1e-4"]),
     "custom-lr1e-4": ("custom", "general-lr1e-4", ["--set", "custom.lr=1e-4", "--interpolate", "off"]),
-    # "enough epochs" (issue 3's general-accuracy target): a second epoch at the default rate
+    # whether a second general epoch at the default rate raises general accuracy
     "general-lr1e-4-2epochs": ("general", "study-base", ["--set", "general.lr=1e-4", "--set", "general.epochs=2"]),
 }
 
