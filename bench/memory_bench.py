@@ -41,11 +41,9 @@ from score_bench import machine  # noqa: E402
 SHARD = 10_000
 WORDS = ("river table green music window paper stone cloud seven light garden answer reason friend "
          "question simple market health travel history science family season number").split()
-# The child: lite-rm's CLI, with the streaming mode set and its own peak RSS written at exit.
+# The child: lite-rm's CLI (the streaming mode is a --set), with its own peak RSS written at exit.
 CHILD = """
 import atexit, json, os, resource, sys
-import lite_rm.data.streaming as streaming
-streaming.DEFAULT_MODE = os.environ["BENCH_MODE"]
 atexit.register(lambda: open(os.environ["BENCH_RSS"], "w").write(json.dumps(
     {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})))
 from lite_rm.cli import main
@@ -99,10 +97,10 @@ def run_stage(mode: str, pattern: str, model: Path, small: Path, work: Path, ste
     out, rss = work / f"run-{mode}", work / f"rss-{mode}.json"
     cmd = [sys.executable, "-c", CHILD, "train", "-o", str(out), "--model", str(model), "--stages", "general",
            "--general-set", f"big={pattern}", "--eval-set", f"small={small}", "--threads", "1",
-           "--set", f"general.max_steps={steps}"]
+           "--set", f"general.max_steps={steps}", "--set", f"general.streaming={mode}"]
     print("+", " ".join(cmd[3:]), f"(general.streaming={mode})", flush=True)
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, env=os.environ | {"BENCH_MODE": mode, "BENCH_RSS": str(rss)},
+    subprocess.run(cmd, check=True, env=os.environ | {"BENCH_RSS": str(rss)},
                    stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     summary = json.loads((out / "general" / "lite_rm.json").read_text())["training"]

@@ -24,3 +24,8 @@ class ExportError(LiteRMError, ValueError):
 class InputError(LiteRMError, ValueError):
     """An input lite-rm cannot use: a folder of the wrong kind (a bundle for a checkpoint, a run folder
     without results), corrupted metadata, a head name, too few comparisons; the message says what to give."""
+
+
+class ResumeStateError(LiteRMError, ValueError):
+    """A run or resumable state that cannot be continued (other data, other settings, unreadable); the
+    message names the folder and says what to do."""

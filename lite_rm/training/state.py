@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from lite_rm.errors import LiteRMError
+from lite_rm.errors import ResumeStateError
 from lite_rm.files import atomic_dir
 
 logger = logging.getLogger(__name__)
@@ -28,10 +28,6 @@ TENSORS_FILE = "tensors.safetensors"
 JSON_FILE = "state.json"
 LEGACY_FILE = "state.pt"  # pickle, written by lite-rm before 0.x: never loaded
 STATE_VERSION = 1
-
-
-class ResumeStateError(LiteRMError, ValueError):
-    """A resumable state that cannot be used; the message names the folder and says what to do."""
 
 
 @dataclass
