@@ -125,7 +125,5 @@ def _summary_lines(summary: dict[str, Any]) -> list[str]:
 
 
 def _agreement(check: dict[str, Any]) -> str:
-    text = f"order agreement {check['order_agreement']:.3f}"
-    if "confident_agreement" in check:  # bundles of earlier versions have only the overall figure
-        text += f" ({check['confident_agreement']:.3f} on the {check['confident_pairs']} confident pairs)"
-    return text
+    return (f"order agreement {check['order_agreement']:.3f} ({check['confident_agreement']:.3f} on the "
+            f"{check['confident_pairs']} confident pairs)")
