@@ -8,7 +8,6 @@ share one test file's texts).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import numpy as np
 
 from lite_rm.data import DSP_DOMAINS, PreferencePair, load_preferences
 from lite_rm.data.locations import DSP_TEST, GENERAL_TEST
-from lite_rm.files import write_text_atomic
+from lite_rm.files import write_json_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -290,5 +289,5 @@ def write_results(folder: str | Path, rows: dict[str, dict[str, dict[str, Any]]]
     md, js = folder / "results.md", folder / "results.json"
     write_text_atomic(md, results_table(rows) + appendix)
     payload = {"results": rows, "general_avg": {k: general_average(v) for k, v in rows.items()}, **(extra or {})}
-    write_text_atomic(js, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    write_json_atomic(js, payload)
     return md, js
