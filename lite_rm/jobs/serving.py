@@ -53,8 +53,9 @@ from starlette.routing import BaseRoute, Route
 
 from lite_rm import __version__
 from lite_rm.data.records import DataError
+from lite_rm.data.text import check_text
 from lite_rm.errors import LiteRMError
-from lite_rm.scoring.scorer import Comparison, Scorer, check_text
+from lite_rm.scoring.scorer import Comparison, Scorer
 
 logger = logging.getLogger(__name__)
 
