@@ -54,3 +54,19 @@ def require(module: str, extra: str | None = None) -> ModuleType:
         raise MissingExtraError(
             f"{module!r} is needed for this and is not installed ({err}). Install it with: {hint}"
         ) from err
+
+
+def installed_version(distribution: str) -> str | None:
+    """The installed version of a distribution (``"onnxruntime"``), or ``None`` when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
+
+
+def lite_rm_version() -> str:
+    """lite-rm's installed version, ``"unknown"`` when run from a source tree that is not installed; read
+    here rather than from the package root, which every layer may not import."""
+    return installed_version("lite-rm") or "unknown"

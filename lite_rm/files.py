@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -43,6 +44,11 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: str | Path, data: Any, indent: int | None = 2, sort_keys: bool = True) -> None:
+    """Write ``data`` as a JSON file ending in a newline, atomically (:func:`write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(data, indent=indent, sort_keys=sort_keys) + "\n")
 
 
 def _pid_alive(pid: int) -> bool:

@@ -211,10 +211,10 @@ def test_interrupted_head_write_leaves_the_bundle_as_it_was(fresh: Path, monkeyp
     before = (fresh / MANIFEST_FILE).read_text()
     old_file = read_manifest(fresh).heads["alice"]
 
-    def crash(path: Path, text: str) -> None:
+    def crash(path: Path, data: object, **options: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(heads, "write_text_atomic", crash)
+    monkeypatch.setattr(heads, "write_json_atomic", crash)
     with pytest.raises(KeyboardInterrupt):
         save_into_bundle(fresh, _head(scorer, "alice", 2))
     assert (fresh / MANIFEST_FILE).read_text() == before

@@ -101,6 +101,12 @@ def test_bad_row_stops_with_line_number_or_is_skipped(bundle: Path, tmp_path: Pa
     assert result.exit_code == 1 and "not found" in result.output
 
 
+def test_resume_to_stdout_is_refused(bundle: Path, tmp_path: Path) -> None:
+    src = _jsonl(tmp_path / "in.jsonl", ROWS)
+    result = _score(bundle, "-i", str(src), "-o", "-", "--resume")
+    assert result.exit_code == 1 and "--resume needs an output file (-o FILE)" in result.output
+
+
 def test_resume_does_not_rescore(bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = _jsonl(tmp_path / "in.jsonl", ROWS)
     full = tmp_path / "full.jsonl"

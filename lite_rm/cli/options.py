@@ -8,11 +8,12 @@ from typing import Any, TypeVar
 import click
 
 from lite_rm.cli import fail
+from lite_rm.data.formats import SOURCE_FORMATS
 from lite_rm.flags import Flag
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-FORMAT_CHOICES = ["dsp", "text-score", "hh-rlhf", "pairs", "hf"]
+FORMAT_CHOICES = list(SOURCE_FORMATS)
 
 
 def parse_columns(values: tuple[str, ...]) -> dict[str, str]:

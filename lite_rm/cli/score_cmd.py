@@ -90,8 +90,6 @@ def score(bundle: str, input_path: str, output_path: str, data_format: str | Non
                       columns=mapping,
                       domain=domain, skip_invalid=skip_invalid)
         return
-    if resume and output_path == "-":
-        fail("--resume needs an output file (-o FILE): stdout keeps no partial results")
     try:
         scorer = Scorer(bundle, threads=resolve_threads(threads), batch_size=batch_size, verify=verify,
                         backend=backend, head=head)

@@ -39,18 +39,14 @@ def _flag_overrides(flags: dict[str, Any], data: dict[str, Any]) -> dict[str, An
 
 def _config(config_file: str | None, flags: dict[str, Any], settings: tuple[str, ...]) -> TrainConfig:
     """The run's :class:`TrainConfig`: the config file, then the flags, then ``--set KEY=VALUE``."""
-    from lite_rm.training.config_files import read_config_file, set_key
+    from lite_rm.training.config_files import config_from, read_config_file
 
     data: dict[str, Any] = read_config_file(config_file) if config_file else {}
     overrides = _flag_overrides(flags, data)
     for key, value in parse_pairs(settings, "--set").items():
         overrides[key] = parse_literal(value)
-    for key, value in overrides.items():
-        if key.startswith("general.proportions.") and key.count(".") == 2:
-            data.setdefault("general", {}).setdefault("proportions", {})[key.split(".")[2]] = value
-        else:
-            set_key(data, key, value)
-    return TrainConfig.from_dict(data)
+    # Not named after the file: a bad value may come from a flag as well as from the file.
+    return config_from(data, overrides)
 
 
 @click.command(cls=SectionedCommand, short_help="Train a reward model: base, general, custom stages.",

@@ -24,6 +24,9 @@ from lite_rm.data.records import DataError, PreferencePair, RankedList
 from lite_rm.errors import ConfigError
 
 FORMATS = ("dsp", "text-score", "hh-rlhf", "pairs")
+# What ``--format`` / ``format=`` accept: a record format, or "hf" for a Hugging Face dataset (name or
+# save_to_disk folder) whose format is then detected.
+SOURCE_FORMATS = (*FORMATS, "hf")
 DSP_DOMAINS = ("academy", "business", "entertainment", "literature")
 
 # The assistant turn markers of the two dialogue styles in the general data:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lite_rm.data.formats import (
-    FORMATS,
+    SOURCE_FORMATS,
     Identical,
     Tie,
     detect_format,
@@ -122,8 +122,8 @@ def iter_preferences(
     Raises:
         DataError: a bad record (unless skipped), or a source missing or damaged as a whole.
     """
-    if format is not None and format not in (*FORMATS, "hf"):
-        raise ConfigError(f"unknown format {format!r}; expected one of {', '.join((*FORMATS, 'hf'))}")
+    if format is not None and format not in SOURCE_FORMATS:
+        raise ConfigError(f"unknown format {format!r}; expected one of {', '.join(SOURCE_FORMATS)}")
     report.format = "?" if format in (None, "hf") else str(format)
 
     def convert(row: Row, raw: dict[str, Any]) -> list[PreferencePair]:

@@ -1,5 +1,6 @@
-"""Validating text once, where it is read: JSON parsing that never escapes :class:`DataError`, and the
-check that every string is valid Unicode (so tokenizers never see a lone surrogate).
+"""Validating text once, where it is read: JSON parsing that never escapes :class:`DataError`, the
+check that every string is valid Unicode (so tokenizers never see a lone surrogate), and
+:func:`check_text`, the check of every text a scorer takes (a string or chat messages).
 
 Python's JSON parser accepts input that later code cannot use: a lone surrogate (``"\\ud800"`` is valid
 JSON but not encodable text; tokenizers fail on it), integers longer than Python's 4,300-digit limit
@@ -14,6 +15,7 @@ import re
 import sys
 from typing import Any
 
+from lite_rm.data.formats import render_messages
 from lite_rm.data.records import DataError
 
 # A \uD800-\uDFFF escape: the only way JSON text can carry a surrogate; records without one need no walk.
@@ -63,6 +65,31 @@ def text_error(record: dict[str, Any], loc: str, origin: str = "json") -> DataEr
         elif isinstance(value, list):
             stack.extend((item, f"{path}[{i}]") for i, item in enumerate(value))
     return None
+
+
+def check_text(value: Any, name: str, loc: str = "") -> str:
+    """``value`` as text: a string, or chat messages rendered as in training. The one check of the texts a
+    Scorer (:mod:`lite_rm.scoring.scorer`), ``lite-rm score`` and ``lite-rm serve`` take.
+
+    Args:
+        value: a string or a list of ``{"role", "content"}`` messages.
+        name: the argument or field, named in errors.
+        loc: where a file's record came from (``FILE line N``); when given, every problem is a DataError
+            naming it, so that a file job can skip the record.
+
+    Raises:
+        TypeError: neither a string nor a list (without ``loc``).
+        DataError: malformed messages, or with ``loc`` any problem (a DataError is a ValueError).
+        ValueError: text that is not valid Unicode (a lone surrogate).
+    """
+    if not loc and not isinstance(value, (str, list)):
+        raise TypeError(f"{name}: expected a string or a list of {{'role', 'content'}} messages, "
+                        f"found {type(value).__name__}")
+    text = render_messages(value, loc, name)  # a DataError names what is wrong
+    bad = bad_text(text)
+    if bad:  # tokenizers would fail on it and lose the whole batch
+        raise DataError(loc, f"field {name!r}: {bad[0]}", bad[1]) if loc else ValueError(f"{name}: {bad[0]}")
+    return text
 
 
 def _too_long_number(err: ValueError) -> str:

@@ -48,6 +48,7 @@ from lite_rm.exporting.parity import ParityError, ParityResult, bundle_scores, c
 from lite_rm.exporting.quantization import QuantPreset, quantize
 from lite_rm.exporting.validation import ValidationPairs, checkpoint_domains, validation_pairs
 from lite_rm.exporting.writer import stage_bundle, write_bundle, write_teacher_in_place
+from lite_rm.extras import installed_version, lite_rm_version
 from lite_rm.files import check_output, folder_digest, scratch_dir
 from lite_rm.scoring.bundle import DEFAULT_MAX_POSITIONS, TOKENIZER_FILE, Calibration, Embedding, Manifest, Source
 from lite_rm.scoring.encoding import InputRule
@@ -214,14 +215,14 @@ def _final_manifest(run: _Run, preset: QuantPreset | None, parity: dict[str, Any
     export = {
         # the engine the parity check scored with (Scorer(backend="openvino") can still run the graph)
         "engine": "onnxruntime",
-        "optimum_onnx": _dist_version("optimum-onnx"), "onnxruntime": _dist_version("onnxruntime"),
+        "optimum_onnx": installed_version("optimum-onnx"), "onnxruntime": installed_version("onnxruntime"),
         "optimization_level": run.options.optimization_level, "timings_s": run.timings,
     }
     embedding = None if run.embedding is None else Embedding(EMBEDDING_OUTPUT, run.embedding[0], run.embedding[3])
     return Manifest(folder=Path(), input_rule=run.rule, calibration=calibration,
                     precision="int8" if preset else "fp32", max_positions=run.base.max_positions,
                     domains=checkpoint_domains(meta), embedding=embedding, source=source,
-                    created_by=f"lite-rm {_version()}",
+                    created_by=f"lite-rm {lite_rm_version()}",
                     created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), export=export,
                     quantization=preset.to_dict() if preset else None, parity=parity, fidelity=fidelity,
                     extra=dict(run.options.extra_manifest))
@@ -306,16 +307,3 @@ def export_bundle(checkpoint: str | Path, output: str | Path, options: ExportOpt
     size_mb = manifest.files[manifest.model_file].bytes / 1e6
     logger.info("wrote %s (%s, %.1f MB)", output, manifest.precision, size_mb)
     return manifest
-
-
-def _dist_version(name: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
-
-
-def _version() -> str:
-    return _dist_version("lite-rm") or "unknown"

@@ -23,7 +23,7 @@ import numpy as np
 
 from lite_rm.extras import require
 from lite_rm.scoring.bundle import Calibration
-from lite_rm.scoring.evaluation import pairwise_accuracy
+from lite_rm.scoring.evaluation import pairwise_accuracy, preference_probability
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +55,6 @@ def expected_calibration_error(probabilities: np.ndarray, outcomes: np.ndarray, 
         if mask.any():
             ece += mask.mean() * abs(y[mask].mean() - p[mask].mean())
     return float(ece)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 def _degenerate(accuracy: float, pairs: int, fitted: float, scale: float) -> str | None:
@@ -103,8 +99,8 @@ def fit_temperature(chosen_scores: np.ndarray, rejected_scores: np.ndarray) -> C
     reason = _degenerate(accuracy, int(diff.size), fitted, scale)
     return Calibration(
         scale=scale, method=METHOD,
-        ece_before=expected_calibration_error(_sigmoid(x[:, 0]), y),
-        ece_after=expected_calibration_error(_sigmoid(scale * x[:, 0]), y),
+        ece_before=expected_calibration_error(preference_probability(x[:, 0]), y),
+        ece_after=expected_calibration_error(preference_probability(x[:, 0], scale), y),
         ece_bins=ECE_BINS, pairs=int(diff.size), accuracy=accuracy, degenerate=reason is not None, reason=reason,
     )
 

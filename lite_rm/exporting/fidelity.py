@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from lite_rm.errors import LiteRMError
-from lite_rm.scoring.evaluation import pair_correctness, paired_accuracy_interval
+from lite_rm.scoring.evaluation import order_agreement, pair_correctness, paired_accuracy_interval
 
 
 @dataclass(frozen=True)
@@ -94,13 +94,12 @@ def check_fidelity(teacher_diff: np.ndarray, student_diff: np.ndarray, set_names
     if not (len(t) == len(s) == len(names)) or not len(t):
         raise ValueError(f"fidelity: expected the same non-zero number of pairs for teacher, student and set "
                          f"names, found {len(t)}, {len(s)}, {len(names)}")
-    confident = np.abs(1.0 / (1.0 + np.exp(-teacher_scale * t)) - 0.5) > confidence_band
-    same = np.sign(t) == np.sign(s)
-    agreement = float(same[confident].mean()) if confident.any() else 1.0
+    order = order_agreement(t, s, teacher_scale, confidence_band)
+    agreement = order.confident_share
     problems = []
     if agreement < min_confident_agreement:
         problems.append(f"confident-pair agreement {agreement:.3f} < {min_confident_agreement} "
-                        f"({int((~same & confident).sum())} of {int(confident.sum())} confident pairs flipped)")
+                        f"({order.confident_flipped} of {order.confident_pairs} confident pairs flipped)")
     sets = {}
     for name in dict.fromkeys(names.tolist()):
         m = names == name
@@ -111,7 +110,7 @@ def check_fidelity(teacher_diff: np.ndarray, student_diff: np.ndarray, set_names
             low, high = sets[name].difference_interval
             problems.append(f"{name}: accuracy {sc.mean():.3f} vs the teacher's {tc.mean():.3f}, below it beyond "
                             f"chance (95% interval of the difference [{low:+.3f}, {high:+.3f}], {m.sum()} pairs)")
-    return FidelityResult(int(confident.sum()), agreement, float(same.mean()), sets, min_confident_agreement,
+    return FidelityResult(order.confident_pairs, agreement, order.overall, sets, min_confident_agreement,
                           problems)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from lite_rm.errors import ExportError
 from lite_rm.extras import require
-from lite_rm.files import write_text_atomic
+from lite_rm.files import write_json_atomic
 from lite_rm.scoring.bundle import TOKENIZER_FILE
 from lite_rm.scoring.runtimes import EMBEDDING_OUTPUT
 
@@ -76,7 +76,7 @@ def max_positions(config: dict[str, Any]) -> int | None:
 def _sanitize_config(folder: Path, config: dict[str, Any]) -> None:
     """Overwrite ``folder/config.json`` with the checked config (no ``auto_map``): Optimum's optimizer and
     quantizer read it with ``AutoConfig`` and no ``trust_remote_code`` argument of their own."""
-    write_text_atomic(folder / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    write_json_atomic(folder / CONFIG_FILE, config)
 
 
 def onnx_export(checkpoint: Path, work: Path, config: dict[str, Any] | None = None) -> Path:
@@ -176,7 +176,7 @@ def _drop_auto_map(path: Path) -> None:
         raise ExportError(f"{path}: not valid JSON") from None
     if isinstance(data, dict) and "auto_map" in data:
         del data["auto_map"]
-        write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+        write_json_atomic(path, data)
 
 
 def add_embedding_output(model: Path) -> tuple[int, Any, float, list[str]]:

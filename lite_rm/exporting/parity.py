@@ -20,7 +20,7 @@ from lite_rm.errors import LiteRMError
 from lite_rm.exporting.options import ExportOptions
 from lite_rm.extras import require
 from lite_rm.scoring.encoding import InputRule, encode_pairs, length_batches, load_tokenizer, pad_batch, pad_id_of
-from lite_rm.scoring.evaluation import pairwise_accuracy
+from lite_rm.scoring.evaluation import order_agreement, pairwise_accuracy
 
 
 class ParityError(LiteRMError, RuntimeError):
@@ -91,19 +91,18 @@ def check_parity(reference: np.ndarray, scores: np.ndarray, options: ExportOptio
     """
     n = len(reference) // 2
     ref_diff, diff = reference[:n] - reference[n:], scores[:n] - scores[n:]
-    same = (diff > 0) == (ref_diff > 0)
+    agreement = order_agreement(ref_diff, diff, reference_scale, options.confidence_band)
     result = ParityResult(preset, scores, float(np.max(np.abs(scores - reference))),
                           pairwise_accuracy(scores[:n], scores[n:]), pairwise_accuracy(reference[:n], reference[n:]),
-                          float(np.mean(same)), limits={})
+                          agreement.overall, limits={})
     if preset is None:
         result.limits = {"tolerance": options.fp32_tolerance}
         if result.max_abs_diff > options.fp32_tolerance:
             result.problems.append(f"fp32 ONNX scores differ from PyTorch by up to {result.max_abs_diff:.2e} "
                                    f"(allowed {options.fp32_tolerance:.0e})")
         return result
-    confident = np.abs(1.0 / (1.0 + np.exp(-reference_scale * ref_diff)) - 0.5) > options.confidence_band
-    result.confident_pairs = int(confident.sum())
-    result.confident_agreement = float(np.mean(same[confident])) if confident.any() else 1.0
+    result.confident_pairs = agreement.confident_pairs
+    result.confident_agreement = agreement.confident_share
     result.limits = {"min_confident_agreement": options.min_confident_agreement,
                      "confidence_band": options.confidence_band, "max_accuracy_loss": options.max_accuracy_loss,
                      "max_order_change": options.max_order_change}

@@ -7,14 +7,13 @@ and the tokenizer configs, so Optimum's ``ORTModelForSequenceClassification`` an
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from lite_rm.exporting.onnx import CONFIG_FILE
-from lite_rm.files import atomic_dir
+from lite_rm.files import atomic_dir, write_json_atomic
 from lite_rm.scoring.bundle import MODEL_FILE, Manifest, read_manifest, write_manifest
 from lite_rm.scoring.heads import LinearHead, head_file, write_head
 
@@ -43,7 +42,7 @@ def stage_bundle(folder: Path, model: Path, tokenizer_dir: Path, manifest: Manif
             shutil.copyfile(path, folder / path.name)
             names.append(path.name)
     if config is not None:
-        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        write_json_atomic(folder / CONFIG_FILE, config)
         names.append(CONFIG_FILE)
     for head in heads or []:
         write_head(folder / head_file(head.name), head)

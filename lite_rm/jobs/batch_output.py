@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from lite_rm.errors import ConfigError
-from lite_rm.files import OutputError, identity_change, write_text_atomic
+from lite_rm.files import OutputError, identity_change, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class _Partial:
             logger.info("%s exists from an earlier run; starting over (use --resume to continue it)", self.partial)
         self.file.truncate(keep)
         if source is not None and not keep:  # a new partial: record what it is written from
-            write_text_atomic(self.state, json.dumps({"format": STATE_FORMAT, **source}, indent=1) + "\n")
+            write_json_atomic(self.state, {"format": STATE_FORMAT, **source}, indent=1, sort_keys=False)
         self.rows = self.resume.rows
         self.csv: csv.DictWriter[str] | None = None
         self.header_written = keep > 0

@@ -35,6 +35,7 @@ from lite_rm.data.formats import FORMATS, Identical, Tie, detect_format, pairs_f
 from lite_rm.data.loading import map_columns
 from lite_rm.data.readers import Row, convert_rows, count_records, display_name, read_rows
 from lite_rm.data.records import DataError, Skips
+from lite_rm.data.text import check_text
 from lite_rm.files import OutputError, input_identity
 from lite_rm.jobs.batch_output import (
     LINE_FIELD,
@@ -45,7 +46,7 @@ from lite_rm.jobs.batch_output import (
     refuse_folder,
 )
 from lite_rm.scoring.evaluation import pair_correctness
-from lite_rm.scoring.scorer import Scorer, check_text
+from lite_rm.scoring.scorer import Scorer
 
 logger = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from lite_rm.errors import InputError
 from lite_rm.extras import require
+from lite_rm.scoring.evaluation import preference_probability
 from lite_rm.training.metrics import METRICS_DIR, METRICS_FILE, stage_rows
 
 logger = logging.getLogger(__name__)
@@ -214,7 +215,7 @@ def pair_probabilities(diff: np.ndarray, scale: float) -> tuple[np.ndarray, np.n
     (1 for chosen-first, 0 reversed): the symmetric view export calibrates and scores ECE on."""
     d = np.asarray(diff, dtype=np.float64)
     x = np.concatenate([d, -d])
-    return 1.0 / (1.0 + np.exp(-scale * x)), np.concatenate([np.ones_like(d), np.zeros_like(d)])
+    return preference_probability(x, scale), np.concatenate([np.ones_like(d), np.zeros_like(d)])
 
 
 def plot_reliability(diff: np.ndarray, scale: float, path: Path, title: str) -> Path:

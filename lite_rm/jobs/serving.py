@@ -51,10 +51,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from lite_rm import __version__
 from lite_rm.data.records import DataError
+from lite_rm.data.text import check_text
 from lite_rm.errors import LiteRMError
-from lite_rm.scoring.scorer import Comparison, Scorer, check_text
+from lite_rm.extras import lite_rm_version
+from lite_rm.scoring.scorer import Comparison, Scorer
 
 logger = logging.getLogger(__name__)
 
@@ -379,7 +380,8 @@ class RewardServer:
         ``---``). Like every endpoint but /health, it needs the key when the server has one."""
         from starlette.schemas import SchemaGenerator
 
-        generator = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "lite-rm serve", "version": __version__}})
+        info = {"title": "lite-rm serve", "version": lite_rm_version()}
+        generator = SchemaGenerator({"openapi": "3.0.0", "info": info})
         schema = generator.get_schema(routes)
 
         async def openapi(request: Request) -> Response:

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from lite_rm.errors import LiteRMError
-from lite_rm.files import file_digest, write_text_atomic
+from lite_rm.files import file_digest, write_json_atomic
 from lite_rm.scoring.encoding import InputRule
 
 MANIFEST_FILE = "manifest.json"
@@ -472,5 +472,5 @@ def write_manifest(folder: str | Path, manifest: Manifest) -> Path:
     """Write ``manifest`` as ``folder/manifest.json``, atomically (a reader sees the old file or the new one):
     the one writer of the file (export, a teacher copied in place, a head added)."""
     path = Path(folder) / MANIFEST_FILE
-    write_text_atomic(path, json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n")
+    write_json_atomic(path, manifest.to_dict())
     return path

@@ -8,7 +8,6 @@ share one test file's texts).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import numpy as np
 
 from lite_rm.data import DSP_DOMAINS, PreferencePair, load_preferences
 from lite_rm.data.locations import DSP_TEST, GENERAL_TEST
-from lite_rm.files import write_text_atomic
+from lite_rm.files import write_json_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +94,68 @@ def pair_correctness(diff: np.ndarray) -> np.ndarray:
     :func:`pairwise_accuracy`)."""
     diff = np.asarray(diff, dtype=np.float64)
     return (diff > 0) + 0.5 * (diff == 0)
+
+
+def preference_probability(diff: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """P(a preferred over b) = sigmoid(scale * diff) from score differences ``diff = s_a - s_b``, float64.
+
+    A difference so large that ``exp`` overflows gives exactly 0.0 (or 1.0), never NaN or a warning.
+    """
+    x = np.asarray(diff, dtype=np.float64)
+    with np.errstate(over="ignore"):  # exp(large) = inf gives P = 0.0 exactly, as it should
+        return 1.0 / (1.0 + np.exp(-scale * x))
+
+
+@dataclass(frozen=True)
+class OrderAgreement:
+    """How far a model orders pairs as a reference does (:func:`order_agreement`).
+
+    Attributes:
+        same: per pair, whether both differences have the same sign (a tie agrees only with a tie).
+        confident: per pair, whether the reference is confident about it.
+    """
+
+    same: np.ndarray
+    confident: np.ndarray
+
+    @property
+    def overall(self) -> float:
+        """The share of all pairs ordered the same (NaN without pairs)."""
+        return float(np.mean(self.same)) if self.same.size else float("nan")
+
+    @property
+    def confident_pairs(self) -> int:
+        return int(self.confident.sum())
+
+    @property
+    def confident_flipped(self) -> int:
+        """Confident pairs the model orders otherwise."""
+        return int((~self.same & self.confident).sum())
+
+    @property
+    def confident_share(self) -> float:
+        """The share of confident pairs ordered the same; 1.0 when there are none (nothing to flip)."""
+        return float(np.mean(self.same[self.confident])) if self.confident.any() else 1.0
+
+
+def order_agreement(reference_diff: np.ndarray, diff: np.ndarray, scale: float = 1.0,
+                    confidence_band: float = 0.0) -> OrderAgreement:
+    """Whether a model orders each pair as a reference (teacher, PyTorch graph) does.
+
+    The rule: a pair agrees when both score differences have the same sign; a tie (difference exactly 0)
+    agrees only with a tie. A pair is confident when the reference's P(a preferred) =
+    sigmoid(``scale`` * ``reference_diff``) lies outside 0.5 ± ``confidence_band``.
+
+    Args:
+        reference_diff: the reference's s_a - s_b per pair.
+        diff: the model's, same pairs.
+        scale: the reference's calibration scale.
+        confidence_band: how far from 0.5 a probability must be to count as confident.
+    """
+    ref = np.asarray(reference_diff, dtype=np.float64)
+    same = np.sign(ref) == np.sign(np.asarray(diff, dtype=np.float64))
+    confident = np.abs(preference_probability(ref, scale) - 0.5) > confidence_band
+    return OrderAgreement(same, confident)
 
 
 def paired_accuracy_interval(a: np.ndarray, b: np.ndarray, confidence: float = 0.95, resamples: int = 2000,
@@ -228,5 +289,5 @@ def write_results(folder: str | Path, rows: dict[str, dict[str, dict[str, Any]]]
     md, js = folder / "results.md", folder / "results.json"
     write_text_atomic(md, results_table(rows) + appendix)
     payload = {"results": rows, "general_avg": {k: general_average(v) for k, v in rows.items()}, **(extra or {})}
-    write_text_atomic(js, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    write_json_atomic(js, payload)
     return md, js

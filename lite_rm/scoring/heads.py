@@ -25,8 +25,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from lite_rm.errors import InputError
-from lite_rm.files import write_text_atomic
+from lite_rm.files import write_json_atomic
 from lite_rm.scoring.bundle import MAX_MAGNITUDE, BundleError, Calibration, Manifest, bounded, show_value
+from lite_rm.scoring.evaluation import preference_probability
 from lite_rm.scoring.runtimes import EMBEDDING_OUTPUT, SCORE_OUTPUT
 
 HEAD_FORMAT = "lite-rm-head"
@@ -160,7 +161,7 @@ def write_head(path: str | Path, head: LinearHead) -> Path:
     path = Path(path)
     LinearHead.from_dict(head.to_dict(), f"head {head.name!r} (not written to {path})")
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(head.to_dict(), indent=1) + "\n")
+    write_json_atomic(path, head.to_dict(), indent=1, sort_keys=False)
     return path
 
 
@@ -270,8 +271,7 @@ class HeadPlan:
     def probabilities(self, score_a: np.ndarray, score_b: np.ndarray) -> np.ndarray:
         """P(a preferred over b) from two arrays of this plan's scores, float64."""
         diff = np.asarray(score_a, dtype=np.float64) - np.asarray(score_b, dtype=np.float64)
-        with np.errstate(over="ignore"):  # exp(large) = inf gives P = 0.0 exactly, as it should
-            return 1.0 / (1.0 + np.exp(-self.scale * diff))
+        return preference_probability(diff, self.scale)
 
 
 class HeadSet:

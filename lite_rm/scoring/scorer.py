@@ -23,9 +23,7 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
-from lite_rm.data.formats import render_messages
-from lite_rm.data.records import DataError
-from lite_rm.data.text import bad_text
+from lite_rm.data.text import check_text
 from lite_rm.scoring.bundle import BundleError, Manifest, read_manifest
 from lite_rm.scoring.encoding import EncodedPairs, encode_pairs, length_batches, load_tokenizer, pad_batch, pad_id_of
 from lite_rm.scoring.heads import HeadPlan, HeadSet, HeadSpec, LinearHead
@@ -38,31 +36,6 @@ logger = logging.getLogger(__name__)
 # busy, and a dynamic-int8 text's score does not depend on the other texts of a call (their shared
 # activation scale would move it).
 DEFAULT_BATCH_SIZE = 1
-
-
-def check_text(value: Any, name: str, loc: str = "") -> str:
-    """``value`` as text: a string, or chat messages rendered as in training. The one check of the texts a
-    Scorer, ``lite-rm score`` and ``lite-rm serve`` take.
-
-    Args:
-        value: a string or a list of ``{"role", "content"}`` messages.
-        name: the argument or field, named in errors.
-        loc: where a file's record came from (``FILE line N``); when given, every problem is a DataError
-            naming it, so that a file job can skip the record.
-
-    Raises:
-        TypeError: neither a string nor a list (without ``loc``).
-        DataError: malformed messages, or with ``loc`` any problem (a DataError is a ValueError).
-        ValueError: text that is not valid Unicode (a lone surrogate).
-    """
-    if not loc and not isinstance(value, (str, list)):
-        raise TypeError(f"{name}: expected a string or a list of {{'role', 'content'}} messages, "
-                        f"found {type(value).__name__}")
-    text = render_messages(value, loc, name)  # a DataError names what is wrong
-    bad = bad_text(text)
-    if bad:  # tokenizers would fail on it and lose the whole batch
-        raise DataError(loc, f"field {name!r}: {bad[0]}", bad[1]) if loc else ValueError(f"{name}: {bad[0]}")
-    return text
 
 
 def _check_texts(name: str, value: Any) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from lite_rm.data import PreferencePair, load_preferences, split_by_prompt
 from lite_rm.errors import InputError
-from lite_rm.files import write_text_atomic
+from lite_rm.files import write_json_atomic
 from lite_rm.scoring.encoding import InputRule
 
 META_FILE = "lite_rm.json"
@@ -27,7 +27,7 @@ def write_meta(folder: str | Path, input_rule: InputRule, **fields: Any) -> Path
     """Write ``lite_rm.json`` (format version, input rule, and any extra fields) into ``folder``."""
     path = Path(folder) / META_FILE
     meta = {"format_version": META_VERSION, "input_rule": input_rule.to_dict(), **fields}
-    write_text_atomic(path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    write_json_atomic(path, meta)
     return path
 
 

@@ -44,7 +44,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def set_key(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``section.key`` (or ``key``) in a nested config dict, creating the section."""
+    """Set ``section.key`` (or ``key``, or ``general.proportions.SET``) in a nested config dict, creating
+    the section."""
+    if dotted.startswith("general.proportions.") and dotted.count(".") == 2:
+        data.setdefault("general", {}).setdefault("proportions", {})[dotted.split(".")[2]] = value
+        return
     *sections, key = dotted.split(".")
     target = data
     for section in sections:
@@ -58,12 +62,29 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
     """Read a config file and apply ``overrides`` (``{"custom.l2sp_coef": 0.1}``).
 
     Raises:
-        ConfigError: unreadable file, syntax error, unknown key or bad value (named).
+        ConfigError: unreadable file, syntax error, unknown key or bad value (named, after the file's path).
     """
-    data = read_config_file(path)
+    return config_from(read_config_file(path), overrides, source=path)
+
+
+def config_from(data: dict[str, Any], overrides: dict[str, Any] | None = None,
+                source: str | Path | None = None) -> TrainConfig:
+    """The :class:`TrainConfig` of a parsed config (:func:`read_config_file`, or ``{}`` for the defaults)
+    with ``overrides`` (``{"custom.l2sp_coef": 0.1}``, see :func:`set_key`) applied; changes ``data``.
+
+    Args:
+        data: the parsed config.
+        overrides: dotted keys and their values, applied in order.
+        source: the file ``data`` came from, put before error messages.
+
+    Raises:
+        ConfigError: an unknown key or a bad value (named).
+    """
     for key, value in (overrides or {}).items():
         set_key(data, key, value)
     try:
         return TrainConfig.from_dict(data)
     except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
+        if source is None:
+            raise
+        raise ConfigError(f"{source}: {err}") from None

@@ -35,7 +35,7 @@ from lite_rm.data.locations import DSP_TRAIN, GENERAL_TRAIN
 from lite_rm.errors import InputError
 from lite_rm.files import check_output, folder_digest
 from lite_rm.scoring.encoding import load_tokenizer, pad_id_of
-from lite_rm.scoring.evaluation import pairwise_accuracy
+from lite_rm.scoring.evaluation import order_agreement, pairwise_accuracy
 from lite_rm.threads import resolve_threads
 from lite_rm.training.batching import PairData, encode_preferences, plan_epochs
 from lite_rm.training.checkpoint import META_FILE, ValidationSplit, input_rule_of, read_meta, validation_split_of
@@ -147,7 +147,8 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, chosen: torch.Ten
 
     Returns:
         The loss, and metrics: ``mse``, ``pair_mse``, ``agree`` (pairs the student orders as the teacher
-        does) and ``acc`` (pairs the student orders as the labels do).
+        does, :func:`~lite_rm.scoring.evaluation.order_agreement`) and ``acc`` (pairs the student orders as
+        the labels do, a tie counting half as in :func:`~lite_rm.scoring.evaluation.pairwise_accuracy`).
     """
     mse = torch.mean((student - teacher) ** 2)
     s_diff = student[chosen] - student[rejected]
@@ -155,8 +156,9 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, chosen: torch.Ten
     pair = torch.mean((s_diff - t_diff) ** 2) if len(chosen) else student.new_zeros(())
     loss = mse + pair_coef * pair if pair_coef else mse
     with torch.no_grad():
-        agree = float(((s_diff > 0) == (t_diff > 0)).float().mean()) if len(chosen) else float("nan")
-        acc = float((s_diff > 0).float().mean()) if len(chosen) else float("nan")
+        s_np, t_np = s_diff.detach().float().cpu().numpy(), t_diff.detach().float().cpu().numpy()
+        agree = order_agreement(t_np, s_np).overall  # NaN without pairs
+        acc = pairwise_accuracy(s_np, np.zeros_like(s_np))
     return loss, {"mse": float(mse.detach()), "pair_mse": float(pair.detach()), "agree": agree, "acc": acc}
 
 
@@ -186,7 +188,7 @@ def _fidelity(student: Any, valid: PairData, teacher_valid: np.ndarray, pad_id: 
     s = score_all(student, valid.texts, pad_id, bf16, batch)
     c, r = valid.pairs[:, 0], valid.pairs[:, 1]
     return {"mse": float(np.mean((s - teacher_valid) ** 2)),
-            "agreement": float(np.mean((s[c] > s[r]) == (teacher_valid[c] > teacher_valid[r]))),
+            "agreement": order_agreement(teacher_valid[c] - teacher_valid[r], s[c] - s[r]).overall,
             "accuracy": pairwise_accuracy(s[c], s[r]),
             "teacher_accuracy": pairwise_accuracy(teacher_valid[c], teacher_valid[r])}
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from lite_rm.files import write_text_atomic
+from lite_rm.files import write_json_atomic
 from lite_rm.scoring.encoding import InputRule, load_tokenizer
 from lite_rm.scoring.evaluation import (
     EvalSet,
@@ -82,8 +82,8 @@ def _open_run(config: TrainConfig, resume: bool, overwrite: bool) -> str:
     if parallel.is_main():  # with several processes, process 0 checks and writes, the others wait
         check_resumable(run, config, resume, overwrite)
         run.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run / "config.json", config.to_json() + "\n")
-        write_text_atomic(run / DATA_FILE, json.dumps(data_identity(config), indent=1) + "\n")
+        write_json_atomic(run / "config.json", config.to_dict())
+        write_json_atomic(run / DATA_FILE, data_identity(config), indent=1, sort_keys=False)
     parallel.barrier()
     return start
 
