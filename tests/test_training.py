@@ -322,6 +322,22 @@ def test_free_cores_counts_the_cores_busy_now(monkeypatch: pytest.MonkeyPatch, p
     assert threads.resolve_threads(0) == expected and threads.resolve_threads(3) == 3
 
 
+@pytest.mark.parametrize(("threads", "inside"), [(3, 3), (0, 1), (None, 2)])
+def test_torch_threads_follows_resolve_threads(monkeypatch: pytest.MonkeyPatch, threads: int | None,
+                                               inside: int) -> None:
+    from lite_rm import threads as threads_module
+    from lite_rm.training.modeling import torch_threads
+
+    monkeypatch.setattr(threads_module, "free_cores", lambda sample_seconds=0.2: 1)
+    monkeypatch.setattr(threads_module, "usable_cores", lambda: 2)
+    before = torch.get_num_threads()
+    with torch_threads(threads):
+        assert torch.get_num_threads() == inside
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads"), torch_threads(-1):
+        pass
+
+
 def test_training_threads_zero_means_free_cores(tmp_path: Path, tiny_checkpoint: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from lite_rm.training import driver
