@@ -338,6 +338,18 @@ def test_torch_threads_follows_resolve_threads(monkeypatch: pytest.MonkeyPatch, 
         pass
 
 
+def test_share_threads_divides_the_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lite_rm import threads
+
+    monkeypatch.setattr(threads, "free_cores", lambda sample_seconds=0.2: 5)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 8)
+    assert threads.share_threads(0, 2) == 2 and threads.share_threads(0, 9) == 1
+    assert threads.share_threads(None, 3) == 2 and threads.share_threads(3, 4) == 3
+    for bad in ((-1, 2), (0, 0)):
+        with pytest.raises(ValueError):
+            threads.share_threads(*bad)
+
+
 def test_training_threads_zero_means_free_cores(tmp_path: Path, tiny_checkpoint: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from lite_rm.training import driver
