@@ -491,3 +491,14 @@ def test_resume_refuses_changed_data(tmp_path: Path, tiny_checkpoint: Path) -> N
         train(config, resume=True)
     train(config, overwrite=True)  # starting again records the new data
     assert json.loads((run / "data.json").read_text())["general.syn"]["bytes"] == general.stat().st_size
+
+
+def test_bf16_accepts_auto_true_and_false() -> None:
+    from lite_rm.errors import ConfigError
+    from lite_rm.training.config import DistillConfig
+
+    for value in ("auto", True, False):
+        assert TrainConfig.from_dict({"bf16": value}).bf16 == value
+        assert DistillConfig(bf16=value).bf16 == value
+    with pytest.raises(ConfigError, match="distill.bf16"):
+        DistillConfig(bf16="maybe")  # type: ignore[arg-type]
