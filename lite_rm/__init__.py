@@ -5,10 +5,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lite_rm.data import DataError, PreferencePair, load_preferences
+from lite_rm.errors import LiteRMError
 from lite_rm.scoring.encoding import InputRule
+
+if TYPE_CHECKING:  # for type checkers and IDEs only: at run time these load on first use (below)
+    from lite_rm.exporting import export_bundle
+    from lite_rm.scoring.scorer import Scorer
+    from lite_rm.training.config import TrainConfig
+    from lite_rm.training.pipeline import train
 
 __version__ = "0.1.0"
 
@@ -20,7 +27,7 @@ _LAZY = {
     "export_bundle": "lite_rm.exporting",
 }
 
-__all__ = ["DataError", "InputRule", "PreferencePair", "Scorer", "TrainConfig", "export_bundle",
+__all__ = ["DataError", "InputRule", "LiteRMError", "PreferencePair", "Scorer", "TrainConfig", "export_bundle",
            "load_preferences", "train"]
 
 
@@ -30,3 +37,8 @@ def __getattr__(name: str) -> Any:
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'lite_rm' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # the lazy names too (tab completion, dir()), without importing them
+    return sorted({*globals(), *_LAZY})

@@ -41,3 +41,18 @@ def resolve_threads(threads: int | None) -> int:
         raise ValueError(f"threads: expected an integer >= 0 (0: as many as free cores) or None (all usable "
                          f"cores), found {threads!r}")
     return threads or free_cores()
+
+
+def share_threads(threads: int | None, sharers: int) -> int:
+    """The thread count of each of ``sharers`` workers started together on one machine (Ray actors):
+    a positive number as given (per worker); ``0``: :func:`free_cores` now, divided among them;
+    ``None``: :func:`usable_cores`, divided among them. At least 1.
+
+    Raises:
+        ValueError: ``threads`` as in :func:`resolve_threads`, or ``sharers`` below 1.
+    """
+    if isinstance(sharers, bool) or not isinstance(sharers, int) or sharers < 1:
+        raise ValueError(f"sharers: expected a positive integer, found {sharers!r}")
+    if threads:
+        return resolve_threads(threads)
+    return max(1, resolve_threads(threads) // sharers)

@@ -110,14 +110,30 @@ def test_threads_zero_means_free_cores(tmp_path: Path, tiny_checkpoint: Path, mo
     import torch
 
     from lite_rm import threads as threads_module
+    from lite_rm.training import modeling
 
     monkeypatch.setattr(threads_module, "free_cores", lambda sample_seconds=0.5: 1)
+    seen: list[int] = []
+    torch_score_fn = modeling.torch_score_fn
+
+    def recording_score_fn(*args: object, **kwargs: object) -> object:
+        score = torch_score_fn(*args, **kwargs)  # type: ignore[arg-type]
+
+        def run(prompts: object, responses: object) -> object:
+            seen.append(torch.get_num_threads())
+            return score(prompts, responses)  # type: ignore[arg-type]
+
+        return run
+
+    monkeypatch.setattr(modeling, "torch_score_fn", recording_score_fn)
     before = torch.get_num_threads()
     try:
         result = _run(["eval", str(tiny_checkpoint), "--data", str(write_pairs(tmp_path / "p.jsonl", 4)),
                        "--threads", threads])
         assert result.exit_code == 0, result.output
-        assert torch.get_num_threads() == (1 if threads == "0" else 2)
+        assert seen and set(seen) == {1 if threads == "0" else 2}
+        # set while scoring only: the calling process keeps its own count
+        assert torch.get_num_threads() == before
     finally:
         torch.set_num_threads(before)
 

@@ -110,6 +110,67 @@ def test_cli_ray_engine_equals_single_process(cluster: None, bundle: Path, dsp_r
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.jsonl")} == before
 
 
+def test_threads_zero_on_ray_divides_the_free_cores_among_the_actors(cluster: None, bundle: Path,
+                                                                      dsp_rows: list[dict[str, str]],
+                                                                      tmp_path: Path) -> None:
+    from lite_rm.jobs.distributed import ShardOptions
+    from lite_rm.threads import usable_cores
+
+    class Counted(ShardScorer):  # defined here: Ray pickles it by value
+        """Also says how many actors its threads were divided among, and how many it got."""
+
+        def __init__(self, bundle: str, output_dir: str, options: ShardOptions | None = None,
+                     actors: int = 1) -> None:
+            super().__init__(bundle, output_dir, options, actors)
+            self.actors = actors
+
+        def __call__(self, batch: Any) -> dict[str, list[Any]]:
+            out = super().__call__(batch)
+            return out | {"actors": [self.actors] * len(out["shard"]),
+                          "threads": [self.scorer.streams] * len(out["shard"])}
+
+    report = score_dataset(bundle, _write_shards(dsp_rows, tmp_path / "shards"), tmp_path / "out", workers=2,
+                           options=ShardOptions(threads=0), scorer_class=Counted)
+    assert {s["status"] for s in report.shards} == {"scored"}
+    assert {s["actors"] for s in report.shards} == {2}
+    assert all(1 <= s["threads"] <= max(1, usable_cores() // 2) for s in report.shards)
+
+
+def test_cli_threads_zero_on_ray_means_free_cores(cluster: None, bundle: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from lite_rm.jobs import distributed
+
+    seen: dict[str, Any] = {}
+
+    def fake_score_dataset(bundle: str, inputs: str, output_dir: str, *, workers: int,
+                           options: distributed.ShardOptions) -> distributed.DatasetReport:
+        seen.update(workers=workers, options=options)
+        return distributed.DatasetReport([], 0.0, workers)
+
+    monkeypatch.setattr(distributed, "score_dataset", fake_score_dataset)
+    (tmp_path / "part-0.jsonl").write_text(json.dumps({"prompt": "q", "response": "r"}) + "\n")
+    for flags, threads in (([], 0), (["--threads", "0"], 0), (["--threads", "3"], 3)):
+        result = CliRunner().invoke(main, ["score", str(bundle), "-i", str(tmp_path / "part-0.jsonl"), "-o",
+                                           str(tmp_path / "out"), "--engine", "ray", "--workers", "2", *flags])
+        assert result.exit_code == 0, result.output
+        assert seen["options"].threads == threads and seen["options"].num_cpus == (threads or 1)
+
+
+def test_shard_and_bundle_scorers_share_the_free_cores(bundle: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from lite_rm import threads
+    from lite_rm.jobs.distributed import ShardOptions
+
+    monkeypatch.setattr(threads, "free_cores", lambda sample_seconds=0.2: 5)
+    assert BundleScorer(str(bundle), threads=0, actors=2).scorer.streams == 2
+    assert BundleScorer(str(bundle), threads=0, actors=8).scorer.streams == 1  # at least 1
+    assert BundleScorer(str(bundle)).scorer.streams == 1  # the default: one per actor
+    assert BundleScorer(str(bundle), threads=3, actors=2).scorer.streams == 3  # given: per actor
+    assert ShardScorer(str(bundle), str(tmp_path), ShardOptions(threads=0), actors=2).scorer.streams == 2
+    with pytest.raises(ValueError, match="ShardOptions.threads"):
+        ShardOptions(threads=-1)
+
+
 def test_worker_killed_mid_shard_resumes_without_loss_or_duplicates(
         cluster: None, bundle: Path, dsp_rows: list[dict[str, str]], tmp_path: Path) -> None:
     from lite_rm.jobs.batch_scoring import score_file

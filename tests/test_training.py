@@ -322,6 +322,34 @@ def test_free_cores_counts_the_cores_busy_now(monkeypatch: pytest.MonkeyPatch, p
     assert threads.resolve_threads(0) == expected and threads.resolve_threads(3) == 3
 
 
+@pytest.mark.parametrize(("threads", "inside"), [(3, 3), (0, 1), (None, 2)])
+def test_torch_threads_follows_resolve_threads(monkeypatch: pytest.MonkeyPatch, threads: int | None,
+                                               inside: int) -> None:
+    from lite_rm import threads as threads_module
+    from lite_rm.training.modeling import torch_threads
+
+    monkeypatch.setattr(threads_module, "free_cores", lambda sample_seconds=0.2: 1)
+    monkeypatch.setattr(threads_module, "usable_cores", lambda: 2)
+    before = torch.get_num_threads()
+    with torch_threads(threads):
+        assert torch.get_num_threads() == inside
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads"), torch_threads(-1):
+        pass
+
+
+def test_share_threads_divides_the_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lite_rm import threads
+
+    monkeypatch.setattr(threads, "free_cores", lambda sample_seconds=0.2: 5)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 8)
+    assert threads.share_threads(0, 2) == 2 and threads.share_threads(0, 9) == 1
+    assert threads.share_threads(None, 3) == 2 and threads.share_threads(3, 4) == 3
+    for bad in ((-1, 2), (0, 0)):
+        with pytest.raises(ValueError):
+            threads.share_threads(*bad)
+
+
 def test_training_threads_zero_means_free_cores(tmp_path: Path, tiny_checkpoint: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from lite_rm.training import driver
@@ -463,3 +491,14 @@ def test_resume_refuses_changed_data(tmp_path: Path, tiny_checkpoint: Path) -> N
         train(config, resume=True)
     train(config, overwrite=True)  # starting again records the new data
     assert json.loads((run / "data.json").read_text())["general.syn"]["bytes"] == general.stat().st_size
+
+
+def test_bf16_accepts_auto_true_and_false() -> None:
+    from lite_rm.errors import ConfigError
+    from lite_rm.training.config import DistillConfig
+
+    for value in ("auto", True, False):
+        assert TrainConfig.from_dict({"bf16": value}).bf16 == value
+        assert DistillConfig(bf16=value).bf16 == value
+    with pytest.raises(ConfigError, match="distill.bf16"):
+        DistillConfig(bf16="maybe")  # type: ignore[arg-type]

@@ -73,6 +73,6 @@ def os_error_message(err: OSError) -> str:
     return str(err)
 
 
-def fail(message: Any) -> NoReturn:
+def fail(message: str | Exception) -> NoReturn:
     """Stop a command with a clear one-line error and exit status 1 (no traceback)."""
     raise click.ClickException(str(message))

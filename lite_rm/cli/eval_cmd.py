@@ -27,22 +27,29 @@ def _checkpoint_score_fn(model: Path, bf16: bool | None, threads: int, batch_siz
     from lite_rm.extras import MissingExtraError, require
 
     try:  # before any import of the training modules, which need torch
-        torch = require("torch")
+        require("torch")
         require("transformers")
     except MissingExtraError as err:
         fail(f"{model} is a PyTorch checkpoint: {err}")
     from lite_rm.scoring.encoding import load_tokenizer
     from lite_rm.training.checkpoint import input_rule_of
-    from lite_rm.training.modeling import load_reward_model, resolve_bf16, torch_score_fn
+    from lite_rm.training.modeling import load_reward_model, resolve_bf16, torch_score_fn, torch_threads
 
-    torch.set_num_threads(threads)
     try:
-        rule = input_rule_of(model)
-        reward_model = load_reward_model(model, seed=0)
-        tokenizer = load_tokenizer(model)
+        with torch_threads(threads):
+            rule = input_rule_of(model)
+            reward_model = load_reward_model(model, seed=0)
+            tokenizer = load_tokenizer(model)
     except (OSError, ValueError) as err:  # transformers' own errors for a broken folder: say which folder
         fail(f"{model}: cannot load the checkpoint ({err})")
-    return torch_score_fn(reward_model, tokenizer, rule, resolve_bf16("auto" if bf16 is None else bf16), batch_size)
+    score = torch_score_fn(reward_model, tokenizer, rule, resolve_bf16("auto" if bf16 is None else bf16), batch_size)
+
+    def score_in_threads(prompts: Sequence[str], responses: Sequence[str]) -> Any:
+        # torch's thread count is process-wide: set it only while scoring, not for the caller's process
+        with torch_threads(threads):
+            return score(prompts, responses)
+
+    return score_in_threads
 
 
 def _score_fn(model: Path, bf16: bool | None, threads: int, batch_size: int | None, verify: bool,

@@ -51,7 +51,8 @@ from lite_rm.cli.options import (
 @click.option("--address", default=None, help="With --engine ray: the cluster to join (e.g. auto or "
                                                 "ray://HOST:10001; default: start a local one).")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
-              help="With --engine ray: scoring actors, each with its own model and --threads CPUs.")
+              help="With --engine ray: scoring actors, each with its own model and --threads CPUs "
+                   "(0: the free cores, divided among them).")
 def score(bundle: str, input_path: str, output_path: str, data_format: str | None, split: str | None,
           columns: tuple[str, ...], skip_invalid: bool, kind: str | None, domain: str | None, resume: bool,
           threads: int, head: Any, batch_size: int | None, progress: bool, as_json: bool, verify: bool,
@@ -86,7 +87,7 @@ def score(bundle: str, input_path: str, output_path: str, data_format: str | Non
             raise click.UsageError("--engine ray reads a folder or glob of shards (-i) and writes a folder (-o); "
                                    "stdin/stdout and --resume do not apply (a rerun resumes by itself)")
         _score_on_ray(bundle, input_path, output_path, address, workers, as_json, verify,
-                      threads=threads or 1, batch_size=batch_size or DEFAULT_BATCH_SIZE, data_format=data_format,
+                      threads=threads, batch_size=batch_size or DEFAULT_BATCH_SIZE, data_format=data_format,
                       columns=mapping,
                       domain=domain, skip_invalid=skip_invalid)
         return

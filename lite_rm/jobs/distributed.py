@@ -36,7 +36,9 @@ from lite_rm.extras import require
 from lite_rm.files import write_text_atomic
 from lite_rm.jobs.batch_output import PARTIAL_SUFFIX
 from lite_rm.jobs.batch_scoring import score_file
+from lite_rm.scoring.heads import HeadSpec
 from lite_rm.scoring.scorer import DEFAULT_BATCH_SIZE, Scorer
+from lite_rm.threads import share_threads
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +99,14 @@ def _parquet_as_jsonl(shard: Path, dest: Path) -> Path:
 
 @dataclass(frozen=True)
 class ShardOptions:
-    """How every shard is read and scored: the options of ``lite-rm score`` (see :func:`score_file`)."""
+    """How every shard is read and scored: the options of ``lite-rm score`` (see :func:`score_file`).
+
+    ``threads`` is per actor: 1 by default (each actor reserves that many Ray CPUs); 0, as everywhere,
+    means the free cores (:func:`~lite_rm.threads.resolve_threads`), sampled by each actor when it starts
+    and divided among the actors of the pool (:func:`~lite_rm.threads.share_threads`; each reserves one
+    Ray CPU). The division is exact when the actors share one machine; on a cluster of several it gives
+    each actor fewer threads than its machine could run, never more.
+    """
 
     threads: int = 1
     batch_size: int = DEFAULT_BATCH_SIZE
@@ -105,6 +114,16 @@ class ShardOptions:
     columns: Mapping[str, str] | None = None
     domain: str | None = None
     skip_invalid: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise ValueError(f"ShardOptions.threads: expected an integer >= 0 (0: the free cores, shared by the "
+                             f"actors), found {self.threads!r}")
+
+    @property
+    def num_cpus(self) -> int:
+        """The Ray CPUs each actor reserves: ``threads``, or 1 for ``0`` (counted when the actor starts)."""
+        return self.threads or 1
 
 
 RESULT_KEYS = ("shard", "output", "rows", "skipped", "seconds", "status", "error")
@@ -158,12 +177,15 @@ class ShardScorer:
 
     >>> ds = ray.data.from_items([{"shard": str(p)} for p in list_shards("shards/")])
     >>> ds.map_batches(ShardScorer, fn_constructor_args=("bundle/", "scored/"), batch_size=1, concurrency=4)
+
+    ``actors``: the pool's size, among which ``options.threads == 0`` divides the free cores.
     """
 
-    def __init__(self, bundle: str, output_dir: str, options: ShardOptions | None = None) -> None:
+    def __init__(self, bundle: str, output_dir: str, options: ShardOptions | None = None, actors: int = 1) -> None:
         self.options = options or ShardOptions()
         self.output_dir = Path(output_dir)
-        self.scorer = Scorer(bundle, threads=self.options.threads, batch_size=self.options.batch_size)
+        self.scorer = Scorer(bundle, threads=share_threads(self.options.threads, actors),
+                             batch_size=self.options.batch_size)
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[Any]]:
         results = [score_shard(self.scorer, Path(str(s)), self.output_dir, self.options) for s in batch["shard"]]
@@ -185,17 +207,20 @@ class BundleScorer:
         prompt_column: the column of prompts (text, or chat messages).
         response_column: the column of responses.
         output_column: the column the scores go to (float32; replaced if it exists).
-        threads: onnxruntime threads per actor (give map_batches the same ``num_cpus``).
+        threads: onnxruntime threads per actor, 1 by default (give map_batches the same ``num_cpus``); 0, as
+            everywhere, the free cores (sampled when the actor starts), divided among ``actors``.
         batch_size: pairs per model call (the Scorer's; ``None``: its default).
         head: which reward, as :class:`~lite_rm.scoring.scorer.Scorer`'s ``head``.
+        actors: with ``threads=0``, how many actors share a machine's free cores (map_batches'
+            ``concurrency`` when they run on one machine).
     """
 
     def __init__(self, bundle: str | Path, prompt_column: str = "prompt", response_column: str = "response",
                  output_column: str = "score", threads: int = 1, batch_size: int | None = None,
-                 head: Any = None) -> None:
+                 head: HeadSpec = None, actors: int = 1) -> None:
         self.columns = (prompt_column, response_column)
         self.output_column = output_column
-        self.scorer = Scorer(bundle, threads=threads, batch_size=batch_size, head=head)
+        self.scorer = Scorer(bundle, threads=share_threads(threads, actors), batch_size=batch_size, head=head)
 
     def _column(self, batch: Any, name: str) -> list[Any]:
         if isinstance(batch, Mapping):
@@ -268,7 +293,8 @@ def score_dataset(bundle: str | Path, inputs: str | Path, output_dir: str | Path
         bundle: the bundle folder, readable at the same path by every worker.
         inputs: a folder or glob of shards, or one file (see :func:`list_shards`).
         output_dir: where ``NAME.jsonl`` per shard and ``_report.json`` go (shared by every worker).
-        workers: actors, each with its own copy of the model and ``options.threads`` CPUs.
+        workers: actors, each with its own copy of the model and ``options.threads`` CPUs (0: the free
+            cores divided among the actors, see :class:`ShardOptions`).
         options: how the shards are read and scored.
         scorer_class: the ``map_batches`` callable (a subclass for tests).
 
@@ -293,10 +319,10 @@ def score_dataset(bundle: str | Path, inputs: str | Path, output_dir: str | Path
         if not ray.is_initialized():
             ray.init()
         dataset = ray.data.from_items([{"shard": str(s.resolve())} for s in todo], override_num_blocks=len(todo))
+        actors = max(1, min(workers, len(todo)))
         scored = dataset.map_batches(
-            scorer_class, fn_constructor_args=(str(Path(bundle).resolve()), str(out.resolve()), options),
-            batch_size=1, compute=ray.data.ActorPoolStrategy(size=max(1, min(workers, len(todo)))),
-            num_cpus=options.threads)
+            scorer_class, fn_constructor_args=(str(Path(bundle).resolve()), str(out.resolve()), options, actors),
+            batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=options.num_cpus)
         # Plain Python values (Ray hands back numpy scalars) for the JSON report.
         results = [{k: v.item() if hasattr(v, "item") else v for k, v in r.items()} for r in scored.take_all()]
     done = {r["shard"] for r in results}

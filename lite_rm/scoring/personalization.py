@@ -22,13 +22,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from lite_rm.errors import InputError
 from lite_rm.extras import require
-from lite_rm.scoring.bundle import Calibration
+from lite_rm.scoring.bundle import Calibration, Manifest
 from lite_rm.scoring.evaluation import pair_correctness
 from lite_rm.scoring.heads import DEFAULT_HEAD, LinearHead, check_head_name, save_into_bundle, write_head
 
@@ -175,8 +175,22 @@ def _choose_c(linear_model: Any, x: np.ndarray, y: np.ndarray, splits: list[tupl
     return float(C_GRID[best]), float(accuracy[best])
 
 
-def personalize(scorer: Any, prompts: Sequence[Any], chosen: Sequence[Any], rejected: Sequence[Any], name: str,
-                profile: str | Path | None = None, seed: int = 0, base: str = DEFAULT_HEAD) -> FitReport:
+class EmbeddingScorer(Protocol):
+    """What :func:`personalize` uses of a :class:`lite_rm.scoring.scorer.Scorer` (a protocol, not the class:
+    the scorer module imports this one, and an import back would close a circle)."""
+
+    @property
+    def manifest(self) -> Manifest: ...
+
+    def embed_pairs(self, prompts: Sequence[Any], responses: Sequence[Any]) -> np.ndarray: ...
+
+    def get_head(self, name: str) -> LinearHead: ...
+
+    def load_head(self, path: str | Path) -> str: ...
+
+
+def personalize(scorer: EmbeddingScorer, prompts: Sequence[Any], chosen: Sequence[Any], rejected: Sequence[Any],
+                name: str, profile: str | Path | None = None, seed: int = 0, base: str = DEFAULT_HEAD) -> FitReport:
     """Fit a user head on the comparisons and save it: into the bundle, or into ``profile``.
 
     Args:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from lite_rm.scoring.encoding import EncodedPairs, encode_pairs, length_batches,
 from lite_rm.scoring.heads import HeadPlan, HeadSet, HeadSpec, LinearHead
 from lite_rm.scoring.runtimes import EMBEDDING_OUTPUT, SCORE_OUTPUT, RuntimeLoadError, open_runtime
 from lite_rm.threads import resolve_threads
+
+if TYPE_CHECKING:  # at run time personalization loads on the first personalize() call, as before
+    from lite_rm.scoring.personalization import FitReport
 
 logger = logging.getLogger(__name__)
 
@@ -356,7 +359,7 @@ class Scorer:
         return self._outputs(prompts, responses, (EMBEDDING_OUTPUT,))[0]
 
     def personalize(self, prompts: Sequence[Any], chosen: Sequence[Any], rejected: Sequence[Any], name: str,
-                    profile: str | Path | None = None, seed: int = 0) -> Any:
+                    profile: str | Path | None = None, seed: int = 0) -> FitReport:
         """Fit a head from a user's comparisons (see :func:`lite_rm.scoring.personalization.personalize`); the head
         is saved into the bundle, or into ``profile``, and can be scored at once by its ``name``."""
         from lite_rm.scoring.personalization import personalize

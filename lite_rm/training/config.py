@@ -23,7 +23,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from lite_rm.data.formats import DSP_DOMAINS, FORMATS
 from lite_rm.errors import ConfigError
@@ -355,7 +355,7 @@ class TrainConfig:
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     seed: int = 0
     max_length: int = 256
-    bf16: Any = "auto"
+    bf16: bool | Literal["auto"] = "auto"
     # off: attention dropout forces slow unfused attention on CPU, for no accuracy gain on validation;
     # TRL's preference trainers (DPO among them) turn dropout off by default too.
     dropout: str = "off"
@@ -453,7 +453,7 @@ class DistillConfig(OptimConfig):
     eval_batch_size: int = 64
     seed: int = 0
     dropout: str = "off"  # as lite-rm train: attention dropout forces slow unfused attention on CPU
-    bf16: Any = "auto"
+    bf16: bool | Literal["auto"] = "auto"
     log_every: int = 10
     save_every: int = 50
 

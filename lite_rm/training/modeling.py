@@ -16,6 +16,7 @@ from lite_rm.errors import ConfigError, InputError
 from lite_rm.files import atomic_dir
 from lite_rm.scoring.encoding import EncodedPairs, InputRule, encode_pairs, length_batches, pad_batch, pad_id_of
 from lite_rm.scoring.evaluation import ScoreFn
+from lite_rm.threads import resolve_threads
 from lite_rm.training.checkpoint import write_meta
 from lite_rm.training.config import DROPOUT_CHOICES, POOLING_CHOICES
 
@@ -323,11 +324,12 @@ def save_checkpoint(
 
 
 @contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Use ``n`` intra-op threads inside the block (0: leave torch's default)."""
-    if n <= 0:
-        yield
-        return
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Use ``n`` intra-op threads inside the block, counted by :func:`~lite_rm.threads.resolve_threads`
+    (a positive count as given, so an already resolved one stays; 0: free cores now; None: all usable
+    cores), and restore torch's count after it.
+    """
+    n = resolve_threads(n)
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
