@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from lite_rm.data.formats import DSP_DOMAINS, FORMATS
+from lite_rm.data.formats import DSP_DOMAINS, SOURCE_FORMATS
 from lite_rm.errors import ConfigError
 from lite_rm.flags import Flag
 from lite_rm.training.metrics import REPORTERS
@@ -258,8 +258,8 @@ class CustomStageConfig(OptimConfig):
         _check(isinstance(self.domains, list) and all(d in DSP_DOMAINS for d in self.domains),
                "custom.domains", f"a list of DSP domains among {list(DSP_DOMAINS)}", self.domains)
         _check(isinstance(self.data, str), "custom.data", "a file path or dataset name", self.data)
-        _check(self.data_format in ("", *FORMATS, "hf"), "custom.data_format",
-               f"one of {', '.join((*FORMATS, 'hf'))} (or empty: detected)", self.data_format)
+        _check(self.data_format in ("", *SOURCE_FORMATS), "custom.data_format",
+               f"one of {', '.join(SOURCE_FORMATS)} (or empty: detected)", self.data_format)
         _check(isinstance(self.data_split, str), "custom.data_split", "a split name", self.data_split)
         _check(isinstance(self.data_columns, dict) and all(isinstance(v, str) for v in self.data_columns.values()),
                "custom.data_columns", "a table of field = column name", self.data_columns)
