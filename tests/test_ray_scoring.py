@@ -134,6 +134,7 @@ def test_threads_zero_on_ray_divides_the_free_cores_among_the_actors(cluster: No
     assert {s["status"] for s in report.shards} == {"scored"}
     assert {s["actors"] for s in report.shards} == {2}
     assert all(1 <= s["threads"] <= max(1, usable_cores() // 2) for s in report.shards)
+    assert len({s["threads"] for s in report.shards}) == 1  # sampled once, by the driver
 
 
 def test_cli_threads_zero_on_ray_means_free_cores(cluster: None, bundle: Path, tmp_path: Path,

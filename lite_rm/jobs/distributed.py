@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +102,10 @@ class ShardOptions:
     """How every shard is read and scored: the options of ``lite-rm score`` (see :func:`score_file`).
 
     ``threads`` is per actor: 1 by default (each actor reserves that many Ray CPUs); 0, as everywhere,
-    means the free cores (:func:`~lite_rm.threads.resolve_threads`), sampled by each actor when it starts
-    and divided among the actors of the pool (:func:`~lite_rm.threads.share_threads`; each reserves one
-    Ray CPU). The division is exact when the actors share one machine; on a cluster of several it gives
+    means the free cores (:func:`~lite_rm.threads.resolve_threads`), sampled once when the pool starts
+    (by :func:`score_dataset`; a :class:`ShardScorer` given 0 directly samples when it starts) and divided
+    among the actors of the pool (:func:`~lite_rm.threads.share_threads`; each reserves one Ray CPU).
+    The division is exact when the actors share one machine; on a cluster of several it gives
     each actor fewer threads than its machine could run, never more.
     """
 
@@ -320,8 +321,11 @@ def score_dataset(bundle: str | Path, inputs: str | Path, output_dir: str | Path
             ray.init()
         dataset = ray.data.from_items([{"shard": str(s.resolve())} for s in todo], override_num_blocks=len(todo))
         actors = max(1, min(workers, len(todo)))
+        # 0 is sampled once, here, before any actor loads: an actor sampling while its siblings start
+        # would count their loading as busy cores, and each would wait for its own sample.
+        shared = options if options.threads else replace(options, threads=share_threads(0, actors))
         scored = dataset.map_batches(
-            scorer_class, fn_constructor_args=(str(Path(bundle).resolve()), str(out.resolve()), options, actors),
+            scorer_class, fn_constructor_args=(str(Path(bundle).resolve()), str(out.resolve()), shared, actors),
             batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=options.num_cpus)
         # Plain Python values (Ray hands back numpy scalars) for the JSON report.
         results = [{k: v.item() if hasattr(v, "item") else v for k, v in r.items()} for r in scored.take_all()]
