@@ -66,9 +66,8 @@ def _known(source: str, domain: Any) -> tuple[str, str]:
 
 def training_sets(manifest: Manifest) -> list[TrainingSet] | None:
     """The training sets the manifest records (its checkpoint's validation split), ``None`` if not recorded."""
-    source = manifest.data.get("source")
-    meta = source.get("lite_rm_meta") if isinstance(source, dict) else None
-    split = meta.get("validation_split") if isinstance(meta, dict) else None
+    meta = manifest.source.lite_rm_meta if manifest.source else None
+    split = meta.get("validation_split") if meta else None
     if not isinstance(split, dict) or not isinstance(split.get("sets"), list):
         return None
     found = []
@@ -221,13 +220,13 @@ def _fidelity(manifest: Manifest) -> list[str]:
 
 
 def _training(manifest: Manifest) -> list[str]:
-    source = manifest.data.get("source")
-    meta = source.get("lite_rm_meta") if isinstance(source, dict) else None
-    if not isinstance(meta, dict):
+    source = manifest.source
+    meta = source.lite_rm_meta if source else None
+    if not source or not meta:
         return ["## Training", "", "Not recorded in the manifest.", ""]
     lines = ["## Training", "",
              f"- Stage: {meta.get('stage', 'n/a')}, from `{_short(meta.get('base_model'))}`"
-             f" ({source.get('model_type', 'n/a') if isinstance(source, dict) else 'n/a'})"]
+             f" ({source.model_type or 'n/a'})"]
     training = meta.get("training")
     if isinstance(training, dict):
         lines.append(f"- {_number(training.get('train_pairs'))} training pairs, {_number(training.get('steps'))} "

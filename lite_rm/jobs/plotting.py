@@ -240,7 +240,7 @@ def held_out_pairs(manifest: Any) -> list[Any]:
     """
     from lite_rm.training.checkpoint import ValidationSplit
 
-    meta = (manifest.data.get("source") or {}).get("lite_rm_meta") or {}
+    meta = (manifest.source.lite_rm_meta if manifest.source else None) or {}
     if not meta.get("validation_split"):
         raise InputError(f"{manifest.folder}: the bundle records no held-out split of its training data; "
                          "give the pairs with --data FILE")

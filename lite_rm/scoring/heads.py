@@ -375,7 +375,7 @@ class HeadSet:
         if head.dim != self.manifest.embedding_dim:
             raise BundleError(f"{where}: head of {head.dim} dimensions, the bundle's embedding has "
                               f"{self.manifest.embedding_dim}")
-        backbone = (self.manifest.data.get("source") or {}).get("sha256")
+        backbone = self.manifest.source.sha256 if self.manifest.source else None
         if head.backbone and backbone and head.backbone != backbone:
             raise BundleError(f"{where}: head {head.name!r} was fit on another model (backbone {head.backbone[:12]}, "
                               f"this bundle's is {backbone[:12]}); fit it again on this bundle")
